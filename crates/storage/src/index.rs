@@ -1,0 +1,383 @@
+//! Sparse, memory-mapped indexes of a segment.
+//!
+//! Two kinds share one implementation, [`Index`]:
+//! - the offset index maps a relative offset to the byte position of the batch that starts there
+//!   ([`OffsetEntry`], 8 bytes: relative offset `u32` BE, position `u32` BE);
+//! - the time index maps a timestamp to the relative offset of the batch where the segment's running
+//!   maximum timestamp first reached it ([`TimeEntry`], 12 bytes: timestamp `i64` BE, relative offset `u32` BE).
+//!
+//! Both layouts are Kafka's. Keys strictly increase from one entry to the next, which is what makes
+//! [`Index::floor`] a binary search. The index of the active segment is preallocated to its
+//! capacity and mapped writable; sealing trims the file to its entries and maps it read-only.
+#![allow(unsafe_code)]
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+
+use memmap2::{Mmap, MmapMut};
+
+/// A fixed-size index entry with a sort key.
+pub trait IndexEntry: Copy + std::fmt::Debug {
+    /// Encoded size in bytes.
+    const SIZE: usize;
+    /// Decodes an entry from exactly `SIZE` bytes.
+    fn decode(bytes: &[u8]) -> Self;
+    /// Encodes the entry into exactly `SIZE` bytes.
+    fn encode(&self, out: &mut [u8]);
+    /// The key entries are sorted and searched by.
+    fn key(&self) -> i64;
+}
+
+/// Offset index entry: the batch starting at `relative_offset` begins at byte `position`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffsetEntry {
+    /// Offset minus the segment's base offset.
+    pub relative_offset: u32,
+    /// Byte position of the batch in the segment's log file.
+    pub position: u32,
+}
+
+impl IndexEntry for OffsetEntry {
+    const SIZE: usize = 8;
+    fn decode(b: &[u8]) -> Self {
+        OffsetEntry {
+            relative_offset: u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
+            position: u32::from_be_bytes([b[4], b[5], b[6], b[7]]),
+        }
+    }
+    fn encode(&self, out: &mut [u8]) {
+        out[..4].copy_from_slice(&self.relative_offset.to_be_bytes());
+        out[4..8].copy_from_slice(&self.position.to_be_bytes());
+    }
+    fn key(&self) -> i64 {
+        i64::from(self.relative_offset)
+    }
+}
+
+/// Time index entry: the segment's maximum timestamp first reached `timestamp` in the batch
+/// starting at `relative_offset`, so every record before that batch has a smaller timestamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeEntry {
+    /// Running maximum timestamp, in ms.
+    pub timestamp: i64,
+    /// Base offset of the batch where it was reached, minus the segment's base offset.
+    pub relative_offset: u32,
+}
+
+impl IndexEntry for TimeEntry {
+    const SIZE: usize = 12;
+    fn decode(b: &[u8]) -> Self {
+        let mut ts = [0u8; 8];
+        ts.copy_from_slice(&b[..8]);
+        TimeEntry {
+            timestamp: i64::from_be_bytes(ts),
+            relative_offset: u32::from_be_bytes([b[8], b[9], b[10], b[11]]),
+        }
+    }
+    fn encode(&self, out: &mut [u8]) {
+        out[..8].copy_from_slice(&self.timestamp.to_be_bytes());
+        out[8..12].copy_from_slice(&self.relative_offset.to_be_bytes());
+    }
+    fn key(&self) -> i64 {
+        self.timestamp
+    }
+}
+
+/// The mapping behind an index, by life stage.
+#[derive(Debug)]
+enum Map {
+    /// No entries and nothing mapped (a zero-length file cannot be mapped).
+    Empty,
+    /// Active segment: preallocated to capacity, writable.
+    Writable(MmapMut),
+    /// Sealed segment: trimmed to its entries, read-only.
+    Sealed(Mmap),
+}
+
+/// A memory-mapped array of [`IndexEntry`] values with strictly increasing keys.
+///
+/// Invariant: entries `0..len` are valid and their keys strictly increase; for a writable
+/// index the file is `capacity * E::SIZE` bytes long, for a sealed one `len * E::SIZE`.
+#[derive(Debug)]
+pub struct Index<E: IndexEntry> {
+    path: PathBuf,
+    file: File,
+    map: Map,
+    len: usize,
+    capacity: usize,
+    _entry: PhantomData<E>,
+}
+
+impl<E: IndexEntry> Index<E> {
+    /// Opens (creating if needed) a sealed, trimmed index file read-only. The entries are not
+    /// checked here; see [`Index::is_consistent`].
+    pub fn open_sealed(path: &Path) -> io::Result<Self> {
+        let file = open_rw(path)?;
+        let bytes = file.metadata()?.len();
+        if bytes % E::SIZE as u64 != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("index size {bytes} is not a multiple of {}", E::SIZE),
+            ));
+        }
+        let len = usize::try_from(bytes / E::SIZE as u64)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "index too large"))?;
+        let map = if len == 0 {
+            Map::Empty
+        } else {
+            // SAFETY: the file is private to this partition directory and only this process
+            // changes it; it is never truncated while this read-only map exists (sealed indexes
+            // are immutable until deleted, and deletion only unlinks the name).
+            Map::Sealed(unsafe { Mmap::map(&file)? })
+        };
+        Ok(Index {
+            path: path.to_path_buf(),
+            file,
+            map,
+            len,
+            capacity: len,
+            _entry: PhantomData,
+        })
+    }
+
+    /// Creates an empty writable index with room for `capacity` entries, replacing any file there.
+    pub fn create(path: &Path, capacity: usize) -> io::Result<Self> {
+        let file = open_rw(path)?;
+        file.set_len(0)?;
+        let mut index = Index {
+            path: path.to_path_buf(),
+            file,
+            map: Map::Empty,
+            len: 0,
+            capacity: 0,
+            _entry: PhantomData,
+        };
+        index.make_writable(capacity)?;
+        Ok(index)
+    }
+
+    /// Turns a sealed index back into a writable one with room for `capacity` entries
+    /// (used when a log reopens its last segment as the active one).
+    pub fn make_writable(&mut self, capacity: usize) -> io::Result<()> {
+        let capacity = capacity.max(self.len + 1);
+        self.map = Map::Empty;
+        self.file.set_len((capacity * E::SIZE) as u64)?;
+        // SAFETY: as in `open_sealed`; in addition the file length was just set to the mapped
+        // size and is changed again only in `seal`, after this map has been dropped.
+        self.map = Map::Writable(unsafe { MmapMut::map_mut(&self.file)? });
+        self.capacity = capacity;
+        Ok(())
+    }
+
+    /// Number of valid entries.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// True when no further entry fits.
+    pub fn is_full(&self) -> bool {
+        self.len >= self.capacity
+    }
+
+    /// The index file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match &self.map {
+            Map::Empty => &[],
+            Map::Writable(m) => &m[..],
+            Map::Sealed(m) => &m[..],
+        }
+    }
+
+    /// Entry `i`, if `i < len`.
+    pub fn get(&self, i: usize) -> Option<E> {
+        if i >= self.len {
+            return None;
+        }
+        let start = i * E::SIZE;
+        self.bytes().get(start..start + E::SIZE).map(E::decode)
+    }
+
+    /// The last entry.
+    pub fn last(&self) -> Option<E> {
+        self.len.checked_sub(1).and_then(|i| self.get(i))
+    }
+
+    /// The entry with the largest key `<= key`; `None` when every key is larger or there are none.
+    pub fn floor(&self, key: i64) -> Option<E> {
+        // First index whose key is > `key`; the floor is the one before it.
+        let (mut lo, mut hi) = (0usize, self.len);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.get(mid) {
+                Some(e) if e.key() <= key => lo = mid + 1,
+                _ => hi = mid,
+            }
+        }
+        lo.checked_sub(1).and_then(|i| self.get(i))
+    }
+
+    /// Appends an entry. Returns `false` (and changes nothing) when the index is full, not
+    /// writable, or the key does not exceed the last one.
+    pub fn push(&mut self, entry: E) -> bool {
+        if self.is_full() || self.last().is_some_and(|l| l.key() >= entry.key()) {
+            return false;
+        }
+        let Map::Writable(map) = &mut self.map else {
+            return false;
+        };
+        let start = self.len * E::SIZE;
+        entry.encode(&mut map[start..start + E::SIZE]);
+        self.len += 1;
+        true
+    }
+
+    /// Drops every entry (before a rebuild).
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// Drops the entries whose key is `>= key` (after the log behind them was truncated).
+    pub fn truncate_from(&mut self, key: i64) {
+        while self.last().is_some_and(|l| l.key() >= key) {
+            self.len -= 1;
+        }
+    }
+
+    /// Writes the mapped entries back to the file (msync).
+    pub fn flush(&self) -> io::Result<()> {
+        match &self.map {
+            Map::Writable(m) => m.flush(),
+            Map::Empty | Map::Sealed(_) => Ok(()),
+        }
+    }
+
+    /// Flushes, trims the file to its entries, fsyncs it and maps it read-only.
+    pub fn seal(&mut self) -> io::Result<()> {
+        self.flush()?;
+        self.map = Map::Empty;
+        self.file.set_len((self.len * E::SIZE) as u64)?;
+        self.file.sync_all()?;
+        self.capacity = self.len;
+        if self.len > 0 {
+            // SAFETY: as in `open_sealed`: the file now has exactly the mapped length and is
+            // not resized again while sealed.
+            self.map = Map::Sealed(unsafe { Mmap::map(&self.file)? });
+        }
+        Ok(())
+    }
+
+    /// Checks the structural invariant: keys strictly increase and no slot is all zeros
+    /// (an unused preallocated slot), and `valid(entry)` holds for every entry.
+    pub fn is_consistent(&self, valid: impl Fn(&E) -> bool) -> bool {
+        let zero = vec![0u8; E::SIZE];
+        let mut prev: Option<i64> = None;
+        for (i, chunk) in self.bytes().chunks_exact(E::SIZE).take(self.len).enumerate() {
+            if i > 0 && chunk == zero.as_slice() {
+                return false;
+            }
+            let e = E::decode(chunk);
+            if prev.is_some_and(|p| p >= e.key()) || !valid(&e) {
+                return false;
+            }
+            prev = Some(e.key());
+        }
+        true
+    }
+}
+
+fn open_rw(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offset_index(dir: &Path, cap: usize) -> Index<OffsetEntry> {
+        Index::create(&dir.join("0.index"), cap).unwrap()
+    }
+
+    #[test]
+    fn floor_finds_the_largest_key_not_above() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut idx = offset_index(dir.path(), 10);
+        assert_eq!(idx.floor(5), None);
+        for (o, p) in [(10, 100), (20, 200), (30, 300)] {
+            assert!(idx.push(OffsetEntry { relative_offset: o, position: p }));
+        }
+        assert_eq!(idx.floor(9), None);
+        assert_eq!(idx.floor(10).unwrap().position, 100);
+        assert_eq!(idx.floor(29).unwrap().position, 200);
+        assert_eq!(idx.floor(1000).unwrap().position, 300);
+    }
+
+    #[test]
+    fn push_refuses_non_increasing_keys_and_overflow() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut idx = offset_index(dir.path(), 2);
+        assert!(idx.push(OffsetEntry { relative_offset: 5, position: 1 }));
+        assert!(!idx.push(OffsetEntry { relative_offset: 5, position: 2 }));
+        assert!(idx.push(OffsetEntry { relative_offset: 6, position: 2 }));
+        assert!(idx.is_full());
+        assert!(!idx.push(OffsetEntry { relative_offset: 7, position: 3 }));
+    }
+
+    #[test]
+    fn seal_trims_and_reopens_with_the_same_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.timeindex");
+        let mut idx: Index<TimeEntry> = Index::create(&path, 100).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 1200);
+        idx.push(TimeEntry { timestamp: -5, relative_offset: 0 });
+        idx.push(TimeEntry { timestamp: 7, relative_offset: 3 });
+        idx.seal().unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 24);
+        drop(idx);
+        let idx: Index<TimeEntry> = Index::open_sealed(&path).unwrap();
+        assert_eq!(idx.len(), 2);
+        assert_eq!(idx.floor(0).unwrap(), TimeEntry { timestamp: -5, relative_offset: 0 });
+        assert!(idx.is_consistent(|_| true));
+    }
+
+    #[test]
+    fn an_untrimmed_index_is_inconsistent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.index");
+        let mut idx = offset_index(dir.path(), 10);
+        idx.push(OffsetEntry { relative_offset: 4, position: 4096 });
+        idx.flush().unwrap();
+        drop(idx);
+        // A crash before sealing leaves the preallocated zeros behind.
+        let idx: Index<OffsetEntry> = Index::open_sealed(&path).unwrap();
+        assert_eq!(idx.len(), 10);
+        assert!(!idx.is_consistent(|_| true));
+    }
+
+    #[test]
+    fn truncate_from_drops_the_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut idx = offset_index(dir.path(), 10);
+        for o in 1..=5 {
+            idx.push(OffsetEntry { relative_offset: o, position: o * 10 });
+        }
+        idx.truncate_from(3);
+        assert_eq!(idx.len(), 2);
+        assert_eq!(idx.last().unwrap().relative_offset, 2);
+    }
+}

@@ -1,0 +1,28 @@
+//! The Sluice partition log.
+//!
+//! A partition is an ordered, append-only sequence of Kafka v2 record batches
+//! ([`batch`]) kept in segment files with sparse offset and time indexes
+//! ([`index`]). [`Log`] ties them together: it assigns dense offsets, serves
+//! reads of whole batches as [`bytes::Bytes`], keeps the durability promise of
+//! its [`FlushPolicy`], heals a torn tail after a crash and deletes old
+//! segments by retention.
+//!
+//! This crate is synchronous and knows nothing of the network: the broker
+//! drives it from blocking threads and schedules the periodic work
+//! ([`Log::flush`], [`Log::enforce_retention`]).
+#![warn(missing_docs)]
+
+pub mod batch;
+mod config;
+mod error;
+pub mod index;
+pub mod io;
+mod log;
+mod segment;
+
+pub use config::{FlushPolicy, LogConfig, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES};
+pub use error::{BatchError, StorageError};
+pub use log::{AppendInfo, Log, ReadResult, RetentionOutcome};
+
+/// Result alias for storage operations.
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;

@@ -1,0 +1,694 @@
+//! The partition log: segments in a directory, one writer, any number of readers.
+
+mod recovery;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+
+use crate::batch::{self, BatchHeader, HEADER_LEN};
+use crate::io::{FileIo, StdIo};
+use crate::segment::{IndexCursor, Segment};
+use crate::{FlushPolicy, LogConfig, Result, StorageError};
+
+/// Where an append landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    /// Offset of the first record appended.
+    pub base_offset: u64,
+    /// Offset of the last record appended.
+    pub last_offset: u64,
+    /// Number of records appended.
+    pub record_count: u64,
+    /// Largest record timestamp among them.
+    pub max_timestamp: i64,
+}
+
+/// Whole batches read from the log.
+#[derive(Debug, Clone)]
+pub struct ReadResult {
+    /// Concatenated record batches. The first may start before the offset asked for (it is the
+    /// batch that contains it); empty when the offset is the high watermark.
+    pub batches: Bytes,
+    /// The high watermark when the read was made.
+    pub high_watermark: u64,
+    /// The log start offset when the read was made.
+    pub log_start_offset: u64,
+}
+
+/// What a retention pass removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionOutcome {
+    /// Segments deleted.
+    pub segments_deleted: usize,
+    /// Bytes of log deleted.
+    pub bytes_deleted: u64,
+    /// The log start offset afterwards.
+    pub log_start_offset: u64,
+}
+
+/// What readers may see.
+///
+/// Invariant: `segments` is sorted by base offset, never empty, and its last element is the
+/// writer's active segment; `segments[0].base_offset <= high_watermark`.
+#[derive(Debug)]
+struct LogState {
+    segments: Vec<Arc<Segment>>,
+    /// First offset not visible to readers.
+    high_watermark: u64,
+}
+
+impl LogState {
+    fn log_start_offset(&self) -> u64 {
+        self.segments.first().map_or(0, |s| s.base_offset)
+    }
+}
+
+/// The writer's side, behind one mutex: one append at a time.
+#[derive(Debug)]
+struct Writer {
+    active: Arc<Segment>,
+    cursor: IndexCursor,
+    /// The log end offset: the next offset to assign.
+    next_offset: u64,
+    /// End of the last whole batch in the active segment.
+    write_pos: u64,
+    /// Wall-clock time of the active segment's first append since it was opened (`segment.ms`).
+    active_since_ms: Option<i64>,
+    /// The offset index of the active segment is full: roll before the next append.
+    index_full: bool,
+    /// Sealed segments whose data has not been fsynced yet.
+    unsynced_sealed: Vec<Arc<Segment>>,
+    closed: bool,
+}
+
+/// A partition's append-only log of Kafka v2 record batches.
+///
+/// Offsets are dense: every record gets the next one. Invariant, at every instant:
+/// `log_start_offset <= high_watermark <= log_end_offset`, where
+/// - `log_start_offset` is the first offset still kept (retention moves it forward),
+/// - `high_watermark` is the first offset readers cannot see yet: under [`FlushPolicy::Fsync`]
+///   it only covers fsynced data, otherwise it follows every append,
+/// - `log_end_offset` is the next offset an append will assign.
+///
+/// Concurrency: one append runs at a time (the writer mutex); readers take the state lock only
+/// to copy a segment handle and the high watermark, never across I/O, so they neither block the
+/// writer for longer than that copy nor see a batch that is partly written.
+#[derive(Debug)]
+pub struct Log {
+    dir: PathBuf,
+    config: LogConfig,
+    io: Arc<dyn FileIo>,
+    state: RwLock<LogState>,
+    writer: Mutex<Writer>,
+    /// Offsets below this are fsynced. Held while syncing, which makes appends that wait for
+    /// durability share one fsync (group commit).
+    durable: Mutex<u64>,
+    /// Copy of the writer's `next_offset` for lock-free readers of the log end offset.
+    end_offset: AtomicU64,
+    /// Set once by the first failed write or fsync; the log then refuses appends.
+    failure: OnceLock<String>,
+}
+
+impl Log {
+    /// Opens the partition log in `dir`, creating it if needed, and recovers it if the last
+    /// run did not close it cleanly. Blocking.
+    pub fn open(dir: impl Into<PathBuf>, config: LogConfig) -> Result<Log> {
+        Self::open_with_io(dir, config, Arc::new(StdIo))
+    }
+
+    /// [`Log::open`] with a chosen file I/O implementation (tests inject faults through it).
+    pub fn open_with_io(
+        dir: impl Into<PathBuf>,
+        config: LogConfig,
+        io: Arc<dyn FileIo>,
+    ) -> Result<Log> {
+        config.validate()?;
+        let dir = dir.into();
+        let recovered = recovery::recover(&dir, &config, io.as_ref())?;
+        let next_offset = recovered.next_offset;
+        let active = recovered
+            .segments
+            .last()
+            .cloned()
+            .ok_or_else(|| StorageError::InvalidConfig("recovery produced no segment".into()))?;
+        let write_pos = active.size();
+        let log = Log {
+            state: RwLock::new(LogState {
+                segments: recovered.segments,
+                high_watermark: next_offset,
+            }),
+            writer: Mutex::new(Writer {
+                active,
+                cursor: recovered.cursor,
+                next_offset,
+                write_pos,
+                active_since_ms: None,
+                index_full: false,
+                unsynced_sealed: Vec::new(),
+                closed: false,
+            }),
+            durable: Mutex::new(next_offset),
+            end_offset: AtomicU64::new(next_offset),
+            failure: OnceLock::new(),
+            dir,
+            config,
+            io,
+        };
+        Ok(log)
+    }
+
+    /// The partition directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The log's configuration.
+    pub fn config(&self) -> LogConfig {
+        self.config.clone()
+    }
+
+    /// First offset still in the log.
+    pub fn log_start_offset(&self) -> u64 {
+        self.state.read().log_start_offset()
+    }
+
+    /// First offset not yet visible to readers.
+    pub fn high_watermark(&self) -> u64 {
+        self.state.read().high_watermark
+    }
+
+    /// The next offset an append will assign.
+    pub fn log_end_offset(&self) -> u64 {
+        self.end_offset.load(Ordering::Acquire)
+    }
+
+    /// Bytes of log on disk.
+    pub fn size_bytes(&self) -> u64 {
+        self.state.read().segments.iter().map(|s| s.size()).sum()
+    }
+
+    /// Number of segments.
+    pub fn segment_count(&self) -> usize {
+        self.state.read().segments.len()
+    }
+
+    /// The reason the log refuses writes, if an earlier write or fsync failed.
+    pub fn failure(&self) -> Option<&str> {
+        self.failure.get().map(String::as_str)
+    }
+
+    /// Appends one or more concatenated record batches, assigning dense offsets (the base
+    /// offsets in `batches` are overwritten in place). Every batch is validated first (header,
+    /// CRC); nothing is written unless all are valid.
+    ///
+    /// Returns once the records are visible to readers and, under [`FlushPolicy::Fsync`],
+    /// fsynced; concurrent appends then share one fsync. Blocking.
+    pub fn append(&self, batches: &mut [u8]) -> Result<AppendInfo> {
+        if batches.len() > self.config.max_append_bytes {
+            return Err(StorageError::BatchTooLarge {
+                size: batches.len(),
+                limit: self.config.max_append_bytes,
+            });
+        }
+        let (record_count, max_timestamp) = validate(batches)?;
+        self.check_failed()?;
+
+        let mut w = self.writer.lock();
+        if w.closed {
+            return Err(StorageError::Closed {
+                path: self.dir.clone(),
+            });
+        }
+        self.check_failed()?;
+        self.maybe_roll(&mut w, batches.len() as u64, record_count)?;
+
+        let base_offset = w.next_offset;
+        let mut offset = base_offset;
+        for_each_batch(batches, |at, header, bytes| {
+            batch::set_base_offset(&mut bytes[at..], offset);
+            offset += header.record_count as u64;
+        });
+
+        let position = w.write_pos;
+        if let Err(e) = w.active.file.write_all_at(batches, position) {
+            // Cut whatever part of the write landed, so the next append starts clean.
+            if let Err(e2) = w.active.file.set_len(position) {
+                self.fail(format!("could not undo a failed write ({e}): {e2}"));
+            }
+            return Err(w.active.io_err("append to segment", e));
+        }
+        let interval = self.config.index_interval_bytes;
+        let Writer {
+            active, cursor, ..
+        } = &mut *w;
+        let mut room = true;
+        for_each_batch(batches, |at, header, _| {
+            room &= active.index_batch(cursor, position + at as u64, header, interval);
+        });
+        w.index_full |= !room;
+        w.write_pos += batches.len() as u64;
+        w.next_offset = offset;
+        w.active.size.store(w.write_pos, Ordering::Release);
+        w.active_since_ms.get_or_insert_with(now_ms);
+        self.end_offset.store(offset, Ordering::Release);
+
+        if self.config.flush == FlushPolicy::Fsync {
+            drop(w);
+            self.make_durable(offset)?;
+        } else {
+            self.publish(&[], &w.active, w.write_pos, offset);
+        }
+        Ok(AppendInfo {
+            base_offset,
+            last_offset: offset - 1,
+            record_count,
+            max_timestamp,
+        })
+    }
+
+    /// Reads whole batches starting with the one that contains `offset`, up to `max_bytes`
+    /// (but always at least one whole batch), never past the high watermark. Every batch
+    /// returned has passed its CRC check. Blocking.
+    ///
+    /// `offset == high_watermark` gives an empty result; an offset below the log start or above
+    /// the high watermark is [`StorageError::OffsetOutOfRange`].
+    pub fn read(&self, offset: u64, max_bytes: usize) -> Result<ReadResult> {
+        let (segment, readable, high_watermark, log_start_offset) = {
+            let st = self.state.read();
+            let start = st.log_start_offset();
+            if offset < start || offset > st.high_watermark {
+                return Err(StorageError::OffsetOutOfRange {
+                    requested: offset,
+                    log_start_offset: start,
+                    high_watermark: st.high_watermark,
+                });
+            }
+            let i = st
+                .segments
+                .partition_point(|s| s.base_offset <= offset)
+                .saturating_sub(1);
+            let segment = st.segments[i].clone();
+            let readable = segment.readable();
+            (segment, readable, st.high_watermark, start)
+        };
+        let batches = if offset == high_watermark {
+            Bytes::new()
+        } else {
+            read_from_segment(&segment, offset, readable, max_bytes, &self.config)?
+        };
+        Ok(ReadResult {
+            batches,
+            high_watermark,
+            log_start_offset,
+        })
+    }
+
+    /// The first offset whose record timestamp is `>= timestamp_ms`, or `None` when no visible
+    /// record is that recent. Timestamps need not be monotonic; the answer is exact.
+    pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<u64>> {
+        let segments: Vec<(Arc<Segment>, u64)> = {
+            let st = self.state.read();
+            st.segments.iter().map(|s| (s.clone(), s.readable())).collect()
+        };
+        for (segment, readable) in segments {
+            if segment.max_timestamp.load(Ordering::Acquire) < timestamp_ms {
+                continue;
+            }
+            let from = segment
+                .time_index
+                .read()
+                .floor(timestamp_ms)
+                .map_or(0, |e| {
+                    segment.position_for(segment.base_offset + u64::from(e.relative_offset))
+                });
+            let mut hit = None;
+            let outcome = segment.scan(from, readable, None, false, |pos, h| {
+                if h.max_timestamp >= timestamp_ms {
+                    hit = Some((pos, h.total_len()));
+                    std::ops::ControlFlow::Break(())
+                } else {
+                    std::ops::ControlFlow::Continue(())
+                }
+            })?;
+            if let Some((pos, reason)) = outcome.error {
+                return Err(segment.corrupt(pos, reason));
+            }
+            let Some((pos, len)) = hit else { continue };
+            let bytes = segment.read_bytes(pos, len)?.freeze();
+            batch::verify_crc(&bytes).map_err(|e| segment.corrupt(pos, e))?;
+            for record in batch::records(bytes).map_err(|e| segment.corrupt(pos, e))? {
+                let record = record.map_err(|e| segment.corrupt(pos, e))?;
+                if record.timestamp_ms >= timestamp_ms {
+                    return Ok(Some(record.offset));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Fsyncs everything appended so far and makes it visible. Under
+    /// [`FlushPolicy::Interval`] the owner calls this every interval. Blocking.
+    pub fn flush(&self) -> Result<()> {
+        self.make_durable(self.log_end_offset())
+    }
+
+    /// Fsyncs segments sealed since the last call and moves the recovery checkpoint past
+    /// them, so that crash recovery only has to scan the active segment. Cheap when there is
+    /// nothing to do; a no-op under [`FlushPolicy::Fsync`], where appends do it. Blocking.
+    pub fn checkpoint(&self) -> Result<()> {
+        if self.config.flush == FlushPolicy::Fsync {
+            return Ok(());
+        }
+        let _durable = self.durable.lock();
+        let (sealed, active_base) = {
+            let w = self.writer.lock();
+            (w.unsynced_sealed.clone(), w.active.base_offset)
+        };
+        if sealed.is_empty() {
+            return Ok(());
+        }
+        for segment in &sealed {
+            self.sync_segment(segment)?;
+        }
+        self.writer.lock().unsynced_sealed.drain(..sealed.len());
+        recovery::write_recovery_point(&self.dir, active_base);
+        Ok(())
+    }
+
+    /// Deletes the oldest sealed segments while the log is over `retention.bytes`, and those
+    /// whose newest record is older than `retention.ms` (relative to `now_ms`). The active
+    /// segment is never deleted. Blocking.
+    pub fn enforce_retention(&self, now_ms: i64) -> Result<RetentionOutcome> {
+        let doomed: Vec<Arc<Segment>> = {
+            let mut st = self.state.write();
+            let mut remaining: u64 = st.segments.iter().map(|s| s.size()).sum();
+            let sealed = st.segments.len() - 1;
+            let mut n = 0;
+            for segment in &st.segments[..sealed] {
+                let size = segment.size();
+                // A sealed segment still waiting for its fsync is not fully visible yet.
+                if segment.readable() < size {
+                    break;
+                }
+                let too_old = self.config.retention_ms.is_some_and(|ms| {
+                    let max = segment.max_timestamp.load(Ordering::Acquire);
+                    max < now_ms.saturating_sub(i64::try_from(ms).unwrap_or(i64::MAX))
+                });
+                let too_big = self
+                    .config
+                    .retention_bytes
+                    .is_some_and(|limit| remaining - size >= limit);
+                if !(too_old || too_big) {
+                    break;
+                }
+                remaining -= size;
+                n += 1;
+            }
+            st.segments.drain(..n).collect()
+        };
+        let mut bytes_deleted = 0;
+        for segment in &doomed {
+            bytes_deleted += segment.size();
+            segment.delete_files()?;
+        }
+        let log_start_offset = self.log_start_offset();
+        if !doomed.is_empty() {
+            tracing::info!(
+                dir = %self.dir.display(),
+                segments = doomed.len(),
+                bytes = bytes_deleted,
+                log_start_offset,
+                "retention deleted segments"
+            );
+        }
+        Ok(RetentionOutcome {
+            segments_deleted: doomed.len(),
+            bytes_deleted,
+            log_start_offset,
+        })
+    }
+
+    /// Fsyncs everything, trims the active segment's indexes and writes the clean-shutdown
+    /// marker, so the next open skips recovery. Appends fail afterwards; reads still work.
+    pub fn close(&self) -> Result<()> {
+        let mut durable = self.durable.lock();
+        let mut w = self.writer.lock();
+        if w.closed {
+            return Ok(());
+        }
+        w.closed = true;
+        let sealed = std::mem::take(&mut w.unsynced_sealed);
+        for segment in &sealed {
+            self.sync_segment(segment)?;
+        }
+        self.sync_segment(&w.active)?;
+        w.active.seal_indexes(&w.cursor)?;
+        self.publish(&sealed, &w.active, w.write_pos, w.next_offset);
+        *durable = w.next_offset;
+        recovery::write_recovery_point(&self.dir, w.active.base_offset);
+        if self.failure.get().is_none() {
+            recovery::mark_clean(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    fn check_failed(&self) -> Result<()> {
+        match self.failure.get() {
+            Some(reason) => Err(StorageError::Failed {
+                path: self.dir.clone(),
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Latches the log into its failed state and returns the error to report.
+    fn fail(&self, reason: String) -> StorageError {
+        tracing::error!(dir = %self.dir.display(), %reason, "log failed; refusing writes until restart");
+        let _ = self.failure.set(reason);
+        StorageError::Failed {
+            path: self.dir.clone(),
+            reason: self.failure.get().cloned().unwrap_or_default(),
+        }
+    }
+
+    fn sync_segment(&self, segment: &Segment) -> Result<()> {
+        segment.file.sync_data().map_err(|e| {
+            self.fail(format!(
+                "fsync of {} failed: {e}",
+                segment.log_path.display()
+            ))
+        })
+    }
+
+    /// Waits until every offset below `target` is fsynced, syncing itself if no one else is.
+    /// Whoever holds `durable` syncs all that was written when it started, so appends that
+    /// queue behind it usually find their data already durable.
+    fn make_durable(&self, target: u64) -> Result<()> {
+        let mut durable = self.durable.lock();
+        if *durable >= target {
+            return Ok(());
+        }
+        self.check_failed()?;
+        let (sealed, active, readable, end) = {
+            let w = self.writer.lock();
+            (
+                w.unsynced_sealed.clone(),
+                w.active.clone(),
+                w.write_pos,
+                w.next_offset,
+            )
+        };
+        for segment in &sealed {
+            self.sync_segment(segment)?;
+        }
+        self.sync_segment(&active)?;
+        if !sealed.is_empty() {
+            self.writer.lock().unsynced_sealed.drain(..sealed.len());
+            recovery::write_recovery_point(&self.dir, active.base_offset);
+        }
+        self.publish(&sealed, &active, readable, end);
+        *durable = end;
+        Ok(())
+    }
+
+    /// Makes data visible: whole `sealed` segments, `active` up to `readable` bytes, offsets up
+    /// to `end`. Never moves anything backwards.
+    fn publish(&self, sealed: &[Arc<Segment>], active: &Segment, readable: u64, end: u64) {
+        let mut st = self.state.write();
+        for segment in sealed {
+            segment.readable.store(segment.size(), Ordering::Release);
+        }
+        active.readable.fetch_max(readable, Ordering::AcqRel);
+        if end > st.high_watermark {
+            st.high_watermark = end;
+        }
+    }
+
+    /// Starts a new segment if the active one is full, too old, or its index cannot take more.
+    fn maybe_roll(&self, w: &mut Writer, incoming_bytes: u64, incoming_records: u64) -> Result<()> {
+        if w.write_pos == 0 {
+            return Ok(());
+        }
+        let too_big = w.write_pos + incoming_bytes > self.config.segment_bytes;
+        let too_old = self.config.segment_ms.is_some_and(|ms| {
+            w.active_since_ms
+                .is_some_and(|since| now_ms() - since >= i64::try_from(ms).unwrap_or(i64::MAX))
+        });
+        let offsets_overflow =
+            w.next_offset + incoming_records - w.active.base_offset > u64::from(u32::MAX);
+        if !(too_big || too_old || offsets_overflow || w.index_full) {
+            return Ok(());
+        }
+        w.active
+            .seal_indexes(&w.cursor)
+            .map_err(|e| self.fail(format!("could not seal segment indexes: {e}")))?;
+        let capacity = index_capacity(&self.config);
+        let next = Arc::new(Segment::create(
+            self.io.as_ref(),
+            &self.dir,
+            w.next_offset,
+            capacity,
+        )?);
+        recovery::sync_dir(&self.dir)?;
+        let old = std::mem::replace(&mut w.active, next.clone());
+        if self.config.flush != FlushPolicy::Fsync {
+            old.readable.store(old.size(), Ordering::Release);
+        }
+        w.unsynced_sealed.push(old);
+        w.cursor = IndexCursor::new(w.next_offset);
+        w.write_pos = 0;
+        w.active_since_ms = None;
+        w.index_full = false;
+        self.state.write().segments.push(next);
+        Ok(())
+    }
+}
+
+/// Index entries a segment of this configuration can need.
+fn index_capacity(config: &LogConfig) -> usize {
+    usize::try_from(config.max_index_entries()).unwrap_or(usize::MAX)
+}
+
+/// Wall-clock milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Checks that `buf` is a sequence of whole, valid batches; returns their record count and
+/// largest timestamp.
+fn validate(buf: &[u8]) -> Result<(u64, i64)> {
+    if buf.len() < HEADER_LEN {
+        return Err(batch_err(buf.len()));
+    }
+    let (mut pos, mut count, mut max_ts) = (0usize, 0u64, i64::MIN);
+    while pos < buf.len() {
+        let header = BatchHeader::parse(&buf[pos..])?;
+        let total = header.total_len();
+        let Some(bytes) = buf.get(pos..pos + total) else {
+            return Err(batch_err(buf.len() - pos));
+        };
+        batch::verify_crc(bytes)?;
+        count += header.record_count as u64;
+        max_ts = max_ts.max(header.max_timestamp);
+        pos += total;
+    }
+    Ok((count, max_ts))
+}
+
+fn batch_err(available: usize) -> StorageError {
+    StorageError::InvalidBatch(crate::BatchError::Truncated {
+        needed: HEADER_LEN,
+        available,
+    })
+}
+
+/// Calls `f(position, header, buf)` for each batch of an already validated buffer.
+fn for_each_batch(buf: &mut [u8], mut f: impl FnMut(usize, &BatchHeader, &mut [u8])) {
+    let mut pos = 0;
+    while pos < buf.len() {
+        let Ok(header) = BatchHeader::parse(&buf[pos..]) else {
+            return;
+        };
+        f(pos, &header, buf);
+        pos += header.total_len();
+    }
+}
+
+/// Reads whole batches from `segment`, starting with the one containing `offset`, within its
+/// first `readable` bytes, up to `max_bytes` (at least one batch). CRC-checks each.
+fn read_from_segment(
+    segment: &Segment,
+    offset: u64,
+    readable: u64,
+    max_bytes: usize,
+    config: &LogConfig,
+) -> Result<Bytes> {
+    let slack = config.index_interval_bytes as usize + HEADER_LEN;
+    let mut from = segment.position_for(offset);
+    loop {
+        if from >= readable {
+            return Err(segment.corrupt(from, format!("offset {offset} not found")));
+        }
+        let want = ((max_bytes.saturating_add(slack)) as u64).min(readable - from) as usize;
+        let want = want.max(HEADER_LEN.min((readable - from) as usize));
+        let chunk = segment.read_bytes(from, want)?;
+        // Skip the batches before the one that holds `offset`.
+        let mut pos = 0usize;
+        let mut first = None;
+        while pos + HEADER_LEN <= chunk.len() {
+            let h = BatchHeader::parse(&chunk[pos..])
+                .map_err(|e| segment.corrupt(from + pos as u64, e))?;
+            if h.last_offset() >= offset {
+                first = Some(h);
+                break;
+            }
+            pos += h.total_len();
+        }
+        let Some(first) = first else {
+            // Ran out of chunk while skipping: continue from where the skipping got to.
+            if pos == 0 {
+                return Err(segment.corrupt(from, "batch header does not fit"));
+            }
+            from += pos as u64;
+            continue;
+        };
+        if pos + first.total_len() > chunk.len() {
+            // The first batch does not fit in this chunk: read again, starting with it.
+            let start = from + pos as u64;
+            let need = first.total_len().max(max_bytes).min((readable - start) as usize);
+            if need < first.total_len() {
+                return Err(segment.corrupt(start, "batch runs past the readable end"));
+            }
+            let chunk = segment.read_bytes(start, need)?;
+            return take_batches(segment, chunk.freeze(), start, max_bytes);
+        }
+        let chunk = chunk.freeze().slice(pos..);
+        return take_batches(segment, chunk, from + pos as u64, max_bytes);
+    }
+}
+
+/// The whole batches at the front of `chunk` (which starts with one) up to `max_bytes`, at
+/// least one, each CRC-checked. `start` is the chunk's file position, for error reports.
+fn take_batches(segment: &Segment, chunk: Bytes, start: u64, max_bytes: usize) -> Result<Bytes> {
+    let mut end = 0usize;
+    while end + HEADER_LEN <= chunk.len() {
+        let h = BatchHeader::parse(&chunk[end..])
+            .map_err(|e| segment.corrupt(start + end as u64, e))?;
+        let total = h.total_len();
+        if end + total > chunk.len() || (end > 0 && end + total > max_bytes) {
+            break;
+        }
+        batch::verify_crc(&chunk[end..end + total])
+            .map_err(|e| segment.corrupt(start + end as u64, e))?;
+        end += total;
+    }
+    Ok(chunk.slice(..end))
+}
