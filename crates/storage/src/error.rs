@@ -30,7 +30,9 @@ pub enum BatchError {
         computed: u32,
     },
     /// Compressed or otherwise unsupported attributes.
-    #[error("unsupported batch attributes {0:#06x} (compression and transactions are not supported)")]
+    #[error(
+        "unsupported batch attributes {0:#06x} (compression and transactions are not supported)"
+    )]
     UnsupportedAttributes(i16),
     /// Record count and last offset delta disagree, or the count is out of range.
     #[error("inconsistent record count {count} with last offset delta {last_offset_delta}")]
@@ -95,7 +97,9 @@ pub enum StorageError {
         limit: usize,
     },
     /// A read asked for an offset outside `[log_start_offset, high_watermark]`.
-    #[error("offset {requested} is out of range: valid offsets are {log_start_offset}..={high_watermark}")]
+    #[error(
+        "offset {requested} is out of range: valid offsets are {log_start_offset}..={high_watermark}"
+    )]
     OffsetOutOfRange {
         /// The offset asked for.
         requested: u64,

@@ -282,7 +282,12 @@ impl<E: IndexEntry> Index<E> {
     pub fn is_consistent(&self, valid: impl Fn(&E) -> bool) -> bool {
         let zero = vec![0u8; E::SIZE];
         let mut prev: Option<i64> = None;
-        for (i, chunk) in self.bytes().chunks_exact(E::SIZE).take(self.len).enumerate() {
+        for (i, chunk) in self
+            .bytes()
+            .chunks_exact(E::SIZE)
+            .take(self.len)
+            .enumerate()
+        {
             if i > 0 && chunk == zero.as_slice() {
                 return false;
             }
@@ -319,7 +324,10 @@ mod tests {
         let mut idx = offset_index(dir.path(), 10);
         assert_eq!(idx.floor(5), None);
         for (o, p) in [(10, 100), (20, 200), (30, 300)] {
-            assert!(idx.push(OffsetEntry { relative_offset: o, position: p }));
+            assert!(idx.push(OffsetEntry {
+                relative_offset: o,
+                position: p
+            }));
         }
         assert_eq!(idx.floor(9), None);
         assert_eq!(idx.floor(10).unwrap().position, 100);
@@ -331,11 +339,23 @@ mod tests {
     fn push_refuses_non_increasing_keys_and_overflow() {
         let dir = tempfile::tempdir().unwrap();
         let mut idx = offset_index(dir.path(), 2);
-        assert!(idx.push(OffsetEntry { relative_offset: 5, position: 1 }));
-        assert!(!idx.push(OffsetEntry { relative_offset: 5, position: 2 }));
-        assert!(idx.push(OffsetEntry { relative_offset: 6, position: 2 }));
+        assert!(idx.push(OffsetEntry {
+            relative_offset: 5,
+            position: 1
+        }));
+        assert!(!idx.push(OffsetEntry {
+            relative_offset: 5,
+            position: 2
+        }));
+        assert!(idx.push(OffsetEntry {
+            relative_offset: 6,
+            position: 2
+        }));
         assert!(idx.is_full());
-        assert!(!idx.push(OffsetEntry { relative_offset: 7, position: 3 }));
+        assert!(!idx.push(OffsetEntry {
+            relative_offset: 7,
+            position: 3
+        }));
     }
 
     #[test]
@@ -344,14 +364,26 @@ mod tests {
         let path = dir.path().join("0.timeindex");
         let mut idx: Index<TimeEntry> = Index::create(&path, 100).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 1200);
-        idx.push(TimeEntry { timestamp: -5, relative_offset: 0 });
-        idx.push(TimeEntry { timestamp: 7, relative_offset: 3 });
+        idx.push(TimeEntry {
+            timestamp: -5,
+            relative_offset: 0,
+        });
+        idx.push(TimeEntry {
+            timestamp: 7,
+            relative_offset: 3,
+        });
         idx.seal().unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 24);
         drop(idx);
         let idx: Index<TimeEntry> = Index::open_sealed(&path).unwrap();
         assert_eq!(idx.len(), 2);
-        assert_eq!(idx.floor(0).unwrap(), TimeEntry { timestamp: -5, relative_offset: 0 });
+        assert_eq!(
+            idx.floor(0).unwrap(),
+            TimeEntry {
+                timestamp: -5,
+                relative_offset: 0
+            }
+        );
         assert!(idx.is_consistent(|_| true));
     }
 
@@ -360,7 +392,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0.index");
         let mut idx = offset_index(dir.path(), 10);
-        idx.push(OffsetEntry { relative_offset: 4, position: 4096 });
+        idx.push(OffsetEntry {
+            relative_offset: 4,
+            position: 4096,
+        });
         idx.flush().unwrap();
         drop(idx);
         // A crash before sealing leaves the preallocated zeros behind.
@@ -374,7 +409,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut idx = offset_index(dir.path(), 10);
         for o in 1..=5 {
-            idx.push(OffsetEntry { relative_offset: o, position: o * 10 });
+            idx.push(OffsetEntry {
+                relative_offset: o,
+                position: o * 10,
+            });
         }
         idx.truncate_from(3);
         assert_eq!(idx.len(), 2);

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 /// A segment's log file, addressed by position.
+#[allow(clippy::len_without_is_empty)] // a file's length is not a collection's
 pub trait SegmentFile: Send + Sync + Debug {
     /// Reads up to `buf.len()` bytes at `pos`; fewer only at end of file.
     fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize>;

@@ -131,11 +131,10 @@ impl Log {
         let dir = dir.into();
         let recovered = recovery::recover(&dir, &config, io.as_ref())?;
         let next_offset = recovered.next_offset;
-        let active = recovered
-            .segments
-            .last()
-            .cloned()
-            .ok_or_else(|| StorageError::InvalidConfig("recovery produced no segment".into()))?;
+        let active =
+            recovered.segments.last().cloned().ok_or_else(|| {
+                StorageError::InvalidConfig("recovery produced no segment".into())
+            })?;
         let write_pos = active.size();
         let log = Log {
             state: RwLock::new(LogState {
@@ -243,9 +242,7 @@ impl Log {
             return Err(w.active.io_err("append to segment", e));
         }
         let interval = self.config.index_interval_bytes;
-        let Writer {
-            active, cursor, ..
-        } = &mut *w;
+        let Writer { active, cursor, .. } = &mut *w;
         let mut room = true;
         for_each_batch(batches, |at, header, _| {
             room &= active.index_batch(cursor, position + at as u64, header, interval);
@@ -313,7 +310,10 @@ impl Log {
     pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<u64>> {
         let segments: Vec<(Arc<Segment>, u64)> = {
             let st = self.state.read();
-            st.segments.iter().map(|s| (s.clone(), s.readable())).collect()
+            st.segments
+                .iter()
+                .map(|s| (s.clone(), s.readable()))
+                .collect()
         };
         for (segment, readable) in segments {
             if segment.max_timestamp.load(Ordering::Acquire) < timestamp_ms {
@@ -663,7 +663,10 @@ fn read_from_segment(
         if pos + first.total_len() > chunk.len() {
             // The first batch does not fit in this chunk: read again, starting with it.
             let start = from + pos as u64;
-            let need = first.total_len().max(max_bytes).min((readable - start) as usize);
+            let need = first
+                .total_len()
+                .max(max_bytes)
+                .min((readable - start) as usize);
             if need < first.total_len() {
                 return Err(segment.corrupt(start, "batch runs past the readable end"));
             }

@@ -33,8 +33,14 @@ fn read_from_the_middle_starts_with_the_containing_batch() {
         let r = log.read(offset, 1).unwrap();
         let mut it = batch::batches(r.batches);
         let (h, _) = it.next().unwrap().unwrap();
-        assert!(h.base_offset <= offset && offset <= h.last_offset(), "offset {offset} in {h:?}");
-        assert!(it.next().is_none(), "max_bytes = 1 still returns exactly one whole batch");
+        assert!(
+            h.base_offset <= offset && offset <= h.last_offset(),
+            "offset {offset} in {h:?}"
+        );
+        assert!(
+            it.next().is_none(),
+            "max_bytes = 1 still returns exactly one whole batch"
+        );
     }
     let all = read_all(&log, 123);
     assert_eq!(all.first().unwrap().0, 123);
@@ -44,7 +50,14 @@ fn read_from_the_middle_starts_with_the_containing_batch() {
 #[test]
 fn read_respects_max_bytes_and_the_high_watermark() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(dir.path(), LogConfig { flush: FlushPolicy::None, ..LogConfig::default() }).unwrap();
+    let log = Log::open(
+        dir.path(),
+        LogConfig {
+            flush: FlushPolicy::None,
+            ..LogConfig::default()
+        },
+    )
+    .unwrap();
     for _ in 0..100 {
         append(&log, "x", 10, 100, 1);
     }
@@ -54,7 +67,11 @@ fn read_respects_max_bytes_and_the_high_watermark() {
     let at_end = log.read(1_000, 5_000).unwrap();
     assert!(at_end.batches.is_empty());
     match log.read(1_001, 10) {
-        Err(StorageError::OffsetOutOfRange { requested: 1_001, log_start_offset: 0, high_watermark: 1_000 }) => {}
+        Err(StorageError::OffsetOutOfRange {
+            requested: 1_001,
+            log_start_offset: 0,
+            high_watermark: 1_000,
+        }) => {}
         other => panic!("expected OffsetOutOfRange, got {other:?}"),
     }
 }
@@ -84,16 +101,32 @@ fn offset_for_timestamp_finds_the_first_record_at_or_after() {
 #[test]
 fn invalid_batches_are_refused_without_writing() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(dir.path(), LogConfig { max_append_bytes: 10_000, ..LogConfig::default() }).unwrap();
+    let log = Log::open(
+        dir.path(),
+        LogConfig {
+            max_append_bytes: 10_000,
+            ..LogConfig::default()
+        },
+    )
+    .unwrap();
     let mut b = batch("a", 3, 10, 1);
     let last = b.len() - 1;
     b[last] ^= 1;
-    assert!(matches!(log.append(&mut b), Err(StorageError::InvalidBatch(_))));
+    assert!(matches!(
+        log.append(&mut b),
+        Err(StorageError::InvalidBatch(_))
+    ));
     let mut half = batch("a", 3, 10, 1);
     let n = half.len() / 2;
-    assert!(matches!(log.append(&mut half[..n]), Err(StorageError::InvalidBatch(_))));
+    assert!(matches!(
+        log.append(&mut half[..n]),
+        Err(StorageError::InvalidBatch(_))
+    ));
     let mut big = batch("a", 200, 100, 1);
-    assert!(matches!(log.append(&mut big), Err(StorageError::BatchTooLarge { limit: 10_000, .. })));
+    assert!(matches!(
+        log.append(&mut big),
+        Err(StorageError::BatchTooLarge { limit: 10_000, .. })
+    ));
     assert_eq!(log.log_end_offset(), 0);
     assert_eq!(log.size_bytes(), 0);
 }
@@ -105,7 +138,10 @@ fn several_batches_in_one_append_get_consecutive_offsets() {
     let mut buf = batch("a", 3, 10, 1);
     buf.extend_from_slice(&batch("b", 4, 10, 2));
     let info = log.append(&mut buf).unwrap();
-    assert_eq!((info.base_offset, info.last_offset, info.record_count), (0, 6, 7));
+    assert_eq!(
+        (info.base_offset, info.last_offset, info.record_count),
+        (0, 6, 7)
+    );
     let all = read_all(&log, 0);
     assert_eq!(all.len(), 7);
     assert_eq!(&all[3].2[..3], b"b-0");

@@ -43,8 +43,16 @@ fn a_torn_write_at_any_point_loses_only_unacknowledged_records() {
             drop(log); // the process dies: no close, no clean marker
             io.heal();
             let log = open_faulty(dir.path(), &io, FlushPolicy::Fsync);
-            assert_eq!(log.log_end_offset(), acked, "crash_after={crash_after} torn={torn}");
-            assert_eq!(log_bytes_on_disk(dir.path()), log.size_bytes(), "the torn tail is cut from the file");
+            assert_eq!(
+                log.log_end_offset(),
+                acked,
+                "crash_after={crash_after} torn={torn}"
+            );
+            assert_eq!(
+                log_bytes_on_disk(dir.path()),
+                log.size_bytes(),
+                "the torn tail is cut from the file"
+            );
             let all = read_all(&log, 0);
             assert_eq!(all.len() as u64, acked);
             assert_dense(&all, 0);
@@ -89,7 +97,10 @@ fn power_loss_under_none_loses_only_the_unsynced_tail_and_stays_dense() {
     io.power_loss().unwrap();
     let log = open_faulty(dir.path(), &io, FlushPolicy::None);
     let end = log.log_end_offset();
-    assert!(end >= flushed, "flushed records must survive: end {end} < flushed {flushed}");
+    assert!(
+        end >= flushed,
+        "flushed records must survive: end {end} < flushed {flushed}"
+    );
     let all = read_all(&log, 0);
     assert_eq!(all.len() as u64, end);
     assert_dense(&all, 0);
@@ -102,10 +113,16 @@ fn a_failed_fsync_latches_the_log_until_reopened() {
     let log = open_faulty(dir.path(), &io, FlushPolicy::Fsync);
     append(&log, "ok", 2, 10, 1);
     io.fail_syncs(true);
-    assert!(matches!(log.append(&mut batch("x", 1, 10, 1)), Err(StorageError::Failed { .. })));
+    assert!(matches!(
+        log.append(&mut batch("x", 1, 10, 1)),
+        Err(StorageError::Failed { .. })
+    ));
     io.fail_syncs(false);
     // Even with fsync working again, the log refuses writes: the failed one may have lost pages.
-    assert!(matches!(log.append(&mut batch("y", 1, 10, 1)), Err(StorageError::Failed { .. })));
+    assert!(matches!(
+        log.append(&mut batch("y", 1, 10, 1)),
+        Err(StorageError::Failed { .. })
+    ));
     assert!(log.failure().is_some());
     // The unacknowledged record is not visible to readers.
     assert_eq!(log.high_watermark(), 2);
@@ -205,7 +222,10 @@ fn a_truncated_tail_after_a_clean_close_is_cut_at_the_last_whole_batch() {
         .max()
         .unwrap();
     let len = std::fs::metadata(&active).unwrap().len();
-    let f = std::fs::OpenOptions::new().write(true).open(&active).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&active)
+        .unwrap();
     f.set_len(len - 7).unwrap(); // cut mid-batch
     let log = Log::open(dir.path(), small_config(FlushPolicy::Fsync)).unwrap();
     assert_eq!(log.log_end_offset(), 18);

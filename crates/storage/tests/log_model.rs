@@ -12,11 +12,21 @@ use sluice_storage::{FlushPolicy, Log, LogConfig};
 
 #[derive(Debug, Clone)]
 enum Op {
-    Append { records: usize, size: usize, ts: i64 },
+    Append {
+        records: usize,
+        size: usize,
+        ts: i64,
+    },
     ReopenClean,
-    CrashMidAppend { torn: usize },
-    Read { at: f64 },
-    FindTimestamp { ts: i64 },
+    CrashMidAppend {
+        torn: usize,
+    },
+    Read {
+        at: f64,
+    },
+    FindTimestamp {
+        ts: i64,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -30,7 +40,11 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn config() -> LogConfig {
-    LogConfig { segment_bytes: 4 * 1024, index_interval_bytes: 256, ..small_config(FlushPolicy::Fsync) }
+    LogConfig {
+        segment_bytes: 4 * 1024,
+        index_interval_bytes: 256,
+        ..small_config(FlushPolicy::Fsync)
+    }
 }
 
 proptest! {

@@ -7,7 +7,10 @@ use sluice_storage::{FlushPolicy, Log, LogConfig, StorageError};
 #[test]
 fn retention_bytes_keeps_the_log_under_the_limit() {
     let dir = tempfile::tempdir().unwrap();
-    let config = LogConfig { retention_bytes: Some(40 * 1024), ..small_config(FlushPolicy::None) };
+    let config = LogConfig {
+        retention_bytes: Some(40 * 1024),
+        ..small_config(FlushPolicy::None)
+    };
     let log = Log::open(dir.path(), config).unwrap();
     for i in 0..400 {
         append(&log, "r", 2, 200, i);
@@ -16,12 +19,18 @@ fn retention_bytes_keeps_the_log_under_the_limit() {
     let out = log.enforce_retention(0).unwrap();
     assert!(out.segments_deleted > 0);
     assert_eq!(log.segment_count(), before - out.segments_deleted);
-    assert!(log.size_bytes() <= 40 * 1024 + 16 * 1024, "size {}", log.size_bytes());
+    assert!(
+        log.size_bytes() <= 40 * 1024 + 16 * 1024,
+        "size {}",
+        log.size_bytes()
+    );
     assert_eq!(out.log_start_offset, log.log_start_offset());
     let start = log.log_start_offset();
     assert!(start > 0);
     match log.read(start - 1, 100) {
-        Err(StorageError::OffsetOutOfRange { log_start_offset, .. }) => assert_eq!(log_start_offset, start),
+        Err(StorageError::OffsetOutOfRange {
+            log_start_offset, ..
+        }) => assert_eq!(log_start_offset, start),
         other => panic!("expected OffsetOutOfRange, got {other:?}"),
     }
     let rest = read_all(&log, start);
@@ -37,7 +46,10 @@ fn retention_bytes_keeps_the_log_under_the_limit() {
 #[test]
 fn retention_ms_deletes_segments_whose_newest_record_is_old() {
     let dir = tempfile::tempdir().unwrap();
-    let config = LogConfig { retention_ms: Some(1_000), ..small_config(FlushPolicy::None) };
+    let config = LogConfig {
+        retention_ms: Some(1_000),
+        ..small_config(FlushPolicy::None)
+    };
     let log = Log::open(dir.path(), config).unwrap();
     for i in 0..200 {
         append(&log, "old", 2, 200, 10_000 + i);

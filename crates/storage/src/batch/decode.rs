@@ -76,8 +76,8 @@ impl RecordIter {
     fn decode_next(&mut self) -> Result<RecordView, &'static str> {
         let data: &[u8] = &self.batch;
         let mut pos = self.pos;
-        let len = usize::try_from(read_varint(data, &mut pos)?)
-            .map_err(|_| "negative record length")?;
+        let len =
+            usize::try_from(read_varint(data, &mut pos)?).map_err(|_| "negative record length")?;
         let end = pos
             .checked_add(len)
             .filter(|&end| end <= data.len())
@@ -321,7 +321,7 @@ mod tests {
     #[test]
     fn rejects_malformed_records() {
         let pad = [0u8; 7];
-        let cases: [(&[u8], &'static str); 9] = [
+        let cases: [(&[u8], &'static str); 10] = [
             (&[0x01, 0, 0, 0, 0x01, 0x01, 0], "negative record length"),
             (
                 &[0x7e, 0, 0, 0, 0x01, 0x01, 0],
@@ -338,6 +338,10 @@ mod tests {
             ),
             (
                 &[0x14, 0, 0, 0, 0x01, 0x01, 0xfe, 0xff, 0xff, 0xff, 0x0f],
+                "header count exceeds the record length",
+            ),
+            (
+                &[0x14, 0, 0, 0, 0x01, 0x01, 0x06, 0, 0x01, 0, 0x01],
                 "header count exceeds the record length",
             ),
             (&[0x0c, 0, 0, 0, 0x01, 0x01, 0x01], "negative header count"),
@@ -364,7 +368,10 @@ mod tests {
         let mut body = vec![0x16, 0];
         body.extend_from_slice(&[0xff; 9]);
         body.push(0x02);
-        assert_eq!(decode(1, &body), bad_record(0, "varint overflows its width"));
+        assert_eq!(
+            decode(1, &body),
+            bad_record(0, "varint overflows its width")
+        );
         let mut body = vec![0x18, 0];
         body.extend_from_slice(&[0x80; 10]);
         body.push(0);
@@ -395,7 +402,9 @@ mod tests {
 
     #[test]
     fn stops_after_the_first_error() -> Result<(), BatchError> {
-        let body = [0x01, 0, 0, 0, 0x01, 0x01, 0, 0x0c, 0, 0, 0x01, 0x01, 0x01, 0];
+        let body = [
+            0x01, 0, 0, 0, 0x01, 0x01, 0, 0x0c, 0, 0, 0x01, 0x01, 0x01, 0,
+        ];
         let mut iter = records(batch_of(2, 0, &body))?;
         assert_eq!(iter.size_hint(), (1, Some(2)));
         assert!(matches!(iter.next(), Some(Err(_))));

@@ -306,13 +306,7 @@ mod tests {
 
     #[test]
     fn rejects_sparse_empty_or_oversized_counts() {
-        let cases: [(i32, i32); 5] = [
-            (0, -1),
-            (-1, -2),
-            (3, 3),
-            (3, 1),
-            (i32::MAX, i32::MAX - 1),
-        ];
+        let cases: [(i32, i32); 5] = [(0, -1), (-1, -2), (3, 3), (3, 1), (i32::MAX, i32::MAX - 1)];
         for (count, delta) in cases {
             assert_eq!(
                 parse_modified(|h| {

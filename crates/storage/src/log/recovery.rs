@@ -42,7 +42,11 @@ pub(super) fn recover(dir: &Path, config: &LogConfig, io: &dyn FileIo) -> Result
     fs::create_dir_all(dir).map_err(|e| StorageError::io("create log directory", dir, e))?;
     let mut bases = list_segments(dir)?;
     let clean = take_clean_marker(dir)?;
-    let recovery_point = if clean { u64::MAX } else { read_recovery_point(dir) };
+    let recovery_point = if clean {
+        u64::MAX
+    } else {
+        read_recovery_point(dir)
+    };
     if !clean && !bases.is_empty() {
         tracing::info!(dir = %dir.display(), recovery_point, "log was not closed cleanly; recovering");
     }
@@ -97,9 +101,10 @@ pub(super) fn recover(dir: &Path, config: &LogConfig, io: &dyn FileIo) -> Result
         (Some(_), Some(tail)) => tail,
         (Some(last), None) => scan_tail(last)?,
     };
-    let active = segments.last().cloned().ok_or_else(|| {
-        StorageError::InvalidConfig("log directory without segments".into())
-    })?;
+    let active = segments
+        .last()
+        .cloned()
+        .ok_or_else(|| StorageError::InvalidConfig("log directory without segments".into()))?;
     active.reopen_indexes(capacity_for(config, active.size()))?;
 
     if !clean {
@@ -243,7 +248,9 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>> {
         if let Some(stem) = name.strip_suffix(LOG_SUFFIX) {
             match parse_stem(stem) {
                 Some(base) => bases.push(base),
-                None => tracing::warn!(dir = %dir.display(), file = name, "ignoring unknown .log file"),
+                None => {
+                    tracing::warn!(dir = %dir.display(), file = name, "ignoring unknown .log file")
+                }
             }
         } else if let Some(stem) = name
             .strip_suffix(INDEX_SUFFIX)

@@ -40,7 +40,10 @@ pub fn read_all(log: &Log, from: u64) -> Vec<(u64, i64, Bytes)> {
     let mut next = from;
     while next < log.high_watermark() {
         let r = log.read(next, 64 * 1024).expect("read");
-        assert!(!r.batches.is_empty(), "empty read below the high watermark at {next}");
+        assert!(
+            !r.batches.is_empty(),
+            "empty read below the high watermark at {next}"
+        );
         for b in batch::batches(r.batches) {
             let (_, bytes) = b.expect("whole batch");
             for rec in batch::records(bytes).expect("records") {
