@@ -1,0 +1,176 @@
+//! Periodic log maintenance: interval flushes, checkpoints and retention.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior, interval_at};
+
+use crate::Broker;
+use crate::broker::{join, wall_clock_ms};
+use crate::topic::Topic;
+
+/// How often every partition is checkpointed.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// The broker's background tasks.
+#[derive(Debug)]
+pub(crate) struct Background {
+    /// Set to `true` to stop every task; dropping it (with the broker) stops them too.
+    stop: watch::Sender<bool>,
+    /// `None` until started.
+    tasks: Mutex<Option<Vec<JoinHandle<()>>>>,
+}
+
+impl Background {
+    pub(crate) fn new() -> Background {
+        Background {
+            stop: watch::Sender::new(false),
+            tasks: Mutex::new(None),
+        }
+    }
+
+    /// Spawns the maintenance task and a flusher for every interval-flushed topic. Does
+    /// nothing when already started or stopped.
+    pub(crate) fn start(&self, broker: &Arc<Broker>) {
+        let mut tasks = self.tasks.lock();
+        if tasks.is_some() || *self.stop.borrow() {
+            return;
+        }
+        let mut started = vec![tokio::spawn(maintain(
+            Arc::downgrade(broker),
+            self.stop.subscribe(),
+            broker.config.retention_check_interval,
+        ))];
+        started.extend(
+            broker
+                .topics_snapshot()
+                .iter()
+                .filter_map(|topic| self.spawn_flusher(topic)),
+        );
+        *tasks = Some(started);
+    }
+
+    /// Spawns the flusher of a newly created topic, if the tasks run and the topic needs one.
+    pub(crate) fn watch_topic(&self, topic: &Arc<Topic>) {
+        let mut tasks = self.tasks.lock();
+        if let Some(tasks) = tasks.as_mut() {
+            tasks.retain(|task| !task.is_finished());
+            tasks.extend(self.spawn_flusher(topic));
+        }
+    }
+
+    /// Stops every task and waits for it to finish its current step.
+    pub(crate) async fn stop(&self) {
+        self.stop.send_replace(true);
+        let tasks = self.tasks.lock().take().unwrap_or_default();
+        for task in tasks {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "background task failed");
+            }
+        }
+    }
+
+    fn spawn_flusher(&self, topic: &Arc<Topic>) -> Option<JoinHandle<()>> {
+        let every = topic.config.flush_interval()?;
+        if topic.flusher_started.swap(true, Ordering::SeqCst) {
+            return None;
+        }
+        Some(tokio::spawn(flush_topic(
+            Arc::clone(topic),
+            every,
+            self.stop.subscribe(),
+        )))
+    }
+}
+
+/// Resolves once the broker stops or is dropped.
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopped| *stopped).await;
+}
+
+/// Checkpoints every partition each second and enforces retention every `retention_every`.
+async fn maintain(
+    broker: Weak<Broker>,
+    mut stop: watch::Receiver<bool>,
+    retention_every: Duration,
+) {
+    let mut checkpoint = interval_at(Instant::now() + CHECKPOINT_EVERY, CHECKPOINT_EVERY);
+    let mut retention = interval_at(Instant::now() + retention_every, retention_every);
+    checkpoint.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    retention.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        let enforce_retention = tokio::select! {
+            _ = checkpoint.tick() => false,
+            _ = retention.tick() => true,
+            () = stopped(&mut stop) => return,
+        };
+        let Some(topics) = broker.upgrade().map(|b| b.topics_snapshot()) else {
+            return;
+        };
+        let step = tokio::task::spawn_blocking(move || {
+            if enforce_retention {
+                retain(&topics, wall_clock_ms());
+            } else {
+                checkpoint_all(&topics);
+            }
+        });
+        if join(step).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Flushes a `flush.policy = interval` topic every `every` until it is deleted or the broker
+/// stops.
+async fn flush_topic(topic: Arc<Topic>, every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut ticker = interval_at(Instant::now() + every, every);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = stopped(&mut stop) => return,
+        }
+        if topic.is_deleted() {
+            return;
+        }
+        let target = Arc::clone(&topic);
+        if join(tokio::task::spawn_blocking(move || flush(&target)))
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+fn flush(topic: &Topic) {
+    for partition in &topic.partitions {
+        if let Err(e) = partition.log.flush() {
+            tracing::warn!(topic = topic.name(), partition = partition.id, error = %e, "flush failed");
+        }
+    }
+}
+
+fn checkpoint_all(topics: &[Arc<Topic>]) {
+    for topic in topics.iter().filter(|t| !t.is_deleted()) {
+        for partition in &topic.partitions {
+            if let Err(e) = partition.log.checkpoint() {
+                tracing::warn!(topic = topic.name(), partition = partition.id, error = %e, "checkpoint failed");
+            }
+        }
+    }
+}
+
+fn retain(topics: &[Arc<Topic>], now_ms: i64) {
+    for topic in topics.iter().filter(|t| !t.is_deleted()) {
+        for partition in &topic.partitions {
+            if let Err(e) = partition.log.enforce_retention(now_ms) {
+                tracing::warn!(topic = topic.name(), partition = partition.id, error = %e, "retention failed");
+            }
+        }
+    }
+}

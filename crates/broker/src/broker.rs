@@ -1,0 +1,479 @@
+//! The broker: the topic registry and the produce, fetch and admin operations.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use parking_lot::RwLock;
+use sluice_storage::StorageError;
+use tokio::task::JoinHandle;
+
+use crate::background::Background;
+use crate::metadata::{self, DataDir, TopicMeta};
+use crate::produce::{ProduceLimits, Routing, build_batches};
+use crate::topic::{Partition, Topic};
+use crate::{
+    BrokerConfig, BrokerError, Fetched, OffsetSpec, PartitionAppend, ProduceRecord, TopicConfig,
+    TopicInfo, TopicSummary, validate_topic_name,
+};
+
+/// `max_bytes` of a fetch that asks for 0.
+const DEFAULT_FETCH_BYTES: usize = 1 << 20;
+
+/// A single-node broker: topics of partition logs under one data directory.
+///
+/// Share it as `Arc<Broker>`. Produce and fetch take no broker-wide lock beyond a brief read
+/// of the topic registry; blocking log I/O runs on tokio's blocking threads.
+#[derive(Debug)]
+pub struct Broker {
+    pub(crate) config: BrokerConfig,
+    dirs: DataDir,
+    topics: RwLock<HashMap<String, Arc<Topic>>>,
+    /// Serialises topic creation, deletion and shutdown.
+    admin: tokio::sync::Mutex<()>,
+    shutting_down: AtomicBool,
+    background: Background,
+    /// Its lock keeps other brokers out of the data directory while this one lives.
+    _lock: File,
+}
+
+impl Broker {
+    /// Opens (creating if needed) the data directory, loads every topic and recovers their
+    /// logs. Blocking: call it before serving or from `spawn_blocking`.
+    ///
+    /// Fails with [`BrokerError::DataDirLocked`] while another broker has the directory open.
+    pub fn open(config: BrokerConfig) -> Result<Arc<Broker>, BrokerError> {
+        config.topic_defaults.validate()?;
+        if config.retention_check_interval.is_zero() {
+            return Err(BrokerError::invalid_config(
+                "retention_check_interval",
+                "0",
+                "must be at least 1 ms",
+            ));
+        }
+        let dirs = DataDir::new(config.data_dir.clone());
+        metadata::create_dir(&config.data_dir)?;
+        let lock = metadata::lock_data_dir(&dirs.lock_file())?;
+        metadata::create_dir(&dirs.topics())?;
+        metadata::create_dir(&dirs.trash())?;
+        metadata::empty_dir(&dirs.trash())?;
+        let topics = load_topics(&dirs, &config.topic_defaults)?;
+        tracing::info!(
+            data_dir = %config.data_dir.display(),
+            topics = topics.len(),
+            "broker opened"
+        );
+        Ok(Arc::new(Broker {
+            config,
+            dirs,
+            topics: RwLock::new(topics),
+            admin: tokio::sync::Mutex::new(()),
+            shutting_down: AtomicBool::new(false),
+            background: Background::new(),
+            _lock: lock,
+        }))
+    }
+
+    /// Starts the background work: flushing partitions of `flush.policy = interval` topics
+    /// every `flush.ms`, checkpointing every partition about once a second, and enforcing
+    /// retention every `retention_check_interval`. Must be called inside a tokio runtime;
+    /// calling it again does nothing.
+    pub fn start_background(self: &Arc<Self>) {
+        self.background.start(self);
+    }
+
+    /// Creates a topic with `partitions` partitions and the given config overrides (Kafka
+    /// key names); returns it as [`Broker::describe_topic`] would.
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        partitions: u32,
+        config: &BTreeMap<String, String>,
+    ) -> Result<TopicInfo, BrokerError> {
+        self.check_running()?;
+        let limits = &self.config.limits;
+        validate_topic_name(name, limits.max_topic_name_len)?;
+        if !(1..=limits.max_partitions).contains(&partitions) {
+            return Err(BrokerError::InvalidPartitionCount {
+                requested: partitions,
+                max: limits.max_partitions,
+            });
+        }
+        TopicConfig::from_overrides(&self.config.topic_defaults, config)?;
+
+        let _admin = self.admin.lock().await;
+        self.check_running()?;
+        if self.topics.read().contains_key(name) {
+            return Err(BrokerError::TopicExists {
+                topic: name.to_owned(),
+            });
+        }
+        let meta = TopicMeta {
+            name: name.to_owned(),
+            partitions,
+            config: config.clone(),
+            created_ms: wall_clock_ms(),
+        };
+        let dirs = self.dirs.clone();
+        let defaults = self.config.topic_defaults.clone();
+        let topic = join(tokio::task::spawn_blocking(move || {
+            Topic::create(&dirs, meta, &defaults)
+        }))
+        .await??;
+        let topic = Arc::new(topic);
+        self.topics
+            .write()
+            .insert(name.to_owned(), Arc::clone(&topic));
+        self.background.watch_topic(&topic);
+        tracing::info!(topic = name, partitions, "created topic");
+        Ok(topic.info())
+    }
+
+    /// Deletes a topic and all its data. Fetches waiting on it return
+    /// [`BrokerError::TopicNotFound`].
+    pub async fn delete_topic(&self, name: &str) -> Result<(), BrokerError> {
+        self.check_running()?;
+        let _admin = self.admin.lock().await;
+        let topic = self
+            .topics
+            .write()
+            .remove(name)
+            .ok_or_else(|| BrokerError::TopicNotFound {
+                topic: name.to_owned(),
+            })?;
+        topic.mark_deleted();
+        let dirs = self.dirs.clone();
+        join(tokio::task::spawn_blocking(move || topic.destroy(&dirs))).await??;
+        tracing::info!(topic = name, "deleted topic");
+        Ok(())
+    }
+
+    /// Every topic, sorted by name.
+    pub fn list_topics(&self) -> Vec<TopicSummary> {
+        let mut topics: Vec<TopicSummary> =
+            self.topics.read().values().map(|t| t.summary()).collect();
+        topics.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        topics
+    }
+
+    /// A topic's partitions and effective config.
+    pub fn describe_topic(&self, name: &str) -> Result<TopicInfo, BrokerError> {
+        Ok(self.topic(name)?.info())
+    }
+
+    /// How many partitions a topic has.
+    pub fn partition_count(&self, topic: &str) -> Result<u32, BrokerError> {
+        Ok(self.topic(topic)?.partition_count())
+    }
+
+    /// Appends records to a topic.
+    ///
+    /// With `partition` set, every record goes to it. Otherwise keyed records go to
+    /// `(murmur2(key) & 0x7fffffff) % partitions`, as with Kafka's default partitioner, and
+    /// the request's keyless records all go to one partition chosen round-robin per request.
+    /// Records keep their request order within each partition; a timestamp of 0 becomes the
+    /// broker's wall clock (read once per request). Each partition gets one record batch,
+    /// appended on a blocking thread; fetches waiting on it are woken.
+    ///
+    /// Returns one entry per partition written, sorted by partition. Nothing is written when
+    /// the request is empty ([`BrokerError::EmptyBatch`]), holds more than
+    /// `max_records_per_request` records ([`BrokerError::TooManyRecords`]) or a record
+    /// larger than the topic's `max.message.bytes` ([`BrokerError::RecordTooLarge`]).
+    pub async fn produce<R, I>(
+        &self,
+        topic: &str,
+        partition: Option<u32>,
+        records: I,
+    ) -> Result<Vec<PartitionAppend>, BrokerError>
+    where
+        I: IntoIterator<Item = R>,
+        R: ProduceRecord,
+    {
+        self.check_running()?;
+        let topic = self.topic(topic)?;
+        let routing = match partition {
+            Some(p) => Routing::Fixed(topic.partition(p)?.id),
+            None => Routing::ByKey {
+                partitions: topic.partition_count(),
+                sticky: topic.next_sticky_partition(),
+            },
+        };
+        let limits = ProduceLimits {
+            max_message_bytes: topic.config.max_message_bytes,
+            max_records: self.config.limits.max_records_per_request,
+        };
+        let batches = build_batches(records, routing, limits, wall_clock_ms())?;
+
+        let mut pending = Vec::with_capacity(batches.len());
+        for batch in batches {
+            let target = Arc::clone(topic.partition(batch.partition)?);
+            let mut bytes = batch.batch;
+            let handle = tokio::task::spawn_blocking(move || {
+                let result = target.log.append(&mut bytes);
+                if result.is_ok() {
+                    target.wake();
+                }
+                result
+            });
+            pending.push((batch.partition, batch.record_count, handle));
+        }
+        let mut appended = Vec::with_capacity(pending.len());
+        let mut failure = None;
+        for (partition, record_count, handle) in pending {
+            let result = join(handle)
+                .await
+                .and_then(|r| r.map_err(|e| self.storage_error(&topic, e)));
+            match result {
+                Ok(info) => appended.push(PartitionAppend {
+                    partition,
+                    base_offset: info.base_offset,
+                    record_count,
+                }),
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(appended),
+        }
+    }
+
+    /// Reads whole record batches from `offset`, up to `max_bytes` (capped by
+    /// `max_fetch_bytes`; 0 means 1 MiB) but at least one batch.
+    ///
+    /// When `offset` is the high watermark, waits up to `max_wait` (capped by the `max_wait`
+    /// limit) for an append to the partition, then returns whatever is there, possibly
+    /// nothing. An offset outside `[log_start_offset, high_watermark]` is
+    /// [`BrokerError::OffsetOutOfRange`].
+    pub async fn fetch(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        max_bytes: usize,
+        max_wait: Duration,
+    ) -> Result<Fetched, BrokerError> {
+        self.check_running()?;
+        let topic = self.topic(topic)?;
+        let partition = Arc::clone(topic.partition(partition)?);
+        let cap = self.config.limits.max_fetch_bytes;
+        let max_bytes = match max_bytes {
+            0 => DEFAULT_FETCH_BYTES.min(cap),
+            n => n.min(cap),
+        };
+        let wait = max_wait.min(self.config.limits.max_wait);
+
+        // Subscribe before reading, so an append right after the read still wakes us.
+        let mut changed = partition.subscribe();
+        let fetched = self.read(&topic, &partition, offset, max_bytes).await?;
+        if !fetched.batches.is_empty() || wait.is_zero() {
+            return Ok(fetched);
+        }
+        let _ = tokio::time::timeout(wait, async {
+            while changed.changed().await.is_ok() {
+                if partition.log.high_watermark() > offset
+                    || topic.is_deleted()
+                    || self.is_shutting_down()
+                {
+                    break;
+                }
+            }
+        })
+        .await;
+        if topic.is_deleted() {
+            return Err(BrokerError::TopicNotFound {
+                topic: topic.name().to_owned(),
+            });
+        }
+        self.check_running()?;
+        if partition.log.high_watermark() == offset {
+            return Ok(fetched);
+        }
+        self.read(&topic, &partition, offset, max_bytes).await
+    }
+
+    /// Looks up an offset: the log start (`Earliest`), the high watermark (`Latest`), or the
+    /// first offset whose timestamp is at or after a time (`Timestamp`; `None` when no record
+    /// is that recent). A timestamp lookup may read a little of the log.
+    pub fn list_offset(
+        &self,
+        topic: &str,
+        partition: u32,
+        spec: OffsetSpec,
+    ) -> Result<Option<u64>, BrokerError> {
+        self.check_running()?;
+        let topic = self.topic(topic)?;
+        let log = &topic.partition(partition)?.log;
+        match spec {
+            OffsetSpec::Earliest => Ok(Some(log.log_start_offset())),
+            OffsetSpec::Latest => Ok(Some(log.high_watermark())),
+            OffsetSpec::Timestamp(ts) => log
+                .offset_for_timestamp(ts)
+                .map_err(|e| self.storage_error(&topic, e)),
+        }
+    }
+
+    /// Refuses new requests ([`BrokerError::ShuttingDown`]), wakes waiting fetches, stops the
+    /// background tasks and closes every log cleanly (fsync and clean-shutdown marker).
+    /// Returns the first close failure after closing all others. Calling it again does nothing.
+    pub async fn shutdown(&self) -> Result<(), BrokerError> {
+        if self.shutting_down.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.background.stop().await;
+        let _admin = self.admin.lock().await;
+        let topics = self.topics_snapshot();
+        for topic in &topics {
+            topic.wake_all();
+        }
+        let result = join(tokio::task::spawn_blocking(move || {
+            topics
+                .iter()
+                .map(|topic| topic.close())
+                .fold(Ok(()), Result::and)
+        }))
+        .await?;
+        tracing::info!("broker shut down");
+        result
+    }
+
+    /// Every topic currently registered.
+    pub(crate) fn topics_snapshot(&self) -> Vec<Arc<Topic>> {
+        self.topics.read().values().cloned().collect()
+    }
+
+    fn topic(&self, name: &str) -> Result<Arc<Topic>, BrokerError> {
+        self.topics
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| BrokerError::TopicNotFound {
+                topic: name.to_owned(),
+            })
+    }
+
+    fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    fn check_running(&self) -> Result<(), BrokerError> {
+        if self.is_shutting_down() {
+            Err(BrokerError::ShuttingDown)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Maps a log error, telling apart logs closed by a topic deletion or by shutdown.
+    fn storage_error(&self, topic: &Topic, err: StorageError) -> BrokerError {
+        if topic.is_deleted() {
+            BrokerError::TopicNotFound {
+                topic: topic.name().to_owned(),
+            }
+        } else if self.is_shutting_down() && matches!(err, StorageError::Closed { .. }) {
+            BrokerError::ShuttingDown
+        } else {
+            err.into()
+        }
+    }
+
+    async fn read(
+        &self,
+        topic: &Topic,
+        partition: &Arc<Partition>,
+        offset: u64,
+        max_bytes: usize,
+    ) -> Result<Fetched, BrokerError> {
+        let (high_watermark, log_start_offset) = (
+            partition.log.high_watermark(),
+            partition.log.log_start_offset(),
+        );
+        if offset == high_watermark && offset >= log_start_offset {
+            // Nothing to read: no need for a blocking thread.
+            return Ok(Fetched {
+                batches: bytes::Bytes::new(),
+                offset,
+                high_watermark,
+                log_start_offset,
+            });
+        }
+        let source = Arc::clone(partition);
+        let read = join(tokio::task::spawn_blocking(move || {
+            source.log.read(offset, max_bytes)
+        }))
+        .await?
+        .map_err(|e| self.storage_error(topic, e))?;
+        Ok(Fetched {
+            batches: read.batches,
+            offset,
+            high_watermark: read.high_watermark,
+            log_start_offset: read.log_start_offset,
+        })
+    }
+}
+
+/// Loads every committed topic under `data_dir/topics`, removing directories of creations
+/// that never finished. Blocking.
+fn load_topics(
+    dirs: &DataDir,
+    defaults: &TopicConfig,
+) -> Result<HashMap<String, Arc<Topic>>, BrokerError> {
+    let root = dirs.topics();
+    let mut topics = HashMap::new();
+    let mut removed_any = false;
+    let entries = fs::read_dir(&root).map_err(|e| BrokerError::io("list", &root, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| BrokerError::io("list", &root, e))?;
+        let path = entry.path();
+        let is_dir = entry
+            .file_type()
+            .map_err(|e| BrokerError::io("stat", &path, e))?
+            .is_dir();
+        let name = entry.file_name().to_str().map(str::to_owned);
+        let Some(name) = name.filter(|n| is_dir && validate_topic_name(n, usize::MAX).is_ok())
+        else {
+            tracing::warn!(path = %path.display(), "ignoring an entry that is not a topic");
+            continue;
+        };
+        TopicMeta::remove_stray_tmp(&path)?;
+        match TopicMeta::read(&path, &name)? {
+            Some(meta) => {
+                let topic = Topic::open(dirs, meta, defaults)?;
+                topics.insert(name, Arc::new(topic));
+            }
+            None => {
+                tracing::warn!(
+                    path = %path.display(),
+                    "removing a topic directory whose creation never finished"
+                );
+                metadata::remove_path(&path)?;
+                removed_any = true;
+            }
+        }
+    }
+    if removed_any {
+        metadata::sync_dir(&root)?;
+    }
+    Ok(topics)
+}
+
+/// Waits for a blocking task. A panic in it is resumed here; a task cancelled because the
+/// runtime is shutting down is [`BrokerError::ShuttingDown`].
+pub(crate) async fn join<T>(handle: JoinHandle<T>) -> Result<T, BrokerError> {
+    match handle.await {
+        Ok(value) => Ok(value),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(BrokerError::ShuttingDown),
+    }
+}
+
+/// Milliseconds since the Unix epoch by the wall clock (0 if the clock is before 1970).
+pub(crate) fn wall_clock_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

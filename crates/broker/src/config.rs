@@ -1,0 +1,456 @@
+//! Broker settings and per-topic configuration (Kafka's key names).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use sluice_storage::{FlushPolicy, LogConfig};
+
+use crate::BrokerError;
+
+/// `retention.ms`: delete sealed segments older than this; `-1` keeps them forever.
+pub const RETENTION_MS: &str = "retention.ms";
+/// `retention.bytes`: delete the oldest sealed segments while a partition is larger; `-1` = unlimited.
+pub const RETENTION_BYTES: &str = "retention.bytes";
+/// `segment.bytes`: roll to a new segment at this size.
+pub const SEGMENT_BYTES: &str = "segment.bytes";
+/// `segment.ms`: roll to a new segment once the active one is this old; `-1` = never.
+pub const SEGMENT_MS: &str = "segment.ms";
+/// `max.message.bytes`: the largest single record (key, value and headers).
+pub const MAX_MESSAGE_BYTES: &str = "max.message.bytes";
+/// `index.interval.bytes`: bytes of log between two sparse index entries.
+pub const INDEX_INTERVAL_BYTES: &str = "index.interval.bytes";
+/// `flush.policy`: `fsync`, `interval` or `none`.
+pub const FLUSH_POLICY: &str = "flush.policy";
+/// `flush.ms`: the flush interval under `flush.policy = interval`.
+pub const FLUSH_MS: &str = "flush.ms";
+
+/// Every topic config key, in the order [`TopicConfig::to_map`] would sort them.
+pub const TOPIC_CONFIG_KEYS: [&str; 8] = [
+    FLUSH_MS,
+    FLUSH_POLICY,
+    INDEX_INTERVAL_BYTES,
+    MAX_MESSAGE_BYTES,
+    RETENTION_BYTES,
+    RETENTION_MS,
+    SEGMENT_BYTES,
+    SEGMENT_MS,
+];
+
+/// Smallest `segment.bytes`.
+const MIN_SEGMENT_BYTES: u64 = 1024;
+/// Largest value of an `int`-typed Kafka config, and so of `segment.bytes`,
+/// `max.message.bytes` and `index.interval.bytes`.
+const MAX_INT_CONFIG: u64 = i32::MAX as u64;
+/// Largest value of a `long`-typed Kafka config.
+const MAX_LONG_CONFIG: u64 = i64::MAX as u64;
+const WEEK_MS: u64 = 7 * 24 * 60 * 60 * 1000;
+
+/// How a topic's appends are made durable (`flush.policy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushMode {
+    /// `fsync`: acknowledge an append only once it is on stable storage.
+    Fsync,
+    /// `interval`: fsync every `flush.ms`.
+    Interval,
+    /// `none`: leave write-back to the operating system.
+    None,
+}
+
+impl FlushMode {
+    fn parse(value: &str) -> Option<FlushMode> {
+        match value {
+            "fsync" => Some(FlushMode::Fsync),
+            "interval" => Some(FlushMode::Interval),
+            "none" => Some(FlushMode::None),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for FlushMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FlushMode::Fsync => "fsync",
+            FlushMode::Interval => "interval",
+            FlushMode::None => "none",
+        })
+    }
+}
+
+/// The effective configuration of a topic.
+///
+/// [`Default`] gives Sluice's defaults (Kafka's, except that appends are
+/// fsynced before they are acknowledged). An operator's defaults and a topic's
+/// overrides are both applied with [`TopicConfig::set`], so they share one
+/// parser and one set of ranges.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicConfig {
+    /// `retention.ms`; `None` keeps data forever.
+    pub retention_ms: Option<u64>,
+    /// `retention.bytes` per partition; `None` = unlimited.
+    pub retention_bytes: Option<u64>,
+    /// `segment.bytes`, `1024..=2147483647`.
+    pub segment_bytes: u64,
+    /// `segment.ms`; `None` = roll by size only.
+    pub segment_ms: Option<u64>,
+    /// `max.message.bytes`: the largest single record, `1..=2147483647`.
+    pub max_message_bytes: usize,
+    /// `index.interval.bytes`, `1..=2147483647`.
+    pub index_interval_bytes: u32,
+    /// `flush.policy`.
+    pub flush_policy: FlushMode,
+    /// `flush.ms`, used when `flush_policy` is [`FlushMode::Interval`].
+    pub flush_ms: u64,
+}
+
+impl Default for TopicConfig {
+    fn default() -> Self {
+        TopicConfig {
+            retention_ms: Some(WEEK_MS),
+            retention_bytes: None,
+            segment_bytes: 1 << 30,
+            segment_ms: Some(WEEK_MS),
+            max_message_bytes: 1 << 20,
+            index_interval_bytes: 4096,
+            flush_policy: FlushMode::Fsync,
+            flush_ms: 1000,
+        }
+    }
+}
+
+impl TopicConfig {
+    /// `defaults` with every entry of `overrides` applied by [`TopicConfig::set`].
+    pub fn from_overrides(
+        defaults: &TopicConfig,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<TopicConfig, BrokerError> {
+        let mut config = defaults.clone();
+        for (key, value) in overrides {
+            config.set(key, value)?;
+        }
+        Ok(config)
+    }
+
+    /// Parses `value` for the Kafka config `key` and stores it.
+    ///
+    /// Fails with [`BrokerError::InvalidConfig`] naming the key, the value and
+    /// the accepted values when the key is unknown or the value unparsable or out
+    /// of range. Surrounding whitespace is ignored.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), BrokerError> {
+        let text = value.trim();
+        match key {
+            RETENTION_MS => self.retention_ms = parse_optional(key, text, 0)?,
+            RETENTION_BYTES => self.retention_bytes = parse_optional(key, text, 0)?,
+            SEGMENT_BYTES => {
+                self.segment_bytes = parse_range(key, text, MIN_SEGMENT_BYTES, MAX_INT_CONFIG)?;
+            }
+            SEGMENT_MS => self.segment_ms = parse_optional(key, text, 1)?,
+            MAX_MESSAGE_BYTES => {
+                self.max_message_bytes =
+                    narrow(key, text, parse_range(key, text, 1, MAX_INT_CONFIG)?)?;
+            }
+            INDEX_INTERVAL_BYTES => {
+                self.index_interval_bytes =
+                    narrow(key, text, parse_range(key, text, 1, MAX_INT_CONFIG)?)?;
+            }
+            FLUSH_POLICY => {
+                self.flush_policy = FlushMode::parse(text).ok_or_else(|| {
+                    BrokerError::invalid_config(key, value, "expected fsync, interval or none")
+                })?;
+            }
+            FLUSH_MS => self.flush_ms = parse_range(key, text, 1, MAX_LONG_CONFIG)?,
+            _ => {
+                return Err(BrokerError::invalid_config(
+                    key,
+                    value,
+                    format!(
+                        "unknown key; known keys are {}",
+                        TOPIC_CONFIG_KEYS.join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks every field is in the range [`TopicConfig::set`] accepts, for
+    /// configs built field by field.
+    pub fn validate(&self) -> Result<(), BrokerError> {
+        let mut probe = TopicConfig::default();
+        for (key, value) in self.to_map() {
+            probe.set(&key, &value)?;
+        }
+        Ok(())
+    }
+
+    /// Every key with its effective value, in Kafka's notation (`-1` for "no limit").
+    pub fn to_map(&self) -> BTreeMap<String, String> {
+        let optional = |v: Option<u64>| v.map_or_else(|| "-1".to_owned(), |v| v.to_string());
+        [
+            (RETENTION_MS, optional(self.retention_ms)),
+            (RETENTION_BYTES, optional(self.retention_bytes)),
+            (SEGMENT_BYTES, self.segment_bytes.to_string()),
+            (SEGMENT_MS, optional(self.segment_ms)),
+            (MAX_MESSAGE_BYTES, self.max_message_bytes.to_string()),
+            (INDEX_INTERVAL_BYTES, self.index_interval_bytes.to_string()),
+            (FLUSH_POLICY, self.flush_policy.to_string()),
+            (FLUSH_MS, self.flush_ms.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
+    /// The flush interval, when the policy is [`FlushMode::Interval`].
+    pub fn flush_interval(&self) -> Option<Duration> {
+        (self.flush_policy == FlushMode::Interval).then(|| Duration::from_millis(self.flush_ms))
+    }
+
+    /// The storage settings for each partition log of the topic.
+    pub fn to_log_config(&self) -> LogConfig {
+        let flush = match self.flush_policy {
+            FlushMode::Fsync => FlushPolicy::Fsync,
+            FlushMode::Interval => FlushPolicy::Interval(Duration::from_millis(self.flush_ms)),
+            FlushMode::None => FlushPolicy::None,
+        };
+        LogConfig {
+            segment_bytes: self.segment_bytes,
+            segment_ms: self.segment_ms,
+            index_interval_bytes: self.index_interval_bytes,
+            retention_bytes: self.retention_bytes,
+            retention_ms: self.retention_ms,
+            flush,
+            ..LogConfig::default()
+        }
+    }
+}
+
+/// Parses an integer in `min..=max`.
+fn parse_range(key: &str, value: &str, min: u64, max: u64) -> Result<u64, BrokerError> {
+    let out_of_range =
+        || BrokerError::invalid_config(key, value, format!("expected an integer in {min}..={max}"));
+    let parsed: i128 = value.parse().map_err(|_| out_of_range())?;
+    u64::try_from(parsed)
+        .ok()
+        .filter(|v| (min..=max).contains(v))
+        .ok_or_else(out_of_range)
+}
+
+/// Parses `-1` (no limit, `None`) or an integer in `min..=i64::MAX`.
+fn parse_optional(key: &str, value: &str, min: u64) -> Result<Option<u64>, BrokerError> {
+    if value == "-1" {
+        return Ok(None);
+    }
+    parse_range(key, value, min, MAX_LONG_CONFIG)
+        .map(Some)
+        .map_err(|_| {
+            BrokerError::invalid_config(
+                key,
+                value,
+                format!("expected -1 (no limit) or an integer in {min}..={MAX_LONG_CONFIG}"),
+            )
+        })
+}
+
+/// Converts a range-checked value into its field type.
+fn narrow<T: TryFrom<u64>>(key: &str, value: &str, parsed: u64) -> Result<T, BrokerError> {
+    T::try_from(parsed)
+        .map_err(|_| BrokerError::invalid_config(key, value, "value does not fit this platform"))
+}
+
+/// Broker-wide limits on requests and topics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Most partitions per topic (default 1024).
+    pub max_partitions: u32,
+    /// Longest topic name (default 249, Kafka's).
+    pub max_topic_name_len: usize,
+    /// Cap on the `max_bytes` of one fetch (default 64 MiB).
+    pub max_fetch_bytes: usize,
+    /// Cap on how long a fetch waits for data (default 30 s).
+    pub max_wait: Duration,
+    /// Most records in one produce request (default 100 000).
+    pub max_records_per_request: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_partitions: 1024,
+            max_topic_name_len: 249,
+            max_fetch_bytes: 64 << 20,
+            max_wait: Duration::from_secs(30),
+            max_records_per_request: 100_000,
+        }
+    }
+}
+
+/// Settings of a [`crate::Broker`].
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// Where topics and their partition logs live.
+    pub data_dir: PathBuf,
+    /// Effective config for every key a topic does not override.
+    pub topic_defaults: TopicConfig,
+    /// Request and topic limits.
+    pub limits: Limits,
+    /// How often retention is enforced (default 5 min, Kafka's `log.retention.check.interval.ms`).
+    pub retention_check_interval: Duration,
+}
+
+impl BrokerConfig {
+    /// Default settings for a broker storing its data in `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> BrokerConfig {
+        BrokerConfig {
+            data_dir: data_dir.into(),
+            topic_defaults: TopicConfig::default(),
+            limits: Limits::default(),
+            retention_check_interval: Duration::from_secs(300),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn overrides(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn rejection(key: &str, value: &str) -> String {
+        match TopicConfig::default().set(key, value) {
+            Err(BrokerError::InvalidConfig {
+                key: k,
+                value: v,
+                reason,
+            }) => {
+                assert_eq!((k.as_str(), v.as_str()), (key, value));
+                reason
+            }
+            other => panic!("{key} = {value:?} gave {other:?}"),
+        }
+    }
+
+    #[test]
+    fn overrides_apply_onto_defaults() {
+        let defaults = TopicConfig {
+            segment_bytes: 4096,
+            ..TopicConfig::default()
+        };
+        let config = TopicConfig::from_overrides(
+            &defaults,
+            &overrides(&[
+                ("retention.ms", "-1"),
+                ("retention.bytes", "1000000"),
+                ("segment.ms", " 60000 "),
+                ("max.message.bytes", "2048"),
+                ("index.interval.bytes", "128"),
+                ("flush.policy", "interval"),
+                ("flush.ms", "250"),
+            ]),
+        )
+        .map_err(|e| e.to_string());
+        assert_eq!(
+            config,
+            Ok(TopicConfig {
+                retention_ms: None,
+                retention_bytes: Some(1_000_000),
+                segment_bytes: 4096,
+                segment_ms: Some(60_000),
+                max_message_bytes: 2048,
+                index_interval_bytes: 128,
+                flush_policy: FlushMode::Interval,
+                flush_ms: 250,
+            })
+        );
+    }
+
+    #[test]
+    fn map_round_trips_every_key() {
+        let config = TopicConfig {
+            retention_ms: None,
+            retention_bytes: Some(5),
+            segment_bytes: 2048,
+            segment_ms: None,
+            max_message_bytes: 77,
+            index_interval_bytes: 9,
+            flush_policy: FlushMode::None,
+            flush_ms: 3,
+        };
+        let map = config.to_map();
+        assert_eq!(
+            map.keys().map(String::as_str).collect::<Vec<_>>(),
+            TOPIC_CONFIG_KEYS.to_vec()
+        );
+        assert_eq!(map["retention.ms"], "-1");
+        assert_eq!(map["flush.policy"], "none");
+        let back = TopicConfig::from_overrides(&TopicConfig::default(), &map);
+        assert!(matches!(back, Ok(ref c) if *c == config), "{back:?}");
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_bad_values() {
+        assert!(rejection("cleanup.policy", "compact").contains("known keys are flush.ms"));
+        assert!(rejection("segment.bytes", "1023").contains("1024..=2147483647"));
+        assert!(rejection("segment.bytes", "2147483648").contains("1024..=2147483647"));
+        assert!(rejection("segment.bytes", "-1").contains("1024..=2147483647"));
+        assert!(rejection("segment.bytes", "1e6").contains("integer"));
+        assert!(rejection("retention.ms", "-2").contains("-1 (no limit)"));
+        assert!(rejection("retention.ms", "forever").contains("-1 (no limit)"));
+        assert!(
+            rejection("retention.bytes", "9223372036854775808").contains("9223372036854775807")
+        );
+        assert!(rejection("segment.ms", "0").contains("1..=9223372036854775807"));
+        assert!(rejection("max.message.bytes", "0").contains("1..=2147483647"));
+        assert!(rejection("index.interval.bytes", "").contains("integer"));
+        assert!(rejection("flush.policy", "always").contains("fsync, interval or none"));
+        assert!(rejection("flush.ms", "0").contains("1..="));
+        let err = TopicConfig::default().set("segment.bytes", "12");
+        assert!(
+            err.as_ref().is_err_and(|e| e.to_string()
+                == "invalid config segment.bytes = \"12\": expected an integer in 1024..=2147483647"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn validate_catches_fields_set_directly() {
+        let config = TopicConfig {
+            segment_bytes: 10,
+            ..TopicConfig::default()
+        };
+        assert!(matches!(
+            config.validate(),
+            Err(BrokerError::InvalidConfig { ref key, .. }) if key == "segment.bytes"
+        ));
+        assert!(TopicConfig::default().validate().is_ok());
+    }
+
+    #[test]
+    fn log_config_follows_topic_config() {
+        let mut config = TopicConfig::default();
+        assert_eq!(config.to_log_config().flush, FlushPolicy::Fsync);
+        assert_eq!(config.flush_interval(), None);
+        config.flush_policy = FlushMode::Interval;
+        config.flush_ms = 20;
+        config.retention_bytes = Some(99);
+        config.segment_bytes = 5000;
+        let log = config.to_log_config();
+        assert_eq!(log.flush, FlushPolicy::Interval(Duration::from_millis(20)));
+        assert_eq!(config.flush_interval(), Some(Duration::from_millis(20)));
+        assert_eq!(
+            (log.retention_bytes, log.retention_ms, log.segment_bytes),
+            (Some(99), Some(WEEK_MS), 5000)
+        );
+        assert_eq!(log.segment_ms, Some(WEEK_MS));
+        assert_eq!(log.index_interval_bytes, 4096);
+        assert!(log.validate().is_ok());
+    }
+}

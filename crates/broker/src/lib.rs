@@ -1,0 +1,55 @@
+//! The Sluice broker.
+//!
+//! Maps topics to partitions and partitions to [`sluice_storage::Log`]s, and
+//! gives produce and fetch their semantics: Kafka's default partitioner,
+//! server-side timestamps, per-record size limits, long-poll fetches woken by
+//! appends, topic metadata that survives restarts, and the periodic flushing,
+//! checkpointing and retention the logs need.
+//!
+//! ```no_run
+//! use std::collections::BTreeMap;
+//! use std::time::Duration;
+//!
+//! use sluice_broker::{Broker, BrokerConfig, NewRecord};
+//!
+//! # async fn example() -> Result<(), sluice_broker::BrokerError> {
+//! let broker = Broker::open(BrokerConfig::new("sluice-data"))?;
+//! broker.start_background();
+//! broker.create_topic("orders", 3, &BTreeMap::new()).await?;
+//! let appended = broker
+//!     .produce("orders", None, [NewRecord::new("hello").with_key("customer-7")])
+//!     .await?;
+//! let (partition, offset) = (appended[0].partition, appended[0].base_offset);
+//! let fetched = broker
+//!     .fetch("orders", partition, offset, 0, Duration::from_secs(1))
+//!     .await?;
+//! for record in fetched.records() {
+//!     let record = record?;
+//!     println!("{}: {:?}", record.offset, record.value);
+//! }
+//! broker.shutdown().await?;
+//! # Ok(())
+//! # }
+//! ```
+#![warn(missing_docs)]
+
+mod background;
+mod broker;
+pub mod config;
+mod error;
+mod fetch;
+mod metadata;
+mod name;
+mod partitioner;
+mod produce;
+mod topic;
+
+pub use broker::Broker;
+pub use config::{BrokerConfig, FlushMode, Limits, TopicConfig};
+pub use error::{BrokerError, CorruptSource};
+pub use fetch::{Fetched, OffsetSpec};
+pub use name::validate_topic_name;
+pub use partitioner::{murmur2, partition_for_key};
+pub use produce::{NewRecord, ProduceRecord};
+pub use sluice_storage::batch::RecordView;
+pub use topic::{PartitionAppend, PartitionInfo, TopicInfo, TopicSummary};

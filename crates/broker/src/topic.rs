@@ -1,0 +1,266 @@
+//! Topics, their partitions, and what describing them returns.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+use sluice_storage::Log;
+use sluice_storage::batch::MAX_BATCH_LEN;
+use tokio::sync::watch;
+
+use crate::metadata::{self, DataDir, TopicMeta};
+use crate::{BrokerError, TopicConfig};
+
+/// A topic and its partition count, as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicSummary {
+    /// The topic name.
+    pub name: String,
+    /// How many partitions it has.
+    pub partitions: u32,
+}
+
+/// A topic's partitions and effective configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicInfo {
+    /// The topic name.
+    pub name: String,
+    /// Every partition, by id.
+    pub partitions: Vec<PartitionInfo>,
+    /// The effective value of every config key.
+    pub config: BTreeMap<String, String>,
+}
+
+/// The state of one partition log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionInfo {
+    /// The partition id.
+    pub id: u32,
+    /// First offset still kept.
+    pub log_start_offset: u64,
+    /// First offset not yet visible to consumers.
+    pub high_watermark: u64,
+    /// The offset the next record will get.
+    pub log_end_offset: u64,
+    /// Bytes on disk.
+    pub size_bytes: u64,
+    /// Segment files.
+    pub segment_count: u32,
+}
+
+/// Where a produce request's records for one partition landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionAppend {
+    /// The partition.
+    pub partition: u32,
+    /// Offset of the first record appended to it.
+    pub base_offset: u64,
+    /// Records appended to it.
+    pub record_count: u32,
+}
+
+/// One partition: its log and the signal that wakes long-polling fetches.
+#[derive(Debug)]
+pub(crate) struct Partition {
+    pub(crate) id: u32,
+    pub(crate) log: Log,
+    /// Marked changed after every append (and at deletion and shutdown); fetches waiting
+    /// for data hold receivers.
+    changed: watch::Sender<()>,
+}
+
+impl Partition {
+    fn new(id: u32, log: Log) -> Partition {
+        Partition {
+            id,
+            log,
+            changed: watch::Sender::new(()),
+        }
+    }
+
+    /// A receiver that sees every [`Partition::wake`] from now on.
+    pub(crate) fn subscribe(&self) -> watch::Receiver<()> {
+        self.changed.subscribe()
+    }
+
+    /// Wakes every fetch waiting on this partition.
+    pub(crate) fn wake(&self) {
+        self.changed.send_replace(());
+    }
+
+    pub(crate) fn info(&self) -> PartitionInfo {
+        PartitionInfo {
+            id: self.id,
+            log_start_offset: self.log.log_start_offset(),
+            high_watermark: self.log.high_watermark(),
+            log_end_offset: self.log.log_end_offset(),
+            size_bytes: self.log.size_bytes(),
+            segment_count: u32::try_from(self.log.segment_count()).unwrap_or(u32::MAX),
+        }
+    }
+}
+
+/// A topic: its metadata, effective config and partitions.
+#[derive(Debug)]
+pub(crate) struct Topic {
+    pub(crate) meta: TopicMeta,
+    pub(crate) config: TopicConfig,
+    pub(crate) partitions: Vec<Arc<Partition>>,
+    /// Round-robin counter choosing the partition of each request's keyless records.
+    sticky: AtomicU32,
+    deleted: AtomicBool,
+    /// Set once the background flusher of an interval-flushed topic is spawned.
+    pub(crate) flusher_started: AtomicBool,
+}
+
+impl Topic {
+    /// Opens (creating if missing) the partition logs of a topic. Blocking.
+    pub(crate) fn open(
+        dirs: &DataDir,
+        meta: TopicMeta,
+        defaults: &TopicConfig,
+    ) -> Result<Topic, BrokerError> {
+        let config = TopicConfig::from_overrides(defaults, &meta.config)?;
+        let log_config = sluice_storage::LogConfig {
+            // A produce request becomes one batch per partition, however large the
+            // request the server let through.
+            max_append_bytes: MAX_BATCH_LEN,
+            ..config.to_log_config()
+        };
+        let partitions = (0..meta.partitions)
+            .map(|id| {
+                let log = Log::open(dirs.partition(&meta.name, id), log_config.clone())?;
+                Ok(Arc::new(Partition::new(id, log)))
+            })
+            .collect::<Result<Vec<_>, BrokerError>>()?;
+        Ok(Topic {
+            meta,
+            config,
+            partitions,
+            sticky: AtomicU32::new(0),
+            deleted: AtomicBool::new(false),
+            flusher_started: AtomicBool::new(false),
+        })
+    }
+
+    /// Creates a new topic on disk: partition logs first, then `topic.json`, whose
+    /// appearance commits the topic. Undoes what it wrote when it fails. Blocking.
+    pub(crate) fn create(
+        dirs: &DataDir,
+        meta: TopicMeta,
+        defaults: &TopicConfig,
+    ) -> Result<Topic, BrokerError> {
+        let dir = dirs.topic(&meta.name);
+        if dir.exists() {
+            // Only a failed creation leaves a directory behind for a topic not in the
+            // registry; a committed one means the registry and the disk disagree.
+            if TopicMeta::read(&dir, &meta.name)?.is_some() {
+                return Err(BrokerError::TopicExists { topic: meta.name });
+            }
+            metadata::remove_path(&dir)?;
+        }
+        let result = metadata::create_dir(&dir)
+            .and_then(|()| Topic::open(dirs, meta.clone(), defaults))
+            .and_then(|topic| {
+                meta.write(&dir)?;
+                metadata::sync_dir(&dirs.topics())?;
+                Ok(topic)
+            });
+        if result.is_err()
+            && let Err(e) = metadata::remove_path(&dir)
+        {
+            tracing::warn!(error = %e, "could not remove a partly created topic");
+        }
+        result
+    }
+
+    /// Closes the logs and removes the topic's directory: renamed into the trash first, so a
+    /// crash midway cannot leave a half-deleted topic behind. Blocking.
+    pub(crate) fn destroy(&self, dirs: &DataDir) -> Result<(), BrokerError> {
+        if let Err(e) = self.close() {
+            tracing::warn!(topic = %self.meta.name, error = %e, "closing a deleted topic failed");
+        }
+        let dir = dirs.topic(&self.meta.name);
+        let trash_name = format!("{}.{}", self.meta.name, metadata::unique_suffix());
+        let trashed = dirs.trash().join(trash_name);
+        fs::rename(&dir, &trashed).map_err(|e| BrokerError::io("move to trash", &dir, e))?;
+        metadata::sync_dir(&dirs.topics())?;
+        metadata::remove_path(&trashed)
+    }
+
+    /// Closes every partition log cleanly; reports the first failure after trying them all.
+    /// Blocking.
+    pub(crate) fn close(&self) -> Result<(), BrokerError> {
+        let mut first = Ok(());
+        for partition in &self.partitions {
+            if let Err(e) = partition.log.close() {
+                tracing::warn!(
+                    topic = %self.meta.name,
+                    partition = partition.id,
+                    error = %e,
+                    "closing partition log failed"
+                );
+                if first.is_ok() {
+                    first = Err(e.into());
+                }
+            }
+        }
+        first
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.meta.name
+    }
+
+    pub(crate) fn partition_count(&self) -> u32 {
+        self.meta.partitions
+    }
+
+    pub(crate) fn partition(&self, id: u32) -> Result<&Arc<Partition>, BrokerError> {
+        usize::try_from(id)
+            .ok()
+            .and_then(|i| self.partitions.get(i))
+            .ok_or_else(|| BrokerError::PartitionNotFound {
+                topic: self.meta.name.clone(),
+                partition: id,
+                partitions: self.meta.partitions,
+            })
+    }
+
+    /// The partition for this request's keyless records: the next in round-robin order.
+    pub(crate) fn next_sticky_partition(&self) -> u32 {
+        self.sticky.fetch_add(1, Ordering::Relaxed) % self.meta.partitions.max(1)
+    }
+
+    /// Marks the topic deleted and wakes its waiting fetches so they notice.
+    pub(crate) fn mark_deleted(&self) {
+        self.deleted.store(true, Ordering::SeqCst);
+        self.wake_all();
+    }
+
+    pub(crate) fn is_deleted(&self) -> bool {
+        self.deleted.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn wake_all(&self) {
+        for partition in &self.partitions {
+            partition.wake();
+        }
+    }
+
+    pub(crate) fn summary(&self) -> TopicSummary {
+        TopicSummary {
+            name: self.meta.name.clone(),
+            partitions: self.meta.partitions,
+        }
+    }
+
+    pub(crate) fn info(&self) -> TopicInfo {
+        TopicInfo {
+            name: self.meta.name.clone(),
+            partitions: self.partitions.iter().map(|p| p.info()).collect(),
+            config: self.config.to_map(),
+        }
+    }
+}

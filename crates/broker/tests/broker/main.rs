@@ -1,0 +1,7 @@
+//! Integration tests of the broker against real partition logs in temporary directories.
+
+mod background;
+mod common;
+mod errors;
+mod produce_fetch;
+mod topics;
