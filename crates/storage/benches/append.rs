@@ -3,22 +3,26 @@
 //!
 //! Scenarios (1 KiB records, batches pre-built outside the timed loop and appended again and
 //! again, since the log rewrites base offsets in place):
-//! - `append/none/batch=100` and `append/none/batch=1000`: flush policy `None`, one writer;
 //! - `append/fsync/batch=1000/writers=1` and `.../writers=4`: flush policy `Fsync`, where
 //!   concurrent writers share fsyncs (group commit);
-//! - `raw/buffered/1MiB`: sequential 1 MiB `write`s to plain files, no sync;
-//! - `raw/fdatasync/1MiB`: the same with an `fdatasync` after every write.
+//! - `append/none/batch=100/writers=1` and `append/none/batch=1000/writers=1`: flush policy
+//!   `None`, one writer;
+//! - `raw/fdatasync/1MiB/...`: sequential 1 MiB `write`s to plain files, each followed by an
+//!   `fdatasync`, run before and after the `fsync` appends;
+//! - `raw/buffered/1MiB/...`: the same without the sync, run before and after the `none` appends;
+//! - `raw/buffered/{n}B`: plain writes of the size of one 100-record batch, without sync.
 //!
-//! Logs and raw files roll every 256 MiB and keep about 512 MiB (the log by its own retention),
-//! so disk use stays bounded. Deletion happens between criterion's timed calls, so neither
-//! side's figure includes unlinking. Run with `cargo bench -p sluice-storage --bench append`.
+//! Each criterion call (a warm-up round or a sample) writes into a fresh log or a fresh set of
+//! raw files in a new directory, emptied and deleted after the call, outside the timed region.
+//! Both sides roll files every 256 MiB; neither pays for deleting; page-cache data is dropped
+//! rather than written back; disk use stays bounded by what one call writes (about 1-2 GB).
+//! Run with `cargo bench -p sluice-storage --bench append`.
 
 mod support;
 
-use std::collections::VecDeque;
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -29,12 +33,6 @@ use tempfile::TempDir;
 
 /// Segment size of the benchmark logs and raw files.
 const SEGMENT_BYTES: u64 = 256 << 20;
-
-/// Bytes of sealed segments kept (`retention.bytes`).
-const RETAIN_BYTES: u64 = 512 << 20;
-
-/// Raw files kept: the sealed ones retention would keep, plus the one being written.
-const RAW_FILES_KEPT: usize = (RETAIN_BYTES / SEGMENT_BYTES) as usize + 1;
 
 /// One append scenario.
 #[derive(Debug, Clone, Copy)]
@@ -60,14 +58,11 @@ impl Scenario {
 
 /// Measures one append scenario; every iteration is one `append` of one pre-built batch.
 fn bench_append(c: &mut Criterion, scenario: Scenario) -> Meter {
-    let dir = bench_dir("append");
     let config = LogConfig {
         segment_bytes: SEGMENT_BYTES,
-        retention_bytes: Some(RETAIN_BYTES),
         flush: scenario.flush,
         ..LogConfig::default()
     };
-    let log = Log::open(dir.path(), config).expect("open the benchmark log");
     let template = batch(scenario.batch_records, 0);
     let mut buffers: Vec<BytesMut> = vec![template.clone(); scenario.writers];
     let name = scenario.name();
@@ -82,20 +77,21 @@ fn bench_append(c: &mut Criterion, scenario: Scenario) -> Meter {
     group.throughput(Throughput::BytesDecimal(template.len() as u64));
     group.bench_function(name.as_str(), |b| {
         b.iter_custom(|iters| {
+            let dir = bench_dir("append");
+            let log = Log::open(dir.path(), config.clone()).expect("open the benchmark log");
             let elapsed = append_concurrently(&log, &mut buffers, iters);
+            discard(dir.path());
+            let expected = iters * scenario.batch_records as u64;
+            assert_eq!(
+                log.high_watermark(),
+                expected,
+                "every append must be visible"
+            );
             meter.add(iters, elapsed);
-            // Only `retention.bytes` is set, so the clock does not matter.
-            log.enforce_retention(0)
-                .expect("retention on the benchmark log");
             elapsed
         });
     });
     group.finish();
-    assert!(
-        log.size_bytes() <= RETAIN_BYTES + 2 * SEGMENT_BYTES,
-        "retention did not bound the benchmark log: {} bytes",
-        log.size_bytes()
-    );
     meter
 }
 
@@ -116,12 +112,11 @@ fn append_concurrently(log: &Log, buffers: &mut [BytesMut], iters: u64) -> Durat
     start.elapsed()
 }
 
-/// Plain files written sequentially in 1 MiB chunks, rolled and deleted like log segments.
+/// Plain files written sequentially in 1 MiB chunks, rolled like log segments; deleted with
+/// their directory when dropped.
 #[derive(Debug)]
 struct RawFiles {
     dir: TempDir,
-    /// Oldest first; the last one is being written.
-    files: VecDeque<PathBuf>,
     current: File,
     written: u64,
     created: u64,
@@ -131,11 +126,9 @@ struct RawFiles {
 impl RawFiles {
     fn new(fdatasync: bool) -> Self {
         let dir = bench_dir("raw");
-        let path = dir.path().join(format!("{:020}.raw", 0));
-        let current = File::create(&path).expect("create a raw file");
+        let current = File::create(Self::path(&dir, 0)).expect("create a raw file");
         RawFiles {
             dir,
-            files: VecDeque::from([path]),
             current,
             written: 0,
             created: 1,
@@ -143,13 +136,16 @@ impl RawFiles {
         }
     }
 
+    fn path(dir: &TempDir, n: u64) -> PathBuf {
+        dir.path().join(format!("{n:020}.raw"))
+    }
+
     /// Writes `chunk` at the end of the current file (rolling first if it is full), then
     /// `fdatasync`s it if asked to.
     fn write(&mut self, chunk: &[u8]) {
         if self.written + chunk.len() as u64 > SEGMENT_BYTES {
-            let path = self.dir.path().join(format!("{:020}.raw", self.created));
-            self.current = File::create(&path).expect("create a raw file");
-            self.files.push_back(path);
+            let path = Self::path(&self.dir, self.created);
+            self.current = File::create(path).expect("create a raw file");
             self.created += 1;
             self.written = 0;
         }
@@ -159,40 +155,29 @@ impl RawFiles {
         }
         self.written += chunk.len() as u64;
     }
-
-    /// Deletes the oldest files beyond what the log's retention would keep.
-    fn trim(&mut self) {
-        while self.files.len() > RAW_FILES_KEPT {
-            if let Some(path) = self.files.pop_front() {
-                std::fs::remove_file(&path).expect("delete a raw file");
-            }
-        }
-    }
 }
 
-/// Measures a raw baseline; every iteration is one 1 MiB write (and `fdatasync`, if asked).
-fn bench_raw(c: &mut Criterion, fdatasync: bool) -> Meter {
-    let name = if fdatasync {
-        "fdatasync/1MiB"
-    } else {
-        "buffered/1MiB"
-    };
-    let chunk: Vec<u8> = (0..MIB).map(|i| (i % 251) as u8).collect();
-    let mut raw = RawFiles::new(fdatasync);
-    let mut meter = Meter::new(format!("raw/{name}"), MIB as u64, 0);
+/// Measures a raw baseline; every iteration is one write of `chunk_bytes` (and `fdatasync`,
+/// if asked). `label` names the run, e.g. `1MiB/before`.
+fn bench_raw(c: &mut Criterion, fdatasync: bool, chunk_bytes: usize, label: &str) -> Meter {
+    let kind = if fdatasync { "fdatasync" } else { "buffered" };
+    let name = format!("{kind}/{label}");
+    let chunk: Vec<u8> = (0..chunk_bytes).map(|i| (i % 251) as u8).collect();
+    let mut meter = Meter::new(format!("raw/{name}"), chunk_bytes as u64, 0);
 
     let mut group = c.benchmark_group("raw");
     group.sampling_mode(SamplingMode::Flat);
-    group.throughput(Throughput::BytesDecimal(MIB as u64));
-    group.bench_function(name, |b| {
+    group.throughput(Throughput::BytesDecimal(chunk_bytes as u64));
+    group.bench_function(name.as_str(), |b| {
         b.iter_custom(|iters| {
+            let mut raw = RawFiles::new(fdatasync);
             let start = Instant::now();
             for _ in 0..iters {
                 raw.write(&chunk);
             }
             let elapsed = start.elapsed();
+            discard(raw.dir.path());
             meter.add(iters, elapsed);
-            raw.trim();
             elapsed
         });
     });
@@ -200,21 +185,42 @@ fn bench_raw(c: &mut Criterion, fdatasync: bool) -> Meter {
     meter
 }
 
-/// `append` over `raw` as a percentage, with the target it is held against.
-fn ratio_line(append: &Meter, raw: &Meter, target_pct: f64) -> String {
-    match (append.bytes_per_sec(), raw.bytes_per_sec()) {
-        (Some(a), Some(r)) => format!(
-            "{} / {}: {:.0}% (target >= {target_pct:.0}%)",
-            append.name,
-            raw.name,
-            100.0 * a / r
-        ),
-        _ => format!("{} / {}: not run", append.name, raw.name),
+/// Empties every file in `dir`, so that the dirty pages of data about to be deleted are dropped
+/// instead of written back when the files are closed. (A segment file is created with an
+/// explicit truncation, which on ext4 makes closing it start write-back of all its dirty pages.)
+fn discard(dir: &Path) {
+    for entry in std::fs::read_dir(dir).expect("list a benchmark directory") {
+        let path = entry.expect("list a benchmark directory").path();
+        OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_len(0))
+            .expect("empty a benchmark file");
+    }
+}
+
+/// `append` over the mean of the `raw` runs, with the target it is held against, if any.
+fn ratio_line(append: &Meter, raw: &[&Meter], target_pct: Option<f64>) -> String {
+    let rates: Vec<f64> = raw.iter().filter_map(|m| m.bytes_per_sec()).collect();
+    let names: Vec<&str> = raw.iter().map(|m| m.name.as_str()).collect();
+    let target = target_pct.map_or_else(String::new, |t| format!("; target >= {t:.0}%"));
+    match append.bytes_per_sec() {
+        Some(a) if !rates.is_empty() => {
+            let mean = rates.iter().sum::<f64>() / rates.len() as f64;
+            format!(
+                "{}: {:.0}% of {} ({:.1} MB/s){target}",
+                append.name,
+                100.0 * a / mean,
+                names.join(" + "),
+                mean / 1e6
+            )
+        }
+        _ => format!("{}: no ratio (not run)", append.name),
     }
 }
 
 fn main() {
-    let mut c = criterion(Duration::from_secs(4));
+    let mut c = criterion(Duration::from_millis(500), Duration::from_secs(2));
     let none = |batch_records| Scenario {
         flush: FlushPolicy::None,
         batch_records,
@@ -225,27 +231,43 @@ fn main() {
         batch_records: 1000,
         writers,
     };
-    // Each baseline runs right before the appends it is compared with.
-    let raw_buffered = bench_raw(&mut c, false);
-    let none_100 = bench_append(&mut c, none(100));
-    let none_1000 = bench_append(&mut c, none(1000));
-    let raw_fdatasync = bench_raw(&mut c, true);
+    // Each pair of 1 MiB baselines brackets the appends it is compared with, which shows how
+    // much the shared disk drifted meanwhile.
+    let fdatasync_before = bench_raw(&mut c, true, MIB, "1MiB/before");
     let fsync_1 = bench_append(&mut c, fsync(1));
     let fsync_4 = bench_append(&mut c, fsync(4));
+    let fdatasync_after = bench_raw(&mut c, true, MIB, "1MiB/after");
+    let buffered_before = bench_raw(&mut c, false, MIB, "1MiB/before");
+    // Plain writes of the size of one 100-record append, to separate the cost of the write size
+    // from the cost of the log.
+    let small = batch(100, 0).len();
+    let buffered_small = bench_raw(&mut c, false, small, &format!("{small}B"));
+    let none_100 = bench_append(&mut c, none(100));
+    let none_1000 = bench_append(&mut c, none(1000));
+    let buffered_after = bench_raw(&mut c, false, MIB, "1MiB/after");
     c.final_summary();
 
-    println!("\nsummary (totals over every timed iteration, warm-up included; MB = 10^6 bytes)");
+    println!("\nsummary (criterion's samples, warm-up excluded; MB = 10^6 bytes)");
     for meter in [
-        &raw_buffered,
-        &none_100,
-        &none_1000,
-        &raw_fdatasync,
+        &fdatasync_before,
         &fsync_1,
         &fsync_4,
+        &fdatasync_after,
+        &buffered_before,
+        &buffered_small,
+        &none_100,
+        &none_1000,
+        &buffered_after,
     ] {
         println!("  {}", meter.line());
     }
-    println!("  {}", ratio_line(&none_1000, &raw_buffered, 85.0));
-    println!("  {}", ratio_line(&fsync_1, &raw_fdatasync, 80.0));
-    println!("  {}", ratio_line(&fsync_4, &raw_fdatasync, 80.0));
+    for (append, before, after, target) in [
+        (&fsync_1, &fdatasync_before, &fdatasync_after, 80.0),
+        (&fsync_4, &fdatasync_before, &fdatasync_after, 80.0),
+        (&none_100, &buffered_before, &buffered_after, 85.0),
+        (&none_1000, &buffered_before, &buffered_after, 85.0),
+    ] {
+        println!("  {}", ratio_line(append, &[before, after], Some(target)));
+    }
+    println!("  {}", ratio_line(&none_100, &[&buffered_small], None));
 }

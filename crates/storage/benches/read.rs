@@ -245,7 +245,7 @@ fn bench_lookup(
 }
 
 fn main() {
-    let mut c = criterion(Duration::from_secs(3));
+    let mut c = criterion(Duration::from_secs(1), Duration::from_secs(3));
     let scan = BenchLog::build(100, 10);
     let lookups = BenchLog::build(1, 1000);
 

@@ -45,26 +45,28 @@ pub(crate) fn bench_dir(name: &str) -> TempDir {
 
 /// Criterion settings sized for a 2-core box: few samples, short warm-up and measurement.
 /// Command-line options still override them.
-pub(crate) fn criterion(measurement: Duration) -> Criterion {
+pub(crate) fn criterion(warm_up: Duration, measurement: Duration) -> Criterion {
     Criterion::default()
         .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
+        .warm_up_time(warm_up)
         .measurement_time(measurement)
         .configure_from_args()
 }
 
-/// What the timed iterations of one scenario did in total, for a summary line.
+/// What criterion's measurement samples of one scenario did, for a summary line.
 ///
-/// It adds up every call criterion makes to the `iter_custom` routine, warm-up included, so its
-/// rates are total work over total measured time.
+/// It sees every call criterion makes to the `iter_custom` routine. Every scenario here uses
+/// flat sampling, where all samples run the same number of iterations and come after the
+/// warm-up calls, so the samples are the trailing calls with the last call's iteration count.
+/// Its rates are their total work over their total time, which is criterion's own mean.
 #[derive(Debug, Clone)]
 pub(crate) struct Meter {
     /// Scenario name as printed.
     pub(crate) name: String,
     bytes_per_iter: u64,
     records_per_iter: u64,
-    iters: u64,
-    elapsed: Duration,
+    /// (iterations, time) of each call, in order.
+    calls: Vec<(u64, Duration)>,
 }
 
 impl Meter {
@@ -75,30 +77,44 @@ impl Meter {
             name: name.into(),
             bytes_per_iter,
             records_per_iter,
-            iters: 0,
-            elapsed: Duration::ZERO,
+            calls: Vec::new(),
         }
     }
 
-    /// Counts `iters` iterations that took `elapsed` in all.
+    /// Records one call: `iters` iterations that took `elapsed` in all.
     pub(crate) fn add(&mut self, iters: u64, elapsed: Duration) {
-        self.iters += iters;
-        self.elapsed += elapsed;
+        self.calls.push((iters, elapsed));
     }
 
-    /// Bytes per second over everything measured; `None` if the scenario did not run (filtered
-    /// out on the command line).
+    /// Iterations and time of the measurement samples.
+    fn samples(&self) -> (u64, Duration) {
+        let Some(&(per_sample, _)) = self.calls.last() else {
+            return (0, Duration::ZERO);
+        };
+        self.calls
+            .iter()
+            .rev()
+            .take_while(|(iters, _)| *iters == per_sample)
+            .fold((0, Duration::ZERO), |(n, t), (iters, elapsed)| {
+                (n + iters, t + *elapsed)
+            })
+    }
+
+    /// Bytes per second over the samples; `None` if the scenario did not run (filtered out on
+    /// the command line).
     pub(crate) fn bytes_per_sec(&self) -> Option<f64> {
-        let secs = self.elapsed.as_secs_f64();
-        (self.iters > 0 && secs > 0.0).then(|| (self.iters * self.bytes_per_iter) as f64 / secs)
+        let (iters, elapsed) = self.samples();
+        let secs = elapsed.as_secs_f64();
+        (iters > 0 && secs > 0.0).then(|| (iters * self.bytes_per_iter) as f64 / secs)
     }
 
-    /// Records per second over everything measured; `None` also when the iterations carry no
-    /// records (raw file baselines).
+    /// Records per second over the samples; `None` also when the iterations carry no records
+    /// (raw file baselines).
     pub(crate) fn records_per_sec(&self) -> Option<f64> {
-        let secs = self.elapsed.as_secs_f64();
-        (self.iters > 0 && self.records_per_iter > 0 && secs > 0.0)
-            .then(|| (self.iters * self.records_per_iter) as f64 / secs)
+        let (iters, elapsed) = self.samples();
+        let secs = elapsed.as_secs_f64();
+        (iters > 0 && self.records_per_iter > 0 && secs > 0.0)
+            .then(|| (iters * self.records_per_iter) as f64 / secs)
     }
 
     /// One line: MB/s, records/s and the totals they come from.
@@ -109,13 +125,14 @@ impl Meter {
         let records = self
             .records_per_sec()
             .map_or_else(|| "-".to_string(), |rps| format!("{rps:.0}"));
+        let (iters, elapsed) = self.samples();
         format!(
             "{:<36} {:>8.1} MB/s {:>10} records/s   ({:.2} GB in {:.2} s)",
             self.name,
             bps / 1e6,
             records,
-            (self.iters * self.bytes_per_iter) as f64 / 1e9,
-            self.elapsed.as_secs_f64()
+            (iters * self.bytes_per_iter) as f64 / 1e9,
+            elapsed.as_secs_f64()
         )
     }
 }

@@ -1,0 +1,93 @@
+//! The `sluice.v1.Admin` service: topic administration.
+
+use std::sync::Arc;
+
+use sluice_broker::Broker;
+use sluice_proto::v1::admin_server::Admin;
+use sluice_proto::v1::{
+    CreateTopicRequest, CreateTopicResponse, DeleteTopicRequest, DeleteTopicResponse,
+    DescribeTopicRequest, DescribeTopicResponse, ListTopicsRequest, ListTopicsResponse,
+    TopicSummary,
+};
+use tonic::{Request, Response, Status};
+
+use crate::convert::topic_description;
+use crate::status::{require_topic, to_status};
+
+/// Implements `sluice.v1.Admin` on a broker.
+#[derive(Debug)]
+pub(crate) struct AdminService {
+    broker: Arc<Broker>,
+}
+
+impl AdminService {
+    /// The service for `broker`.
+    pub(crate) fn new(broker: Arc<Broker>) -> Self {
+        AdminService { broker }
+    }
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn create_topic(
+        &self,
+        request: Request<CreateTopicRequest>,
+    ) -> Result<Response<CreateTopicResponse>, Status> {
+        let request = request.into_inner();
+        require_topic("name", &request.name)?;
+        let info = self
+            .broker
+            .create_topic(&request.name, request.partitions, &request.config)
+            .await
+            .map_err(to_status)?;
+        tracing::info!(topic = %info.name, partitions = info.partitions.len(), "topic created");
+        Ok(Response::new(CreateTopicResponse {
+            topic: Some(topic_description(info)),
+        }))
+    }
+
+    async fn delete_topic(
+        &self,
+        request: Request<DeleteTopicRequest>,
+    ) -> Result<Response<DeleteTopicResponse>, Status> {
+        let request = request.into_inner();
+        require_topic("name", &request.name)?;
+        self.broker
+            .delete_topic(&request.name)
+            .await
+            .map_err(to_status)?;
+        tracing::info!(topic = %request.name, "topic deleted");
+        Ok(Response::new(DeleteTopicResponse {}))
+    }
+
+    async fn list_topics(
+        &self,
+        _request: Request<ListTopicsRequest>,
+    ) -> Result<Response<ListTopicsResponse>, Status> {
+        let topics = self
+            .broker
+            .list_topics()
+            .into_iter()
+            .map(|summary| TopicSummary {
+                name: summary.name,
+                partitions: summary.partitions,
+            })
+            .collect();
+        Ok(Response::new(ListTopicsResponse { topics }))
+    }
+
+    async fn describe_topic(
+        &self,
+        request: Request<DescribeTopicRequest>,
+    ) -> Result<Response<DescribeTopicResponse>, Status> {
+        let request = request.into_inner();
+        require_topic("name", &request.name)?;
+        let info = self
+            .broker
+            .describe_topic(&request.name)
+            .map_err(to_status)?;
+        Ok(Response::new(DescribeTopicResponse {
+            topic: Some(topic_description(info)),
+        }))
+    }
+}

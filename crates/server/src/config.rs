@@ -1,0 +1,667 @@
+//! Server settings and where they come from.
+//!
+//! Every setting can be given in a TOML file (`--config FILE` or `SLUICE_CONFIG`) and in
+//! an environment variable named `SLUICE_` followed by the setting's path in upper case
+//! with `_` between parts (`SLUICE_LISTEN`, `SLUICE_LIMITS_MAX_FETCH_BYTES`,
+//! `SLUICE_TOPIC_DEFAULTS_RETENTION_MS` for `retention.ms` in `[topic_defaults]`), and
+//! on the command line. Precedence: command line > environment > file > built-in default.
+//! Topic defaults merge key by key.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fmt::Display;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::ValueEnum;
+use serde::{Deserialize, Deserializer};
+use sluice_broker::{BrokerConfig, Limits, TopicConfig};
+
+use crate::cli::ServeArgs;
+use crate::error::ServerError;
+
+/// Address the server listens on when none is configured.
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 50051));
+/// Data directory used when none is configured.
+pub const DEFAULT_DATA_DIR: &str = "./sluice-data";
+/// Default largest gRPC request message accepted (`limits.max_request_bytes`): 64 MiB.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 64 << 20;
+/// Default cap on one Subscribe message's records (`limits.max_subscribe_bytes`): 1 MiB.
+pub const DEFAULT_MAX_SUBSCRIBE_BYTES: usize = 1 << 20;
+/// Log filter used when neither the `log` setting nor `RUST_LOG` is set.
+const DEFAULT_LOG_FILTER: &str = "info";
+
+/// Prefix of the environment variables holding settings.
+const ENV_PREFIX: &str = "SLUICE_";
+/// Environment variable naming the config file (like `--config`).
+const CONFIG_FILE_ENV: &str = "SLUICE_CONFIG";
+/// The conventional log filter variable, used when the `log` setting is unset.
+const RUST_LOG_ENV: &str = "RUST_LOG";
+
+/// How log lines are written (to stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The effective configuration of a server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address to listen on; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Data directory, topic defaults, broker limits and retention interval.
+    pub broker: BrokerConfig,
+    /// Largest gRPC request message accepted (`limits.max_request_bytes`).
+    pub max_request_bytes: usize,
+    /// Cap on the records of one Subscribe response message (`limits.max_subscribe_bytes`).
+    pub max_subscribe_bytes: usize,
+    /// `tracing` filter directives (`log`, else `RUST_LOG`, else `info`).
+    pub log_filter: String,
+    /// Log line format.
+    pub log_format: LogFormat,
+    /// `SLUICE_*` environment variables that name no setting (reported as warnings).
+    pub unknown_env: Vec<String>,
+}
+
+impl ServerConfig {
+    /// Builds the configuration from the command line, the environment `env` (pass
+    /// `std::env::vars_os()`) and the config file named by `--config` or `SLUICE_CONFIG`.
+    pub fn load(
+        args: &ServeArgs,
+        env: impl IntoIterator<Item = (OsString, OsString)>,
+    ) -> Result<ServerConfig, ServerError> {
+        let env = Environment::read(env)?;
+        let file = match args.config.as_ref().or(env.config_file.as_ref()) {
+            Some(path) => Settings::from_file(path)?,
+            None => Settings::default(),
+        };
+        file.overlay(env.settings)
+            .overlay(args.settings())
+            .resolve(env.rust_log, env.unknown)
+    }
+}
+
+/// One source of settings; unset fields defer to sources of lower precedence.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// `listen`: address to listen on.
+    pub listen: Option<SocketAddr>,
+    /// `data_dir`: where topics are stored.
+    pub data_dir: Option<PathBuf>,
+    /// `log`: `tracing` filter directives, e.g. `info,sluice_broker=debug`.
+    pub log: Option<String>,
+    /// `log_format`: `text` or `json`.
+    pub log_format: Option<LogFormat>,
+    /// `retention_check_interval_ms`: how often retention runs.
+    pub retention_check_interval_ms: Option<u64>,
+    /// `[limits]`.
+    #[serde(default)]
+    pub limits: LimitSettings,
+    /// `[topic_defaults]`: Kafka topic config keys and values for topics that do not
+    /// override them.
+    #[serde(default, deserialize_with = "scalar_map")]
+    pub topic_defaults: BTreeMap<String, String>,
+}
+
+/// The `[limits]` table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSettings {
+    /// Most partitions per topic.
+    pub max_partitions: Option<u32>,
+    /// Longest topic name.
+    pub max_topic_name_len: Option<usize>,
+    /// Cap on the `max_bytes` of one fetch.
+    pub max_fetch_bytes: Option<usize>,
+    /// Cap on how long a fetch waits for records, in milliseconds.
+    pub max_wait_ms: Option<u64>,
+    /// Most records in one produce request.
+    pub max_records_per_request: Option<usize>,
+    /// Largest gRPC request message.
+    pub max_request_bytes: Option<usize>,
+    /// Cap on the records of one Subscribe response message.
+    pub max_subscribe_bytes: Option<usize>,
+}
+
+impl Settings {
+    /// Reads a TOML config file.
+    pub fn from_file(path: &Path) -> Result<Settings, ServerError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ServerError::ConfigRead {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ServerError::ConfigParse {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })
+    }
+
+    /// These settings with every setting of `higher` that is set taking precedence.
+    pub fn overlay(self, higher: Settings) -> Settings {
+        let mut topic_defaults = self.topic_defaults;
+        topic_defaults.extend(higher.topic_defaults);
+        Settings {
+            listen: higher.listen.or(self.listen),
+            data_dir: higher.data_dir.or(self.data_dir),
+            log: higher.log.or(self.log),
+            log_format: higher.log_format.or(self.log_format),
+            retention_check_interval_ms: higher
+                .retention_check_interval_ms
+                .or(self.retention_check_interval_ms),
+            limits: self.limits.overlay(higher.limits),
+            topic_defaults,
+        }
+    }
+
+    /// Sets the setting at `key` (its path, e.g. `limits.max_fetch_bytes` or
+    /// `topic_defaults.retention.ms`) from text. Returns `false` for a key that names
+    /// no setting.
+    fn set(&mut self, key: &str, value: &str) -> Result<bool, ServerError> {
+        let limits = &mut self.limits;
+        match key {
+            "listen" => self.listen = Some(parse(key, value)?),
+            "data_dir" => self.data_dir = Some(PathBuf::from(value)),
+            "log" => self.log = Some(value.to_owned()),
+            "log_format" => {
+                let format = LogFormat::from_str(value, true)
+                    .map_err(|_| invalid(key, value, "expected text or json"))?;
+                self.log_format = Some(format);
+            }
+            "retention_check_interval_ms" => {
+                self.retention_check_interval_ms = Some(parse(key, value)?);
+            }
+            "limits.max_partitions" => limits.max_partitions = Some(parse(key, value)?),
+            "limits.max_topic_name_len" => limits.max_topic_name_len = Some(parse(key, value)?),
+            "limits.max_fetch_bytes" => limits.max_fetch_bytes = Some(parse(key, value)?),
+            "limits.max_wait_ms" => limits.max_wait_ms = Some(parse(key, value)?),
+            "limits.max_records_per_request" => {
+                limits.max_records_per_request = Some(parse(key, value)?);
+            }
+            "limits.max_request_bytes" => limits.max_request_bytes = Some(parse(key, value)?),
+            "limits.max_subscribe_bytes" => {
+                limits.max_subscribe_bytes = Some(parse(key, value)?);
+            }
+            _ => match key.strip_prefix("topic_defaults.") {
+                Some(topic_key) => {
+                    self.topic_defaults
+                        .insert(topic_key.to_owned(), value.to_owned());
+                }
+                None => return Ok(false),
+            },
+        }
+        Ok(true)
+    }
+
+    /// Fills unset settings with defaults and checks every value.
+    fn resolve(
+        self,
+        rust_log: Option<String>,
+        unknown_env: Vec<String>,
+    ) -> Result<ServerConfig, ServerError> {
+        let defaults = Limits::default();
+        let settings = &self.limits;
+        let limits = Limits {
+            max_partitions: positive(
+                "limits.max_partitions",
+                settings.max_partitions,
+                defaults.max_partitions,
+            )?,
+            max_topic_name_len: positive(
+                "limits.max_topic_name_len",
+                settings.max_topic_name_len,
+                defaults.max_topic_name_len,
+            )?,
+            max_fetch_bytes: positive(
+                "limits.max_fetch_bytes",
+                settings.max_fetch_bytes,
+                defaults.max_fetch_bytes,
+            )?,
+            max_wait: settings
+                .max_wait_ms
+                .map_or(defaults.max_wait, Duration::from_millis),
+            max_records_per_request: positive(
+                "limits.max_records_per_request",
+                settings.max_records_per_request,
+                defaults.max_records_per_request,
+            )?,
+        };
+        let max_request_bytes = positive(
+            "limits.max_request_bytes",
+            settings.max_request_bytes,
+            DEFAULT_MAX_REQUEST_BYTES,
+        )?;
+        let max_subscribe_bytes = positive(
+            "limits.max_subscribe_bytes",
+            settings.max_subscribe_bytes,
+            DEFAULT_MAX_SUBSCRIBE_BYTES,
+        )?;
+
+        let mut broker = BrokerConfig::new(
+            self.data_dir
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+        );
+        broker.topic_defaults =
+            TopicConfig::from_overrides(&TopicConfig::default(), &self.topic_defaults)
+                .map_err(ServerError::TopicDefaults)?;
+        broker.limits = limits;
+        broker.retention_check_interval = match self.retention_check_interval_ms {
+            None => broker.retention_check_interval,
+            Some(0) => {
+                return Err(invalid(
+                    "retention_check_interval_ms",
+                    "0",
+                    "must be at least 1",
+                ));
+            }
+            Some(ms) => Duration::from_millis(ms),
+        };
+
+        Ok(ServerConfig {
+            listen: self.listen.unwrap_or(DEFAULT_LISTEN),
+            broker,
+            max_request_bytes,
+            max_subscribe_bytes,
+            log_filter: self
+                .log
+                .or(rust_log)
+                .unwrap_or_else(|| DEFAULT_LOG_FILTER.to_owned()),
+            log_format: self.log_format.unwrap_or_default(),
+            unknown_env,
+        })
+    }
+}
+
+impl LimitSettings {
+    /// These limits with every limit of `higher` that is set taking precedence.
+    fn overlay(self, higher: LimitSettings) -> LimitSettings {
+        LimitSettings {
+            max_partitions: higher.max_partitions.or(self.max_partitions),
+            max_topic_name_len: higher.max_topic_name_len.or(self.max_topic_name_len),
+            max_fetch_bytes: higher.max_fetch_bytes.or(self.max_fetch_bytes),
+            max_wait_ms: higher.max_wait_ms.or(self.max_wait_ms),
+            max_records_per_request: higher
+                .max_records_per_request
+                .or(self.max_records_per_request),
+            max_request_bytes: higher.max_request_bytes.or(self.max_request_bytes),
+            max_subscribe_bytes: higher.max_subscribe_bytes.or(self.max_subscribe_bytes),
+        }
+    }
+}
+
+/// What the process environment contributes.
+#[derive(Debug, Default)]
+struct Environment {
+    /// Settings from `SLUICE_*` variables.
+    settings: Settings,
+    /// `SLUICE_CONFIG`.
+    config_file: Option<PathBuf>,
+    /// `RUST_LOG`.
+    rust_log: Option<String>,
+    /// `SLUICE_*` variables naming no setting.
+    unknown: Vec<String>,
+}
+
+impl Environment {
+    /// Picks the variables Sluice reads out of `vars`.
+    fn read(vars: impl IntoIterator<Item = (OsString, OsString)>) -> Result<Self, ServerError> {
+        let mut env = Environment::default();
+        for (name, value) in vars {
+            let Some(name) = name.to_str() else { continue };
+            if name != RUST_LOG_ENV && !name.starts_with(ENV_PREFIX) {
+                continue;
+            }
+            let Some(value) = value.to_str() else {
+                return Err(invalid(
+                    name,
+                    &value.to_string_lossy(),
+                    "value is not valid UTF-8",
+                ));
+            };
+            if name == RUST_LOG_ENV {
+                env.rust_log = Some(value.to_owned());
+            } else if name == CONFIG_FILE_ENV {
+                env.config_file = Some(PathBuf::from(value));
+            } else if !env.settings.set(&setting_key(name), value)? {
+                env.unknown.push(name.to_owned());
+            }
+        }
+        env.unknown.sort();
+        Ok(env)
+    }
+}
+
+/// The setting path an environment variable name stands for:
+/// `SLUICE_LIMITS_MAX_WAIT_MS` -> `limits.max_wait_ms`,
+/// `SLUICE_TOPIC_DEFAULTS_MAX_MESSAGE_BYTES` -> `topic_defaults.max.message.bytes`.
+fn setting_key(env_name: &str) -> String {
+    let name = env_name
+        .strip_prefix(ENV_PREFIX)
+        .unwrap_or(env_name)
+        .to_ascii_lowercase();
+    if let Some(topic_key) = name.strip_prefix("topic_defaults_") {
+        format!("topic_defaults.{}", topic_key.replace('_', "."))
+    } else if let Some(limit) = name.strip_prefix("limits_") {
+        format!("limits.{limit}")
+    } else {
+        name
+    }
+}
+
+/// Parses a setting's text value.
+fn parse<T>(key: &str, value: &str) -> Result<T, ServerError>
+where
+    T: FromStr,
+    T::Err: Display,
+{
+    value
+        .trim()
+        .parse()
+        .map_err(|err: T::Err| invalid(key, value, &err.to_string()))
+}
+
+/// `value` (or `default` when unset), refusing zero.
+fn positive<T>(key: &str, value: Option<T>, default: T) -> Result<T, ServerError>
+where
+    T: Copy + Default + PartialEq + Display,
+{
+    let value = value.unwrap_or(default);
+    if value == T::default() {
+        return Err(invalid(key, &value.to_string(), "must be at least 1"));
+    }
+    Ok(value)
+}
+
+/// A [`ServerError::InvalidSetting`].
+fn invalid(key: &str, value: &str, reason: &str) -> ServerError {
+    ServerError::InvalidSetting {
+        key: key.to_owned(),
+        value: value.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+/// Deserializes a table of Kafka config values written as TOML strings or integers.
+fn scalar_map<'de, D>(deserializer: D) -> Result<BTreeMap<String, String>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    /// A TOML value a Kafka config value may be written as.
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scalar {
+        Integer(i64),
+        Text(String),
+    }
+    let table = BTreeMap::<String, Scalar>::deserialize(deserializer)?;
+    Ok(table
+        .into_iter()
+        .map(|(key, value)| {
+            let value = match value {
+                Scalar::Integer(n) => n.to_string(),
+                Scalar::Text(text) => text,
+            };
+            (key, value)
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use sluice_broker::FlushMode;
+
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+            .collect()
+    }
+
+    fn config_file(text: &str) -> tempfile::NamedTempFile {
+        let mut file = tempfile::NamedTempFile::new().expect("temp file");
+        file.write_all(text.as_bytes()).expect("write config");
+        file
+    }
+
+    fn args_with_file(file: &tempfile::NamedTempFile) -> ServeArgs {
+        ServeArgs {
+            config: Some(file.path().to_owned()),
+            ..ServeArgs::default()
+        }
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let config = ServerConfig::load(&ServeArgs::default(), env(&[])).expect("load");
+        assert_eq!(config.listen, DEFAULT_LISTEN);
+        assert_eq!(config.broker.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+        assert_eq!(config.broker.limits, Limits::default());
+        assert_eq!(config.broker.topic_defaults, TopicConfig::default());
+        assert_eq!(config.max_request_bytes, DEFAULT_MAX_REQUEST_BYTES);
+        assert_eq!(config.max_subscribe_bytes, DEFAULT_MAX_SUBSCRIBE_BYTES);
+        assert_eq!(config.log_filter, DEFAULT_LOG_FILTER);
+        assert_eq!(config.log_format, LogFormat::Text);
+        assert!(config.unknown_env.is_empty());
+    }
+
+    #[test]
+    fn file_sets_every_kind_of_setting() {
+        let file = config_file(
+            r#"
+            listen = "127.0.0.1:7000"
+            data_dir = "from-file"
+            log = "debug"
+            log_format = "json"
+            retention_check_interval_ms = 1000
+
+            [limits]
+            max_partitions = 8
+            max_wait_ms = 250
+            max_request_bytes = 4096
+            max_subscribe_bytes = 2048
+
+            [topic_defaults]
+            "retention.ms" = 60000
+            "flush.policy" = "none"
+            "#,
+        );
+        let config = ServerConfig::load(&args_with_file(&file), env(&[])).expect("load");
+        assert_eq!(
+            config.listen,
+            "127.0.0.1:7000".parse::<SocketAddr>().expect("addr")
+        );
+        assert_eq!(config.broker.data_dir, PathBuf::from("from-file"));
+        assert_eq!(config.log_filter, "debug");
+        assert_eq!(config.log_format, LogFormat::Json);
+        assert_eq!(
+            config.broker.retention_check_interval,
+            Duration::from_secs(1)
+        );
+        assert_eq!(config.broker.limits.max_partitions, 8);
+        assert_eq!(config.broker.limits.max_wait, Duration::from_millis(250));
+        assert_eq!(config.max_request_bytes, 4096);
+        assert_eq!(config.max_subscribe_bytes, 2048);
+        assert_eq!(config.broker.topic_defaults.retention_ms, Some(60_000));
+        assert_eq!(config.broker.topic_defaults.flush_policy, FlushMode::None);
+    }
+
+    #[test]
+    fn env_overrides_file_and_cli_overrides_env() {
+        let file = config_file(
+            r#"
+            listen = "127.0.0.1:7000"
+            data_dir = "from-file"
+            log = "warn"
+            [limits]
+            max_fetch_bytes = 100
+            max_partitions = 3
+            "#,
+        );
+        let vars = env(&[
+            ("SLUICE_LISTEN", "127.0.0.1:7001"),
+            ("SLUICE_DATA_DIR", "from-env"),
+            ("SLUICE_LIMITS_MAX_FETCH_BYTES", "200"),
+        ]);
+        let from_env = ServerConfig::load(&args_with_file(&file), vars.clone()).expect("load");
+        assert_eq!(from_env.listen.port(), 7001);
+        assert_eq!(from_env.broker.data_dir, PathBuf::from("from-env"));
+        assert_eq!(from_env.broker.limits.max_fetch_bytes, 200);
+        // Settings the environment leaves unset still come from the file.
+        assert_eq!(from_env.log_filter, "warn");
+        assert_eq!(from_env.broker.limits.max_partitions, 3);
+
+        let args = ServeArgs {
+            listen: Some("127.0.0.1:7002".parse().expect("addr")),
+            data_dir: Some(PathBuf::from("from-cli")),
+            max_partitions: Some(5),
+            ..args_with_file(&file)
+        };
+        let from_cli = ServerConfig::load(&args, vars).expect("load");
+        assert_eq!(from_cli.listen.port(), 7002);
+        assert_eq!(from_cli.broker.data_dir, PathBuf::from("from-cli"));
+        assert_eq!(from_cli.broker.limits.max_partitions, 5);
+        // Settings the command line leaves unset still come from the environment.
+        assert_eq!(from_cli.broker.limits.max_fetch_bytes, 200);
+    }
+
+    #[test]
+    fn config_file_can_be_named_by_env_and_cli_wins() {
+        let env_file = config_file("data_dir = \"env-file\"");
+        let cli_file = config_file("data_dir = \"cli-file\"");
+        let path = env_file.path().to_str().expect("utf-8 temp path");
+        let vars = env(&[("SLUICE_CONFIG", path)]);
+        let config = ServerConfig::load(&ServeArgs::default(), vars.clone()).expect("load");
+        assert_eq!(config.broker.data_dir, PathBuf::from("env-file"));
+        let config = ServerConfig::load(&args_with_file(&cli_file), vars).expect("load");
+        assert_eq!(config.broker.data_dir, PathBuf::from("cli-file"));
+    }
+
+    #[test]
+    fn topic_defaults_merge_key_by_key() {
+        let file = config_file(
+            r#"
+            [topic_defaults]
+            "retention.ms" = "1000"
+            "segment.bytes" = 4096
+            "#,
+        );
+        let vars = env(&[
+            ("SLUICE_TOPIC_DEFAULTS_RETENTION_MS", "2000"),
+            ("SLUICE_TOPIC_DEFAULTS_SEGMENT_MS", "3000"),
+        ]);
+        let config = ServerConfig::load(&args_with_file(&file), vars.clone()).expect("load");
+        assert_eq!(config.broker.topic_defaults.retention_ms, Some(2000));
+        assert_eq!(config.broker.topic_defaults.segment_bytes, 4096);
+        assert_eq!(config.broker.topic_defaults.segment_ms, Some(3000));
+
+        let args = ServeArgs {
+            topic_defaults: vec![("retention.ms".into(), "-1".into())],
+            ..args_with_file(&file)
+        };
+        let config = ServerConfig::load(&args, vars).expect("load");
+        assert_eq!(config.broker.topic_defaults.retention_ms, None);
+        assert_eq!(config.broker.topic_defaults.segment_bytes, 4096);
+        assert_eq!(config.broker.topic_defaults.segment_ms, Some(3000));
+    }
+
+    #[test]
+    fn log_filter_falls_back_to_rust_log() {
+        let vars = env(&[("RUST_LOG", "trace")]);
+        let config = ServerConfig::load(&ServeArgs::default(), vars.clone()).expect("load");
+        assert_eq!(config.log_filter, "trace");
+        let mut vars = vars;
+        vars.extend(env(&[("SLUICE_LOG", "error")]));
+        let config = ServerConfig::load(&ServeArgs::default(), vars).expect("load");
+        assert_eq!(config.log_filter, "error");
+    }
+
+    #[test]
+    fn unknown_env_vars_are_collected_and_others_ignored() {
+        let vars = env(&[
+            ("SLUICE_LISTN", "127.0.0.1:1"),
+            ("SLUICE_LIMITS_MAX_BOGUS", "1"),
+            ("HOME", "/root"),
+        ]);
+        let config = ServerConfig::load(&ServeArgs::default(), vars).expect("load");
+        assert_eq!(
+            config.unknown_env,
+            ["SLUICE_LIMITS_MAX_BOGUS", "SLUICE_LISTN"]
+        );
+        assert_eq!(config.listen, DEFAULT_LISTEN);
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let cases = [
+            ("SLUICE_LISTEN", "not-an-address", "listen"),
+            (
+                "SLUICE_LIMITS_MAX_FETCH_BYTES",
+                "lots",
+                "limits.max_fetch_bytes",
+            ),
+            ("SLUICE_LIMITS_MAX_PARTITIONS", "0", "limits.max_partitions"),
+            ("SLUICE_LOG_FORMAT", "xml", "log_format"),
+            (
+                "SLUICE_RETENTION_CHECK_INTERVAL_MS",
+                "0",
+                "retention_check_interval_ms",
+            ),
+        ];
+        for (name, value, key) in cases {
+            let err =
+                ServerConfig::load(&ServeArgs::default(), env(&[(name, value)])).expect_err(name);
+            match err {
+                ServerError::InvalidSetting { key: got, .. } => assert_eq!(got, key, "{name}"),
+                other => panic!("{name}: unexpected error {other}"),
+            }
+        }
+    }
+
+    #[test]
+    fn bad_topic_default_is_rejected_by_the_broker_parser() {
+        let vars = env(&[("SLUICE_TOPIC_DEFAULTS_SEGMENT_BYTES", "10")]);
+        let err = ServerConfig::load(&ServeArgs::default(), vars).expect_err("too small");
+        assert!(matches!(err, ServerError::TopicDefaults(_)), "{err}");
+        assert!(err.to_string().contains("segment.bytes"), "{err}");
+    }
+
+    #[test]
+    fn unknown_file_keys_and_missing_files_are_errors() {
+        let file = config_file("listen_addr = \"127.0.0.1:1\"");
+        let err = ServerConfig::load(&args_with_file(&file), env(&[])).expect_err("unknown key");
+        assert!(matches!(err, ServerError::ConfigParse { .. }), "{err}");
+
+        let dir = tempfile::tempdir().expect("temp dir");
+        let args = ServeArgs {
+            config: Some(dir.path().join("missing.toml")),
+            ..ServeArgs::default()
+        };
+        let err = ServerConfig::load(&args, env(&[])).expect_err("missing file");
+        assert!(matches!(err, ServerError::ConfigRead { .. }), "{err}");
+    }
+
+    #[test]
+    fn env_names_map_to_setting_paths() {
+        assert_eq!(setting_key("SLUICE_DATA_DIR"), "data_dir");
+        assert_eq!(
+            setting_key("SLUICE_LIMITS_MAX_WAIT_MS"),
+            "limits.max_wait_ms"
+        );
+        assert_eq!(
+            setting_key("SLUICE_TOPIC_DEFAULTS_MAX_MESSAGE_BYTES"),
+            "topic_defaults.max.message.bytes"
+        );
+    }
+}

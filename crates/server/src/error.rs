@@ -1,0 +1,82 @@
+//! Errors of starting, running and stopping the server.
+//!
+//! Errors of individual requests are reported to the client as gRPC statuses instead.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use sluice_broker::BrokerError;
+
+/// Everything that can stop the server from starting or make it exit with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The config file could not be read.
+    #[error("cannot read config file {}: {source}", path.display())]
+    ConfigRead {
+        /// The config file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// The config file is not valid TOML or has unknown or mistyped settings.
+    #[error("invalid config file {}: {source}", path.display())]
+    ConfigParse {
+        /// The config file.
+        path: PathBuf,
+        /// The parse error.
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    /// A setting has a value it cannot take.
+    #[error("invalid setting {key} = {value:?}: {reason}")]
+    InvalidSetting {
+        /// The setting (or environment variable) name.
+        key: String,
+        /// The rejected value.
+        value: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// A `[topic_defaults]` entry was rejected by the topic config parser.
+    #[error("invalid [topic_defaults]: {0}")]
+    TopicDefaults(#[source] BrokerError),
+    /// The log filter does not parse.
+    #[error("invalid log filter {filter:?}: {source}")]
+    LogFilter {
+        /// The filter.
+        filter: String,
+        /// The parse error.
+        #[source]
+        source: tracing_subscriber::filter::ParseError,
+    },
+    /// The log subscriber could not be installed (one is already set).
+    #[error("cannot set up logging: {0}")]
+    Logging(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// The broker failed to open its data directory.
+    #[error("cannot open the broker: {0}")]
+    OpenBroker(#[source] BrokerError),
+    /// The task opening the broker panicked or was cancelled.
+    #[error("broker open task failed: {0}")]
+    OpenTask(#[source] tokio::task::JoinError),
+    /// The reflection service could not load the file descriptor sets.
+    #[error("cannot build the reflection service: {0}")]
+    Reflection(#[source] tonic_reflection::server::Error),
+    /// The gRPC server failed.
+    #[error("gRPC server failed: {0}")]
+    Serve(#[source] tonic::transport::Error),
+    /// Closing the broker's logs at shutdown failed.
+    #[error("broker shutdown failed: {0}")]
+    Shutdown(#[source] BrokerError),
+}

@@ -1,0 +1,32 @@
+//! Sluice's gRPC server.
+//!
+//! Serves the `sluice.v1.Admin` and `sluice.v1.Log` services over a
+//! [`sluice_broker::Broker`], plus `grpc.health.v1.Health` and gRPC reflection (v1) so
+//! tools like grpcurl work without the `.proto` files. [`ServerConfig::load`] gathers
+//! the settings (command line > environment > config file > defaults) and [`run`]
+//! serves until a shutdown signal, then drains and closes the logs cleanly.
+#![warn(missing_docs)]
+
+mod admin;
+mod cli;
+mod config;
+mod convert;
+mod error;
+mod log_service;
+mod logging;
+mod lookup;
+mod produce;
+mod request_limit;
+mod server;
+mod shutdown;
+mod status;
+mod subscribe;
+
+pub use cli::ServeArgs;
+pub use config::{
+    DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_SUBSCRIBE_BYTES,
+    LimitSettings, LogFormat, ServerConfig, Settings,
+};
+pub use error::ServerError;
+pub use logging::init_logging;
+pub use server::{Server, run};

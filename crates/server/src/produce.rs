@@ -1,0 +1,126 @@
+//! `Log.Produce` and `Log.ProduceStream`.
+
+use std::sync::Arc;
+
+use sluice_broker::Broker;
+use sluice_proto::v1::{
+    Error, ProduceRequest, ProduceResponse, ProduceStreamResponse, produce_stream_response,
+};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Status, Streaming};
+
+use crate::convert::{WireRecord, produce_response};
+use crate::request_limit::oversized_request;
+use crate::shutdown::Shutdown;
+use crate::status::{require_topic, shutting_down, to_status};
+
+/// Most requests of one ProduceStream being processed at once. Past it the server stops
+/// reading the stream until an answer goes out, so a client cannot make it buffer
+/// without bound.
+const MAX_IN_FLIGHT: u32 = 64;
+
+/// The responses of one ProduceStream.
+pub(crate) type AnswerStream = ReceiverStream<Result<ProduceStreamResponse, Status>>;
+
+/// Appends one request's records.
+pub(crate) async fn produce(
+    broker: &Broker,
+    request: &ProduceRequest,
+) -> Result<ProduceResponse, Status> {
+    require_topic("topic", &request.topic)?;
+    let appends = broker
+        .produce(
+            &request.topic,
+            request.partition,
+            request.records.iter().map(WireRecord),
+        )
+        .await
+        .map_err(to_status)?;
+    Ok(produce_response(appends))
+}
+
+/// Starts serving one ProduceStream (whose request messages are limited to
+/// `max_request_bytes`) and returns its answers.
+pub(crate) fn produce_stream(
+    broker: Arc<Broker>,
+    requests: Streaming<ProduceRequest>,
+    max_request_bytes: usize,
+    shutdown: Shutdown,
+) -> AnswerStream {
+    let (answers, stream) = mpsc::channel(MAX_IN_FLIGHT as usize);
+    let requests = Requests {
+        stream: requests,
+        max_request_bytes,
+    };
+    tokio::spawn(drive(broker, requests, answers, shutdown));
+    ReceiverStream::new(stream)
+}
+
+/// Reads requests and processes each in its own task, at most [`MAX_IN_FLIGHT`] at a
+/// time. Ends when the client finishes sending (after the last answer), when it goes away,
+/// on a broken request stream, or at server shutdown; the last two end the answers with
+/// that status once every request already read has been answered.
+async fn drive(
+    broker: Arc<Broker>,
+    mut requests: Requests,
+    answers: mpsc::Sender<Result<ProduceStreamResponse, Status>>,
+    shutdown: Shutdown,
+) {
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT as usize));
+    let end = loop {
+        let permit = tokio::select! {
+            permit = Arc::clone(&in_flight).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_closed) => break None,
+            },
+            () = answers.closed() => break None,
+            () = shutdown.wait() => break Some(shutting_down()),
+        };
+        let request = tokio::select! {
+            request = requests.stream.message() => match request {
+                Ok(Some(request)) => request,
+                Ok(None) => break None,
+                Err(status) => break Some(oversized_request(status, requests.max_request_bytes)),
+            },
+            () = answers.closed() => break None,
+            () = shutdown.wait() => break Some(shutting_down()),
+        };
+        let broker = Arc::clone(&broker);
+        let answers = answers.clone();
+        tokio::spawn(async move {
+            let answer = answer(&broker, &request).await;
+            // A send error means the client is gone; there is no one left to tell.
+            let _ = answers.send(Ok(answer)).await;
+            drop(permit);
+        });
+    };
+    if let Some(status) = end {
+        // Let the requests already read be answered before the stream's final status.
+        let _ = in_flight.acquire_many(MAX_IN_FLIGHT).await;
+        let _ = answers.send(Err(status)).await;
+    }
+}
+
+/// The request side of a ProduceStream.
+#[derive(Debug)]
+struct Requests {
+    stream: Streaming<ProduceRequest>,
+    /// Decoding limit of each request message.
+    max_request_bytes: usize,
+}
+
+/// Processes one stream request into its answer; a failure is reported in the answer.
+async fn answer(broker: &Broker, request: &ProduceRequest) -> ProduceStreamResponse {
+    let result = match produce(broker, request).await {
+        Ok(produced) => produce_stream_response::Result::Produced(produced),
+        Err(status) => produce_stream_response::Result::Error(Error {
+            code: status.code() as i32,
+            message: status.message().to_owned(),
+        }),
+    };
+    ProduceStreamResponse {
+        request_id: request.request_id,
+        result: Some(result),
+    }
+}

@@ -1,0 +1,213 @@
+//! The one mapping from broker errors to gRPC statuses, and the statuses of request
+//! validation.
+
+use sluice_broker::BrokerError;
+use sluice_storage::StorageError;
+use tonic::{Code, Status};
+
+/// The gRPC status a broker error is reported with. The message is the error's text,
+/// which names the topic, partition, field or limit involved (for OUT_OF_RANGE, the
+/// valid offset range).
+pub(crate) fn to_status(err: BrokerError) -> Status {
+    let code = match &err {
+        BrokerError::TopicNotFound { .. } | BrokerError::PartitionNotFound { .. } => Code::NotFound,
+        BrokerError::TopicExists { .. } => Code::AlreadyExists,
+        BrokerError::InvalidTopicName { .. }
+        | BrokerError::InvalidPartitionCount { .. }
+        | BrokerError::InvalidConfig { .. }
+        | BrokerError::EmptyBatch => Code::InvalidArgument,
+        BrokerError::OffsetOutOfRange { .. } => Code::OutOfRange,
+        BrokerError::RecordTooLarge { .. } | BrokerError::TooManyRecords { .. } => {
+            Code::ResourceExhausted
+        }
+        BrokerError::ShuttingDown | BrokerError::LogFailed(_) => Code::Unavailable,
+        BrokerError::Corrupt { .. } => Code::DataLoss,
+        BrokerError::Storage(storage) => storage_code(storage),
+        _ => Code::Internal,
+    };
+    match code {
+        Code::Internal | Code::DataLoss | Code::Unavailable => {
+            tracing::error!(error = &err as &dyn std::error::Error, "request failed");
+        }
+        _ => tracing::debug!(error = %err, "request rejected"),
+    }
+    Status::new(code, err.to_string())
+}
+
+/// The code of a storage error the broker passes on as [`BrokerError::Storage`].
+fn storage_code(err: &StorageError) -> Code {
+    match err {
+        StorageError::BatchTooLarge { .. } => Code::ResourceExhausted,
+        StorageError::OffsetOutOfRange { .. } => Code::OutOfRange,
+        StorageError::InvalidConfig(_) => Code::InvalidArgument,
+        StorageError::Corrupt { .. } => Code::DataLoss,
+        StorageError::Failed { .. } | StorageError::Closed { .. } => Code::Unavailable,
+        _ => Code::Internal,
+    }
+}
+
+/// INVALID_ARGUMENT for a request field: `"<field>: <problem>"`.
+pub(crate) fn invalid_field(field: &str, problem: &str) -> Status {
+    Status::invalid_argument(format!("{field}: {problem}"))
+}
+
+/// Checks that a request's topic field is set.
+pub(crate) fn require_topic(field: &str, topic: &str) -> Result<(), Status> {
+    if topic.is_empty() {
+        return Err(invalid_field(field, "must not be empty"));
+    }
+    Ok(())
+}
+
+/// UNAVAILABLE for requests cut short by server shutdown.
+pub(crate) fn shutting_down() -> Status {
+    Status::unavailable("the server is shutting down")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn check(err: BrokerError, code: Code, needles: &[&str]) {
+        let text = err.to_string();
+        let status = to_status(err);
+        assert_eq!(status.code(), code, "{text}");
+        for needle in needles {
+            assert!(
+                status.message().contains(needle),
+                "{:?} lacks {needle:?}",
+                status.message()
+            );
+        }
+    }
+
+    #[test]
+    fn broker_errors_map_to_codes() {
+        check(
+            BrokerError::TopicNotFound { topic: "t".into() },
+            Code::NotFound,
+            &["\"t\""],
+        );
+        check(
+            BrokerError::PartitionNotFound {
+                topic: "t".into(),
+                partition: 7,
+                partitions: 3,
+            },
+            Code::NotFound,
+            &["7"],
+        );
+        check(
+            BrokerError::TopicExists { topic: "t".into() },
+            Code::AlreadyExists,
+            &["\"t\""],
+        );
+        check(
+            BrokerError::InvalidTopicName {
+                name: "a/b".into(),
+                reason: "bad character".into(),
+            },
+            Code::InvalidArgument,
+            &["a/b"],
+        );
+        check(
+            BrokerError::InvalidPartitionCount {
+                requested: 0,
+                max: 1024,
+            },
+            Code::InvalidArgument,
+            &["1024"],
+        );
+        check(
+            BrokerError::InvalidConfig {
+                key: "segment.bytes".into(),
+                value: "1".into(),
+                reason: "too small".into(),
+            },
+            Code::InvalidArgument,
+            &["segment.bytes"],
+        );
+        check(BrokerError::EmptyBatch, Code::InvalidArgument, &[]);
+        check(
+            BrokerError::OffsetOutOfRange {
+                requested: 50,
+                log_start_offset: 10,
+                high_watermark: 20,
+            },
+            Code::OutOfRange,
+            &["50", "10", "20"],
+        );
+        check(
+            BrokerError::RecordTooLarge {
+                size: 2_000_000,
+                limit: 1_048_576,
+            },
+            Code::ResourceExhausted,
+            &["max.message.bytes", "1048576"],
+        );
+        check(
+            BrokerError::TooManyRecords { count: 5, limit: 4 },
+            Code::ResourceExhausted,
+            &["max_records_per_request"],
+        );
+        check(BrokerError::ShuttingDown, Code::Unavailable, &[]);
+    }
+
+    #[test]
+    fn storage_failures_map_to_codes() {
+        let path = PathBuf::from("topic/0");
+        check(
+            BrokerError::Corrupt {
+                source: sluice_broker::CorruptSource::Stored(StorageError::Corrupt {
+                    path: path.clone(),
+                    position: 4096,
+                    reason: "CRC mismatch".into(),
+                }),
+            },
+            Code::DataLoss,
+            &["4096"],
+        );
+        check(
+            BrokerError::LogFailed(StorageError::Failed {
+                path: path.clone(),
+                reason: "fsync failed".into(),
+            }),
+            Code::Unavailable,
+            &["fsync failed"],
+        );
+        check(
+            BrokerError::Storage(StorageError::BatchTooLarge { size: 10, limit: 5 }),
+            Code::ResourceExhausted,
+            &["10", "5"],
+        );
+        check(
+            BrokerError::Storage(StorageError::Closed { path: path.clone() }),
+            Code::Unavailable,
+            &[],
+        );
+        check(
+            BrokerError::Storage(StorageError::Io {
+                op: "read",
+                path,
+                source: std::io::Error::other("disk on fire"),
+            }),
+            Code::Internal,
+            &["disk on fire"],
+        );
+    }
+
+    #[test]
+    fn validation_statuses_name_the_field() {
+        let status = require_topic("topic", "").expect_err("empty topic");
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(
+            status.message().starts_with("topic:"),
+            "{}",
+            status.message()
+        );
+        assert!(require_topic("topic", "orders").is_ok());
+        assert_eq!(shutting_down().code(), Code::Unavailable);
+    }
+}
