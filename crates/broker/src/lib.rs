@@ -40,7 +40,6 @@ mod error;
 mod fetch;
 mod metadata;
 mod name;
-mod partitioner;
 mod produce;
 mod topic;
 
@@ -49,7 +48,7 @@ pub use config::{BrokerConfig, FlushMode, Limits, TopicConfig};
 pub use error::{BrokerError, CorruptSource};
 pub use fetch::{Fetched, OffsetSpec};
 pub use name::validate_topic_name;
-pub use partitioner::{murmur2, partition_for_key};
 pub use produce::{NewRecord, ProduceRecord};
+pub use sluice_partitioner::{murmur2, partition_for_key};
 pub use sluice_storage::batch::RecordView;
 pub use topic::{PartitionAppend, PartitionInfo, TopicInfo, TopicSummary};

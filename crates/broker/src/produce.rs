@@ -7,7 +7,7 @@ use sluice_storage::StorageError;
 use sluice_storage::batch::RecordBatchBuilder;
 
 use crate::BrokerError;
-use crate::partitioner::partition_for_key;
+use sluice_partitioner::partition_for_key;
 
 /// A record as the broker receives it. The server implements it for its wire
 /// type; [`NewRecord`] is an owned implementation.

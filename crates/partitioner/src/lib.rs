@@ -1,4 +1,6 @@
-//! Kafka's default partitioner for keyed records.
+//! Kafka's default partitioner for keyed records, shared by the broker and the client so that a
+//! key maps to the same partition everywhere (and the same one as in Kafka).
+#![warn(missing_docs)]
 
 /// Kafka's murmur2 (`org.apache.kafka.common.utils.Utils.murmur2`): 32-bit
 /// MurmurHash2 with seed `0x9747b28c`, reading the input as little-endian words.
