@@ -63,3 +63,46 @@ async fn many_requests_in_flight_are_answered_by_request_id() -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_keep_their_order_within_a_partition() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path(), &[])?;
+    create_topic(&mut server.admin().await?, "ordered", 1, &[]).await?;
+    let mut log = server.log().await?;
+    // 500 small requests sent back to back without waiting for answers.
+    let requests: Vec<pb::ProduceRequest> = (0..500u64)
+        .map(|id| pb::ProduceRequest {
+            topic: "ordered".into(),
+            partition: Some(0),
+            records: (0..3)
+                .map(|i| record(None, &format!("{id}/{i}"), 0))
+                .collect(),
+            request_id: id,
+        })
+        .collect();
+    let mut answers = log
+        .produce_stream(tokio_stream::iter(requests))
+        .await?
+        .into_inner();
+    let mut base = HashMap::new();
+    while let Some(a) = answers.next().await {
+        let a = a?;
+        match a.result.expect("result") {
+            Answer::Produced(p) => {
+                base.insert(a.request_id, p.partitions[0].base_offset);
+            }
+            Answer::Error(e) => panic!("request {} failed: {}", a.request_id, e.message),
+        }
+    }
+    for id in 0..500u64 {
+        assert_eq!(base[&id], id * 3, "request {id} appended out of order");
+    }
+    let records = fetch_all(&mut log, "ordered", 0, 0).await?;
+    let values: Vec<String> = records.iter().map(value_str).collect();
+    let want: Vec<String> = (0..500)
+        .flat_map(|id| (0..3).map(move |i| format!("{id}/{i}")))
+        .collect();
+    assert_eq!(values, want);
+    Ok(())
+}

@@ -10,6 +10,7 @@ use parking_lot::RwLock;
 use sluice_storage::StorageError;
 use tokio::task::JoinHandle;
 
+use crate::append_queue::AppendDone;
 use crate::background::Background;
 use crate::metadata::{self, DataDir, TopicMeta};
 use crate::produce::{ProduceLimits, Routing, build_batches};
@@ -18,6 +19,59 @@ use crate::{
     BrokerConfig, BrokerError, Fetched, OffsetSpec, PartitionAppend, ProduceRecord, TopicConfig,
     TopicInfo, TopicSummary, validate_topic_name,
 };
+
+/// Maps a log error, telling apart logs closed by a topic deletion (the topic is gone) from
+/// logs closed by shutdown (the only other closer).
+fn map_storage_error(topic: &Topic, err: StorageError) -> BrokerError {
+    if topic.is_deleted() {
+        BrokerError::TopicNotFound {
+            topic: topic.name().to_owned(),
+        }
+    } else if matches!(err, StorageError::Closed { .. }) {
+        BrokerError::ShuttingDown
+    } else {
+        err.into()
+    }
+}
+
+/// A produce request whose batches are queued for appending; see [`Broker::submit_produce`].
+#[derive(Debug)]
+#[must_use = "the records are appended either way; wait() tells where, or why not"]
+pub struct PendingProduce {
+    topic: Arc<Topic>,
+    /// (partition, records, its append) per partition written.
+    appends: Vec<(u32, u32, AppendDone)>,
+}
+
+impl PendingProduce {
+    /// Waits for every partition's append. Returns one entry per partition written, sorted
+    /// by partition, or the first failure (other partitions may have been written).
+    pub async fn wait(self) -> Result<Vec<PartitionAppend>, BrokerError> {
+        let mut appended = Vec::with_capacity(self.appends.len());
+        let mut failure = None;
+        for (partition, record_count, done) in self.appends {
+            let result = match done.await {
+                Ok(Ok(info)) => Ok(info),
+                Ok(Err(e)) => Err(map_storage_error(&self.topic, e)),
+                Err(_dropped) => Err(BrokerError::ShuttingDown),
+            };
+            match result {
+                Ok(info) => appended.push(PartitionAppend {
+                    partition,
+                    base_offset: info.base_offset,
+                    record_count,
+                }),
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(appended),
+        }
+    }
+}
 
 /// `max_bytes` of a fetch that asks for 0.
 const DEFAULT_FETCH_BYTES: usize = 1 << 20;
@@ -168,25 +222,43 @@ impl Broker {
         Ok(self.topic(topic)?.partition_count())
     }
 
-    /// Appends records to a topic.
-    ///
-    /// With `partition` set, every record goes to it. Otherwise keyed records go to
-    /// `(murmur2(key) & 0x7fffffff) % partitions`, as with Kafka's default partitioner, and
-    /// the request's keyless records all go to one partition chosen round-robin per request.
-    /// Records keep their request order within each partition; a timestamp of 0 becomes the
-    /// broker's wall clock (read once per request). Each partition gets one record batch,
-    /// appended on a blocking thread; fetches waiting on it are woken.
-    ///
-    /// Returns one entry per partition written, sorted by partition. Nothing is written when
-    /// the request is empty ([`BrokerError::EmptyBatch`]), holds more than
-    /// `max_records_per_request` records ([`BrokerError::TooManyRecords`]) or a record
-    /// larger than the topic's `max.message.bytes` ([`BrokerError::RecordTooLarge`]).
+    /// Appends records to a topic: [`Broker::submit_produce`], then waits for the result.
     pub async fn produce<R, I>(
         &self,
         topic: &str,
         partition: Option<u32>,
         records: I,
     ) -> Result<Vec<PartitionAppend>, BrokerError>
+    where
+        I: IntoIterator<Item = R>,
+        R: ProduceRecord,
+    {
+        self.submit_produce(topic, partition, records)?.wait().await
+    }
+
+    /// Validates records, encodes them and queues them for appending; the returned
+    /// [`PendingProduce`] resolves once they are written (and, under `fsync`, durable).
+    ///
+    /// Queueing happens before this returns, and each partition appends in queue order, so
+    /// requests submitted one after the other land in that order in every partition they
+    /// share, however many are awaited at once: a pipelining client keeps its order.
+    ///
+    /// With `partition` set, every record goes to it. Otherwise keyed records go to
+    /// `(murmur2(key) & 0x7fffffff) % partitions`, as with Kafka's default partitioner, and
+    /// the request's keyless records all go to one partition chosen round-robin per request.
+    /// Records keep their request order within each partition; a timestamp of 0 becomes the
+    /// broker's wall clock (read once per request). Each partition gets one record batch;
+    /// fetches waiting on it are woken once it is appended.
+    ///
+    /// Nothing is queued when the request is empty ([`BrokerError::EmptyBatch`]), holds more
+    /// than `max_records_per_request` records ([`BrokerError::TooManyRecords`]) or a record
+    /// larger than the topic's `max.message.bytes` ([`BrokerError::RecordTooLarge`]).
+    pub fn submit_produce<R, I>(
+        &self,
+        topic: &str,
+        partition: Option<u32>,
+        records: I,
+    ) -> Result<PendingProduce, BrokerError>
     where
         I: IntoIterator<Item = R>,
         R: ProduceRecord,
@@ -205,43 +277,13 @@ impl Broker {
             max_records: self.config.limits.max_records_per_request,
         };
         let batches = build_batches(records, routing, limits, wall_clock_ms())?;
-
-        let mut pending = Vec::with_capacity(batches.len());
+        let mut appends = Vec::with_capacity(batches.len());
         for batch in batches {
-            let target = Arc::clone(topic.partition(batch.partition)?);
-            let mut bytes = batch.batch;
-            let handle = tokio::task::spawn_blocking(move || {
-                let result = target.log.append(&mut bytes);
-                if result.is_ok() {
-                    target.wake();
-                }
-                result
-            });
-            pending.push((batch.partition, batch.record_count, handle));
+            let done = topic.partition(batch.partition)?.enqueue(batch.batch);
+            appends.push((batch.partition, batch.record_count, done));
         }
-        let mut appended = Vec::with_capacity(pending.len());
-        let mut failure = None;
-        for (partition, record_count, handle) in pending {
-            let result = join(handle)
-                .await
-                .and_then(|r| r.map_err(|e| self.storage_error(&topic, e)));
-            match result {
-                Ok(info) => appended.push(PartitionAppend {
-                    partition,
-                    base_offset: info.base_offset,
-                    record_count,
-                }),
-                Err(e) => {
-                    failure.get_or_insert(e);
-                }
-            }
-        }
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(appended),
-        }
+        Ok(PendingProduce { topic, appends })
     }
-
     /// Reads whole record batches from `offset`, up to `max_bytes` (capped by
     /// `max_fetch_bytes`; 0 means 1 MiB) but at least one batch.
     ///
@@ -370,15 +412,7 @@ impl Broker {
 
     /// Maps a log error, telling apart logs closed by a topic deletion or by shutdown.
     fn storage_error(&self, topic: &Topic, err: StorageError) -> BrokerError {
-        if topic.is_deleted() {
-            BrokerError::TopicNotFound {
-                topic: topic.name().to_owned(),
-            }
-        } else if self.is_shutting_down() && matches!(err, StorageError::Closed { .. }) {
-            BrokerError::ShuttingDown
-        } else {
-            err.into()
-        }
+        map_storage_error(topic, err)
     }
 
     async fn read(

@@ -33,6 +33,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod append_queue;
 mod background;
 mod broker;
 pub mod config;
@@ -43,7 +44,7 @@ mod name;
 mod produce;
 mod topic;
 
-pub use broker::Broker;
+pub use broker::{Broker, PendingProduce};
 pub use config::{BrokerConfig, FlushMode, Limits, TopicConfig};
 pub use error::{BrokerError, CorruptSource};
 pub use fetch::{Fetched, OffsetSpec};

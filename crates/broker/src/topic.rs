@@ -2,12 +2,16 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use bytes::BytesMut;
 
 use sluice_storage::Log;
 use sluice_storage::batch::MAX_BATCH_LEN;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
+
+use crate::append_queue::{self, AppendDone, AppendJob, AppendQueue};
 
 use crate::metadata::{self, DataDir, TopicMeta};
 use crate::{BrokerError, TopicConfig};
@@ -60,7 +64,8 @@ pub struct PartitionAppend {
     pub record_count: u32,
 }
 
-/// One partition: its log and the signal that wakes long-polling fetches.
+/// One partition: its log, its queue of appends and the signal that wakes long-polling
+/// fetches.
 #[derive(Debug)]
 pub(crate) struct Partition {
     pub(crate) id: u32,
@@ -68,6 +73,8 @@ pub(crate) struct Partition {
     /// Marked changed after every append (and at deletion and shutdown); fetches waiting
     /// for data hold receivers.
     changed: watch::Sender<()>,
+    /// Started on the first produce, inside the runtime.
+    appends: OnceLock<AppendQueue>,
 }
 
 impl Partition {
@@ -76,7 +83,20 @@ impl Partition {
             id,
             log,
             changed: watch::Sender::new(()),
+            appends: OnceLock::new(),
         }
+    }
+
+    /// Queues a record batch for appending, behind every batch queued before it; the reply
+    /// comes once it is written (and, under `fsync`, durable).
+    pub(crate) fn enqueue(self: &Arc<Self>, batch: BytesMut) -> AppendDone {
+        let (reply, done) = oneshot::channel();
+        let queue = self
+            .appends
+            .get_or_init(|| append_queue::start(Arc::downgrade(self)));
+        // A closed queue drops the job and with it `reply`: the caller sees the failure.
+        let _ = queue.send(AppendJob { batch, reply });
+        done
     }
 
     /// A receiver that sees every [`Partition::wake`] from now on.

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use sluice_broker::Broker;
+use sluice_broker::{Broker, PendingProduce};
 use sluice_proto::v1::{
     Error, ProduceRequest, ProduceResponse, ProduceStreamResponse, produce_stream_response,
 };
@@ -28,15 +28,24 @@ pub(crate) async fn produce(
     broker: &Broker,
     request: &ProduceRequest,
 ) -> Result<ProduceResponse, Status> {
+    wait(submit(broker, request)).await
+}
+
+/// Validates a request and queues its appends (in call order, per partition).
+fn submit(broker: &Broker, request: &ProduceRequest) -> Result<PendingProduce, Status> {
     require_topic("topic", &request.topic)?;
-    let appends = broker
-        .produce(
+    broker
+        .submit_produce(
             &request.topic,
             request.partition,
             request.records.iter().map(WireRecord),
         )
-        .await
-        .map_err(to_status)?;
+        .map_err(to_status)
+}
+
+/// Waits for a submitted request's appends.
+async fn wait(pending: Result<PendingProduce, Status>) -> Result<ProduceResponse, Status> {
+    let appends = pending?.wait().await.map_err(to_status)?;
     Ok(produce_response(appends))
 }
 
@@ -86,10 +95,14 @@ async fn drive(
             () = answers.closed() => break None,
             () = shutdown.wait() => break Some(shutting_down()),
         };
-        let broker = Arc::clone(&broker);
+        // Queue the appends here, in the order the requests arrived; only the waiting for
+        // their results runs concurrently. So pipelined requests keep their order.
+        let pending = submit(&broker, &request);
+        let request_id = request.request_id;
+        drop(request);
         let answers = answers.clone();
         tokio::spawn(async move {
-            let answer = answer(&broker, &request).await;
+            let answer = answer(request_id, wait(pending).await);
             // A send error means the client is gone; there is no one left to tell.
             let _ = answers.send(Ok(answer)).await;
             drop(permit);
@@ -110,9 +123,9 @@ struct Requests {
     max_request_bytes: usize,
 }
 
-/// Processes one stream request into its answer; a failure is reported in the answer.
-async fn answer(broker: &Broker, request: &ProduceRequest) -> ProduceStreamResponse {
-    let result = match produce(broker, request).await {
+/// The stream answer to request `request_id`; a failure is reported in the answer.
+fn answer(request_id: u64, result: Result<ProduceResponse, Status>) -> ProduceStreamResponse {
+    let result = match result {
         Ok(produced) => produce_stream_response::Result::Produced(produced),
         Err(status) => produce_stream_response::Result::Error(Error {
             code: status.code() as i32,
@@ -120,7 +133,7 @@ async fn answer(broker: &Broker, request: &ProduceRequest) -> ProduceStreamRespo
         }),
     };
     ProduceStreamResponse {
-        request_id: request.request_id,
+        request_id,
         result: Some(result),
     }
 }

@@ -208,23 +208,73 @@ impl Log {
     /// Returns once the records are visible to readers and, under [`FlushPolicy::Fsync`],
     /// fsynced; concurrent appends then share one fsync. Blocking.
     pub fn append(&self, batches: &mut [u8]) -> Result<AppendInfo> {
-        if batches.len() > self.config.max_append_bytes {
-            return Err(StorageError::BatchTooLarge {
-                size: batches.len(),
-                limit: self.config.max_append_bytes,
-            });
-        }
-        let (record_count, max_timestamp) = validate(batches)?;
-        self.check_failed()?;
+        self.append_all(&mut [batches])
+            .pop()
+            .unwrap_or_else(|| Err(batch_err(0)))
+    }
 
+    /// Several appends in one go, in order, each as [`Log::append`] and each with its own
+    /// result; under [`FlushPolicy::Fsync`] they wait for one fsync together. This is how a
+    /// partition's queue of produce requests is written: one lock, one sync, many requests.
+    pub fn append_all<B: AsMut<[u8]>>(&self, appends: &mut [B]) -> Vec<Result<AppendInfo>> {
+        let checked: Vec<Result<(u64, i64)>> = appends
+            .iter_mut()
+            .map(|b| {
+                let b = b.as_mut();
+                if b.len() > self.config.max_append_bytes {
+                    return Err(StorageError::BatchTooLarge {
+                        size: b.len(),
+                        limit: self.config.max_append_bytes,
+                    });
+                }
+                validate(b)
+            })
+            .collect();
         let mut w = self.writer.lock();
+        let mut results: Vec<Result<AppendInfo>> = appends
+            .iter_mut()
+            .zip(checked)
+            .map(|(buf, checked)| {
+                let (record_count, max_timestamp) = checked?;
+                self.write_locked(&mut w, buf.as_mut(), record_count, max_timestamp)
+            })
+            .collect();
+        let end = w.next_offset;
+        if self.config.flush == FlushPolicy::Fsync {
+            drop(w);
+            if results.iter().any(Result::is_ok)
+                && let Err(e) = self.make_durable(end)
+            {
+                // Not durable, so not acknowledged: every written append reports the failure.
+                let reason = e.to_string();
+                for r in results.iter_mut().filter(|r| r.is_ok()) {
+                    *r = Err(StorageError::Failed {
+                        path: self.dir.clone(),
+                        reason: reason.clone(),
+                    });
+                }
+            }
+        } else {
+            self.publish(&[], &w.active, w.write_pos, end);
+        }
+        results
+    }
+
+    /// Writes one validated append while holding the writer lock; does not publish it.
+    fn write_locked(
+        &self,
+        w: &mut Writer,
+        batches: &mut [u8],
+        record_count: u64,
+        max_timestamp: i64,
+    ) -> Result<AppendInfo> {
         if w.closed {
             return Err(StorageError::Closed {
                 path: self.dir.clone(),
             });
         }
         self.check_failed()?;
-        self.maybe_roll(&mut w, batches.len() as u64, record_count)?;
+        self.maybe_roll(w, batches.len() as u64, record_count)?;
 
         let base_offset = w.next_offset;
         let mut offset = base_offset;
@@ -253,13 +303,6 @@ impl Log {
         w.active.size.store(w.write_pos, Ordering::Release);
         w.active_since_ms.get_or_insert_with(now_ms);
         self.end_offset.store(offset, Ordering::Release);
-
-        if self.config.flush == FlushPolicy::Fsync {
-            drop(w);
-            self.make_durable(offset)?;
-        } else {
-            self.publish(&[], &w.active, w.write_pos, offset);
-        }
         Ok(AppendInfo {
             base_offset,
             last_offset: offset - 1,

@@ -146,3 +146,21 @@ fn several_batches_in_one_append_get_consecutive_offsets() {
     assert_eq!(all.len(), 7);
     assert_eq!(&all[3].2[..3], b"b-0");
 }
+
+#[test]
+fn append_all_writes_in_order_with_one_result_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small_config(FlushPolicy::Fsync)).unwrap();
+    let mut bad = batch("bad", 2, 10, 1);
+    let last = bad.len() - 1;
+    bad[last] ^= 0xff;
+    let mut appends = vec![batch("a", 3, 10, 1), bad, batch("c", 2, 10, 1)];
+    let results = log.append_all(&mut appends);
+    assert_eq!(results.len(), 3);
+    assert_eq!(results[0].as_ref().unwrap().base_offset, 0);
+    assert!(matches!(results[1], Err(StorageError::InvalidBatch(_))));
+    assert_eq!(results[2].as_ref().unwrap().base_offset, 3);
+    assert_eq!(log.high_watermark(), 5);
+    let values: Vec<_> = read_all(&log, 0).into_iter().map(|r| r.2).collect();
+    assert!(values[3].starts_with(b"c-0"));
+}

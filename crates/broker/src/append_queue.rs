@@ -1,0 +1,63 @@
+//! A partition's queue of appends: produce requests are written in the order they were
+//! submitted, and whatever queued up while one write was in progress goes into the next
+//! write together (one writer lock, one fsync for all of them).
+
+use std::sync::Weak;
+
+use bytes::BytesMut;
+use sluice_storage::{AppendInfo, StorageError};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::topic::Partition;
+
+/// Most appends written together in one blocking call.
+const MAX_APPENDS_PER_WRITE: usize = 256;
+
+/// One record batch waiting to be appended, and who to tell.
+#[derive(Debug)]
+pub(crate) struct AppendJob {
+    pub(crate) batch: BytesMut,
+    pub(crate) reply: oneshot::Sender<Result<AppendInfo, StorageError>>,
+}
+
+/// Resolves to the result of one queued append.
+pub(crate) type AppendDone = oneshot::Receiver<Result<AppendInfo, StorageError>>;
+
+/// The sending side, owned by the partition.
+pub(crate) type AppendQueue = mpsc::UnboundedSender<AppendJob>;
+
+/// Starts the task that drains a partition's queue; it ends once the partition is dropped.
+pub(crate) fn start(partition: Weak<Partition>) -> AppendQueue {
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(drain(partition, rx));
+    tx
+}
+
+async fn drain(partition: Weak<Partition>, mut rx: mpsc::UnboundedReceiver<AppendJob>) {
+    let mut jobs = Vec::with_capacity(MAX_APPENDS_PER_WRITE);
+    while rx.recv_many(&mut jobs, MAX_APPENDS_PER_WRITE).await > 0 {
+        let Some(partition) = partition.upgrade() else {
+            return;
+        };
+        let (mut batches, replies): (Vec<BytesMut>, Vec<_>) =
+            jobs.drain(..).map(|j| (j.batch, j.reply)).unzip();
+        let writer = partition.clone();
+        let results =
+            tokio::task::spawn_blocking(move || writer.log.append_all(&mut batches)).await;
+        match results {
+            Ok(results) => {
+                if results.iter().any(Result::is_ok) {
+                    partition.wake();
+                }
+                for (reply, result) in replies.into_iter().zip(results) {
+                    // The producer may have gone away; its records are written all the same.
+                    let _ = reply.send(result);
+                }
+            }
+            Err(join) => {
+                tracing::error!(partition = partition.id, error = %join, "append task failed");
+                // Dropping the replies tells every waiting producer that the append failed.
+            }
+        }
+    }
+}
