@@ -4,7 +4,8 @@
 //! Scenarios (1 KiB records, batches pre-built outside the timed loop and appended again and
 //! again, since the log rewrites base offsets in place):
 //! - `append/fsync/batch=1000/writers=1` and `.../writers=4`: flush policy `Fsync`, where
-//!   concurrent writers share fsyncs (group commit);
+//!   concurrent writers share fsyncs (group commit); the same with batches of 10 records, where
+//!   the fsync rather than the bytes dominates;
 //! - `append/none/batch=100/writers=1` and `append/none/batch=1000/writers=1`: flush policy
 //!   `None`, one writer;
 //! - `raw/fdatasync/1MiB/...`: sequential 1 MiB `write`s to plain files, each followed by an
@@ -28,7 +29,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use criterion::{Criterion, SamplingMode, Throughput};
 use sluice_storage::{FlushPolicy, Log, LogConfig};
-use support::{MIB, Meter, batch, bench_dir, criterion};
+use support::{MIB, Meter, batch, bench_dir, criterion, measuring};
 use tempfile::TempDir;
 
 /// Segment size of the benchmark logs and raw files.
@@ -226,16 +227,20 @@ fn main() {
         batch_records,
         writers: 1,
     };
-    let fsync = |writers| Scenario {
+    let fsync = |batch_records, writers| Scenario {
         flush: FlushPolicy::Fsync,
-        batch_records: 1000,
+        batch_records,
         writers,
     };
     // Each pair of 1 MiB baselines brackets the appends it is compared with, which shows how
     // much the shared disk drifted meanwhile.
     let fdatasync_before = bench_raw(&mut c, true, MIB, "1MiB/before");
-    let fsync_1 = bench_append(&mut c, fsync(1));
-    let fsync_4 = bench_append(&mut c, fsync(4));
+    let fsync_1 = bench_append(&mut c, fsync(1000, 1));
+    let fsync_4 = bench_append(&mut c, fsync(1000, 4));
+    // Small batches, where an fsync costs far more than the bytes it covers: what sharing
+    // fsyncs between writers buys.
+    let small_1 = bench_append(&mut c, fsync(10, 1));
+    let small_4 = bench_append(&mut c, fsync(10, 4));
     let fdatasync_after = bench_raw(&mut c, true, MIB, "1MiB/after");
     let buffered_before = bench_raw(&mut c, false, MIB, "1MiB/before");
     // Plain writes of the size of one 100-record append, to separate the cost of the write size
@@ -246,12 +251,17 @@ fn main() {
     let none_1000 = bench_append(&mut c, none(1000));
     let buffered_after = bench_raw(&mut c, false, MIB, "1MiB/after");
     c.final_summary();
+    if !measuring() {
+        return;
+    }
 
     println!("\nsummary (criterion's samples, warm-up excluded; MB = 10^6 bytes)");
     for meter in [
         &fdatasync_before,
         &fsync_1,
         &fsync_4,
+        &small_1,
+        &small_4,
         &fdatasync_after,
         &buffered_before,
         &buffered_small,
@@ -270,4 +280,5 @@ fn main() {
         println!("  {}", ratio_line(append, &[before, after], Some(target)));
     }
     println!("  {}", ratio_line(&none_100, &[&buffered_small], None));
+    println!("  {}", ratio_line(&small_4, &[&small_1], None));
 }

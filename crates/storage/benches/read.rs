@@ -1,8 +1,8 @@
 //! Read-path benchmarks of the partition log, served from the page cache.
 //!
 //! Setup writes two logs of about 1 GiB each (one 1 GiB segment, 1 KiB records, record `n`
-//! stamped `BASE_TS + n` ms) and fsyncs them, so that write-back does not run during the
-//! measurements:
+//! stamped `BASE_TS + n` ms; 16 MiB when run once as a test) and fsyncs them, so that write-back
+//! does not run during the measurements:
 //! - the *scan* log: batches of 100 records (~103 KB);
 //! - the *lookup* log: batches of 1 record (~1.1 KB), about a million of them.
 //!
@@ -25,17 +25,23 @@ use criterion::{Criterion, SamplingMode, Throughput};
 use hdrhistogram::Histogram;
 use sluice_storage::batch;
 use sluice_storage::{FlushPolicy, Log, LogConfig};
-use support::{MIB, Meter, batch, bench_dir, criterion};
+use support::{MIB, Meter, batch, bench_dir, criterion, measuring};
 use tempfile::TempDir;
 
 /// Target size of each benchmark log: one default-sized segment.
 const LOG_BYTES: u64 = 1 << 30;
+
+/// Target size of each log when the benchmarks only run once as tests (`cargo test`).
+const TEST_LOG_BYTES: u64 = 16 << 20;
 
 /// Timestamp of offset 0; offset `n` has timestamp `BASE_TS + n`.
 const BASE_TS: i64 = 1_700_000_000_000;
 
 /// Most lookups timed one by one for the percentiles.
 const LATENCY_SAMPLES: u64 = 200_000;
+
+/// Lookups timed one by one when the benchmarks only run once as tests.
+const TEST_LATENCY_SAMPLES: u64 = 1_000;
 
 /// Longest a percentile loop runs.
 const LATENCY_BUDGET: Duration = Duration::from_secs(3);
@@ -49,9 +55,9 @@ struct BenchLog {
 }
 
 impl BenchLog {
-    /// Writes up to [`LOG_BYTES`] of batches of `batch_records` records, `batches_per_append`
-    /// batches per append, then fsyncs the log.
-    fn build(batch_records: usize, batches_per_append: usize) -> BenchLog {
+    /// Writes up to `bytes` (at most one segment) of batches of `batch_records` records,
+    /// `batches_per_append` batches per append, then fsyncs the log.
+    fn build(bytes: u64, batch_records: usize, batches_per_append: usize) -> BenchLog {
         let dir = bench_dir("read");
         let config = LogConfig {
             flush: FlushPolicy::None,
@@ -66,7 +72,7 @@ impl BenchLog {
                 let first = next + (i * batch_records) as u64;
                 chunk.extend_from_slice(&batch(batch_records, BASE_TS + first as i64));
             }
-            if log.size_bytes() + chunk.len() as u64 > LOG_BYTES {
+            if log.size_bytes() + chunk.len() as u64 > bytes {
                 break;
             }
             log.append(&mut chunk).expect("append to the benchmark log");
@@ -207,6 +213,7 @@ fn bench_lookup(
     kind: &str,
     target: &BenchLog,
     lookup: fn(&Log, u64) -> bool,
+    max_samples: u64,
 ) -> Latency {
     let name = format!("{kind}/batch={}", target.batch_records);
     let log = &target.log;
@@ -226,7 +233,7 @@ fn bench_lookup(
         Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds");
     let started = Instant::now();
     // Skipped when the command line filtered the criterion benchmark out.
-    let samples = if ran { LATENCY_SAMPLES } else { 0 };
+    let samples = if ran { max_samples } else { 0 };
     for _ in 0..samples {
         let offset = rng.below(end);
         let start = Instant::now();
@@ -246,17 +253,26 @@ fn bench_lookup(
 
 fn main() {
     let mut c = criterion(Duration::from_secs(1), Duration::from_secs(3));
-    let scan = BenchLog::build(100, 10);
-    let lookups = BenchLog::build(1, 1000);
+    let measuring = measuring();
+    let (log_bytes, samples) = if measuring {
+        (LOG_BYTES, LATENCY_SAMPLES)
+    } else {
+        (TEST_LOG_BYTES, TEST_LATENCY_SAMPLES)
+    };
+    let scan = BenchLog::build(log_bytes, 100, 10);
+    let lookups = BenchLog::build(log_bytes, 1, 1000);
 
     let sequential = bench_sequential_read(&mut c, &scan);
     let latencies = [
-        bench_lookup(&mut c, "offset", &lookups, offset_lookup),
-        bench_lookup(&mut c, "offset", &scan, offset_lookup),
-        bench_lookup(&mut c, "timestamp", &lookups, timestamp_lookup),
-        bench_lookup(&mut c, "timestamp", &scan, timestamp_lookup),
+        bench_lookup(&mut c, "offset", &lookups, offset_lookup, samples),
+        bench_lookup(&mut c, "offset", &scan, offset_lookup, samples),
+        bench_lookup(&mut c, "timestamp", &lookups, timestamp_lookup, samples),
+        bench_lookup(&mut c, "timestamp", &scan, timestamp_lookup, samples),
     ];
     c.final_summary();
+    if !measuring {
+        return;
+    }
 
     println!("\nsummary (MB = 10^6 bytes; lookup times include ~25 ns of clock reads)");
     println!("  {}", sequential.line());

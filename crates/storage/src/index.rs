@@ -145,7 +145,10 @@ impl<E: IndexEntry> Index<E> {
     /// Creates an empty writable index with room for `capacity` entries, replacing any file there.
     pub fn create(path: &Path, capacity: usize) -> io::Result<Self> {
         let file = open_rw(path)?;
-        file.set_len(0)?;
+        // Only a stale file needs emptying (see `Segment::create` on ext4 and truncation).
+        if file.metadata()?.len() > 0 {
+            file.set_len(0)?;
+        }
         let mut index = Index {
             path: path.to_path_buf(),
             file,

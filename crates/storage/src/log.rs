@@ -86,6 +86,15 @@ struct Writer {
     closed: bool,
 }
 
+impl Writer {
+    /// Drops `segments` from the sealed segments waiting for an fsync (they were synced, or
+    /// deleted). Matches by identity: the queue may have changed since they were taken.
+    fn forget_synced(&mut self, segments: &[Arc<Segment>]) {
+        self.unsynced_sealed
+            .retain(|s| !segments.iter().any(|d| Arc::ptr_eq(d, s)));
+    }
+}
+
 /// A partition's append-only log of Kafka v2 record batches.
 ///
 /// Offsets are dense: every record gets the next one. Invariant, at every instant:
@@ -418,7 +427,7 @@ impl Log {
         for segment in &sealed {
             self.sync_segment(segment)?;
         }
-        self.writer.lock().unsynced_sealed.drain(..sealed.len());
+        self.writer.lock().forget_synced(&sealed);
         recovery::write_recovery_point(&self.dir, active_base);
         Ok(())
     }
@@ -427,6 +436,9 @@ impl Log {
     /// whose newest record is older than `retention.ms` (relative to `now_ms`). The active
     /// segment is never deleted. Blocking.
     pub fn enforce_retention(&self, now_ms: i64) -> Result<RetentionOutcome> {
+        // The writer lock keeps rolls out while segments go, and lets doomed segments leave
+        // the queue of segments waiting for an fsync: syncing deleted data is wasted I/O.
+        let mut w = self.writer.lock();
         let doomed: Vec<Arc<Segment>> = {
             let mut st = self.state.write();
             let mut remaining: u64 = st.segments.iter().map(|s| s.size()).sum();
@@ -454,6 +466,8 @@ impl Log {
             }
             st.segments.drain(..n).collect()
         };
+        w.forget_synced(&doomed);
+        drop(w);
         let mut bytes_deleted = 0;
         for segment in &doomed {
             bytes_deleted += segment.size();
@@ -552,7 +566,7 @@ impl Log {
         }
         self.sync_segment(&active)?;
         if !sealed.is_empty() {
-            self.writer.lock().unsynced_sealed.drain(..sealed.len());
+            self.writer.lock().forget_synced(&sealed);
             recovery::write_recovery_point(&self.dir, active.base_offset);
         }
         self.publish(&sealed, &active, readable, end);

@@ -19,7 +19,10 @@ pub(crate) const INDEX_SUFFIX: &str = ".index";
 /// Suffix of a segment's time index.
 pub(crate) const TIME_INDEX_SUFFIX: &str = ".timeindex";
 
-/// How much of a log file a scan reads at a time.
+/// The first read of a scan: enough for a lookup, which usually stops within one index
+/// interval. Later reads double up to [`SCAN_CHUNK`], for scans that walk a whole segment.
+const FIRST_SCAN_CHUNK: usize = 16 << 10;
+/// The most a scan reads at a time.
 const SCAN_CHUNK: usize = 1 << 20;
 
 /// The file name stem of the segment starting at `base_offset`: 20 zero-padded digits.
@@ -92,8 +95,16 @@ impl Segment {
         let file = io
             .open(&log_path)
             .map_err(|e| StorageError::io("create segment", &log_path, e))?;
-        file.set_len(0)
-            .map_err(|e| StorageError::io("truncate segment", &log_path, e))?;
+        // Truncate only a stale file: on ext4, truncating a new file would make its close
+        // flush all its dirty pages.
+        if file
+            .len()
+            .map_err(|e| StorageError::io("stat segment", &log_path, e))?
+            > 0
+        {
+            file.set_len(0)
+                .map_err(|e| StorageError::io("truncate segment", &log_path, e))?;
+        }
         let (ip, tp) = index_paths(dir, base_offset);
         let index = Index::create(&ip, index_capacity)
             .map_err(|e| StorageError::io("create index", &ip, e))?;
@@ -331,7 +342,8 @@ impl Segment {
         if pos >= *buf_start && pos + need as u64 <= have_end {
             return Ok(());
         }
-        let len = (need.max(SCAN_CHUNK) as u64).min(end - pos) as usize;
+        let chunk = (buf.len() * 2).clamp(FIRST_SCAN_CHUNK, SCAN_CHUNK);
+        let len = (need.max(chunk) as u64).min(end - pos) as usize;
         buf.resize(len, 0);
         self.file
             .read_exact_at(buf, pos)

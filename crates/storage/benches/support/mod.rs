@@ -43,6 +43,12 @@ pub(crate) fn bench_dir(name: &str) -> TempDir {
         .expect("create a benchmark directory")
 }
 
+/// Whether this is a measuring run: `cargo bench` passes `--bench`; without it (`cargo test`)
+/// criterion runs every benchmark once, as a test, and the figures mean nothing.
+pub(crate) fn measuring() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
 /// Criterion settings sized for a 2-core box: few samples, short warm-up and measurement.
 /// Command-line options still override them.
 pub(crate) fn criterion(warm_up: Duration, measurement: Duration) -> Criterion {
