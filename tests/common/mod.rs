@@ -2,14 +2,17 @@
 //! for it. Every end-to-end test talks to the binary built from this workspace.
 #![allow(dead_code, unreachable_pub)]
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use sluice_proto::v1::admin_client::AdminClient;
+use sluice_proto::v1::groups_client::GroupsClient;
 use sluice_proto::v1::log_client::LogClient;
 use sluice_proto::v1::{self as pb};
 use tonic::transport::Channel;
@@ -27,11 +30,18 @@ impl Server {
     /// Starts `sluice serve` on `127.0.0.1:0` with `data_dir`, plus `extra` arguments, and waits
     /// until it says where it listens.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Result<Server> {
+        Self::start_on(data_dir, "127.0.0.1:0", extra)
+    }
+
+    /// Starts `sluice serve` on `addr` (`host:port`, port 0 picks a free one) with
+    /// `data_dir`, plus `extra` arguments, and waits until it says where it listens. A server
+    /// restarted on the address of a stopped one is reached by the clients of the old one.
+    pub fn start_on(data_dir: &Path, addr: &str, extra: &[&str]) -> Result<Server> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .arg("serve")
             .arg("--data-dir")
             .arg(data_dir)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", addr])
             .args(extra)
             .env("SLUICE_LOG", "warn")
             .stdin(Stdio::null())
@@ -63,6 +73,15 @@ impl Server {
             addr,
             data_dir: data_dir.to_path_buf(),
         })
+    }
+
+    /// A handle to a server someone else started and owns (it is not killed on drop).
+    pub fn attach(url: &str) -> Server {
+        Server {
+            child: None,
+            addr: url.trim_start_matches("http://").to_string(),
+            data_dir: PathBuf::new(),
+        }
     }
 
     /// The URL clients connect to.
@@ -199,4 +218,375 @@ pub async fn fetch_all(
 /// The text of a record's value.
 pub fn value_str(r: &pb::FetchedRecord) -> String {
     String::from_utf8_lossy(&r.value).into_owned()
+}
+
+/// A Groups client.
+pub async fn groups_client(server: &Server) -> Result<GroupsClient<Channel>> {
+    Ok(GroupsClient::new(server.channel().await?).max_decoding_message_size(256 << 20))
+}
+
+/// Appends keyless records with these values to one partition.
+pub async fn produce_values(
+    log: &mut LogClient<Channel>,
+    topic: &str,
+    partition: u32,
+    values: impl IntoIterator<Item = String>,
+) -> Result<()> {
+    log.produce(pb::ProduceRequest {
+        topic: topic.into(),
+        partition: Some(partition),
+        records: values.into_iter().map(|v| record(None, &v, 0)).collect(),
+        request_id: 0,
+    })
+    .await?;
+    Ok(())
+}
+
+/// A partition of a topic, as test members track them.
+pub type Tp = (String, u32);
+
+/// How a test group member joins.
+#[derive(Debug, Clone)]
+pub struct MemberOptions {
+    /// The group.
+    pub group: String,
+    /// Topics to consume.
+    pub topics: Vec<String>,
+    /// Static membership id.
+    pub instance_id: Option<String>,
+    /// Session timeout in ms (0 = server default).
+    pub session_timeout_ms: u32,
+    /// Start from the earliest offset without a committed one (else the latest).
+    pub earliest: bool,
+}
+
+impl MemberOptions {
+    /// A dynamic member of `group` on `topic` reading from the earliest offset, with a
+    /// 1.5 s session timeout.
+    pub fn new(group: &str, topic: &str) -> MemberOptions {
+        MemberOptions {
+            group: group.into(),
+            topics: vec![topic.into()],
+            instance_id: None,
+            session_timeout_ms: 1500,
+            earliest: true,
+        }
+    }
+}
+
+/// One record as a test member received it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    /// Topic and partition.
+    pub tp: Tp,
+    /// Offset.
+    pub offset: u64,
+    /// Value as text.
+    pub value: String,
+}
+
+/// Everything a test member saw on its stream.
+#[derive(Debug, Default)]
+pub struct MemberState {
+    /// Its member id (from the first assignment).
+    pub member_id: String,
+    /// The generation of the latest assignment.
+    pub generation: u64,
+    /// The partitions of the latest assignment.
+    pub partitions: BTreeSet<Tp>,
+    /// Assignment messages received.
+    pub assignments: usize,
+    /// Records received, in order.
+    pub records: Vec<Received>,
+    /// Next offset to consume per partition (after the last record received).
+    pub positions: BTreeMap<Tp, u64>,
+    /// Commit acknowledgements by commit id: `None` = committed.
+    pub acks: BTreeMap<u64, Option<pb::Error>>,
+    /// Records of partitions the latest assignment did not list.
+    pub violations: Vec<String>,
+    /// How the stream ended (`Code::Ok` for a clean end), once it did.
+    pub ended: Option<tonic::Status>,
+}
+
+/// A group member driven by a background task that answers heartbeat requests, sends
+/// heartbeats, records what it receives and, when partitions are revoked, commits their
+/// positions and acknowledges the revocation.
+pub struct GroupConsumer {
+    requests: tokio::sync::mpsc::UnboundedSender<pb::ConsumeRequest>,
+    state: Arc<Mutex<MemberState>>,
+    changed: Arc<tokio::sync::Notify>,
+    silent: Arc<AtomicBool>,
+    next_commit_id: AtomicU64,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Commit ids above this are the member's own releases.
+const RELEASE_COMMIT_IDS: u64 = 1 << 40;
+
+impl GroupConsumer {
+    /// Joins and waits for the first assignment.
+    pub async fn join(server: &Server, options: MemberOptions) -> Result<GroupConsumer> {
+        let mut client = groups_client(server).await?;
+        let (requests, outgoing) = tokio::sync::mpsc::unbounded_channel();
+        let reset = if options.earliest {
+            pb::OffsetReset::Earliest
+        } else {
+            pb::OffsetReset::Latest
+        };
+        requests.send(consume_request(pb::consume_request::Kind::Join(
+            pb::JoinGroup {
+                group: options.group,
+                topics: options.topics,
+                instance_id: options.instance_id,
+                auto_offset_reset: reset.into(),
+                session_timeout_ms: options.session_timeout_ms,
+                rebalance_timeout_ms: 0,
+                max_bytes: 4096,
+            },
+        )))?;
+        let responses = client
+            .consume(tokio_stream::wrappers::UnboundedReceiverStream::new(
+                outgoing,
+            ))
+            .await?
+            .into_inner();
+        let state = Arc::new(Mutex::new(MemberState::default()));
+        let changed = Arc::new(tokio::sync::Notify::new());
+        let silent = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(drive_member(
+            responses,
+            requests.clone(),
+            Arc::clone(&state),
+            Arc::clone(&changed),
+            Arc::clone(&silent),
+        ));
+        let member = GroupConsumer {
+            requests,
+            state,
+            changed,
+            silent,
+            next_commit_id: AtomicU64::new(1),
+            task,
+        };
+        member
+            .wait_until("the first assignment", Duration::from_secs(10), |s| {
+                s.assignments > 0 || s.ended.is_some()
+            })
+            .await?;
+        if let Some(status) = member.state().ended.clone() {
+            bail!("stream ended before the first assignment: {status:?}");
+        }
+        Ok(member)
+    }
+
+    /// What the member saw so far.
+    pub fn state(&self) -> MutexGuard<'_, MemberState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Waits until `done` holds for the member's state.
+    pub async fn wait_until(
+        &self,
+        what: &str,
+        timeout: Duration,
+        done: impl Fn(&MemberState) -> bool,
+    ) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.changed.notified();
+            if done(&self.state()) {
+                return Ok(());
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                bail!("timed out waiting for {what}; state: {:?}", self.summary());
+            }
+        }
+    }
+
+    /// Member id, generation and partitions, for messages.
+    pub fn summary(&self) -> String {
+        let s = self.state();
+        format!(
+            "member {} generation {} partitions {:?} assignments {} records {} ended {:?}",
+            s.member_id,
+            s.generation,
+            s.partitions,
+            s.assignments,
+            s.records.len(),
+            s.ended
+        )
+    }
+
+    /// Commits offsets with the latest generation; returns the acknowledgement's error.
+    pub async fn commit(&self, offsets: &[(&str, u32, u64)]) -> Result<Option<pb::Error>> {
+        let generation = self.state().generation;
+        self.commit_as(generation, offsets).await
+    }
+
+    /// Commits offsets claiming `generation`; returns the acknowledgement's error.
+    pub async fn commit_as(
+        &self,
+        generation: u64,
+        offsets: &[(&str, u32, u64)],
+    ) -> Result<Option<pb::Error>> {
+        let id = self.next_commit_id.fetch_add(1, Ordering::Relaxed);
+        let offsets = offsets
+            .iter()
+            .map(|(topic, partition, offset)| pb::OffsetCommit {
+                topic: (*topic).into(),
+                partition: *partition,
+                offset: *offset,
+            })
+            .collect();
+        self.requests
+            .send(commit_request(id, generation, offsets))?;
+        self.wait_until("a commit ack", Duration::from_secs(10), |s| {
+            s.acks.contains_key(&id)
+        })
+        .await?;
+        Ok(self.state().acks.get(&id).cloned().flatten())
+    }
+
+    /// Stops heartbeats and ignores heartbeat requests, keeping the stream open.
+    pub fn go_silent(&self) {
+        self.silent.store(true, Ordering::SeqCst);
+    }
+
+    /// Drops the stream (the call is cancelled), as a crashed consumer would.
+    pub fn close(self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for GroupConsumer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn consume_request(kind: pb::consume_request::Kind) -> pb::ConsumeRequest {
+    pb::ConsumeRequest { kind: Some(kind) }
+}
+
+fn commit_request(id: u64, generation: u64, offsets: Vec<pb::OffsetCommit>) -> pb::ConsumeRequest {
+    consume_request(pb::consume_request::Kind::Commit(pb::CommitRequest {
+        commit_id: id,
+        generation,
+        offsets,
+    }))
+}
+
+fn tps(groups: &[pb::TopicPartitions]) -> BTreeSet<Tp> {
+    groups
+        .iter()
+        .flat_map(|g| g.partitions.iter().map(|p| (g.topic.clone(), *p)))
+        .collect()
+}
+
+/// The background task of a [`GroupConsumer`].
+async fn drive_member(
+    mut responses: tonic::Streaming<pb::ConsumeResponse>,
+    requests: tokio::sync::mpsc::UnboundedSender<pb::ConsumeRequest>,
+    state: Arc<Mutex<MemberState>>,
+    changed: Arc<tokio::sync::Notify>,
+    silent: Arc<AtomicBool>,
+) {
+    use pb::consume_response::Kind;
+    let heartbeat = || consume_request(pb::consume_request::Kind::Heartbeat(pb::Heartbeat {}));
+    let mut ticker = tokio::time::interval(Duration::from_millis(200));
+    let mut releases: BTreeMap<u64, Vec<pb::TopicPartitions>> = BTreeMap::new();
+    let mut next_release = RELEASE_COMMIT_IDS;
+    loop {
+        let message = tokio::select! {
+            message = responses.message() => message,
+            _ = ticker.tick() => {
+                if !silent.load(Ordering::SeqCst) {
+                    let _ = requests.send(heartbeat());
+                }
+                continue;
+            }
+        };
+        let mut s = state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match message {
+            Ok(Some(pb::ConsumeResponse { kind: Some(kind) })) => match kind {
+                Kind::Assignment(a) => {
+                    s.member_id = a.member_id;
+                    s.generation = a.generation;
+                    s.partitions = tps(&a.partitions);
+                    s.assignments += 1;
+                    if !a.revoked.is_empty() {
+                        let offsets: Vec<pb::OffsetCommit> = tps(&a.revoked)
+                            .into_iter()
+                            .filter_map(|tp| {
+                                s.positions.get(&tp).map(|offset| pb::OffsetCommit {
+                                    topic: tp.0.clone(),
+                                    partition: tp.1,
+                                    offset: *offset,
+                                })
+                            })
+                            .collect();
+                        if offsets.is_empty() {
+                            let _ = requests.send(consume_request(
+                                pb::consume_request::Kind::RevokeAck(pb::RevokeAck {
+                                    partitions: a.revoked,
+                                }),
+                            ));
+                        } else {
+                            next_release += 1;
+                            releases.insert(next_release, a.revoked);
+                            let _ =
+                                requests.send(commit_request(next_release, a.generation, offsets));
+                        }
+                    }
+                }
+                Kind::Records(batch) => {
+                    let tp = (batch.topic, batch.partition);
+                    if !s.partitions.contains(&tp) {
+                        let violation = format!("records of {tp:?} outside the assignment");
+                        s.violations.push(violation);
+                    }
+                    for r in &batch.records {
+                        s.records.push(Received {
+                            tp: tp.clone(),
+                            offset: r.offset,
+                            value: value_str(r),
+                        });
+                        s.positions.insert(tp.clone(), r.offset + 1);
+                    }
+                }
+                Kind::CommitAck(ack) => {
+                    if let Some(partitions) = releases.remove(&ack.commit_id) {
+                        let _ = requests.send(consume_request(
+                            pb::consume_request::Kind::RevokeAck(pb::RevokeAck { partitions }),
+                        ));
+                    }
+                    s.acks.insert(ack.commit_id, ack.error);
+                }
+                Kind::HeartbeatRequest(_) => {
+                    if !silent.load(Ordering::SeqCst) {
+                        let _ = requests.send(heartbeat());
+                    }
+                }
+            },
+            Ok(Some(pb::ConsumeResponse { kind: None })) => {
+                s.violations.push("a message without a kind".into());
+            }
+            Ok(None) => {
+                s.ended = Some(tonic::Status::ok("stream ended"));
+            }
+            Err(status) => {
+                s.ended = Some(status);
+            }
+        }
+        let ended = s.ended.is_some();
+        drop(s);
+        changed.notify_waiters();
+        if ended {
+            return;
+        }
+    }
 }
