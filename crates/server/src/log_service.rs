@@ -3,11 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_broker::Broker;
+use sluice_broker::{Broker, Fetched};
 use sluice_proto::v1::log_server::Log;
 use sluice_proto::v1::{
-    FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse, PartitionOffset,
-    ProduceRequest, ProduceResponse, SubscribeRequest,
+    FetchBatchesResponse, FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse,
+    PartitionOffset, ProduceRequest, ProduceResponse, SubscribeRequest,
 };
 use tonic::{Request, Response, Status, Streaming};
 
@@ -43,6 +43,21 @@ impl LogService {
             shutdown,
         }
     }
+
+    /// Runs a fetch (long-polling as asked) and returns the stored batches, which `Fetch`
+    /// decodes and `FetchBatches` passes on as they are.
+    async fn read(&self, request: FetchRequest) -> Result<Fetched, Status> {
+        require_topic("topic", &request.topic)?;
+        let max_bytes = usize::try_from(request.max_bytes).unwrap_or(usize::MAX);
+        let wait = Duration::from_millis(request.max_wait_ms.into());
+        tokio::select! {
+            biased;
+            fetched = self.broker.fetch(
+                &request.topic, request.partition, request.offset, max_bytes, wait,
+            ) => fetched.map_err(to_status),
+            () = self.shutdown.wait() => Err(shutting_down()),
+        }
+    }
 }
 
 #[tonic::async_trait]
@@ -74,22 +89,25 @@ impl Log for LogService {
         &self,
         request: Request<FetchRequest>,
     ) -> Result<Response<FetchResponse>, Status> {
-        let request = request.into_inner();
-        require_topic("topic", &request.topic)?;
-        let max_bytes = usize::try_from(request.max_bytes).unwrap_or(usize::MAX);
-        let wait = Duration::from_millis(request.max_wait_ms.into());
-        let fetched = tokio::select! {
-            biased;
-            fetched = self.broker.fetch(
-                &request.topic, request.partition, request.offset, max_bytes, wait,
-            ) => fetched.map_err(to_status)?,
-            () = self.shutdown.wait() => return Err(shutting_down()),
-        };
+        let fetched = self.read(request.into_inner()).await?;
         Ok(Response::new(FetchResponse {
             records: fetched_records(&fetched)?,
             high_watermark: fetched.high_watermark,
             log_start_offset: fetched.log_start_offset,
             next_offset: fetched.next_offset(),
+        }))
+    }
+
+    async fn fetch_batches(
+        &self,
+        request: Request<FetchRequest>,
+    ) -> Result<Response<FetchBatchesResponse>, Status> {
+        let fetched = self.read(request.into_inner()).await?;
+        Ok(Response::new(FetchBatchesResponse {
+            next_offset: fetched.next_offset(),
+            record_batches: fetched.batches,
+            high_watermark: fetched.high_watermark,
+            log_start_offset: fetched.log_start_offset,
         }))
     }
 
