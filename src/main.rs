@@ -1,6 +1,10 @@
-//! The `sluice` command: a partitioned, append-only log server.
+//! The `sluice` command: a partitioned, append-only log server, and a command-line client
+//! for it.
+
+mod cli;
 
 use std::future::Future;
+use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -18,12 +22,15 @@ struct Cli {
 enum Command {
     /// Run the server until SIGINT or SIGTERM.
     Serve(ServeArgs),
+    #[command(flatten)]
+    Client(cli::ClientCommand),
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<ExitCode> {
     match Cli::parse().command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Client(command) => Ok(cli::run(command).await),
     }
 }
 

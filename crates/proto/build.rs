@@ -11,6 +11,7 @@ const PROTOS: &[&str] = &[
     "sluice/v1/records.proto",
     "sluice/v1/admin.proto",
     "sluice/v1/log.proto",
+    "sluice/v1/groups.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 
 use crate::append_queue::AppendDone;
 use crate::background::Background;
+use crate::groups::coordinator::GroupCoordinator;
 use crate::metadata::{self, DataDir, TopicMeta};
 use crate::produce::{ProduceLimits, Routing, build_batches};
 use crate::topic::{Partition, Topic};
@@ -89,6 +90,8 @@ pub struct Broker {
     admin: tokio::sync::Mutex<()>,
     shutting_down: AtomicBool,
     background: Background,
+    /// Consumer groups and their committed offsets.
+    pub(crate) groups: Arc<GroupCoordinator>,
     /// Its lock keeps other brokers out of the data directory while this one lives.
     _lock: File,
 }
@@ -114,6 +117,9 @@ impl Broker {
         metadata::create_dir(&dirs.trash())?;
         metadata::empty_dir(&dirs.trash())?;
         let topics = load_topics(&dirs, &config.topic_defaults)?;
+        let groups = GroupCoordinator::open(&config.data_dir, config.groups.clone(), |topic| {
+            topics.contains_key(topic)
+        })?;
         tracing::info!(
             data_dir = %config.data_dir.display(),
             topics = topics.len(),
@@ -126,6 +132,7 @@ impl Broker {
             admin: tokio::sync::Mutex::new(()),
             shutting_down: AtomicBool::new(false),
             background: Background::new(),
+            groups,
             _lock: lock,
         }))
     }
@@ -201,7 +208,7 @@ impl Broker {
         let dirs = self.dirs.clone();
         join(tokio::task::spawn_blocking(move || topic.destroy(&dirs))).await??;
         tracing::info!(topic = name, "deleted topic");
-        Ok(())
+        self.groups.topic_deleted(self, name).await
     }
 
     /// Every topic, sorted by name.
@@ -366,6 +373,7 @@ impl Broker {
         if self.shutting_down.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
+        self.groups.shutdown();
         self.background.stop().await;
         let _admin = self.admin.lock().await;
         let topics = self.topics_snapshot();

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use sluice_storage::{FlushPolicy, LogConfig};
 
-use crate::BrokerError;
+use crate::{BrokerError, GroupConfig};
 
 /// `retention.ms`: delete sealed segments older than this; `-1` keeps them forever.
 pub const RETENTION_MS: &str = "retention.ms";
@@ -298,6 +298,8 @@ pub struct BrokerConfig {
     pub limits: Limits,
     /// How often retention is enforced (default 5 min, Kafka's `log.retention.check.interval.ms`).
     pub retention_check_interval: Duration,
+    /// Consumer group session, rebalance and heartbeat timing.
+    pub groups: GroupConfig,
 }
 
 impl BrokerConfig {
@@ -308,6 +310,7 @@ impl BrokerConfig {
             topic_defaults: TopicConfig::default(),
             limits: Limits::default(),
             retention_check_interval: Duration::from_secs(300),
+            groups: GroupConfig::default(),
         }
     }
 }

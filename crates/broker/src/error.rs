@@ -2,6 +2,7 @@
 
 use std::io;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use sluice_storage::{BatchError, StorageError};
 
@@ -131,6 +132,130 @@ pub enum BrokerError {
     DataDirLocked {
         /// The lock file.
         path: PathBuf,
+    },
+    /// The name breaks the consumer group naming rules.
+    #[error("invalid group name {name:?}: {reason}")]
+    InvalidGroupName {
+        /// The rejected name.
+        name: String,
+        /// Which rule it breaks.
+        reason: String,
+    },
+    /// A join request asks for something the broker does not allow.
+    #[error("invalid join request for group {group:?}: {reason}")]
+    InvalidJoin {
+        /// The group.
+        group: String,
+        /// What is wrong, with the accepted values.
+        reason: String,
+    },
+    /// No group of that name exists (it has no members and no committed offsets).
+    #[error("group {group:?} does not exist")]
+    GroupNotFound {
+        /// The group asked for.
+        group: String,
+    },
+    /// The operation needs a group without members.
+    #[error(
+        "group {group:?} has {members} member(s); stop its consumers (and wait out the session timeout of static ones) first"
+    )]
+    GroupNotEmpty {
+        /// The group.
+        group: String,
+        /// How many members it has.
+        members: usize,
+    },
+    /// The member is not (or no longer) in the group: it left, expired or was replaced.
+    #[error(
+        "group {group:?} has no member {member_id:?}; it left, expired or was replaced: rejoin"
+    )]
+    UnknownMember {
+        /// The group.
+        group: String,
+        /// The member id given.
+        member_id: String,
+    },
+    /// A commit carries a generation in which the member did not own its partitions.
+    #[error(
+        "generation {generation} is stale in group {group:?}: this commit needs a generation in {valid_from}..={current}"
+    )]
+    StaleGeneration {
+        /// The group.
+        group: String,
+        /// The generation the commit carried.
+        generation: u64,
+        /// The generation in which the member was given the partition.
+        valid_from: u64,
+        /// The group's current generation.
+        current: u64,
+    },
+    /// A commit names a partition the member does not own.
+    #[error(
+        "member {member_id:?} of group {group:?} does not own partition {partition} of topic {topic:?}"
+    )]
+    NotPartitionOwner {
+        /// The group.
+        group: String,
+        /// The committing member.
+        member_id: String,
+        /// The partition's topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+    },
+    /// A commit names an offset past the partition's high watermark.
+    #[error(
+        "cannot commit offset {offset} for partition {partition} of topic {topic:?}: it is past the high watermark {high_watermark}"
+    )]
+    CommitOutOfRange {
+        /// The partition's topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// The offset given.
+        offset: u64,
+        /// The partition's high watermark.
+        high_watermark: u64,
+    },
+    /// The member was not heard from within its session timeout and lost its partitions.
+    #[error(
+        "member {member_id:?} of group {group:?} expired: nothing heard from it within its session timeout"
+    )]
+    SessionExpired {
+        /// The group.
+        group: String,
+        /// The expired member.
+        member_id: String,
+    },
+    /// A newer member with the same instance id took this member's place.
+    #[error(
+        "member {member_id:?} of group {group:?} was replaced by a newer member with instance id {instance_id:?}"
+    )]
+    MemberFenced {
+        /// The group.
+        group: String,
+        /// The replaced member.
+        member_id: String,
+        /// The instance id both used.
+        instance_id: String,
+    },
+    /// A group's offsets file failed its checks.
+    #[error("corrupt offsets file {}: {reason}; remove it to start the group afresh", path.display())]
+    OffsetsCorrupt {
+        /// The offsets file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Writing a group's committed offsets failed; the commits that write carried were not
+    /// made.
+    #[error("committing offsets of group {group:?} failed: {source}")]
+    CommitFailed {
+        /// The group.
+        group: String,
+        /// Why the write failed (shared by every commit of the write).
+        #[source]
+        source: Arc<BrokerError>,
     },
 }
 

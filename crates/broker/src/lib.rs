@@ -39,6 +39,7 @@ mod broker;
 pub mod config;
 mod error;
 mod fetch;
+mod groups;
 mod metadata;
 mod name;
 mod produce;
@@ -48,6 +49,11 @@ pub use broker::{Broker, PendingProduce};
 pub use config::{BrokerConfig, FlushMode, Limits, TopicConfig};
 pub use error::{BrokerError, CorruptSource};
 pub use fetch::{Fetched, OffsetSpec};
+pub use groups::{
+    Committed, CommittedOffset, GroupConfig, GroupDescription, GroupMember, GroupState,
+    GroupSummary, JoinGroup, Keepalive, MAX_GROUP_NAME_LEN, MemberAssignment, MemberDescription,
+    OffsetReset, PartitionLag, ResetTo, TopicPartition, validate_group_name,
+};
 pub use name::validate_topic_name;
 pub use produce::{NewRecord, ProduceRecord};
 pub use sluice_partitioner::{murmur2, partition_for_key};

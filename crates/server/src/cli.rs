@@ -78,8 +78,8 @@ impl ServeArgs {
     }
 }
 
-/// Parses `KEY=VALUE`.
-fn key_value(arg: &str) -> Result<(String, String), String> {
+/// Parses a `KEY=VALUE` command-line argument (clap value parser).
+pub fn key_value(arg: &str) -> Result<(String, String), String> {
     match arg.split_once('=') {
         Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
         _ => Err(format!("expected KEY=VALUE, got {arg:?}")),

@@ -1,6 +1,6 @@
 //! Sluice's gRPC server.
 //!
-//! Serves the `sluice.v1.Admin` and `sluice.v1.Log` services over a
+//! Serves the `sluice.v1.Admin`, `sluice.v1.Log` and `sluice.v1.Groups` services over a
 //! [`sluice_broker::Broker`], plus `grpc.health.v1.Health` and gRPC reflection (v1) so
 //! tools like grpcurl work without the `.proto` files. [`ServerConfig::load`] gathers
 //! the settings (command line > environment > config file > defaults) and [`run`]
@@ -12,6 +12,7 @@ mod cli;
 mod config;
 mod convert;
 mod error;
+mod groups;
 mod log_service;
 mod logging;
 mod lookup;
@@ -22,7 +23,7 @@ mod shutdown;
 mod status;
 mod subscribe;
 
-pub use cli::ServeArgs;
+pub use cli::{ServeArgs, key_value};
 pub use config::{
     DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_SUBSCRIBE_BYTES,
     LimitSettings, LogFormat, ServerConfig, Settings,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use sluice_broker::Broker;
 use sluice_proto::v1::admin_server::AdminServer;
+use sluice_proto::v1::groups_server::GroupsServer;
 use sluice_proto::v1::log_server::LogServer;
 use tokio::net::TcpListener;
 use tonic::codec::CompressionEncoding;
@@ -17,6 +18,7 @@ use tonic_health::server::HealthReporter;
 use crate::admin::AdminService;
 use crate::config::ServerConfig;
 use crate::error::ServerError;
+use crate::groups::GroupsService;
 use crate::log_service::LogService;
 use crate::request_limit::RequestLimit;
 use crate::shutdown::shutdown_signal;
@@ -97,6 +99,15 @@ impl Server {
         let max_request_bytes = config.max_request_bytes;
         let admin = AdminServer::new(AdminService::new(Arc::clone(&broker)))
             .max_decoding_message_size(max_request_bytes);
+        let groups = GroupsServer::new(GroupsService::new(
+            Arc::clone(&broker),
+            subscribe_limits,
+            stopping.clone(),
+        ))
+        .max_decoding_message_size(max_request_bytes)
+        .max_encoding_message_size(usize::MAX)
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip);
         let log = LogServer::new(LogService::new(
             Arc::clone(&broker),
             subscribe_limits,
@@ -125,6 +136,7 @@ impl Server {
             .add_service(reflection)
             .add_service(RequestLimit::new(admin, max_request_bytes))
             .add_service(RequestLimit::new(log, max_request_bytes))
+            .add_service(RequestLimit::new(groups, max_request_bytes))
             .serve_with_incoming_shutdown(incoming, signal);
         let served = tokio::select! {
             served = serving => served.map_err(ServerError::Serve),
@@ -159,6 +171,12 @@ async fn set_status(health: &HealthReporter, status: ServingStatus) {
     health
         .set_service_status(
             <LogServer<LogService> as tonic::server::NamedService>::NAME,
+            status,
+        )
+        .await;
+    health
+        .set_service_status(
+            <GroupsServer<GroupsService> as tonic::server::NamedService>::NAME,
             status,
         )
         .await;

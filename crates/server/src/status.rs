@@ -9,22 +9,7 @@ use tonic::{Code, Status};
 /// which names the topic, partition, field or limit involved (for OUT_OF_RANGE, the
 /// valid offset range).
 pub(crate) fn to_status(err: BrokerError) -> Status {
-    let code = match &err {
-        BrokerError::TopicNotFound { .. } | BrokerError::PartitionNotFound { .. } => Code::NotFound,
-        BrokerError::TopicExists { .. } => Code::AlreadyExists,
-        BrokerError::InvalidTopicName { .. }
-        | BrokerError::InvalidPartitionCount { .. }
-        | BrokerError::InvalidConfig { .. }
-        | BrokerError::EmptyBatch => Code::InvalidArgument,
-        BrokerError::OffsetOutOfRange { .. } => Code::OutOfRange,
-        BrokerError::RecordTooLarge { .. } | BrokerError::TooManyRecords { .. } => {
-            Code::ResourceExhausted
-        }
-        BrokerError::ShuttingDown | BrokerError::LogFailed(_) => Code::Unavailable,
-        BrokerError::Corrupt { .. } => Code::DataLoss,
-        BrokerError::Storage(storage) => storage_code(storage),
-        _ => Code::Internal,
-    };
+    let code = broker_code(&err);
     match code {
         Code::Internal | Code::DataLoss | Code::Unavailable => {
             tracing::error!(error = &err as &dyn std::error::Error, "request failed");
@@ -32,6 +17,39 @@ pub(crate) fn to_status(err: BrokerError) -> Status {
         _ => tracing::debug!(error = %err, "request rejected"),
     }
     Status::new(code, err.to_string())
+}
+
+/// The code a broker error is reported with.
+fn broker_code(err: &BrokerError) -> Code {
+    match err {
+        BrokerError::TopicNotFound { .. }
+        | BrokerError::PartitionNotFound { .. }
+        | BrokerError::GroupNotFound { .. } => Code::NotFound,
+        BrokerError::TopicExists { .. } => Code::AlreadyExists,
+        BrokerError::InvalidTopicName { .. }
+        | BrokerError::InvalidPartitionCount { .. }
+        | BrokerError::InvalidConfig { .. }
+        | BrokerError::EmptyBatch
+        | BrokerError::InvalidGroupName { .. }
+        | BrokerError::InvalidJoin { .. } => Code::InvalidArgument,
+        BrokerError::OffsetOutOfRange { .. } | BrokerError::CommitOutOfRange { .. } => {
+            Code::OutOfRange
+        }
+        BrokerError::RecordTooLarge { .. } | BrokerError::TooManyRecords { .. } => {
+            Code::ResourceExhausted
+        }
+        BrokerError::GroupNotEmpty { .. }
+        | BrokerError::UnknownMember { .. }
+        | BrokerError::StaleGeneration { .. }
+        | BrokerError::NotPartitionOwner { .. }
+        | BrokerError::SessionExpired { .. }
+        | BrokerError::MemberFenced { .. } => Code::FailedPrecondition,
+        BrokerError::ShuttingDown | BrokerError::LogFailed(_) => Code::Unavailable,
+        BrokerError::Corrupt { .. } | BrokerError::OffsetsCorrupt { .. } => Code::DataLoss,
+        BrokerError::Storage(storage) => storage_code(storage),
+        BrokerError::CommitFailed { source, .. } => broker_code(source),
+        _ => Code::Internal,
+    }
 }
 
 /// The code of a storage error the broker passes on as [`BrokerError::Storage`].
@@ -196,6 +214,108 @@ mod tests {
             Code::Internal,
             &["disk on fire"],
         );
+    }
+
+    #[test]
+    fn group_errors_map_to_codes() {
+        let group = || "g".to_owned();
+        check(
+            BrokerError::GroupNotFound { group: group() },
+            Code::NotFound,
+            &["\"g\""],
+        );
+        check(
+            BrokerError::InvalidGroupName {
+                name: "a b".into(),
+                reason: "bad character".into(),
+            },
+            Code::InvalidArgument,
+            &["a b"],
+        );
+        check(
+            BrokerError::InvalidJoin {
+                group: group(),
+                reason: "session timeout of 5 ms".into(),
+            },
+            Code::InvalidArgument,
+            &["5 ms"],
+        );
+        check(
+            BrokerError::StaleGeneration {
+                group: group(),
+                generation: 2,
+                valid_from: 4,
+                current: 5,
+            },
+            Code::FailedPrecondition,
+            &["generation 2", "4..=5"],
+        );
+        check(
+            BrokerError::UnknownMember {
+                group: group(),
+                member_id: "m-1".into(),
+            },
+            Code::FailedPrecondition,
+            &["m-1"],
+        );
+        check(
+            BrokerError::NotPartitionOwner {
+                group: group(),
+                member_id: "m-1".into(),
+                topic: "t".into(),
+                partition: 3,
+            },
+            Code::FailedPrecondition,
+            &["partition 3"],
+        );
+        check(
+            BrokerError::GroupNotEmpty {
+                group: group(),
+                members: 2,
+            },
+            Code::FailedPrecondition,
+            &["2 member"],
+        );
+        check(
+            BrokerError::SessionExpired {
+                group: group(),
+                member_id: "m-1".into(),
+            },
+            Code::FailedPrecondition,
+            &["expired"],
+        );
+        check(
+            BrokerError::MemberFenced {
+                group: group(),
+                member_id: "m-1".into(),
+                instance_id: "i".into(),
+            },
+            Code::FailedPrecondition,
+            &["replaced"],
+        );
+        check(
+            BrokerError::CommitOutOfRange {
+                topic: "t".into(),
+                partition: 0,
+                offset: 9,
+                high_watermark: 4,
+            },
+            Code::OutOfRange,
+            &["9", "4"],
+        );
+        check(
+            BrokerError::OffsetsCorrupt {
+                path: PathBuf::from("groups/g.offsets"),
+                reason: "CRC mismatch".into(),
+            },
+            Code::DataLoss,
+            &["g.offsets", "CRC mismatch"],
+        );
+        let failed_write = BrokerError::CommitFailed {
+            group: group(),
+            source: std::sync::Arc::new(BrokerError::ShuttingDown),
+        };
+        check(failed_write, Code::Unavailable, &["\"g\""]);
     }
 
     #[test]

@@ -4,8 +4,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_broker::{Broker, BrokerError, Fetched, OffsetSpec};
-use sluice_proto::v1::{SubscribeRequest, SubscribeResponse};
+use sluice_broker::{Broker, BrokerError, Fetched, OffsetReset, OffsetSpec};
+use sluice_proto::v1::{FetchedRecord, SubscribeRequest, SubscribeResponse};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
@@ -71,7 +71,12 @@ pub(crate) async fn subscribe(
             max_bytes,
             wait: limits.wait,
         };
-        tokio::spawn(reader.run(messages.clone(), shutdown.clone()));
+        tokio::spawn(reader.run(
+            SubscribeOutput,
+            messages.clone(),
+            std::future::pending(),
+            shutdown.clone(),
+        ));
     }
     Ok(ReceiverStream::new(stream))
 }
@@ -120,66 +125,151 @@ async fn start_offsets(
     }
 }
 
-/// Follows one partition of a subscription.
+/// What a [`PartitionReader`] sends and how it treats failed fetches.
+pub(crate) trait ReaderOutput: Send + 'static {
+    /// The stream's message type.
+    type Message: Send + 'static;
+
+    /// The message carrying one chunk of a partition's records.
+    fn message(
+        &self,
+        partition: u32,
+        records: Vec<FetchedRecord>,
+        high_watermark: u64,
+    ) -> Self::Message;
+
+    /// What to do after a fetch failed.
+    fn recover(&self, err: BrokerError) -> Recovery;
+}
+
+/// What a [`PartitionReader`] does after a failed fetch.
 #[derive(Debug)]
-struct PartitionReader {
-    broker: Arc<Broker>,
-    topic: Arc<str>,
-    partition: u32,
+pub(crate) enum Recovery {
+    /// End the stream with this status.
+    Fail(Status),
+    /// Go on reading from the log start offset or the high watermark.
+    Reset(OffsetReset),
+    /// Stop reading quietly.
+    Stop,
+}
+
+/// A subscription's reader output: every failure ends the subscription.
+#[derive(Debug, Clone, Copy)]
+struct SubscribeOutput;
+
+impl ReaderOutput for SubscribeOutput {
+    type Message = SubscribeResponse;
+
+    fn message(
+        &self,
+        partition: u32,
+        records: Vec<FetchedRecord>,
+        high_watermark: u64,
+    ) -> SubscribeResponse {
+        SubscribeResponse {
+            partition,
+            records,
+            high_watermark,
+        }
+    }
+
+    fn recover(&self, err: BrokerError) -> Recovery {
+        Recovery::Fail(to_status(err))
+    }
+}
+
+/// Follows one partition, sending its records as they come.
+#[derive(Debug)]
+pub(crate) struct PartitionReader {
+    pub(crate) broker: Arc<Broker>,
+    pub(crate) topic: Arc<str>,
+    pub(crate) partition: u32,
     /// Next offset to read.
-    offset: u64,
-    max_bytes: usize,
-    wait: Duration,
+    pub(crate) offset: u64,
+    pub(crate) max_bytes: usize,
+    pub(crate) wait: Duration,
 }
 
 impl PartitionReader {
-    /// Fetches and sends until the subscriber goes away, a fetch fails (the error ends the
-    /// stream) or the server shuts down (UNAVAILABLE ends the stream).
-    async fn run(
+    /// Fetches and sends until the receiver goes away, `stop` resolves, a fetch fails in a
+    /// way `output` does not recover from (the error ends the stream) or the server shuts
+    /// down (UNAVAILABLE ends the stream).
+    pub(crate) async fn run<O: ReaderOutput>(
         mut self,
-        messages: mpsc::Sender<Result<SubscribeResponse, Status>>,
+        output: O,
+        messages: mpsc::Sender<Result<O::Message, Status>>,
+        stop: impl Future<Output = ()> + Send,
         shutdown: Shutdown,
     ) {
+        tokio::pin!(stop);
         let stopping = loop {
             let fetched = tokio::select! {
                 fetched = self.broker.fetch(
                     &self.topic, self.partition, self.offset, self.max_bytes, self.wait,
                 ) => fetched,
                 () = messages.closed() => return,
+                () = &mut stop => return,
                 () = shutdown.wait() => break shutting_down(),
             };
-            let message = match self.next_message(fetched) {
-                Ok(Some(message)) => Ok(message),
-                Ok(None) => continue,
-                Err(status) => Err(status),
+            let message = match fetched {
+                Ok(fetched) => match self.next_message(&output, &fetched) {
+                    Ok(Some(message)) => Ok(message),
+                    Ok(None) => continue,
+                    Err(status) => Err(status),
+                },
+                Err(err) => match output.recover(err) {
+                    Recovery::Fail(status) => Err(status),
+                    Recovery::Reset(reset) => match self.reset(reset) {
+                        Ok(()) => continue,
+                        Err(status) => Err(status),
+                    },
+                    Recovery::Stop => return,
+                },
             };
             let failed = message.is_err();
             tokio::select! {
                 sent = messages.send(message) => if sent.is_err() || failed { return },
+                () = &mut stop => return,
                 () = shutdown.wait() => break shutting_down(),
             }
         };
-        // A subscriber that does not read within the notice period gets no final status;
+        // A receiver that does not read within the notice period gets no final status;
         // the stream still ends.
         let _ = tokio::time::timeout(SHUTDOWN_NOTICE, messages.send(Err(stopping))).await;
     }
 
     /// The message for one fetch result (`None` when it holds no records, as after a wait
     /// that saw no append), advancing the reader past what was read.
-    fn next_message(
+    fn next_message<O: ReaderOutput>(
         &mut self,
-        fetched: Result<Fetched, BrokerError>,
-    ) -> Result<Option<SubscribeResponse>, Status> {
-        let fetched = fetched.map_err(to_status)?;
-        let records = fetched_records(&fetched)?;
+        output: &O,
+        fetched: &Fetched,
+    ) -> Result<Option<O::Message>, Status> {
+        let records = fetched_records(fetched)?;
         self.offset = fetched.next_offset();
         if records.is_empty() {
             return Ok(None);
         }
-        Ok(Some(SubscribeResponse {
-            partition: self.partition,
+        Ok(Some(output.message(
+            self.partition,
             records,
-            high_watermark: fetched.high_watermark,
-        }))
+            fetched.high_watermark,
+        )))
+    }
+
+    /// Moves the reader to the log start offset or the high watermark.
+    fn reset(&mut self, reset: OffsetReset) -> Result<(), Status> {
+        let spec = match reset {
+            OffsetReset::Earliest => OffsetSpec::Earliest,
+            OffsetReset::Latest => OffsetSpec::Latest,
+        };
+        let offset = self
+            .broker
+            .list_offset(&self.topic, self.partition, spec)
+            .map_err(to_status)?
+            .unwrap_or_default();
+        tracing::info!(topic = %self.topic, partition = self.partition, from = self.offset, to = offset, "reader repositioned");
+        self.offset = offset;
+        Ok(())
     }
 }

@@ -118,7 +118,7 @@ async fn admin_calls_and_health() -> TestResult {
     let mut admin = AdminClient::new(channel.clone());
 
     let mut health = HealthClient::new(channel.clone());
-    for service in ["", "sluice.v1.Admin", "sluice.v1.Log"] {
+    for service in ["", "sluice.v1.Admin", "sluice.v1.Log", "sluice.v1.Groups"] {
         let status = health
             .check(HealthCheckRequest {
                 service: service.into(),
@@ -135,6 +135,7 @@ async fn admin_calls_and_health() -> TestResult {
             "grpc.health.v1.Health",
             "grpc.reflection.v1.ServerReflection",
             "sluice.v1.Admin",
+            "sluice.v1.Groups",
             "sluice.v1.Log",
         ]
     );

@@ -3,5 +3,6 @@
 mod background;
 mod common;
 mod errors;
+mod groups;
 mod produce_fetch;
 mod topics;

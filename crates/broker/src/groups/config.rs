@@ -1,0 +1,196 @@
+//! Consumer group timing settings and the limits on what a member may ask for.
+
+use std::time::Duration;
+
+use crate::BrokerError;
+
+/// Consumer group timing settings of a broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupConfig {
+    /// Shortest session timeout a member may ask for (default 1 s).
+    pub min_session_timeout: Duration,
+    /// Longest session timeout a member may ask for (default 30 min, Kafka's).
+    pub max_session_timeout: Duration,
+    /// Session timeout of a member that asks for none (default 45 s, Kafka's).
+    pub default_session_timeout: Duration,
+    /// Time a member that asks for none gets to release a revoked partition before it is
+    /// handed over anyway (default 30 s). Members may ask for any value within the session
+    /// timeout limits.
+    pub default_rebalance_timeout: Duration,
+    /// How often the server asks a member for a sign of life (default 3 s); a member with a
+    /// short session timeout is asked three times per session timeout.
+    pub heartbeat_interval: Duration,
+}
+
+impl Default for GroupConfig {
+    fn default() -> Self {
+        GroupConfig {
+            min_session_timeout: Duration::from_secs(1),
+            max_session_timeout: Duration::from_secs(30 * 60),
+            default_session_timeout: Duration::from_secs(45),
+            default_rebalance_timeout: Duration::from_secs(30),
+            heartbeat_interval: Duration::from_secs(3),
+        }
+    }
+}
+
+impl GroupConfig {
+    /// Checks the limits are consistent: `0 < min <= default <= max` for the session
+    /// timeout, the default rebalance timeout within the limits, a non-zero heartbeat
+    /// interval.
+    pub fn validate(&self) -> Result<(), BrokerError> {
+        let millis = |d: Duration| d.as_millis().to_string();
+        let limits = self.min_session_timeout..=self.max_session_timeout;
+        if self.min_session_timeout.is_zero() || limits.is_empty() {
+            return Err(BrokerError::invalid_config(
+                "groups.min_session_timeout",
+                &millis(self.min_session_timeout),
+                format!(
+                    "must be at least 1 ms and at most groups.max_session_timeout ({} ms)",
+                    millis(self.max_session_timeout)
+                ),
+            ));
+        }
+        let range = format!(
+            "must be within {}..={} ms",
+            millis(self.min_session_timeout),
+            millis(self.max_session_timeout)
+        );
+        if !limits.contains(&self.default_session_timeout) {
+            return Err(BrokerError::invalid_config(
+                "groups.default_session_timeout",
+                &millis(self.default_session_timeout),
+                range,
+            ));
+        }
+        if !limits.contains(&self.default_rebalance_timeout) {
+            return Err(BrokerError::invalid_config(
+                "groups.default_rebalance_timeout",
+                &millis(self.default_rebalance_timeout),
+                range,
+            ));
+        }
+        if self.heartbeat_interval.is_zero() {
+            return Err(BrokerError::invalid_config(
+                "groups.heartbeat_interval",
+                "0",
+                "must be at least 1 ms",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The session timeout for a member asking for `requested`.
+    pub(crate) fn session_timeout(
+        &self,
+        group: &str,
+        requested: Option<Duration>,
+    ) -> Result<Duration, BrokerError> {
+        self.within_limits(group, "session", requested, self.default_session_timeout)
+    }
+
+    /// The rebalance timeout for a member asking for `requested`.
+    pub(crate) fn rebalance_timeout(
+        &self,
+        group: &str,
+        requested: Option<Duration>,
+    ) -> Result<Duration, BrokerError> {
+        self.within_limits(
+            group,
+            "rebalance",
+            requested,
+            self.default_rebalance_timeout,
+        )
+    }
+
+    /// How often a member with this session timeout is asked for a sign of life.
+    pub(crate) fn heartbeat_interval(&self, session_timeout: Duration) -> Duration {
+        self.heartbeat_interval.min(session_timeout / 3)
+    }
+
+    fn within_limits(
+        &self,
+        group: &str,
+        which: &str,
+        requested: Option<Duration>,
+        default: Duration,
+    ) -> Result<Duration, BrokerError> {
+        let Some(requested) = requested else {
+            return Ok(default);
+        };
+        if (self.min_session_timeout..=self.max_session_timeout).contains(&requested) {
+            return Ok(requested);
+        }
+        Err(BrokerError::InvalidJoin {
+            group: group.to_owned(),
+            reason: format!(
+                "{which} timeout of {} ms is outside the allowed range {}..={} ms",
+                requested.as_millis(),
+                self.min_session_timeout.as_millis(),
+                self.max_session_timeout.as_millis()
+            ),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_requests_are_bounded() {
+        let config = GroupConfig::default();
+        assert!(config.validate().is_ok());
+        assert_eq!(
+            config.session_timeout("g", None).ok(),
+            Some(Duration::from_secs(45))
+        );
+        assert_eq!(
+            config
+                .session_timeout("g", Some(Duration::from_millis(1500)))
+                .ok(),
+            Some(Duration::from_millis(1500))
+        );
+        let err = config.session_timeout("g", Some(Duration::from_millis(999)));
+        assert!(
+            matches!(&err, Err(BrokerError::InvalidJoin { reason, .. })
+                if reason.contains("999 ms") && reason.contains("1000..=1800000")),
+            "{err:?}"
+        );
+        assert!(
+            config
+                .rebalance_timeout("g", Some(Duration::from_secs(3600)))
+                .is_err()
+        );
+        assert_eq!(
+            config.heartbeat_interval(Duration::from_millis(1500)),
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            config.heartbeat_interval(Duration::from_secs(45)),
+            Duration::from_secs(3)
+        );
+    }
+
+    #[test]
+    fn inconsistent_limits_are_rejected() {
+        let mut config = GroupConfig {
+            min_session_timeout: Duration::from_secs(60),
+            ..GroupConfig::default()
+        };
+        assert!(matches!(
+            config.validate(),
+            Err(BrokerError::InvalidConfig { ref key, .. }) if key == "groups.default_session_timeout"
+        ));
+        config.min_session_timeout = Duration::ZERO;
+        assert!(matches!(
+            config.validate(),
+            Err(BrokerError::InvalidConfig { ref key, .. }) if key == "groups.min_session_timeout"
+        ));
+        config = GroupConfig {
+            heartbeat_interval: Duration::ZERO,
+            ..GroupConfig::default()
+        };
+        assert!(config.validate().is_err());
+    }
+}

@@ -1,0 +1,77 @@
+//! Consumer groups: members sharing the partitions of their topics, cooperative sticky
+//! rebalancing, and durable committed offsets.
+//!
+//! A member joins with [`Broker::join_group`](crate::Broker::join_group) and holds a
+//! [`GroupMember`] for as long as its stream is open. The coordinator assigns the
+//! partitions of the subscribed topics to the members, balanced and sticky; when the
+//! members change it revokes only the partitions that move, and hands each one over only
+//! once its previous owner released it ([`GroupMember::release`]), left, or ran out of time.
+//! Commits are fenced by member and generation and acknowledged once durable, in one file
+//! per group under `data_dir/groups`, written atomically.
+//!
+//! The state machine and the guarantees are described in `docs/consumer-groups.md`.
+
+mod assignment;
+mod config;
+pub(crate) mod coordinator;
+mod member;
+mod offsets_file;
+mod operations;
+mod state;
+mod store;
+mod types;
+
+pub use config::GroupConfig;
+pub use member::{GroupMember, Keepalive};
+pub use types::{
+    Committed, CommittedOffset, GroupDescription, GroupState, GroupSummary, JoinGroup,
+    MemberAssignment, MemberDescription, OffsetReset, PartitionLag, ResetTo, TopicPartition,
+};
+
+use crate::{BrokerError, validate_topic_name};
+
+/// Longest group name: `<group>.offsets.tmp` must fit in a 255-byte file name.
+pub const MAX_GROUP_NAME_LEN: usize = 240;
+
+/// Checks a group name (or static member instance id): 1 to [`MAX_GROUP_NAME_LEN`]
+/// characters from `[a-zA-Z0-9._-]`, and neither `.` nor `..` (the topic name rules).
+pub fn validate_group_name(name: &str) -> Result<(), BrokerError> {
+    let invalid = |reason: String| BrokerError::InvalidGroupName {
+        name: name.to_owned(),
+        reason,
+    };
+    if name.len() > MAX_GROUP_NAME_LEN {
+        return Err(invalid(format!(
+            "{} characters exceed the limit of {MAX_GROUP_NAME_LEN}",
+            name.len()
+        )));
+    }
+    validate_topic_name(name, usize::MAX).map_err(|e| match e {
+        BrokerError::InvalidTopicName { reason, .. } => invalid(reason),
+        other => other,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_names_follow_topic_rules_with_their_own_length_limit() {
+        assert!(validate_group_name("orders-consumers.v2").is_ok());
+        assert!(validate_group_name(&"g".repeat(MAX_GROUP_NAME_LEN)).is_ok());
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "a b",
+            &"g".repeat(MAX_GROUP_NAME_LEN + 1),
+        ] {
+            assert!(
+                matches!(validate_group_name(bad), Err(BrokerError::InvalidGroupName { ref name, .. }) if name == bad),
+                "{bad:?} accepted"
+            );
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! Topic and consumer group administration, and offset lookups.
+
+use std::collections::BTreeMap;
+
+use sluice_proto::v1::admin_client::AdminClient;
+use sluice_proto::v1::groups_client::GroupsClient;
+use sluice_proto::v1::log_client::LogClient;
+use sluice_proto::v1::{
+    self as pb, CommittedOffset, DescribeGroupResponse, GroupSummary, PartitionOffset,
+    TopicDescription, TopicSummary,
+};
+use tonic::transport::Channel;
+
+use crate::client::Client;
+use crate::error::{Error, Result};
+use crate::record::Position;
+
+/// A topic to create: name, partition count and config overrides.
+///
+/// ```
+/// use sluice_client::NewTopic;
+///
+/// let topic = NewTopic::new("orders", 3).config("retention.ms", "86400000");
+/// assert_eq!(topic.partitions, 3);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTopic {
+    /// Topic name: 1 to 249 characters from `[a-zA-Z0-9._-]`, not `.` or `..`.
+    pub name: String,
+    /// Number of partitions, fixed for the life of the topic.
+    pub partitions: u32,
+    /// Config overrides with Kafka's key names (`retention.ms`, `segment.bytes`, ...).
+    pub config: BTreeMap<String, String>,
+}
+
+impl NewTopic {
+    /// A topic with `partitions` partitions and the server's default config.
+    pub fn new(name: impl Into<String>, partitions: u32) -> Self {
+        NewTopic {
+            name: name.into(),
+            partitions,
+            config: BTreeMap::new(),
+        }
+    }
+
+    /// Overrides one config entry.
+    pub fn config(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.config.insert(key.into(), value.into());
+        self
+    }
+}
+
+/// Creates, deletes, lists and describes topics and consumer groups, resets group offsets
+/// and looks up offsets. Made by [`Client::admin`]; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    admin: AdminClient<Channel>,
+    log: LogClient<Channel>,
+    groups: GroupsClient<Channel>,
+}
+
+impl Admin {
+    /// Admin calls over `client`'s connection.
+    pub(crate) fn new(client: &Client) -> Self {
+        Admin {
+            admin: client.admin_service(),
+            log: client.log_service(),
+            groups: client.groups_service(),
+        }
+    }
+
+    /// Creates a topic and returns its description. Fails with code `ALREADY_EXISTS` if it
+    /// exists, `INVALID_ARGUMENT` for a bad name, partition count or config entry.
+    pub async fn create_topic(&self, topic: NewTopic) -> Result<TopicDescription> {
+        let response = self
+            .admin
+            .clone()
+            .create_topic(pb::CreateTopicRequest {
+                name: topic.name,
+                partitions: topic.partitions,
+                config: topic.config,
+            })
+            .await?
+            .into_inner();
+        described(response.topic)
+    }
+
+    /// Deletes a topic and all of its data. Fails with code `NOT_FOUND` if it does not exist.
+    pub async fn delete_topic(&self, name: &str) -> Result<()> {
+        self.admin
+            .clone()
+            .delete_topic(pb::DeleteTopicRequest { name: name.into() })
+            .await?;
+        Ok(())
+    }
+
+    /// Every topic, sorted by name.
+    pub async fn list_topics(&self) -> Result<Vec<TopicSummary>> {
+        let response = self
+            .admin
+            .clone()
+            .list_topics(pb::ListTopicsRequest {})
+            .await?
+            .into_inner();
+        Ok(response.topics)
+    }
+
+    /// A topic's partitions (offsets and sizes) and effective config. Fails with code
+    /// `NOT_FOUND` if it does not exist.
+    pub async fn describe_topic(&self, name: &str) -> Result<TopicDescription> {
+        let response = self
+            .admin
+            .clone()
+            .describe_topic(pb::DescribeTopicRequest { name: name.into() })
+            .await?
+            .into_inner();
+        described(response.topic)
+    }
+
+    /// Looks up `position` in `partitions` of `topic` (every partition when empty), in the
+    /// order asked (partition order for all). [`Position::Offset`] is refused by the server;
+    /// a timestamp lookup leaves the offset unset in partitions without a record that recent.
+    pub async fn list_offsets(
+        &self,
+        topic: &str,
+        partitions: &[u32],
+        position: Position,
+    ) -> Result<Vec<PartitionOffset>> {
+        let response = self
+            .log
+            .clone()
+            .list_offsets(pb::ListOffsetsRequest {
+                topic: topic.into(),
+                partitions: partitions.to_vec(),
+                spec: Some(position.to_wire()),
+            })
+            .await?
+            .into_inner();
+        Ok(response.offsets)
+    }
+    /// Every consumer group that has members or committed offsets, sorted by name.
+    pub async fn list_groups(&self) -> Result<Vec<GroupSummary>> {
+        let response = self
+            .groups
+            .clone()
+            .list_groups(pb::ListGroupsRequest {})
+            .await?
+            .into_inner();
+        Ok(response.groups)
+    }
+
+    /// A group's state, members with their partitions, and per partition the committed
+    /// offset, high watermark and lag. Fails with code `NOT_FOUND` for an unknown group.
+    pub async fn describe_group(&self, group: &str) -> Result<DescribeGroupResponse> {
+        let response = self
+            .groups
+            .clone()
+            .describe_group(pb::DescribeGroupRequest {
+                group: group.into(),
+            })
+            .await?
+            .into_inner();
+        Ok(response)
+    }
+
+    /// The group's committed offsets for every partition of `topic` (unset where none is
+    /// committed), or every offset it committed when `topic` is `None`.
+    pub async fn fetch_offsets(
+        &self,
+        group: &str,
+        topic: Option<&str>,
+    ) -> Result<Vec<CommittedOffset>> {
+        let response = self
+            .groups
+            .clone()
+            .fetch_offsets(pb::FetchOffsetsRequest {
+                group: group.into(),
+                topic: topic.unwrap_or_default().into(),
+            })
+            .await?
+            .into_inner();
+        Ok(response.offsets)
+    }
+
+    /// Sets the group's committed offsets of `partitions` of `topic` (every partition when
+    /// empty) to `to`, and returns the offsets now committed. A timestamp with no record
+    /// that recent gives the high watermark. Fails with code `FAILED_PRECONDITION` while
+    /// the group has members.
+    pub async fn reset_offsets(
+        &self,
+        group: &str,
+        topic: &str,
+        partitions: &[u32],
+        to: Position,
+    ) -> Result<Vec<CommittedOffset>> {
+        let response = self
+            .groups
+            .clone()
+            .reset_offsets(pb::ResetOffsetsRequest {
+                group: group.into(),
+                topic: topic.into(),
+                partitions: partitions.to_vec(),
+                to: Some(to.to_wire()),
+            })
+            .await?
+            .into_inner();
+        Ok(response.offsets)
+    }
+
+    /// Deletes a group and its committed offsets. Fails with code `FAILED_PRECONDITION`
+    /// while the group has members, `NOT_FOUND` for an unknown group.
+    pub async fn delete_group(&self, group: &str) -> Result<()> {
+        self.groups
+            .clone()
+            .delete_group(pb::DeleteGroupRequest {
+                group: group.into(),
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+/// The description a create or describe call answered with.
+fn described(topic: Option<TopicDescription>) -> Result<TopicDescription> {
+    topic.ok_or_else(|| Error::Protocol("topic description missing".into()))
+}
