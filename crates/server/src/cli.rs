@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use crate::config::{LimitSettings, LogFormat, Settings};
+use crate::config::{GroupSettings, LimitSettings, LogFormat, Settings};
 
 /// Flags of `sluice serve`. Each overrides the same setting from the environment and the
 /// config file.
@@ -73,6 +73,8 @@ impl ServeArgs {
                 max_request_bytes: self.max_request_bytes,
                 max_subscribe_bytes: self.max_subscribe_bytes,
             },
+            // Group timing is set in the config file or the environment only.
+            groups: GroupSettings::default(),
             topic_defaults: self.topic_defaults.iter().cloned().collect(),
         }
     }

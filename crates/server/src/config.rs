@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use clap::ValueEnum;
 use serde::{Deserialize, Deserializer};
-use sluice_broker::{BrokerConfig, Limits, TopicConfig};
+use sluice_broker::{BrokerConfig, GroupConfig, Limits, TopicConfig};
 
 use crate::cli::ServeArgs;
 use crate::error::ServerError;
@@ -106,6 +106,9 @@ pub struct Settings {
     /// `[limits]`.
     #[serde(default)]
     pub limits: LimitSettings,
+    /// `[groups]`: consumer group timing.
+    #[serde(default)]
+    pub groups: GroupSettings,
     /// `[topic_defaults]`: Kafka topic config keys and values for topics that do not
     /// override them.
     #[serde(default, deserialize_with = "scalar_map")]
@@ -130,6 +133,78 @@ pub struct LimitSettings {
     pub max_request_bytes: Option<usize>,
     /// Cap on the records of one Subscribe response message.
     pub max_subscribe_bytes: Option<usize>,
+}
+
+/// The `[groups]` table: consumer group timing, in milliseconds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupSettings {
+    /// Shortest session timeout a member may ask for.
+    pub min_session_timeout_ms: Option<u64>,
+    /// Longest session timeout a member may ask for.
+    pub max_session_timeout_ms: Option<u64>,
+    /// Session timeout of a member that asks for none.
+    pub default_session_timeout_ms: Option<u64>,
+    /// Time a member that asks for none gets to release a revoked partition.
+    pub default_rebalance_timeout_ms: Option<u64>,
+    /// How often the server asks a member for a sign of life.
+    pub heartbeat_interval_ms: Option<u64>,
+}
+
+impl GroupSettings {
+    /// These settings with every one of `higher` that is set taking precedence.
+    fn overlay(self, higher: GroupSettings) -> GroupSettings {
+        GroupSettings {
+            min_session_timeout_ms: higher
+                .min_session_timeout_ms
+                .or(self.min_session_timeout_ms),
+            max_session_timeout_ms: higher
+                .max_session_timeout_ms
+                .or(self.max_session_timeout_ms),
+            default_session_timeout_ms: higher
+                .default_session_timeout_ms
+                .or(self.default_session_timeout_ms),
+            default_rebalance_timeout_ms: higher
+                .default_rebalance_timeout_ms
+                .or(self.default_rebalance_timeout_ms),
+            heartbeat_interval_ms: higher.heartbeat_interval_ms.or(self.heartbeat_interval_ms),
+        }
+    }
+
+    /// The broker's group config: the defaults with these settings applied, checked.
+    fn resolve(&self) -> Result<GroupConfig, ServerError> {
+        let defaults = GroupConfig::default();
+        let ms = |set: Option<u64>, default: Duration| set.map_or(default, Duration::from_millis);
+        let config = GroupConfig {
+            min_session_timeout: ms(self.min_session_timeout_ms, defaults.min_session_timeout),
+            max_session_timeout: ms(self.max_session_timeout_ms, defaults.max_session_timeout),
+            default_session_timeout: ms(
+                self.default_session_timeout_ms,
+                defaults.default_session_timeout,
+            ),
+            default_rebalance_timeout: ms(
+                self.default_rebalance_timeout_ms,
+                defaults.default_rebalance_timeout,
+            ),
+            heartbeat_interval: ms(self.heartbeat_interval_ms, defaults.heartbeat_interval),
+        };
+        config.validate().map_err(ServerError::Groups)?;
+        Ok(config)
+    }
+
+    /// Sets `name` (a field name) from text; `false` when there is no such field.
+    fn set(&mut self, key: &str, name: &str, value: &str) -> Result<bool, ServerError> {
+        let field = match name {
+            "min_session_timeout_ms" => &mut self.min_session_timeout_ms,
+            "max_session_timeout_ms" => &mut self.max_session_timeout_ms,
+            "default_session_timeout_ms" => &mut self.default_session_timeout_ms,
+            "default_rebalance_timeout_ms" => &mut self.default_rebalance_timeout_ms,
+            "heartbeat_interval_ms" => &mut self.heartbeat_interval_ms,
+            _ => return Ok(false),
+        };
+        *field = Some(parse(key, value)?);
+        Ok(true)
+    }
 }
 
 impl Settings {
@@ -158,6 +233,7 @@ impl Settings {
                 .retention_check_interval_ms
                 .or(self.retention_check_interval_ms),
             limits: self.limits.overlay(higher.limits),
+            groups: self.groups.overlay(higher.groups),
             topic_defaults,
         }
     }
@@ -190,13 +266,16 @@ impl Settings {
             "limits.max_subscribe_bytes" => {
                 limits.max_subscribe_bytes = Some(parse(key, value)?);
             }
-            _ => match key.strip_prefix("topic_defaults.") {
-                Some(topic_key) => {
+            _ => {
+                if let Some(topic_key) = key.strip_prefix("topic_defaults.") {
                     self.topic_defaults
                         .insert(topic_key.to_owned(), value.to_owned());
+                } else if let Some(name) = key.strip_prefix("groups.") {
+                    return self.groups.set(key, name, value);
+                } else {
+                    return Ok(false);
                 }
-                None => return Ok(false),
-            },
+            }
         }
         Ok(true)
     }
@@ -253,6 +332,7 @@ impl Settings {
             TopicConfig::from_overrides(&TopicConfig::default(), &self.topic_defaults)
                 .map_err(ServerError::TopicDefaults)?;
         broker.limits = limits;
+        broker.groups = self.groups.resolve()?;
         broker.retention_check_interval = match self.retention_check_interval_ms {
             None => broker.retention_check_interval,
             Some(0) => {
@@ -341,7 +421,8 @@ impl Environment {
 
 /// The setting path an environment variable name stands for:
 /// `SLUICE_LIMITS_MAX_WAIT_MS` -> `limits.max_wait_ms`,
-/// `SLUICE_TOPIC_DEFAULTS_MAX_MESSAGE_BYTES` -> `topic_defaults.max.message.bytes`.
+/// `SLUICE_TOPIC_DEFAULTS_MAX_MESSAGE_BYTES` -> `topic_defaults.max.message.bytes`,
+/// `SLUICE_GROUPS_HEARTBEAT_INTERVAL_MS` -> `groups.heartbeat_interval_ms`.
 fn setting_key(env_name: &str) -> String {
     let name = env_name
         .strip_prefix(ENV_PREFIX)
@@ -351,6 +432,8 @@ fn setting_key(env_name: &str) -> String {
         format!("topic_defaults.{}", topic_key.replace('_', "."))
     } else if let Some(limit) = name.strip_prefix("limits_") {
         format!("limits.{limit}")
+    } else if let Some(group) = name.strip_prefix("groups_") {
+        format!("groups.{group}")
     } else {
         name
     }
@@ -663,5 +746,28 @@ mod tests {
             setting_key("SLUICE_TOPIC_DEFAULTS_MAX_MESSAGE_BYTES"),
             "topic_defaults.max.message.bytes"
         );
+    }
+
+    #[test]
+    fn group_timing_comes_from_file_and_env_and_is_checked() {
+        let file = config_file(
+            r#"
+            [groups]
+            heartbeat_interval_ms = 500
+            "#,
+        );
+        let vars = env(&[("SLUICE_GROUPS_DEFAULT_SESSION_TIMEOUT_MS", "10000")]);
+        let config = ServerConfig::load(&args_with_file(&file), vars).expect("load");
+        assert_eq!(
+            config.broker.groups.heartbeat_interval,
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            config.broker.groups.default_session_timeout,
+            Duration::from_secs(10)
+        );
+        let bad = env(&[("SLUICE_GROUPS_MIN_SESSION_TIMEOUT_MS", "0")]);
+        let err = ServerConfig::load(&ServeArgs::default(), bad).expect_err("0 ms refused");
+        assert!(err.to_string().contains("min_session_timeout"), "{err}");
     }
 }

@@ -43,6 +43,9 @@ pub enum ServerError {
     /// A `[topic_defaults]` entry was rejected by the topic config parser.
     #[error("invalid [topic_defaults]: {0}")]
     TopicDefaults(#[source] BrokerError),
+    /// A `[groups]` setting is out of range.
+    #[error("invalid [groups]: {0}")]
+    Groups(#[source] BrokerError),
     /// The log filter does not parse.
     #[error("invalid log filter {filter:?}: {source}")]
     LogFilter {

@@ -26,7 +26,7 @@ mod subscribe;
 pub use cli::{ServeArgs, key_value};
 pub use config::{
     DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_SUBSCRIBE_BYTES,
-    LimitSettings, LogFormat, ServerConfig, Settings,
+    GroupSettings, LimitSettings, LogFormat, ServerConfig, Settings,
 };
 pub use error::ServerError;
 pub use logging::init_logging;
