@@ -1,5 +1,6 @@
 //! The client subcommands of `sluice`: topics, producing, consuming and consumer groups.
 
+mod bench;
 mod consume;
 mod group;
 mod output;
@@ -27,6 +28,8 @@ pub(crate) enum ClientCommand {
     /// List, describe, reset and delete consumer groups.
     #[command(subcommand_required = true)]
     Group(group::GroupArgs),
+    /// Generate load and measure throughput and latency (produce, consume, e2e).
+    Bench(bench::BenchArgs),
 }
 
 /// Where the server is.
@@ -63,6 +66,7 @@ pub(crate) async fn run(command: ClientCommand) -> ExitCode {
         ClientCommand::Produce(args) => produce::run(args).await,
         ClientCommand::Consume(args) => consume::run(args).await,
         ClientCommand::Group(args) => group::run(args).await,
+        ClientCommand::Bench(args) => bench::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

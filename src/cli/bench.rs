@@ -1,0 +1,254 @@
+//! `sluice bench`: a load generator that measures producing, replaying and end-to-end
+//! latency against a running server.
+//!
+//! - `produce` drives `Log.ProduceStream` directly: each producer owns one connection and
+//!   one stream, sends requests of `--batch-size` records (no keys, the server spreads them
+//!   over the partitions) and keeps at most [`produce::WINDOW`] requests unanswered.
+//!   Latency is measured per request, from its (intended) send time to its answer.
+//! - `consume` replays the topic with `Log.FetchBatches` from the earliest offset up to the
+//!   high watermark seen at the start, counting records from the batch headers only.
+//!   Latency is per `FetchBatches` call.
+//! - `e2e` produces as above, stamping every record with its intended send time, while
+//!   consumers (the client `Consumer`) tail the topic; latency is per record, receipt time
+//!   minus record timestamp.
+
+mod consume;
+mod e2e;
+mod produce;
+mod stats;
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use bytes::Bytes;
+use sluice_client::{Client, Code, NewTopic, TopicDescription};
+use sluice_proto::v1::log_client::LogClient;
+use tonic::transport::{Channel, Endpoint};
+
+use super::ConnectArgs;
+use super::output::Output;
+use stats::{Clock, Stats, Summary};
+
+/// Largest `FetchBatches` answer accepted.
+const MAX_RESPONSE_BYTES: usize = 256 << 20;
+/// HTTP/2 flow-control window per stream.
+const STREAM_WINDOW: u32 = 8 << 20;
+/// HTTP/2 flow-control window of a connection.
+const CONNECTION_WINDOW: u32 = 32 << 20;
+/// Longest wait for any one answer of the server before the run fails.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Flags of `sluice bench`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+produce: each producer drives Log.ProduceStream directly with requests of --batch-size \
+records and at most 8 requests in flight; latency is per request, from its intended send \
+time to its acknowledgement.
+consume: replays the topic with Log.FetchBatches from the earliest offset to the high \
+watermark seen at the start, counting records from batch headers; latency is per fetch.
+e2e: produces as above, each record stamped with its intended send time, while client \
+consumers tail the topic; latency is per record, receipt time minus timestamp (1 ms resolution).
+With --rate, requests are sent open-loop on a fixed schedule and latency counts from the \
+scheduled time, so queueing is not hidden. MB/s counts payload bytes (consume: stored batch \
+bytes), 1 MB = 10^6 bytes.")]
+pub(crate) struct BenchArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+    /// What to measure
+    #[arg(value_enum)]
+    mode: Mode,
+    /// Topic to use; created if missing
+    #[arg(long, default_value = "sluice-bench", value_name = "T")]
+    topic: String,
+    /// Records to produce (produce, e2e); required unless --duration is given
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    records: Option<u64>,
+    /// Payload bytes per record (random bytes, no key)
+    #[arg(long, value_name = "B", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(0..=16 << 20))]
+    record_size: u32,
+    /// Records per produce request
+    #[arg(long, value_name = "K", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    batch_size: u32,
+    /// Concurrent producers, each with its own connection
+    #[arg(long, value_name = "P", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    producers: u32,
+    /// Concurrent consumers, splitting the partitions between them
+    #[arg(long, value_name = "C", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    consumers: u32,
+    /// Total records per second over all producers (open loop); default: as fast as acknowledged
+    #[arg(long, value_name = "R", value_parser = clap::value_parser!(u64).range(1..))]
+    rate: Option<u64>,
+    /// Stop producing (or replaying) after this many seconds
+    #[arg(long, value_name = "S", value_parser = seconds)]
+    duration: Option<Duration>,
+    /// Partitions of the topic if it is created
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    partitions: u32,
+    /// flush.policy of the topic if it is created (default: the server's)
+    #[arg(long, value_enum)]
+    flush: Option<Flush>,
+    /// Output format of the summary
+    #[arg(long, value_enum, default_value_t)]
+    output: Output,
+}
+
+/// What `sluice bench` measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Mode {
+    /// Produce records and measure acknowledgement latency
+    Produce,
+    /// Replay the topic from the earliest offset
+    Consume,
+    /// Produce while consuming and measure produce-to-receipt latency
+    E2e,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Produce => "produce",
+            Mode::Consume => "consume",
+            Mode::E2e => "e2e",
+        }
+    }
+}
+
+/// The `flush.policy` of a created topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Flush {
+    /// Acknowledge only once on stable storage
+    Fsync,
+    /// fsync every flush.ms
+    Interval,
+    /// Leave write-back to the operating system
+    None,
+}
+
+impl Flush {
+    fn policy(self) -> &'static str {
+        match self {
+            Flush::Fsync => "fsync",
+            Flush::Interval => "interval",
+            Flush::None => "none",
+        }
+    }
+}
+
+/// Parses a positive number of seconds.
+fn seconds(text: &str) -> Result<Duration, String> {
+    let value: f64 = text.parse().map_err(|_| format!("not a number: {text}"))?;
+    if value.is_nan() || value <= 0.0 {
+        return Err("must be more than 0".into());
+    }
+    Duration::try_from_secs_f64(value).map_err(|err| err.to_string())
+}
+
+/// Runs `sluice bench`.
+pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.mode != Mode::Consume && args.records.is_none() && args.duration.is_none() {
+        bail!("give --records or --duration");
+    }
+    let client = args.connect.connect().await?;
+    let topic = ensure_topic(&client, &args).await?;
+    let clock = Clock::start();
+    let deadline = args.duration.map(|d| clock.start + d);
+    let stats = Stats::new()?;
+    let progress = stats::spawn_progress(stats.clone(), clock.start);
+    let outcome = match args.mode {
+        Mode::Produce => produce::run_all(&client, &args, &clock, deadline, &stats).await,
+        Mode::Consume => consume::run_all(&client, &args, &topic, deadline, &stats).await,
+        Mode::E2e => e2e::run(&client, &args, &topic, &clock, deadline, &stats).await,
+    };
+    progress.abort();
+    let finished = outcome?;
+    Summary::new(args.mode.name(), &stats, finished - clock.start).print(args.output)
+}
+
+/// The topic described, created first if missing.
+async fn ensure_topic(client: &Client, args: &BenchArgs) -> anyhow::Result<TopicDescription> {
+    let admin = client.admin();
+    match admin.describe_topic(&args.topic).await {
+        Err(err) if err.code() == Some(Code::NotFound) => {
+            let mut topic = NewTopic::new(args.topic.as_str(), args.partitions);
+            if let Some(flush) = args.flush {
+                topic = topic.config("flush.policy", flush.policy());
+            }
+            admin
+                .create_topic(topic)
+                .await
+                .with_context(|| format!("cannot create topic '{}'", args.topic))
+        }
+        other => Ok(other?),
+    }
+}
+
+/// A `Log` client on a connection of its own to the server `client` talks to.
+async fn log_service(client: &Client) -> anyhow::Result<LogClient<Channel>> {
+    let channel = Endpoint::from_shared(client.url().to_owned())?
+        .tcp_nodelay(true)
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to {}", client.url()))?;
+    Ok(LogClient::new(channel).max_decoding_message_size(MAX_RESPONSE_BYTES))
+}
+
+/// `len` pseudo-random bytes (xorshift, seeded from the clock): incompressible payload.
+fn random_payload(len: u32, seed: u64) -> Bytes {
+    let mut state = seed | 1;
+    let mut bytes = Vec::with_capacity(len as usize);
+    while bytes.len() < len as usize {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        bytes.extend_from_slice(&state.to_be_bytes());
+    }
+    bytes.truncate(len as usize);
+    Bytes::from(bytes)
+}
+
+/// Splits `total` into `parts` shares that differ by at most one.
+fn share(total: u64, parts: u32, index: u32) -> u64 {
+    let parts = u64::from(parts.max(1));
+    total / parts + u64::from(u64::from(index) < total % parts)
+}
+
+/// Nanoseconds since `start`, for seeding.
+fn seed(start: Instant, salt: u32) -> u64 {
+    let nanos = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    nanos ^ (u64::from(salt) << 32) ^ 0x9E37_79B9_7F4A_7C15
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_add_up_and_differ_by_at_most_one() {
+        for (total, parts) in [(10, 3), (2, 5), (0, 1), (1_000_001, 7)] {
+            let shares: Vec<u64> = (0..parts).map(|i| share(total, parts, i)).collect();
+            assert_eq!(shares.iter().sum::<u64>(), total);
+            let (min, max) = (shares.iter().min(), shares.iter().max());
+            assert!(max.zip(min).is_some_and(|(max, min)| max - min <= 1));
+        }
+    }
+
+    #[test]
+    fn payloads_have_the_requested_size_and_vary() {
+        assert_eq!(random_payload(0, 1).len(), 0);
+        let payload = random_payload(1001, 42);
+        assert_eq!(payload.len(), 1001);
+        assert!(payload.iter().any(|&b| b != payload[0]));
+        assert_ne!(random_payload(64, 1), random_payload(64, 2));
+    }
+
+    #[test]
+    fn seconds_must_be_positive() {
+        assert_eq!(seconds("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(seconds("0").is_err());
+        assert!(seconds("-3").is_err());
+        assert!(seconds("NaN").is_err());
+        assert!(seconds("soon").is_err());
+    }
+}

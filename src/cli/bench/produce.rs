@@ -1,0 +1,146 @@
+//! Producers that drive `Log.ProduceStream` directly: requests of `--batch-size` records,
+//! at most [`WINDOW`] unanswered per producer, closed-loop or at a fixed rate.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use bytes::Bytes;
+use sluice_client::Client;
+use sluice_proto::v1::log_client::LogClient;
+use sluice_proto::v1::{self as pb, produce_stream_response};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+
+use super::stats::{Clock, Stats};
+use super::{ANSWER_TIMEOUT, BenchArgs, log_service, random_payload, seed, share};
+
+/// Most requests of one producer sent and not yet answered.
+pub(super) const WINDOW: usize = 8;
+
+/// What one producer sends.
+#[derive(Debug)]
+struct Plan {
+    topic: String,
+    /// Records to send; `u64::MAX` when only the deadline ends the run.
+    records: u64,
+    batch: u64,
+    /// Records per second for this producer; `None`: as fast as the window allows.
+    rate: Option<f64>,
+    deadline: Option<Instant>,
+    payload: Bytes,
+    clock: Clock,
+}
+
+impl Plan {
+    /// When the request starting at record `sent` and holding `count` records is due: when
+    /// its last record is due at the producer's rate, or now without a rate.
+    fn due(&self, sent: u64, count: u64) -> Instant {
+        match self.rate {
+            Some(rate) => {
+                let at = Duration::from_secs_f64((sent + count) as f64 / rate);
+                self.clock.start + at
+            }
+            None => Instant::now(),
+        }
+    }
+}
+
+/// Runs `--producers` producers to completion; returns when the last acknowledgement
+/// arrived. Records and bytes acknowledged and per-request latencies go to `stats`.
+pub(super) async fn run_all(
+    client: &Client,
+    args: &BenchArgs,
+    clock: &Clock,
+    deadline: Option<Instant>,
+    stats: &Arc<Stats>,
+) -> anyhow::Result<Instant> {
+    let mut producers = Vec::new();
+    for index in 0..args.producers {
+        let plan = Plan {
+            topic: args.topic.clone(),
+            records: args
+                .records
+                .map_or(u64::MAX, |total| share(total, args.producers, index)),
+            batch: u64::from(args.batch_size),
+            rate: args
+                .rate
+                .map(|rate| rate as f64 / f64::from(args.producers)),
+            deadline,
+            payload: random_payload(args.record_size, seed(clock.start, index)),
+            clock: *clock,
+        };
+        let log = log_service(client).await?;
+        producers.push(tokio::spawn(produce(log, plan, Arc::clone(stats))));
+    }
+    for producer in producers {
+        producer.await.context("a producer task failed")??;
+    }
+    Ok(Instant::now())
+}
+
+/// One producer: sends the plan's records over one stream and waits for every answer.
+async fn produce(mut log: LogClient<Channel>, plan: Plan, stats: Arc<Stats>) -> anyhow::Result<()> {
+    let (requests, outgoing) = mpsc::channel(WINDOW);
+    let mut answers = log
+        .produce_stream(ReceiverStream::new(outgoing))
+        .await?
+        .into_inner();
+    let record_size = plan.payload.len() as u64;
+    // Request id -> (when it was due, how many records it holds).
+    let mut in_flight: HashMap<u64, (Instant, u64)> = HashMap::with_capacity(WINDOW);
+    let (mut sent, mut next_id) = (0u64, 0u64);
+    loop {
+        let more = sent < plan.records && plan.deadline.is_none_or(|d| Instant::now() < d);
+        if !more && in_flight.is_empty() {
+            return Ok(());
+        }
+        let count = plan.batch.min(plan.records - sent);
+        let due = plan.due(sent, count);
+        tokio::select! {
+            biased;
+            answer = tokio::time::timeout(ANSWER_TIMEOUT, answers.message()), if !in_flight.is_empty() => {
+                let answer = answer
+                    .with_context(|| format!("no acknowledgement within {ANSWER_TIMEOUT:?}"))??
+                    .context("the server ended the produce stream")?;
+                let Some((due, count)) = in_flight.remove(&answer.request_id) else {
+                    bail!("answer to unknown request {}", answer.request_id);
+                };
+                match answer.result {
+                    Some(produce_stream_response::Result::Produced(_)) => {}
+                    Some(produce_stream_response::Result::Error(error)) => {
+                        bail!("produce failed (code {}): {}", error.code, error.message)
+                    }
+                    None => bail!("the answer to request {} has no result", answer.request_id),
+                }
+                stats.latency(due.elapsed());
+                stats.add(count, count * record_size);
+            }
+            () = tokio::time::sleep_until(due.into()), if more && in_flight.len() < WINDOW => {
+                let timestamp_ms = plan.clock.epoch_us(due) / 1000;
+                let records = (0..count)
+                    .map(|_| pb::Record {
+                        key: None,
+                        value: plan.payload.clone(),
+                        headers: Vec::new(),
+                        timestamp_ms,
+                    })
+                    .collect();
+                let request = pb::ProduceRequest {
+                    topic: plan.topic.clone(),
+                    partition: None,
+                    records,
+                    request_id: next_id,
+                };
+                if requests.send(request).await.is_err() {
+                    bail!("the server ended the produce stream");
+                }
+                in_flight.insert(next_id, (due, count));
+                next_id += 1;
+                sent += count;
+            }
+        }
+    }
+}
