@@ -27,10 +27,16 @@ enum Command {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<ExitCode> {
+async fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Serve(args) => serve(args).await.map(|()| ExitCode::SUCCESS),
-        Command::Client(command) => Ok(cli::run(command).await),
+        Command::Serve(args) => match serve(args).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("error: {}", cli::one_line(&err));
+                ExitCode::FAILURE
+            }
+        },
+        Command::Client(command) => cli::run(command).await,
     }
 }
 

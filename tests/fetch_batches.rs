@@ -63,3 +63,74 @@ async fn fetch_batches_returns_kafka_decodable_batches_from_any_offset() -> Resu
     assert_eq!(values, want);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribe_batches_replays_then_tails_kafka_batches() -> Result<()> {
+    use tokio_stream::StreamExt;
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path(), &[])?;
+    create_topic(&mut server.admin().await?, "rawsub", 2, &[]).await?;
+    let mut log = server.log().await?;
+    for p in 0..2 {
+        let records = (0..300)
+            .map(|i| record(None, &format!("{p}/{i}"), 0))
+            .collect();
+        log.produce(pb::ProduceRequest {
+            topic: "rawsub".into(),
+            partition: Some(p),
+            records,
+            request_id: 0,
+        })
+        .await?;
+    }
+    let start = pb::OffsetSpec {
+        kind: Some(pb::offset_spec::Kind::Offset(100)),
+    };
+    let mut stream = log
+        .subscribe_batches(pb::SubscribeRequest {
+            topic: "rawsub".into(),
+            partitions: vec![],
+            start: Some(start),
+            max_bytes: 2_000,
+        })
+        .await?
+        .into_inner();
+    let mut seen: Vec<Vec<String>> = vec![Vec::new(), Vec::new()];
+    let mut live_sent = false;
+    while seen.iter().map(Vec::len).sum::<usize>() < 2 * 200 + 1 {
+        if !live_sent && seen[0].len() == 200 && seen[1].len() == 200 {
+            // History is replayed: now a live record.
+            log.produce(pb::ProduceRequest {
+                topic: "rawsub".into(),
+                partition: Some(0),
+                records: vec![record(None, "live", 0)],
+                request_id: 0,
+            })
+            .await?;
+            live_sent = true;
+        }
+        let msg = tokio::time::timeout(std::time::Duration::from_secs(10), stream.next())
+            .await?
+            .expect("stream open")?;
+        let p = msg.partition as usize;
+        let mut bytes = msg.record_batches.clone();
+        while !bytes.is_empty() {
+            for r in RecordBatchDecoder::decode(&mut bytes)?.records {
+                let offset = u64::try_from(r.offset)?;
+                if offset >= 100 + seen[p].len() as u64 {
+                    assert_eq!(
+                        offset,
+                        100 + seen[p].len() as u64,
+                        "partition {p} in order, no gaps"
+                    );
+                    seen[p].push(String::from_utf8(r.value.unwrap().to_vec())?);
+                }
+            }
+        }
+        assert_eq!(msg.next_offset, 100 + seen[p].len() as u64);
+    }
+    assert_eq!(seen[0][0], "0/100");
+    assert_eq!(seen[1][199], "1/299");
+    assert_eq!(seen[0].last().map(String::as_str), Some("live"));
+    Ok(())
+}

@@ -5,9 +5,9 @@
 //!   one stream, sends requests of `--batch-size` records (no keys, the server spreads them
 //!   over the partitions) and keeps at most [`produce::WINDOW`] requests unanswered.
 //!   Latency is measured per request, from its (intended) send time to its answer.
-//! - `consume` replays the topic with `Log.FetchBatches` from the earliest offset up to the
-//!   high watermark seen at the start, counting records from the batch headers only.
-//!   Latency is per `FetchBatches` call.
+//! - `consume` replays the topic with `Log.SubscribeBatches` from the earliest offset up to
+//!   the high watermark seen at the start, counting records from the batch headers only.
+//!   Latency is per streamed message: how long the consumer waited for it.
 //! - `e2e` produces as above, stamping every record with its intended send time, while
 //!   consumers (the client `Consumer`) tail the topic; latency is per record, receipt time
 //!   minus record timestamp.
@@ -29,7 +29,7 @@ use super::ConnectArgs;
 use super::output::Output;
 use stats::{Clock, Stats, Summary};
 
-/// Largest `FetchBatches` answer accepted.
+/// Largest response message accepted.
 const MAX_RESPONSE_BYTES: usize = 256 << 20;
 /// HTTP/2 flow-control window per stream.
 const STREAM_WINDOW: u32 = 8 << 20;
@@ -44,8 +44,9 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 produce: each producer drives Log.ProduceStream directly with requests of --batch-size \
 records and at most 8 requests in flight; latency is per request, from its intended send \
 time to its acknowledgement.
-consume: replays the topic with Log.FetchBatches from the earliest offset to the high \
-watermark seen at the start, counting records from batch headers; latency is per fetch.
+consume: replays the topic with Log.SubscribeBatches from the earliest offset to the high \
+watermark seen at the start, counting records from batch headers; latency is per streamed \
+message (the wait for it).
 e2e: produces as above, each record stamped with its intended send time, while client \
 consumers tail the topic; latency is per record, receipt time minus timestamp (1 ms resolution).
 With --rate, requests are sent open-loop on a fixed schedule and latency counts from the \

@@ -80,7 +80,7 @@ pub(crate) async fn run(command: ClientCommand) -> ExitCode {
 }
 
 /// The error and its causes on one line, each cause once.
-fn one_line(err: &anyhow::Error) -> String {
+pub(crate) fn one_line(err: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for cause in err.chain() {
         let text = cause.to_string().replace('\n', " ");

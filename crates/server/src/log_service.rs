@@ -16,7 +16,9 @@ use crate::lookup::{offsets, partitions};
 use crate::produce::{AnswerStream, produce, produce_stream};
 use crate::shutdown::Shutdown;
 use crate::status::{invalid_field, require_topic, shutting_down, to_status};
-use crate::subscribe::{SubscribeLimits, SubscriptionStream, subscribe};
+use crate::subscribe::{
+    BatchSubscriptionStream, SubscribeLimits, SubscriptionStream, subscribe, subscribe_batches,
+};
 
 /// Implements `sluice.v1.Log` on a broker.
 #[derive(Debug)]
@@ -109,6 +111,22 @@ impl Log for LogService {
             high_watermark: fetched.high_watermark,
             log_start_offset: fetched.log_start_offset,
         }))
+    }
+
+    type SubscribeBatchesStream = BatchSubscriptionStream;
+
+    async fn subscribe_batches(
+        &self,
+        request: Request<SubscribeRequest>,
+    ) -> Result<Response<BatchSubscriptionStream>, Status> {
+        subscribe_batches(
+            &self.broker,
+            request.into_inner(),
+            self.subscribe_limits,
+            &self.shutdown,
+        )
+        .await
+        .map(Response::new)
     }
 
     type SubscribeStream = SubscriptionStream;

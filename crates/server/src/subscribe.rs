@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_broker::{Broker, BrokerError, Fetched, OffsetReset, OffsetSpec};
-use sluice_proto::v1::{FetchedRecord, SubscribeRequest, SubscribeResponse};
+use sluice_proto::v1::{SubscribeBatchesResponse, SubscribeRequest, SubscribeResponse};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
@@ -26,6 +26,9 @@ const SHUTDOWN_NOTICE: Duration = Duration::from_secs(1);
 /// The messages of one subscription.
 pub(crate) type SubscriptionStream = ReceiverStream<Result<SubscribeResponse, Status>>;
 
+/// The messages of one batch subscription.
+pub(crate) type BatchSubscriptionStream = ReceiverStream<Result<SubscribeBatchesResponse, Status>>;
+
 /// Server-side bounds of subscriptions.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SubscribeLimits {
@@ -44,6 +47,27 @@ pub(crate) async fn subscribe(
     limits: SubscribeLimits,
     shutdown: &Shutdown,
 ) -> Result<SubscriptionStream, Status> {
+    follow(broker, request, limits, shutdown, SubscribeOutput).await
+}
+
+/// `Log.SubscribeBatches`: as [`subscribe`], streaming the stored batches undecoded.
+pub(crate) async fn subscribe_batches(
+    broker: &Arc<Broker>,
+    request: SubscribeRequest,
+    limits: SubscribeLimits,
+    shutdown: &Shutdown,
+) -> Result<BatchSubscriptionStream, Status> {
+    follow(broker, request, limits, shutdown, BatchesOutput).await
+}
+
+/// Starts the readers of a subscription whose messages `output` makes.
+async fn follow<O: ReaderOutput + Copy>(
+    broker: &Arc<Broker>,
+    request: SubscribeRequest,
+    limits: SubscribeLimits,
+    shutdown: &Shutdown,
+    output: O,
+) -> Result<ReceiverStream<Result<O::Message, Status>>, Status> {
     require_topic("topic", &request.topic)?;
     let start = position(request.start, "start")?;
     let partitions = partitions(broker, &request.topic, request.partitions)?;
@@ -72,7 +96,7 @@ pub(crate) async fn subscribe(
             wait: limits.wait,
         };
         tokio::spawn(reader.run(
-            SubscribeOutput,
+            output,
             messages.clone(),
             std::future::pending(),
             shutdown.clone(),
@@ -130,13 +154,9 @@ pub(crate) trait ReaderOutput: Send + 'static {
     /// The stream's message type.
     type Message: Send + 'static;
 
-    /// The message carrying one chunk of a partition's records.
-    fn message(
-        &self,
-        partition: u32,
-        records: Vec<FetchedRecord>,
-        high_watermark: u64,
-    ) -> Self::Message;
+    /// The message carrying one fetch's records of `partition`, or `None` when it holds
+    /// none (as after a wait that saw no append).
+    fn message(&self, partition: u32, fetched: &Fetched) -> Result<Option<Self::Message>, Status>;
 
     /// What to do after a fetch failed.
     fn recover(&self, err: BrokerError) -> Recovery;
@@ -163,14 +183,41 @@ impl ReaderOutput for SubscribeOutput {
     fn message(
         &self,
         partition: u32,
-        records: Vec<FetchedRecord>,
-        high_watermark: u64,
-    ) -> SubscribeResponse {
-        SubscribeResponse {
+        fetched: &Fetched,
+    ) -> Result<Option<SubscribeResponse>, Status> {
+        let records = fetched_records(fetched)?;
+        Ok((!records.is_empty()).then(|| SubscribeResponse {
             partition,
             records,
-            high_watermark,
-        }
+            high_watermark: fetched.high_watermark,
+        }))
+    }
+
+    fn recover(&self, err: BrokerError) -> Recovery {
+        Recovery::Fail(to_status(err))
+    }
+}
+
+/// SubscribeBatches' reader output: the stored batches as they are.
+#[derive(Debug, Clone, Copy)]
+struct BatchesOutput;
+
+impl ReaderOutput for BatchesOutput {
+    type Message = SubscribeBatchesResponse;
+
+    fn message(
+        &self,
+        partition: u32,
+        fetched: &Fetched,
+    ) -> Result<Option<SubscribeBatchesResponse>, Status> {
+        Ok(
+            (!fetched.batches.is_empty()).then(|| SubscribeBatchesResponse {
+                partition,
+                record_batches: fetched.batches.clone(),
+                high_watermark: fetched.high_watermark,
+                next_offset: fetched.next_offset(),
+            }),
+        )
     }
 
     fn recover(&self, err: BrokerError) -> Recovery {
@@ -245,16 +292,9 @@ impl PartitionReader {
         output: &O,
         fetched: &Fetched,
     ) -> Result<Option<O::Message>, Status> {
-        let records = fetched_records(fetched)?;
+        let message = output.message(self.partition, fetched)?;
         self.offset = fetched.next_offset();
-        if records.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(output.message(
-            self.partition,
-            records,
-            fetched.high_watermark,
-        )))
+        Ok(message)
     }
 
     /// Moves the reader to the log start offset or the high watermark.

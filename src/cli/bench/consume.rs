@@ -1,4 +1,4 @@
-//! Replaying a topic with `Log.FetchBatches`, counting records from the batch headers.
+//! Replaying a topic with `Log.SubscribeBatches`, counting records from the batch headers.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,8 +16,9 @@ const BATCH_HEADER_LEN: usize = 61;
 const LENGTH_END: usize = 12;
 /// The only batch format stored.
 const MAGIC: i8 = 2;
-/// Soft limit on the stored bytes of one fetch (the server may cap it lower).
-const FETCH_BYTES: u32 = 8 << 20;
+/// Soft limit on the stored bytes of one streamed message (the server caps it at its
+/// `max_subscribe_bytes`).
+const MESSAGE_BYTES: u32 = 8 << 20;
 
 /// A partition to replay: `[from, end)`.
 #[derive(Debug, Clone, Copy)]
@@ -57,11 +58,7 @@ pub(super) async fn run_all(
         let topic = topic.name.clone();
         let stats = Arc::clone(stats);
         consumers.push(tokio::spawn(async move {
-            let mut log = log;
-            for range in ranges {
-                replay(&mut log, &topic, range, deadline, &stats).await?;
-            }
-            anyhow::Ok(())
+            replay(log, &topic, ranges, deadline, &stats).await
         }));
     }
     for consumer in consumers {
@@ -70,39 +67,47 @@ pub(super) async fn run_all(
     Ok(Instant::now())
 }
 
-/// Fetches `range` of one partition, batch by batch, until its end or the deadline.
+/// Streams `ranges` (each partition from its log start) until every partition reached its
+/// end or the deadline passed. Latency is per message: how long the consumer waited for it.
 async fn replay(
-    log: &mut sluice_proto::v1::log_client::LogClient<tonic::transport::Channel>,
+    mut log: sluice_proto::v1::log_client::LogClient<tonic::transport::Channel>,
     topic: &str,
-    mut range: Range,
+    mut ranges: Vec<Range>,
     deadline: Option<Instant>,
     stats: &Stats,
 ) -> anyhow::Result<()> {
-    while range.from < range.end && deadline.is_none_or(|d| Instant::now() < d) {
-        let asked = Instant::now();
-        let request = pb::FetchRequest {
-            topic: topic.to_owned(),
-            partition: range.partition,
-            offset: range.from,
-            max_bytes: FETCH_BYTES,
-            max_wait_ms: 0,
-        };
-        let fetched = tokio::time::timeout(ANSWER_TIMEOUT, log.fetch_batches(request))
+    let request = pb::SubscribeRequest {
+        topic: topic.to_owned(),
+        partitions: ranges.iter().map(|r| r.partition).collect(),
+        start: Some(pb::OffsetSpec {
+            kind: Some(pb::offset_spec::Kind::Earliest(pb::Earliest {})),
+        }),
+        max_bytes: MESSAGE_BYTES,
+    };
+    let mut stream = log.subscribe_batches(request).await?.into_inner();
+    ranges.retain(|r| r.from < r.end);
+    let mut waiting = Instant::now();
+    while !ranges.is_empty() && deadline.is_none_or(|d| Instant::now() < d) {
+        let message = tokio::time::timeout(ANSWER_TIMEOUT, stream.message())
             .await
-            .with_context(|| format!("no answer to a fetch within {ANSWER_TIMEOUT:?}"))??
-            .into_inner();
-        stats.latency(asked.elapsed());
-        let records = count_records(&fetched.record_batches, range.from, range.end)?;
-        stats.add(records, fetched.record_batches.len() as u64);
-        if fetched.next_offset <= range.from {
+            .with_context(|| format!("no message within {ANSWER_TIMEOUT:?}"))??
+            .context("the subscription ended early")?;
+        stats.latency(waiting.elapsed());
+        waiting = Instant::now();
+        let Some(range) = ranges.iter_mut().find(|r| r.partition == message.partition) else {
+            continue;
+        };
+        let records = count_records(&message.record_batches, range.from, range.end)?;
+        stats.add(records, message.record_batches.len() as u64);
+        if message.next_offset <= range.from {
             bail!(
-                "partition {} returned nothing at offset {} below its end {}",
+                "partition {} streamed nothing new at offset {}",
                 range.partition,
-                range.from,
-                range.end
+                range.from
             );
         }
-        range.from = fetched.next_offset;
+        range.from = message.next_offset;
+        ranges.retain(|r| r.from < r.end);
     }
     Ok(())
 }

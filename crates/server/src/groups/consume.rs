@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_broker::{
-    Broker, BrokerError, GroupMember, Keepalive, MemberAssignment, OffsetReset, TopicPartition,
+    Broker, BrokerError, Fetched, GroupMember, Keepalive, MemberAssignment, OffsetReset,
+    TopicPartition,
 };
 use sluice_proto::v1::{
     self as pb, ConsumeRequest, ConsumeResponse, consume_request, consume_response,
@@ -26,6 +27,7 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
 
+use crate::convert::fetched_records;
 use crate::groups::wire::{
     join_request, millis, offset_commits, partitions_of, status_error, topic_partitions, wire_error,
 };
@@ -176,14 +178,16 @@ impl ReaderOutput for TopicOutput {
     fn message(
         &self,
         partition: u32,
-        records: Vec<pb::FetchedRecord>,
-        high_watermark: u64,
-    ) -> ConsumeResponse {
-        response(consume_response::Kind::Records(pb::ConsumedRecords {
-            topic: self.topic.clone(),
-            partition,
-            records,
-            high_watermark,
+        fetched: &Fetched,
+    ) -> Result<Option<ConsumeResponse>, Status> {
+        let records = fetched_records(fetched)?;
+        Ok((!records.is_empty()).then(|| {
+            response(consume_response::Kind::Records(pb::ConsumedRecords {
+                topic: self.topic.clone(),
+                partition,
+                records,
+                high_watermark: fetched.high_watermark,
+            }))
         }))
     }
 
