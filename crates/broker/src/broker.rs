@@ -362,7 +362,7 @@ impl Broker {
             OffsetSpec::Latest => Ok(Some(log.high_watermark())),
             OffsetSpec::Timestamp(ts) => log
                 .offset_for_timestamp(ts)
-                .map_err(|e| self.storage_error(&topic, e)),
+                .map_err(|e| map_storage_error(&topic, e)),
         }
     }
 
@@ -418,11 +418,6 @@ impl Broker {
         }
     }
 
-    /// Maps a log error, telling apart logs closed by a topic deletion or by shutdown.
-    fn storage_error(&self, topic: &Topic, err: StorageError) -> BrokerError {
-        map_storage_error(topic, err)
-    }
-
     async fn read(
         &self,
         topic: &Topic,
@@ -448,7 +443,7 @@ impl Broker {
             source.log.read(offset, max_bytes)
         }))
         .await?
-        .map_err(|e| self.storage_error(topic, e))?;
+        .map_err(|e| map_storage_error(topic, e))?;
         Ok(Fetched {
             batches: read.batches,
             offset,

@@ -4,18 +4,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context as _, bail};
+use bytes::Bytes;
 use sluice_client::{Client, TopicDescription};
 use sluice_proto::v1::{self as pb};
+use sluice_storage::batch;
 
 use super::stats::Stats;
 use super::{ANSWER_TIMEOUT, BenchArgs, log_service};
 
-/// Bytes of a Kafka RecordBatch v2 header, up to and including the record count.
-const BATCH_HEADER_LEN: usize = 61;
-/// Bytes of a batch before its `batchLength` field ends; the length counts the rest.
-const LENGTH_END: usize = 12;
-/// The only batch format stored.
-const MAGIC: i8 = 2;
 /// Soft limit on the stored bytes of one streamed message (the server caps it at its
 /// `max_subscribe_bytes`).
 const MESSAGE_BYTES: u32 = 8 << 20;
@@ -113,60 +109,36 @@ async fn replay(
 }
 
 /// The records with offsets in `[from, end)` of the record batches `batches`, counted from
-/// each batch header's base offset and last offset delta.
-fn count_records(mut batches: &[u8], from: u64, end: u64) -> anyhow::Result<u64> {
+/// each batch header's base offset and last offset delta (the records are never decoded).
+fn count_records(batches: &Bytes, from: u64, end: u64) -> anyhow::Result<u64> {
     let mut count = 0;
-    while !batches.is_empty() {
-        let header = batches
-            .get(..BATCH_HEADER_LEN)
-            .context("truncated record batch header")?;
-        let base =
-            u64::try_from(i64::from_be_bytes(field(header, 0)?)).context("negative base offset")?;
-        let length = usize::try_from(i32::from_be_bytes(field(header, 8)?))
-            .context("negative batch length")?;
-        let magic = i8::from_be_bytes(field(header, 16)?);
-        if magic != MAGIC {
-            bail!("record batch with magic {magic}, expected {MAGIC}");
-        }
-        let last_delta = u64::try_from(i32::from_be_bytes(field(header, 23)?))
-            .context("negative last offset delta")?;
-        let first = base.max(from);
-        let after = base.saturating_add(last_delta).saturating_add(1).min(end);
+    for item in batch::batches(batches.clone()) {
+        let (header, _) = item.context("damaged record batch")?;
+        let first = header.base_offset.max(from);
+        let after = header.last_offset().saturating_add(1).min(end);
         count += after.saturating_sub(first);
-        batches = batches
-            .get(LENGTH_END.saturating_add(length)..)
-            .context("truncated record batch")?;
     }
     Ok(count)
 }
 
-/// The `N` bytes of `header` at `at`.
-fn field<const N: usize>(header: &[u8], at: usize) -> anyhow::Result<[u8; N]> {
-    header
-        .get(at..at + N)
-        .and_then(|bytes| bytes.try_into().ok())
-        .context("truncated record batch header")
-}
-
 #[cfg(test)]
 mod tests {
+    use sluice_storage::batch::{RecordBatchBuilder, set_base_offset};
+
     use super::*;
 
-    /// A batch header with `records` records from `base`, followed by `body` bytes.
-    fn batch(base: u64, records: u32, body: usize) -> Vec<u8> {
-        let mut out = Vec::new();
-        out.extend_from_slice(&base.to_be_bytes());
-        let length = u32::try_from(BATCH_HEADER_LEN - LENGTH_END + body).unwrap_or(0);
-        out.extend_from_slice(&length.to_be_bytes());
-        out.extend_from_slice(&0u32.to_be_bytes()); // partition leader epoch
-        out.push(2); // magic
-        out.extend_from_slice(&0u32.to_be_bytes()); // crc
-        out.extend_from_slice(&0u16.to_be_bytes()); // attributes
-        out.extend_from_slice(&(records - 1).to_be_bytes()); // last offset delta
-        out.extend_from_slice(&[0; 8 + 8 + 8 + 2 + 4]); // timestamps, producer, sequence
-        out.extend_from_slice(&records.to_be_bytes());
-        out.extend(std::iter::repeat_n(0xAB, body));
-        out
+    /// A real batch of `records` records of `value_len` bytes, from offset `base`.
+    fn batch(base: u64, records: u32, value_len: usize) -> Vec<u8> {
+        let mut builder = RecordBatchBuilder::new();
+        let value = vec![0xAB; value_len];
+        for _ in 0..records {
+            builder
+                .push(1, None, Some(&value), std::iter::empty())
+                .expect("small record");
+        }
+        let mut out = builder.finish().expect("non-empty batch");
+        set_base_offset(&mut out, base);
+        out.to_vec()
     }
 
     #[test]
@@ -174,20 +146,22 @@ mod tests {
         let mut batches = batch(0, 10, 37);
         batches.extend(batch(10, 5, 0));
         batches.extend(batch(15, 100, 1000));
+        let batches = Bytes::from(batches);
         assert_eq!(count_records(&batches, 0, 115)?, 115);
         // The first batch starts before the requested offset; the last ends after the end.
         assert_eq!(count_records(&batches, 4, 20)?, 16);
-        assert_eq!(count_records(&[], 0, 10)?, 0);
+        assert_eq!(count_records(&Bytes::new(), 0, 10)?, 0);
         Ok(())
     }
 
     #[test]
     fn damaged_batches_are_errors() {
         let whole = batch(0, 3, 20);
-        assert!(count_records(&whole[..whole.len() - 1], 0, 3).is_err());
-        assert!(count_records(&whole[..30], 0, 3).is_err());
+        let cut = |n: usize| Bytes::copy_from_slice(&whole[..n]);
+        assert!(count_records(&cut(whole.len() - 1), 0, 3).is_err());
+        assert!(count_records(&cut(30), 0, 3).is_err());
         let mut wrong_magic = whole.clone();
         wrong_magic[16] = 1;
-        assert!(count_records(&wrong_magic, 0, 3).is_err());
+        assert!(count_records(&Bytes::from(wrong_magic), 0, 3).is_err());
     }
 }
