@@ -42,8 +42,15 @@ async fn drain(partition: Weak<Partition>, mut rx: mpsc::UnboundedReceiver<Appen
         let (mut batches, replies): (Vec<BytesMut>, Vec<_>) =
             jobs.drain(..).map(|j| (j.batch, j.reply)).unzip();
         let writer = partition.clone();
-        let results =
-            tokio::task::spawn_blocking(move || writer.log.append_all(&mut batches)).await;
+        // Only partitions whose log opened get a queue; should that not hold, dropping the
+        // replies fails the producers.
+        let results = tokio::task::spawn_blocking(move || {
+            writer
+                .opened()
+                .map(|log| log.append_all(&mut batches))
+                .unwrap_or_default()
+        })
+        .await;
         match results {
             Ok(results) => {
                 if results.iter().any(Result::is_ok) {

@@ -149,7 +149,9 @@ async fn flush_topic(topic: Arc<Topic>, every: Duration, mut stop: watch::Receiv
 
 fn flush(topic: &Topic) {
     for partition in &topic.partitions {
-        if let Err(e) = partition.log.flush() {
+        if let Some(log) = partition.opened()
+            && let Err(e) = log.flush()
+        {
             tracing::warn!(topic = topic.name(), partition = partition.id, error = %e, "flush failed");
         }
     }
@@ -158,7 +160,9 @@ fn flush(topic: &Topic) {
 fn checkpoint_all(topics: &[Arc<Topic>]) {
     for topic in topics.iter().filter(|t| !t.is_deleted()) {
         for partition in &topic.partitions {
-            if let Err(e) = partition.log.checkpoint() {
+            if let Some(log) = partition.opened()
+                && let Err(e) = log.checkpoint()
+            {
                 tracing::warn!(topic = topic.name(), partition = partition.id, error = %e, "checkpoint failed");
             }
         }
@@ -168,7 +172,9 @@ fn checkpoint_all(topics: &[Arc<Topic>]) {
 fn retain(topics: &[Arc<Topic>], now_ms: i64) {
     for topic in topics.iter().filter(|t| !t.is_deleted()) {
         for partition in &topic.partitions {
-            if let Err(e) = partition.log.enforce_retention(now_ms) {
+            if let Some(log) = partition.opened()
+                && let Err(e) = log.enforce_retention(now_ms)
+            {
                 tracing::warn!(topic = topic.name(), partition = partition.id, error = %e, "retention failed");
             }
         }

@@ -15,7 +15,7 @@ use crate::background::Background;
 use crate::groups::coordinator::GroupCoordinator;
 use crate::metadata::{self, DataDir, TopicMeta};
 use crate::produce::{ProduceLimits, Routing, build_batches};
-use crate::topic::{Partition, Topic};
+use crate::topic::{Partition, PartitionFault, Topic};
 use crate::{
     BrokerConfig, BrokerError, Fetched, OffsetSpec, PartitionAppend, ProduceRecord, TopicConfig,
     TopicInfo, TopicSummary, validate_topic_name,
@@ -284,6 +284,10 @@ impl Broker {
             max_records: self.config.limits.max_records_per_request,
         };
         let batches = build_batches(records, routing, limits, wall_clock_ms())?;
+        // Check every target first, so a request is refused whole rather than half queued.
+        for batch in &batches {
+            topic.partition(batch.partition)?.log()?;
+        }
         let mut appends = Vec::with_capacity(batches.len());
         for batch in batches {
             let done = topic.partition(batch.partition)?.enqueue(batch.batch);
@@ -309,6 +313,7 @@ impl Broker {
         self.check_running()?;
         let topic = self.topic(topic)?;
         let partition = Arc::clone(topic.partition(partition)?);
+        let log = partition.log()?;
         let cap = self.config.limits.max_fetch_bytes;
         let max_bytes = match max_bytes {
             0 => DEFAULT_FETCH_BYTES.min(cap),
@@ -324,10 +329,7 @@ impl Broker {
         }
         let _ = tokio::time::timeout(wait, async {
             while changed.changed().await.is_ok() {
-                if partition.log.high_watermark() > offset
-                    || topic.is_deleted()
-                    || self.is_shutting_down()
-                {
+                if log.high_watermark() > offset || topic.is_deleted() || self.is_shutting_down() {
                     break;
                 }
             }
@@ -339,7 +341,7 @@ impl Broker {
             });
         }
         self.check_running()?;
-        if partition.log.high_watermark() == offset {
+        if log.high_watermark() == offset {
             return Ok(fetched);
         }
         self.read(&topic, &partition, offset, max_bytes).await
@@ -356,7 +358,7 @@ impl Broker {
     ) -> Result<Option<u64>, BrokerError> {
         self.check_running()?;
         let topic = self.topic(topic)?;
-        let log = &topic.partition(partition)?.log;
+        let log = topic.partition(partition)?.log()?;
         match spec {
             OffsetSpec::Earliest => Ok(Some(log.log_start_offset())),
             OffsetSpec::Latest => Ok(Some(log.high_watermark())),
@@ -389,6 +391,19 @@ impl Broker {
         .await?;
         tracing::info!("broker shut down");
         result
+    }
+
+    /// The partitions that cannot serve: those whose log failed to open at start, and those
+    /// whose log latched a write or fsync failure (read-only until a restart). Empty when all
+    /// is well; health checks report NOT_SERVING otherwise.
+    pub fn partition_faults(&self) -> Vec<PartitionFault> {
+        let mut faults: Vec<_> = self
+            .topics_snapshot()
+            .iter()
+            .flat_map(|t| t.faults().collect::<Vec<_>>())
+            .collect();
+        faults.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        faults
     }
 
     /// Every topic currently registered.
@@ -425,10 +440,8 @@ impl Broker {
         offset: u64,
         max_bytes: usize,
     ) -> Result<Fetched, BrokerError> {
-        let (high_watermark, log_start_offset) = (
-            partition.log.high_watermark(),
-            partition.log.log_start_offset(),
-        );
+        let log = partition.log()?;
+        let (high_watermark, log_start_offset) = (log.high_watermark(), log.log_start_offset());
         if offset == high_watermark && offset >= log_start_offset {
             // Nothing to read: no need for a blocking thread.
             return Ok(Fetched {
@@ -440,9 +453,9 @@ impl Broker {
         }
         let source = Arc::clone(partition);
         let read = join(tokio::task::spawn_blocking(move || {
-            source.log.read(offset, max_bytes)
+            source.log().map(|log| log.read(offset, max_bytes))
         }))
-        .await?
+        .await??
         .map_err(|e| map_storage_error(topic, e))?;
         Ok(Fetched {
             batches: read.batches,

@@ -99,6 +99,17 @@ pub enum BrokerError {
         #[source]
         source: CorruptSource,
     },
+    /// The partition's log could not be opened at start; the partition serves nothing until a
+    /// restart after the cause is fixed. The other partitions are unaffected.
+    #[error("partition {partition} of topic {topic:?} is unavailable: {reason}")]
+    PartitionUnavailable {
+        /// The partition's topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// Why its log could not be opened.
+        reason: String,
+    },
     /// The partition log failed an earlier write or fsync and refuses writes until restart.
     #[error("partition log failed: {0}")]
     LogFailed(#[source] StorageError),

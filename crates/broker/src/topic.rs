@@ -51,6 +51,20 @@ pub struct PartitionInfo {
     pub size_bytes: u64,
     /// Segment files.
     pub segment_count: u32,
+    /// Why the partition cannot serve, when it cannot: its log failed to open at start, or
+    /// it latched a write or fsync failure. `None` for a healthy partition.
+    pub failure: Option<String>,
+}
+
+/// A partition that cannot serve, as listed by [`crate::Broker::partition_faults`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionFault {
+    /// The partition's topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: u32,
+    /// What went wrong: the open error, or the write or fsync failure the log latched.
+    pub reason: String,
 }
 
 /// Where a produce request's records for one partition landed.
@@ -69,7 +83,10 @@ pub struct PartitionAppend {
 #[derive(Debug)]
 pub(crate) struct Partition {
     pub(crate) id: u32,
-    pub(crate) log: Log,
+    topic: String,
+    /// The open log, or why it could not be opened at start (the partition then answers
+    /// every request with [`BrokerError::PartitionUnavailable`] until a restart).
+    log: Result<Log, String>,
     /// Marked changed after every append (and at deletion and shutdown); fetches waiting
     /// for data hold receivers.
     changed: watch::Sender<()>,
@@ -78,17 +95,44 @@ pub(crate) struct Partition {
 }
 
 impl Partition {
-    fn new(id: u32, log: Log) -> Partition {
+    fn new(topic: &str, id: u32, log: Result<Log, String>) -> Partition {
         Partition {
             id,
+            topic: topic.to_owned(),
             log,
             changed: watch::Sender::new(()),
             appends: OnceLock::new(),
         }
     }
 
+    /// The partition's log, or [`BrokerError::PartitionUnavailable`] when it could not be
+    /// opened.
+    pub(crate) fn log(&self) -> Result<&Log, BrokerError> {
+        self.log
+            .as_ref()
+            .map_err(|reason| BrokerError::PartitionUnavailable {
+                topic: self.topic.clone(),
+                partition: self.id,
+                reason: reason.clone(),
+            })
+    }
+
+    /// The log if it opened; background work skips partitions without one.
+    pub(crate) fn opened(&self) -> Option<&Log> {
+        self.log.as_ref().ok()
+    }
+
+    /// Why the partition cannot serve, if it cannot (see [`PartitionInfo::failure`]).
+    pub(crate) fn failure(&self) -> Option<String> {
+        match &self.log {
+            Ok(log) => log.failure().map(str::to_owned),
+            Err(reason) => Some(reason.clone()),
+        }
+    }
+
     /// Queues a record batch for appending, behind every batch queued before it; the reply
-    /// comes once it is written (and, under `fsync`, durable).
+    /// comes once it is written (and, under `fsync`, durable). Only call it for a partition
+    /// whose [`Partition::log`] opened.
     pub(crate) fn enqueue(self: &Arc<Self>, batch: BytesMut) -> AppendDone {
         let (reply, done) = oneshot::channel();
         let queue = self
@@ -110,13 +154,26 @@ impl Partition {
     }
 
     pub(crate) fn info(&self) -> PartitionInfo {
-        PartitionInfo {
-            id: self.id,
-            log_start_offset: self.log.log_start_offset(),
-            high_watermark: self.log.high_watermark(),
-            log_end_offset: self.log.log_end_offset(),
-            size_bytes: self.log.size_bytes(),
-            segment_count: u32::try_from(self.log.segment_count()).unwrap_or(u32::MAX),
+        let failure = self.failure();
+        match &self.log {
+            Ok(log) => PartitionInfo {
+                id: self.id,
+                log_start_offset: log.log_start_offset(),
+                high_watermark: log.high_watermark(),
+                log_end_offset: log.log_end_offset(),
+                size_bytes: log.size_bytes(),
+                segment_count: u32::try_from(log.segment_count()).unwrap_or(u32::MAX),
+                failure,
+            },
+            Err(_) => PartitionInfo {
+                id: self.id,
+                log_start_offset: 0,
+                high_watermark: 0,
+                log_end_offset: 0,
+                size_bytes: 0,
+                segment_count: 0,
+                failure,
+            },
         }
     }
 }
@@ -136,6 +193,9 @@ pub(crate) struct Topic {
 
 impl Topic {
     /// Opens (creating if missing) the partition logs of a topic. Blocking.
+    ///
+    /// A log that fails to open (an I/O error, or damage recovery cannot repair) is logged
+    /// and kept as a failed partition, so one bad partition does not take the others down.
     pub(crate) fn open(
         dirs: &DataDir,
         meta: TopicMeta,
@@ -150,10 +210,19 @@ impl Topic {
         };
         let partitions = (0..meta.partitions)
             .map(|id| {
-                let log = Log::open(dirs.partition(&meta.name, id), log_config.clone())?;
-                Ok(Arc::new(Partition::new(id, log)))
+                let log = Log::open(dirs.partition(&meta.name, id), log_config.clone())
+                    .map_err(|e| {
+                        tracing::error!(
+                            topic = %meta.name,
+                            partition = id,
+                            error = %e,
+                            "partition log failed to open; the partition is unavailable until a restart"
+                        );
+                        e.to_string()
+                    });
+                Arc::new(Partition::new(&meta.name, id, log))
             })
-            .collect::<Result<Vec<_>, BrokerError>>()?;
+            .collect();
         Ok(Topic {
             meta,
             config,
@@ -183,6 +252,9 @@ impl Topic {
         let result = metadata::create_dir(&dir)
             .and_then(|()| Topic::open(dirs, meta.clone(), defaults))
             .and_then(|topic| {
+                if let Some(failed) = topic.partitions.iter().find_map(|p| p.log().err()) {
+                    return Err(failed);
+                }
                 meta.write(&dir)?;
                 metadata::sync_dir(&dirs.topics())?;
                 Ok(topic)
@@ -214,7 +286,10 @@ impl Topic {
     pub(crate) fn close(&self) -> Result<(), BrokerError> {
         let mut first = Ok(());
         for partition in &self.partitions {
-            if let Err(e) = partition.log.close() {
+            let Some(log) = partition.opened() else {
+                continue;
+            };
+            if let Err(e) = log.close() {
                 tracing::warn!(
                     topic = %self.meta.name,
                     partition = partition.id,
@@ -267,6 +342,17 @@ impl Topic {
         for partition in &self.partitions {
             partition.wake();
         }
+    }
+
+    /// The partitions that cannot serve.
+    pub(crate) fn faults(&self) -> impl Iterator<Item = PartitionFault> + '_ {
+        self.partitions.iter().filter_map(|p| {
+            p.failure().map(|reason| PartitionFault {
+                topic: self.meta.name.clone(),
+                partition: p.id,
+                reason,
+            })
+        })
     }
 
     pub(crate) fn summary(&self) -> TopicSummary {

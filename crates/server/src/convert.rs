@@ -110,6 +110,7 @@ fn partition_description(info: PartitionInfo) -> PartitionDescription {
         log_end_offset: info.log_end_offset,
         size_bytes: info.size_bytes,
         segment_count: info.segment_count,
+        failure: info.failure.unwrap_or_default(),
     }
 }
 

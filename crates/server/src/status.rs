@@ -44,7 +44,9 @@ fn broker_code(err: &BrokerError) -> Code {
         | BrokerError::NotPartitionOwner { .. }
         | BrokerError::SessionExpired { .. }
         | BrokerError::MemberFenced { .. } => Code::FailedPrecondition,
-        BrokerError::ShuttingDown | BrokerError::LogFailed(_) => Code::Unavailable,
+        BrokerError::ShuttingDown
+        | BrokerError::LogFailed(_)
+        | BrokerError::PartitionUnavailable { .. } => Code::Unavailable,
         BrokerError::Corrupt { .. } | BrokerError::OffsetsCorrupt { .. } => Code::DataLoss,
         BrokerError::Storage(storage) => storage_code(storage),
         BrokerError::CommitFailed { source, .. } => broker_code(source),

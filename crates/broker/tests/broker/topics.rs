@@ -224,3 +224,66 @@ async fn invalid_defaults_and_settings_refuse_to_open() {
         Err(BrokerError::InvalidConfig { .. })
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_that_cannot_open_fails_alone() {
+    let t = TestBroker::new();
+    t.broker
+        .create_topic("split", 2, &overrides(&[]))
+        .await
+        .expect("create");
+    t.broker
+        .produce("split", Some(0), values(&["kept"]))
+        .await
+        .expect("produce");
+    t.broker.shutdown().await.expect("shutdown");
+    let path = t.dir.path().to_owned();
+    drop(t.broker);
+    // A file where partition 1's directory should be: its log cannot open.
+    let partition_dir = path.join("topics/split/1");
+    fs::remove_dir_all(&partition_dir).expect("remove partition dir");
+    fs::write(&partition_dir, b"not a directory").expect("plant a file");
+
+    let broker = Broker::open(config(&path)).expect("the broker opens despite one bad partition");
+    let faults = broker.partition_faults();
+    assert_eq!(faults.len(), 1, "{faults:?}");
+    assert_eq!(
+        (faults[0].topic.as_str(), faults[0].partition),
+        ("split", 1)
+    );
+    assert!(!faults[0].reason.is_empty());
+
+    let unavailable = |r: Result<(), BrokerError>| {
+        matches!(
+            r,
+            Err(BrokerError::PartitionUnavailable { partition: 1, .. })
+        )
+    };
+    assert!(unavailable(
+        broker
+            .produce("split", Some(1), values(&["x"]))
+            .await
+            .map(|_| ())
+    ));
+    assert!(unavailable(
+        broker
+            .fetch("split", 1, 0, 0, std::time::Duration::ZERO)
+            .await
+            .map(|_| ())
+    ));
+    let info = broker.describe_topic("split").expect("describe");
+    assert!(info.partitions[1].failure.is_some());
+    assert_eq!(info.partitions[0].failure, None);
+
+    // Partition 0 keeps serving.
+    broker
+        .produce("split", Some(0), values(&["more"]))
+        .await
+        .expect("produce to the healthy partition");
+    assert_eq!(
+        fetch_all(&broker, "split", 0, 0).await.len(),
+        2,
+        "the healthy partition keeps its records"
+    );
+    broker.shutdown().await.expect("shutdown");
+}
