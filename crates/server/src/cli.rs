@@ -53,6 +53,12 @@ pub struct ServeArgs {
     /// Cap on the records of one Subscribe message [env: SLUICE_LIMITS_MAX_SUBSCRIBE_BYTES] [default: 1048576]
     #[arg(long, value_name = "BYTES", help_heading = "Limits")]
     pub max_subscribe_bytes: Option<usize>,
+    /// Most Subscribe, SubscribeBatches and Consume calls open at once, server-wide [env: SLUICE_LIMITS_MAX_SUBSCRIPTIONS] [default: 10000]
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub max_subscriptions: Option<usize>,
+    /// Most calls open at once on one connection (HTTP/2 max concurrent streams) [env: SLUICE_LIMITS_MAX_STREAMS_PER_CONNECTION] [default: 1024]
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub max_streams_per_connection: Option<u32>,
 }
 
 impl ServeArgs {
@@ -72,6 +78,8 @@ impl ServeArgs {
                 max_records_per_request: self.max_records_per_request,
                 max_request_bytes: self.max_request_bytes,
                 max_subscribe_bytes: self.max_subscribe_bytes,
+                max_subscriptions: self.max_subscriptions,
+                max_streams_per_connection: self.max_streams_per_connection,
             },
             // Group timing is set in the config file or the environment only.
             groups: GroupSettings::default(),

@@ -31,6 +31,10 @@ pub const DEFAULT_DATA_DIR: &str = "./sluice-data";
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 64 << 20;
 /// Default cap on one Subscribe message's records (`limits.max_subscribe_bytes`): 1 MiB.
 pub const DEFAULT_MAX_SUBSCRIBE_BYTES: usize = 1 << 20;
+/// Default cap on open subscriptions, server-wide (`limits.max_subscriptions`).
+pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 10_000;
+/// Default cap on concurrent calls per connection (`limits.max_streams_per_connection`).
+pub const DEFAULT_MAX_STREAMS_PER_CONNECTION: u32 = 1024;
 /// Log filter used when neither the `log` setting nor `RUST_LOG` is set.
 const DEFAULT_LOG_FILTER: &str = "info";
 
@@ -63,6 +67,12 @@ pub struct ServerConfig {
     pub max_request_bytes: usize,
     /// Cap on the records of one Subscribe response message (`limits.max_subscribe_bytes`).
     pub max_subscribe_bytes: usize,
+    /// Most Subscribe, SubscribeBatches and Consume calls open at once, server-wide
+    /// (`limits.max_subscriptions`).
+    pub max_subscriptions: usize,
+    /// Most calls open at once on one HTTP/2 connection, announced to clients as
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS` (`limits.max_streams_per_connection`).
+    pub max_streams_per_connection: u32,
     /// `tracing` filter directives (`log`, else `RUST_LOG`, else `info`).
     pub log_filter: String,
     /// Log line format.
@@ -133,6 +143,10 @@ pub struct LimitSettings {
     pub max_request_bytes: Option<usize>,
     /// Cap on the records of one Subscribe response message.
     pub max_subscribe_bytes: Option<usize>,
+    /// Most subscriptions (Subscribe, SubscribeBatches, Consume) open at once.
+    pub max_subscriptions: Option<usize>,
+    /// Most calls open at once on one connection.
+    pub max_streams_per_connection: Option<u32>,
 }
 
 /// The `[groups]` table: consumer group timing, in milliseconds.
@@ -266,6 +280,10 @@ impl Settings {
             "limits.max_subscribe_bytes" => {
                 limits.max_subscribe_bytes = Some(parse(key, value)?);
             }
+            "limits.max_subscriptions" => limits.max_subscriptions = Some(parse(key, value)?),
+            "limits.max_streams_per_connection" => {
+                limits.max_streams_per_connection = Some(parse(key, value)?);
+            }
             _ => {
                 if let Some(topic_key) = key.strip_prefix("topic_defaults.") {
                     self.topic_defaults
@@ -323,6 +341,16 @@ impl Settings {
             settings.max_subscribe_bytes,
             DEFAULT_MAX_SUBSCRIBE_BYTES,
         )?;
+        let max_subscriptions = positive(
+            "limits.max_subscriptions",
+            settings.max_subscriptions,
+            DEFAULT_MAX_SUBSCRIPTIONS,
+        )?;
+        let max_streams_per_connection = positive(
+            "limits.max_streams_per_connection",
+            settings.max_streams_per_connection,
+            DEFAULT_MAX_STREAMS_PER_CONNECTION,
+        )?;
 
         let mut broker = BrokerConfig::new(
             self.data_dir
@@ -350,6 +378,8 @@ impl Settings {
             broker,
             max_request_bytes,
             max_subscribe_bytes,
+            max_subscriptions,
+            max_streams_per_connection,
             log_filter: self
                 .log
                 .or(rust_log)
@@ -373,6 +403,10 @@ impl LimitSettings {
                 .or(self.max_records_per_request),
             max_request_bytes: higher.max_request_bytes.or(self.max_request_bytes),
             max_subscribe_bytes: higher.max_subscribe_bytes.or(self.max_subscribe_bytes),
+            max_subscriptions: higher.max_subscriptions.or(self.max_subscriptions),
+            max_streams_per_connection: higher
+                .max_streams_per_connection
+                .or(self.max_streams_per_connection),
         }
     }
 }
@@ -534,6 +568,11 @@ mod tests {
         assert_eq!(config.broker.topic_defaults, TopicConfig::default());
         assert_eq!(config.max_request_bytes, DEFAULT_MAX_REQUEST_BYTES);
         assert_eq!(config.max_subscribe_bytes, DEFAULT_MAX_SUBSCRIBE_BYTES);
+        assert_eq!(config.max_subscriptions, DEFAULT_MAX_SUBSCRIPTIONS);
+        assert_eq!(
+            config.max_streams_per_connection,
+            DEFAULT_MAX_STREAMS_PER_CONNECTION
+        );
         assert_eq!(config.log_filter, DEFAULT_LOG_FILTER);
         assert_eq!(config.log_format, LogFormat::Text);
         assert!(config.unknown_env.is_empty());
@@ -554,6 +593,8 @@ mod tests {
             max_wait_ms = 250
             max_request_bytes = 4096
             max_subscribe_bytes = 2048
+            max_subscriptions = 30
+            max_streams_per_connection = 40
 
             [topic_defaults]
             "retention.ms" = 60000
@@ -576,6 +617,8 @@ mod tests {
         assert_eq!(config.broker.limits.max_wait, Duration::from_millis(250));
         assert_eq!(config.max_request_bytes, 4096);
         assert_eq!(config.max_subscribe_bytes, 2048);
+        assert_eq!(config.max_subscriptions, 30);
+        assert_eq!(config.max_streams_per_connection, 40);
         assert_eq!(config.broker.topic_defaults.retention_ms, Some(60_000));
         assert_eq!(config.broker.topic_defaults.flush_policy, FlushMode::None);
     }
@@ -695,6 +738,16 @@ mod tests {
                 "limits.max_fetch_bytes",
             ),
             ("SLUICE_LIMITS_MAX_PARTITIONS", "0", "limits.max_partitions"),
+            (
+                "SLUICE_LIMITS_MAX_SUBSCRIPTIONS",
+                "0",
+                "limits.max_subscriptions",
+            ),
+            (
+                "SLUICE_LIMITS_MAX_STREAMS_PER_CONNECTION",
+                "-1",
+                "limits.max_streams_per_connection",
+            ),
             ("SLUICE_LOG_FORMAT", "xml", "log_format"),
             (
                 "SLUICE_RETENTION_CHECK_INTERVAL_MS",

@@ -20,6 +20,7 @@ use crate::convert::{Position, position};
 use crate::shutdown::Shutdown;
 use crate::status::{invalid_field, require_topic, to_status};
 use crate::subscribe::SubscribeLimits;
+use crate::subscriptions::{Held, SubscriptionSlots};
 use consume::ConsumeStream;
 use wire::{committed_offset, group_description, group_state, offset_commits};
 
@@ -28,16 +29,27 @@ use wire::{committed_offset, group_description, group_state, offset_commits};
 pub(crate) struct GroupsService {
     broker: Arc<Broker>,
     limits: SubscribeLimits,
+    max_request_bytes: usize,
+    slots: SubscriptionSlots,
     shutdown: Shutdown,
 }
 
 impl GroupsService {
-    /// The service for `broker`; members' record messages follow `limits`, and `shutdown`
-    /// ends their streams.
-    pub(crate) fn new(broker: Arc<Broker>, limits: SubscribeLimits, shutdown: Shutdown) -> Self {
+    /// The service for `broker`; members' record messages follow `limits`, their messages
+    /// are limited to `max_request_bytes`, each member stream takes one of `slots`, and
+    /// `shutdown` ends their streams.
+    pub(crate) fn new(
+        broker: Arc<Broker>,
+        limits: SubscribeLimits,
+        max_request_bytes: usize,
+        slots: SubscriptionSlots,
+        shutdown: Shutdown,
+    ) -> Self {
         GroupsService {
             broker,
             limits,
+            max_request_bytes,
+            slots,
             shutdown,
         }
     }
@@ -53,12 +65,13 @@ fn require_group(group: &str) -> Result<(), Status> {
 
 #[tonic::async_trait]
 impl Groups for GroupsService {
-    type ConsumeStream = ConsumeStream;
+    type ConsumeStream = Held<ConsumeStream>;
 
     async fn consume(
         &self,
         request: Request<Streaming<ConsumeRequest>>,
-    ) -> Result<Response<ConsumeStream>, Status> {
+    ) -> Result<Response<Held<ConsumeStream>>, Status> {
+        let slot = self.slots.take()?;
         let client_host = request
             .remote_addr()
             .map(|addr| addr.ip().to_string())
@@ -68,10 +81,11 @@ impl Groups for GroupsService {
             request.into_inner(),
             client_host,
             self.limits,
+            self.max_request_bytes,
             self.shutdown.clone(),
         )
         .await
-        .map(Response::new)
+        .map(|stream| Response::new(Held::new(stream, slot)))
     }
 
     async fn commit_offsets(

@@ -22,10 +22,12 @@ mod server;
 mod shutdown;
 mod status;
 mod subscribe;
+mod subscriptions;
 
 pub use cli::{ServeArgs, key_value};
 pub use config::{
-    DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_SUBSCRIBE_BYTES,
+    DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_MAX_REQUEST_BYTES,
+    DEFAULT_MAX_STREAMS_PER_CONNECTION, DEFAULT_MAX_SUBSCRIBE_BYTES, DEFAULT_MAX_SUBSCRIPTIONS,
     GroupSettings, LimitSettings, LogFormat, ServerConfig, Settings,
 };
 pub use error::ServerError;

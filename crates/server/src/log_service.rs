@@ -19,6 +19,7 @@ use crate::status::{invalid_field, require_topic, shutting_down, to_status};
 use crate::subscribe::{
     BatchSubscriptionStream, SubscribeLimits, SubscriptionStream, subscribe, subscribe_batches,
 };
+use crate::subscriptions::{Held, SubscriptionSlots};
 
 /// Implements `sluice.v1.Log` on a broker.
 #[derive(Debug)]
@@ -26,22 +27,25 @@ pub(crate) struct LogService {
     broker: Arc<Broker>,
     subscribe_limits: SubscribeLimits,
     max_request_bytes: usize,
+    slots: SubscriptionSlots,
     shutdown: Shutdown,
 }
 
 impl LogService {
-    /// The service for `broker`, decoding requests of up to `max_request_bytes`;
-    /// `shutdown` cuts long-running calls short.
+    /// The service for `broker`, decoding requests of up to `max_request_bytes`; each
+    /// subscription takes one of `slots`, and `shutdown` cuts long-running calls short.
     pub(crate) fn new(
         broker: Arc<Broker>,
         subscribe_limits: SubscribeLimits,
         max_request_bytes: usize,
+        slots: SubscriptionSlots,
         shutdown: Shutdown,
     ) -> Self {
         LogService {
             broker,
             subscribe_limits,
             max_request_bytes,
+            slots,
             shutdown,
         }
     }
@@ -113,12 +117,13 @@ impl Log for LogService {
         }))
     }
 
-    type SubscribeBatchesStream = BatchSubscriptionStream;
+    type SubscribeBatchesStream = Held<BatchSubscriptionStream>;
 
     async fn subscribe_batches(
         &self,
         request: Request<SubscribeRequest>,
-    ) -> Result<Response<BatchSubscriptionStream>, Status> {
+    ) -> Result<Response<Held<BatchSubscriptionStream>>, Status> {
+        let slot = self.slots.take()?;
         subscribe_batches(
             &self.broker,
             request.into_inner(),
@@ -126,15 +131,16 @@ impl Log for LogService {
             &self.shutdown,
         )
         .await
-        .map(Response::new)
+        .map(|stream| Response::new(Held::new(stream, slot)))
     }
 
-    type SubscribeStream = SubscriptionStream;
+    type SubscribeStream = Held<SubscriptionStream>;
 
     async fn subscribe(
         &self,
         request: Request<SubscribeRequest>,
-    ) -> Result<Response<SubscriptionStream>, Status> {
+    ) -> Result<Response<Held<SubscriptionStream>>, Status> {
+        let slot = self.slots.take()?;
         subscribe(
             &self.broker,
             request.into_inner(),
@@ -142,7 +148,7 @@ impl Log for LogService {
             &self.shutdown,
         )
         .await
-        .map(Response::new)
+        .map(|stream| Response::new(Held::new(stream, slot)))
     }
 
     async fn list_offsets(

@@ -11,7 +11,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
 
 use crate::convert::{WireRecord, produce_response};
-use crate::request_limit::oversized_request;
+use crate::request_limit::request_error;
 use crate::shutdown::Shutdown;
 use crate::status::{require_topic, shutting_down, to_status};
 
@@ -90,7 +90,7 @@ async fn drive(
             request = requests.stream.message() => match request {
                 Ok(Some(request)) => request,
                 Ok(None) => break None,
-                Err(status) => break Some(oversized_request(status, requests.max_request_bytes)),
+                Err(status) => break Some(request_error(status, requests.max_request_bytes)),
             },
             () = answers.closed() => break None,
             () = shutdown.wait() => break Some(shutting_down()),

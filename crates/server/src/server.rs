@@ -23,6 +23,7 @@ use crate::log_service::LogService;
 use crate::request_limit::RequestLimit;
 use crate::shutdown::shutdown_signal;
 use crate::subscribe::SubscribeLimits;
+use crate::subscriptions::SubscriptionSlots;
 
 /// HTTP/2 flow-control window per stream: lets a large fetch or produce flow without
 /// waiting for window updates.
@@ -97,11 +98,14 @@ impl Server {
             wait: config.broker.limits.max_wait,
         };
         let max_request_bytes = config.max_request_bytes;
+        let slots = SubscriptionSlots::new(config.max_subscriptions);
         let admin = AdminServer::new(AdminService::new(Arc::clone(&broker)))
             .max_decoding_message_size(max_request_bytes);
         let groups = GroupsServer::new(GroupsService::new(
             Arc::clone(&broker),
             subscribe_limits,
+            max_request_bytes,
+            slots.clone(),
             stopping.clone(),
         ))
         .max_decoding_message_size(max_request_bytes)
@@ -112,6 +116,7 @@ impl Server {
             Arc::clone(&broker),
             subscribe_limits,
             max_request_bytes,
+            slots,
             stopping.clone(),
         ))
         .max_decoding_message_size(max_request_bytes)
@@ -132,6 +137,9 @@ impl Server {
             .tcp_nodelay(true)
             .initial_stream_window_size(STREAM_WINDOW_BYTES)
             .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
+            // Announced to clients, which queue calls beyond it (a client that does not is
+            // refused the extra streams by the HTTP/2 layer).
+            .max_concurrent_streams(config.max_streams_per_connection)
             .add_service(health_service)
             .add_service(reflection)
             .add_service(RequestLimit::new(admin, max_request_bytes))

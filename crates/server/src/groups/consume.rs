@@ -31,6 +31,7 @@ use crate::convert::fetched_records;
 use crate::groups::wire::{
     join_request, millis, offset_commits, partitions_of, status_error, topic_partitions, wire_error,
 };
+use crate::request_limit::request_error;
 use crate::shutdown::Shutdown;
 use crate::status::{invalid_field, shutting_down, to_status};
 use crate::subscribe::{PartitionReader, ReaderOutput, Recovery, SubscribeLimits};
@@ -49,16 +50,20 @@ pub(crate) type ConsumeStream = ReceiverStream<Result<ConsumeResponse, Status>>;
 type Messages = mpsc::Sender<Result<ConsumeResponse, Status>>;
 
 /// Reads the join, joins the group and starts serving the member. A missing or invalid
-/// join fails the call before anything is streamed.
+/// join fails the call before anything is streamed. Client messages are limited to
+/// `max_request_bytes`.
 pub(crate) async fn consume(
     broker: Arc<Broker>,
     mut requests: Streaming<ConsumeRequest>,
     client_host: String,
     limits: SubscribeLimits,
+    max_request_bytes: usize,
     shutdown: Shutdown,
 ) -> Result<ConsumeStream, Status> {
     let first = tokio::select! {
-        first = requests.message() => first?,
+        first = requests.message() => {
+            first.map_err(|status| request_error(status, max_request_bytes))?
+        }
         () = shutdown.wait() => return Err(shutting_down()),
     };
     let Some(consume_request::Kind::Join(join)) = first.and_then(|m| m.kind) else {
@@ -82,7 +87,12 @@ pub(crate) async fn consume(
 
     let (messages, stream) = mpsc::channel(BUFFERED_MESSAGES);
     let (commands, command_queue) = mpsc::channel(BUFFERED_COMMANDS);
-    tokio::spawn(read_requests(requests, member.keepalive(), commands));
+    tokio::spawn(read_requests(
+        requests,
+        max_request_bytes,
+        member.keepalive(),
+        commands,
+    ));
     let session = Session {
         broker,
         member,
@@ -106,10 +116,11 @@ enum Command {
     Fail(Status),
 }
 
-/// Reads client messages until the stream ends: marks the member alive on each, and passes
-/// commits and acknowledgements on.
+/// Reads client messages (each limited to `max_request_bytes`) until the stream ends: marks
+/// the member alive on each, and passes commits and acknowledgements on.
 async fn read_requests(
     mut requests: Streaming<ConsumeRequest>,
+    max_request_bytes: usize,
     keepalive: Keepalive,
     commands: mpsc::Sender<Command>,
 ) {
@@ -120,7 +131,7 @@ async fn read_requests(
         };
         let command = match message {
             None => return,
-            Some(Err(status)) => Command::Fail(status),
+            Some(Err(status)) => Command::Fail(request_error(status, max_request_bytes)),
             Some(Ok(message)) => {
                 // An expired member's stream is ending anyway; the session reports why.
                 let _ = keepalive.beat();
