@@ -10,6 +10,12 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use sluice_server::{ServeArgs, ServerConfig};
 
+/// mimalloc keeps freed memory for reuse instead of returning it to the system at once:
+/// the server and the load generator allocate and drop megabyte-sized message buffers at
+/// high rates, which glibc's allocator turns into fresh page faults (see docs/performance.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Sluice: a partitioned, append-only log server with a gRPC API.
 #[derive(Debug, Parser)]
 #[command(name = "sluice", version, about)]

@@ -1,6 +1,6 @@
 //! Compiles `proto/sluice/v1/*.proto` with protox (no `protoc` needed) and generates the
-//! prost messages (`bytes` fields as `Bytes`, maps as `BTreeMap`) and tonic clients/servers,
-//! plus the encoded file descriptor set served by gRPC reflection.
+//! prost messages (`bytes` fields as `Bytes`, maps as `BTreeMap`) and tonic clients/servers
+//! (which use `crate::codec::SizedCodec`), plus the encoded file descriptor set served by gRPC reflection.
 
 use std::path::PathBuf;
 
@@ -33,6 +33,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .bytes(".")
         .btree_map(".")
+        .codec_path("crate::codec::SizedCodec")
         .emit_rerun_if_changed(false)
         .compile_fds(descriptors)?;
     Ok(())

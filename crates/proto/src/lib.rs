@@ -6,6 +6,8 @@
 //! [`bytes::Bytes`], so payloads are shared rather than copied.
 #![warn(missing_docs)]
 
+pub mod codec;
+
 /// Package `sluice.v1`: messages, clients and servers.
 pub mod v1 {
     tonic::include_proto!("sluice.v1");

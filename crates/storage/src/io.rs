@@ -5,21 +5,55 @@
 //! the failures a log must survive: a write that fails or tears after N writes (a crash or a full
 //! disk), a failing `fsync`, and a power loss that drops everything not yet synced.
 
+mod mapped;
+
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use parking_lot::Mutex;
+
+use mapped::MappedReads;
+
+/// Told how long every fsync of segment data took, once set (see [`observe_syncs`]).
+static SYNC_OBSERVER: OnceLock<fn(Duration)> = OnceLock::new();
+
+/// Sets the function told how long each fsync of segment data takes, successful or not
+/// (for metrics). Only the first call in a process takes effect; returns whether this one
+/// did.
+pub fn observe_syncs(observer: fn(Duration)) -> bool {
+    SYNC_OBSERVER.set(observer).is_ok()
+}
+
+/// `file.sync_data()`, timed for the observer set with [`observe_syncs`].
+pub(crate) fn timed_sync(file: &dyn SegmentFile) -> io::Result<()> {
+    let started = Instant::now();
+    let synced = file.sync_data();
+    if let Some(observe) = SYNC_OBSERVER.get() {
+        observe(started.elapsed());
+    }
+    synced
+}
 
 /// A segment's log file, addressed by position.
 #[allow(clippy::len_without_is_empty)] // a file's length is not a collection's
 pub trait SegmentFile: Send + Sync + Debug {
     /// Reads up to `buf.len()` bytes at `pos`; fewer only at end of file.
     fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize>;
+    /// The `len` bytes at `pos`, failing with `UnexpectedEof` past the end of the file. The
+    /// default copies them into a new buffer; [`StdIo`]'s files hand out memory-mapped
+    /// bytes without a copy.
+    fn read_bytes(&self, pos: u64, len: usize) -> io::Result<Bytes> {
+        let mut buf = vec![0; len];
+        self.read_exact_at(&mut buf, pos)?;
+        Ok(buf.into())
+    }
     /// Writes all of `buf` at `pos`.
     fn write_all_at(&self, buf: &[u8], pos: u64) -> io::Result<()>;
     /// Forces written data to stable storage (`fdatasync`).
@@ -52,7 +86,7 @@ pub trait FileIo: Send + Sync + Debug {
     fn open(&self, path: &Path) -> io::Result<Arc<dyn SegmentFile>>;
 }
 
-/// Real files.
+/// Real files: positional writes, and reads through a memory map.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct StdIo;
 
@@ -64,28 +98,41 @@ impl FileIo for StdIo {
             .create(true)
             .truncate(false)
             .open(path)?;
-        Ok(Arc::new(StdFile(file)))
+        let len = file.metadata()?.len();
+        Ok(Arc::new(StdFile {
+            file,
+            reads: MappedReads::new(len),
+        }))
     }
 }
 
 #[derive(Debug)]
-struct StdFile(File);
+struct StdFile {
+    file: File,
+    reads: MappedReads,
+}
 
 impl SegmentFile for StdFile {
     fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize> {
-        self.0.read_at(buf, pos)
+        self.file.read_at(buf, pos)
+    }
+    fn read_bytes(&self, pos: u64, len: usize) -> io::Result<Bytes> {
+        self.reads.read(&self.file, pos, len)
     }
     fn write_all_at(&self, buf: &[u8], pos: u64) -> io::Result<()> {
-        self.0.write_all_at(buf, pos)
+        self.file.write_all_at(buf, pos)?;
+        self.reads.written(pos + buf.len() as u64);
+        Ok(())
     }
     fn sync_data(&self) -> io::Result<()> {
-        self.0.sync_data()
+        self.file.sync_data()
     }
     fn set_len(&self, len: u64) -> io::Result<()> {
-        self.0.set_len(len)
+        self.reads.shrinking(len);
+        self.file.set_len(len)
     }
     fn len(&self) -> io::Result<u64> {
-        Ok(self.0.metadata()?.len())
+        Ok(self.file.metadata()?.len())
     }
 }
 

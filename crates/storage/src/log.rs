@@ -391,7 +391,7 @@ impl Log {
                 return Err(segment.corrupt(pos, reason));
             }
             let Some((pos, len)) = hit else { continue };
-            let bytes = segment.read_bytes(pos, len)?.freeze();
+            let bytes = segment.read_bytes(pos, len)?;
             batch::verify_crc(&bytes).map_err(|e| segment.corrupt(pos, e))?;
             for record in batch::records(bytes).map_err(|e| segment.corrupt(pos, e))? {
                 let record = record.map_err(|e| segment.corrupt(pos, e))?;
@@ -535,7 +535,7 @@ impl Log {
     }
 
     fn sync_segment(&self, segment: &Segment) -> Result<()> {
-        segment.file.sync_data().map_err(|e| {
+        crate::io::timed_sync(segment.file.as_ref()).map_err(|e| {
             self.fail(format!(
                 "fsync of {} failed: {e}",
                 segment.log_path.display()
@@ -728,9 +728,9 @@ fn read_from_segment(
                 return Err(segment.corrupt(start, "batch runs past the readable end"));
             }
             let chunk = segment.read_bytes(start, need)?;
-            return take_batches(segment, chunk.freeze(), start, max_bytes);
+            return take_batches(segment, chunk, start, max_bytes);
         }
-        let chunk = chunk.freeze().slice(pos..);
+        let chunk = chunk.slice(pos..);
         return take_batches(segment, chunk, from + pos as u64, max_bytes);
     }
 }

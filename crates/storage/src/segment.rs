@@ -352,13 +352,11 @@ impl Segment {
         Ok(())
     }
 
-    /// Reads `len` bytes at `pos` into a fresh buffer.
-    pub(crate) fn read_bytes(&self, pos: u64, len: usize) -> Result<bytes::BytesMut> {
-        let mut buf = bytes::BytesMut::zeroed(len);
+    /// The `len` bytes at `pos` (without a copy where the file allows).
+    pub(crate) fn read_bytes(&self, pos: u64, len: usize) -> Result<bytes::Bytes> {
         self.file
-            .read_exact_at(&mut buf, pos)
-            .map_err(|e| self.io_err("read segment", e))?;
-        Ok(buf)
+            .read_bytes(pos, len)
+            .map_err(|e| self.io_err("read segment", e))
     }
 
     /// Removes the segment's three files. Readers that still hold the segment keep reading
