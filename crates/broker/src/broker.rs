@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::RwLock;
 use sluice_storage::StorageError;
+use sluice_storage::io::{FileIo, StdIo};
 use tokio::task::JoinHandle;
 
 use crate::append_queue::AppendDone;
@@ -90,6 +91,8 @@ pub struct Broker {
     admin: tokio::sync::Mutex<()>,
     shutting_down: AtomicBool,
     background: Background,
+    /// How partition logs open their segment files.
+    io: Arc<dyn FileIo>,
     /// Consumer groups and their committed offsets.
     pub(crate) groups: Arc<GroupCoordinator>,
     /// Its lock keeps other brokers out of the data directory while this one lives.
@@ -102,6 +105,15 @@ impl Broker {
     ///
     /// Fails with [`BrokerError::DataDirLocked`] while another broker has the directory open.
     pub fn open(config: BrokerConfig) -> Result<Arc<Broker>, BrokerError> {
+        Self::open_with_io(config, Arc::new(StdIo))
+    }
+
+    /// [`Broker::open`] with partition logs whose segment files open through `io` (tests
+    /// inject I/O faults through it, such as a full disk or a failing fsync).
+    pub fn open_with_io(
+        config: BrokerConfig,
+        io: Arc<dyn FileIo>,
+    ) -> Result<Arc<Broker>, BrokerError> {
         config.topic_defaults.validate()?;
         if config.retention_check_interval.is_zero() {
             return Err(BrokerError::invalid_config(
@@ -116,7 +128,7 @@ impl Broker {
         metadata::create_dir(&dirs.topics())?;
         metadata::create_dir(&dirs.trash())?;
         metadata::empty_dir(&dirs.trash())?;
-        let topics = load_topics(&dirs, &config.topic_defaults)?;
+        let topics = load_topics(&dirs, &config.topic_defaults, &io)?;
         let groups = GroupCoordinator::open(&config.data_dir, config.groups.clone(), |topic| {
             topics.contains_key(topic)
         })?;
@@ -132,6 +144,7 @@ impl Broker {
             admin: tokio::sync::Mutex::new(()),
             shutting_down: AtomicBool::new(false),
             background: Background::new(),
+            io,
             groups,
             _lock: lock,
         }))
@@ -179,8 +192,9 @@ impl Broker {
         };
         let dirs = self.dirs.clone();
         let defaults = self.config.topic_defaults.clone();
+        let io = Arc::clone(&self.io);
         let topic = join(tokio::task::spawn_blocking(move || {
-            Topic::create(&dirs, meta, &defaults)
+            Topic::create(&dirs, meta, &defaults, &io)
         }))
         .await??;
         let topic = Arc::new(topic);
@@ -471,6 +485,7 @@ impl Broker {
 fn load_topics(
     dirs: &DataDir,
     defaults: &TopicConfig,
+    io: &Arc<dyn FileIo>,
 ) -> Result<HashMap<String, Arc<Topic>>, BrokerError> {
     let root = dirs.topics();
     let mut topics = HashMap::new();
@@ -492,7 +507,7 @@ fn load_topics(
         TopicMeta::remove_stray_tmp(&path)?;
         match TopicMeta::read(&path, &name)? {
             Some(meta) => {
-                let topic = Topic::open(dirs, meta, defaults)?;
+                let topic = Topic::open(dirs, meta, defaults, io)?;
                 topics.insert(name, Arc::new(topic));
             }
             None => {

@@ -9,6 +9,7 @@ use bytes::BytesMut;
 
 use sluice_storage::Log;
 use sluice_storage::batch::MAX_BATCH_LEN;
+use sluice_storage::io::FileIo;
 use tokio::sync::{oneshot, watch};
 
 use crate::append_queue::{self, AppendDone, AppendJob, AppendQueue};
@@ -192,7 +193,8 @@ pub(crate) struct Topic {
 }
 
 impl Topic {
-    /// Opens (creating if missing) the partition logs of a topic. Blocking.
+    /// Opens (creating if missing) the partition logs of a topic, their files through `io`.
+    /// Blocking.
     ///
     /// A log that fails to open (an I/O error, or damage recovery cannot repair) is logged
     /// and kept as a failed partition, so one bad partition does not take the others down.
@@ -200,6 +202,7 @@ impl Topic {
         dirs: &DataDir,
         meta: TopicMeta,
         defaults: &TopicConfig,
+        io: &Arc<dyn FileIo>,
     ) -> Result<Topic, BrokerError> {
         let config = TopicConfig::from_overrides(defaults, &meta.config)?;
         let log_config = sluice_storage::LogConfig {
@@ -210,16 +213,16 @@ impl Topic {
         };
         let partitions = (0..meta.partitions)
             .map(|id| {
-                let log = Log::open(dirs.partition(&meta.name, id), log_config.clone())
-                    .map_err(|e| {
-                        tracing::error!(
-                            topic = %meta.name,
-                            partition = id,
-                            error = %e,
-                            "partition log failed to open; the partition is unavailable until a restart"
-                        );
-                        e.to_string()
-                    });
+                let dir = dirs.partition(&meta.name, id);
+                let log = Log::open_with_io(dir, log_config.clone(), Arc::clone(io)).map_err(|e| {
+                    tracing::error!(
+                        topic = %meta.name,
+                        partition = id,
+                        error = %e,
+                        "partition log failed to open; the partition is unavailable until a restart"
+                    );
+                    e.to_string()
+                });
                 Arc::new(Partition::new(&meta.name, id, log))
             })
             .collect();
@@ -239,6 +242,7 @@ impl Topic {
         dirs: &DataDir,
         meta: TopicMeta,
         defaults: &TopicConfig,
+        io: &Arc<dyn FileIo>,
     ) -> Result<Topic, BrokerError> {
         let dir = dirs.topic(&meta.name);
         if dir.exists() {
@@ -250,7 +254,7 @@ impl Topic {
             metadata::remove_path(&dir)?;
         }
         let result = metadata::create_dir(&dir)
-            .and_then(|()| Topic::open(dirs, meta.clone(), defaults))
+            .and_then(|()| Topic::open(dirs, meta.clone(), defaults, io))
             .and_then(|topic| {
                 if let Some(failed) = topic.partitions.iter().find_map(|p| p.log().err()) {
                     return Err(failed);

@@ -5,6 +5,23 @@ use sluice_broker::BrokerError;
 use sluice_storage::StorageError;
 use tonic::{Code, Status};
 
+/// Longest status message sent, in bytes. Messages echo request fields (names, ids), which
+/// a client can make megabytes long; a status travels in an HTTP/2 header block, and
+/// clients refuse a block that large by closing the whole connection.
+const MAX_MESSAGE_BYTES: usize = 1024;
+
+/// `message`, cut to [`MAX_MESSAGE_BYTES`] (at a character boundary) when longer.
+fn bounded(message: String) -> String {
+    if message.len() <= MAX_MESSAGE_BYTES {
+        return message;
+    }
+    let mut end = MAX_MESSAGE_BYTES;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} more bytes)", &message[..end], message.len() - end)
+}
+
 /// The gRPC status a broker error is reported with. The message is the error's text,
 /// which names the topic, partition, field or limit involved (for OUT_OF_RANGE, the
 /// valid offset range).
@@ -16,7 +33,7 @@ pub(crate) fn to_status(err: BrokerError) -> Status {
         }
         _ => tracing::debug!(error = %err, "request rejected"),
     }
-    Status::new(code, err.to_string())
+    Status::new(code, bounded(err.to_string()))
 }
 
 /// The code a broker error is reported with.
@@ -49,6 +66,7 @@ fn broker_code(err: &BrokerError) -> Code {
         | BrokerError::PartitionUnavailable { .. } => Code::Unavailable,
         BrokerError::Corrupt { .. } | BrokerError::OffsetsCorrupt { .. } => Code::DataLoss,
         BrokerError::Storage(storage) => storage_code(storage),
+        BrokerError::Io { source, .. } => io_code(source),
         BrokerError::CommitFailed { source, .. } => broker_code(source),
         _ => Code::Internal,
     }
@@ -62,13 +80,25 @@ fn storage_code(err: &StorageError) -> Code {
         StorageError::InvalidConfig(_) => Code::InvalidArgument,
         StorageError::Corrupt { .. } => Code::DataLoss,
         StorageError::Failed { .. } | StorageError::Closed { .. } => Code::Unavailable,
+        StorageError::Io { source, .. } => io_code(source),
+        _ => Code::Internal,
+    }
+}
+
+/// The code of a failed file operation: RESOURCE_EXHAUSTED when the disk (or the quota) is
+/// full, since the request may succeed once space is freed; INTERNAL otherwise.
+fn io_code(err: &std::io::Error) -> Code {
+    match err.kind() {
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+            Code::ResourceExhausted
+        }
         _ => Code::Internal,
     }
 }
 
 /// INVALID_ARGUMENT for a request field: `"<field>: <problem>"`.
 pub(crate) fn invalid_field(field: &str, problem: &str) -> Status {
-    Status::invalid_argument(format!("{field}: {problem}"))
+    Status::invalid_argument(bounded(format!("{field}: {problem}")))
 }
 
 /// Checks that a request's topic field is set.
@@ -219,6 +249,42 @@ mod tests {
     }
 
     #[test]
+    fn a_full_disk_is_resource_exhausted() {
+        let enospc = || std::io::Error::from_raw_os_error(28);
+        check(
+            BrokerError::Storage(StorageError::Io {
+                op: "append to segment",
+                path: PathBuf::from("topic/0/00000000000000000000.log"),
+                source: enospc(),
+            }),
+            Code::ResourceExhausted,
+            &["append to segment", "00000000000000000000.log"],
+        );
+        let quota = std::io::Error::from_raw_os_error(122); // EDQUOT
+        check(
+            BrokerError::Storage(StorageError::Io {
+                op: "create segment",
+                path: PathBuf::from("topic/0"),
+                source: quota,
+            }),
+            Code::ResourceExhausted,
+            &["create segment"],
+        );
+        check(
+            BrokerError::CommitFailed {
+                group: "g".into(),
+                source: std::sync::Arc::new(BrokerError::Io {
+                    op: "write",
+                    path: PathBuf::from("groups/g.offsets.tmp"),
+                    source: enospc(),
+                }),
+            },
+            Code::ResourceExhausted,
+            &["g.offsets.tmp"],
+        );
+    }
+
+    #[test]
     fn group_errors_map_to_codes() {
         let group = || "g".to_owned();
         check(
@@ -330,6 +396,9 @@ mod tests {
             status.message()
         );
         assert!(require_topic("topic", "orders").is_ok());
+        let long = invalid_field("join.topics", &"é".repeat(10_000));
+        assert!(long.message().len() <= MAX_MESSAGE_BYTES + 30, "{}", long.message());
+        assert!(long.message().ends_with(" more bytes)"), "{}", long.message());
         assert_eq!(shutting_down().code(), Code::Unavailable);
     }
 }

@@ -3,6 +3,7 @@
 mod background;
 mod common;
 mod errors;
+mod faults;
 mod groups;
 mod produce_fetch;
 mod topics;
