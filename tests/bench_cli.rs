@@ -131,6 +131,27 @@ fn end_to_end_at_a_fixed_rate() -> Result<()> {
     let rate = number(&summary, "records_per_sec")?;
     ensure!(rate > 0.0 && rate < 1200.0, "{summary}");
     latencies(&summary, 5_000.0)?;
+
+    // Values too short for the send-time stamp are timed by their record timestamp.
+    let short = bench(
+        &server,
+        &[
+            "e2e",
+            "--topic",
+            "e2e-short",
+            "--records",
+            "100",
+            "--record-size",
+            "4",
+            "--rate",
+            "1000",
+            "--batch-size",
+            "5",
+        ],
+    )?;
+    ensure!(short["records"] == 100, "{short}");
+    ensure!(short["bytes"] == 400, "{short}");
+    latencies(&short, 5_000.0)?;
     Ok(())
 }
 

@@ -8,9 +8,9 @@
 //! - `consume` replays the topic with `Log.SubscribeBatches` from the earliest offset up to
 //!   the high watermark seen at the start, counting records from the batch headers only.
 //!   Latency is per streamed message: how long the consumer waited for it.
-//! - `e2e` produces as above, stamping every record with its intended send time, while
-//!   consumers (the client `Consumer`) tail the topic; latency is per record, receipt time
-//!   minus record timestamp.
+//! - `e2e` produces as above, stamping every record's value with its intended send time in
+//!   microseconds, while consumers (the client `Consumer`) tail the topic; latency is per
+//!   record, receipt time minus that stamp.
 
 mod consume;
 mod e2e;
@@ -48,7 +48,8 @@ consume: replays the topic with Log.SubscribeBatches from the earliest offset to
 watermark seen at the start, counting records from batch headers; latency is per streamed \
 message (the wait for it).
 e2e: produces as above, each record stamped with its intended send time, while client \
-consumers tail the topic; latency is per record, receipt time minus timestamp (1 ms resolution).
+consumers tail the topic; latency is per record, receipt time minus the send time stamped in \
+the first 8 bytes of the value (records under 8 bytes: minus the timestamp, 1 ms resolution).
 With --rate, requests are sent open-loop on a fixed schedule and latency counts from the \
 scheduled time, so queueing is not hidden. MB/s counts payload bytes (consume: stored batch \
 bytes), 1 MB = 10^6 bytes.")]

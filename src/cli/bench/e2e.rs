@@ -1,10 +1,15 @@
 //! End-to-end latency: producers stamp every record with its intended send time while
-//! consumers tail the topic and measure receipt time minus that timestamp.
+//! consumers tail the topic and measure receipt time minus that stamp.
+//!
+//! The stamp is the first [`STAMP_BYTES`] bytes of the value: microseconds since the start of
+//! the run, big-endian (producers and consumers share one process and one monotonic clock).
+//! Values shorter than that carry only the record timestamp, which has 1 ms resolution.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use bytes::Bytes;
 use sluice_client::{Client, Position, TopicDescription};
 use tokio::task::JoinHandle;
 
@@ -15,6 +20,26 @@ use super::{BenchArgs, produce};
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often the drain checks whether every record arrived.
 const DRAIN_POLL: Duration = Duration::from_millis(1);
+/// Length of the send-time stamp at the start of a value.
+const STAMP_BYTES: usize = 8;
+
+/// `payload` with its first [`STAMP_BYTES`] bytes replaced by `since_start` in microseconds;
+/// shorter payloads are returned as they are.
+pub(super) fn stamp(payload: &Bytes, since_start: Duration) -> Bytes {
+    if payload.len() < STAMP_BYTES {
+        return payload.clone();
+    }
+    let micros = u64::try_from(since_start.as_micros()).unwrap_or(u64::MAX);
+    let mut stamped = payload.to_vec();
+    stamped[..STAMP_BYTES].copy_from_slice(&micros.to_be_bytes());
+    Bytes::from(stamped)
+}
+
+/// The send time stamped on `value` by [`stamp`], as time since the start of the run.
+fn stamped(value: &[u8]) -> Option<Duration> {
+    let bytes = value.get(..STAMP_BYTES)?.try_into().ok()?;
+    Some(Duration::from_micros(u64::from_be_bytes(bytes)))
+}
 
 /// Produces with `--producers` producers while `--consumers` consumers, splitting the
 /// partitions, tail the topic; `stats` counts the records consumed and their latencies.
@@ -95,13 +120,37 @@ fn spawn_consumers(
             Some(tokio::spawn(async move {
                 loop {
                     let record = consumer.next().await.context("consumer failed")?;
-                    let received_us = clock.epoch_us(Instant::now());
-                    let sent_us = record.timestamp_ms.saturating_mul(1000);
-                    let latency = u64::try_from(received_us.saturating_sub(sent_us)).unwrap_or(0);
-                    stats.latency_us(latency);
+                    let now = Instant::now();
+                    match stamped(&record.value) {
+                        Some(sent) => {
+                            stats.latency(now.saturating_duration_since(clock.start + sent))
+                        }
+                        None => {
+                            let sent_us = record.timestamp_ms.saturating_mul(1000);
+                            let latency = clock.epoch_us(now).saturating_sub(sent_us);
+                            stats.latency_us(u64::try_from(latency).unwrap_or(0));
+                        }
+                    }
                     stats.add(1, record.value.len() as u64);
                 }
             }))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps_round_trip_and_short_values_keep_their_bytes() {
+        let payload = Bytes::from(vec![7u8; 20]);
+        let value = stamp(&payload, Duration::from_micros(1_234_567));
+        assert_eq!(value.len(), 20);
+        assert_eq!(&value[STAMP_BYTES..], &payload[STAMP_BYTES..]);
+        assert_eq!(stamped(&value), Some(Duration::from_micros(1_234_567)));
+        let short = Bytes::from_static(b"1234567");
+        assert_eq!(stamp(&short, Duration::from_secs(1)), short);
+        assert_eq!(stamped(&short), None);
+    }
 }

@@ -15,10 +15,28 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
 use super::stats::{Clock, Stats};
-use super::{ANSWER_TIMEOUT, BenchArgs, log_service, random_payload, seed, share};
+use super::{ANSWER_TIMEOUT, BenchArgs, Mode, e2e, log_service, random_payload, seed, share};
 
 /// Most requests of one producer sent and not yet answered.
 pub(super) const WINDOW: usize = 8;
+/// Waits longer than this start on tokio's timer, whose 1 ms ticks would make every request
+/// up to 1 ms late; the last part is slept on a blocking thread, to within tens of microseconds.
+const COARSE_WAIT: Duration = Duration::from_millis(2);
+
+/// Returns at `due` (at once if it has passed), without the up to 1 ms of lateness of tokio's
+/// timer: that lateness would count as latency in an open-loop run, and would cap a
+/// closed-loop run at one request per millisecond.
+async fn sleep_until(due: Instant) {
+    let early = due.checked_sub(COARSE_WAIT);
+    if let Some(early) = early.filter(|&early| Instant::now() < early) {
+        tokio::time::sleep_until(early.into()).await;
+    }
+    let rest = due.saturating_duration_since(Instant::now());
+    if !rest.is_zero() {
+        // A wait abandoned by `select!` leaves its thread sleeping out the rest, harmlessly.
+        let _ = tokio::task::spawn_blocking(move || std::thread::sleep(rest)).await;
+    }
+}
 
 /// What one producer sends.
 #[derive(Debug)]
@@ -31,10 +49,24 @@ struct Plan {
     rate: Option<f64>,
     deadline: Option<Instant>,
     payload: Bytes,
+    /// Whether every payload starts with its due time ([`e2e::stamp`]).
+    stamp: bool,
     clock: Clock,
 }
 
 impl Plan {
+    /// The value of every record of a request due at `due`.
+    fn value(&self, due: Instant) -> Bytes {
+        if self.stamp {
+            e2e::stamp(
+                &self.payload,
+                due.saturating_duration_since(self.clock.start),
+            )
+        } else {
+            self.payload.clone()
+        }
+    }
+
     /// When the request starting at record `sent` and holding `count` records is due: when
     /// its last record is due at the producer's rate, or now without a rate.
     fn due(&self, sent: u64, count: u64) -> Instant {
@@ -70,6 +102,7 @@ pub(super) async fn run_all(
                 .map(|rate| rate as f64 / f64::from(args.producers)),
             deadline,
             payload: random_payload(args.record_size, seed(clock.start, index)),
+            stamp: args.mode == Mode::E2e,
             clock: *clock,
         };
         let log = log_service(client).await?;
@@ -118,12 +151,13 @@ async fn produce(mut log: LogClient<Channel>, plan: Plan, stats: Arc<Stats>) -> 
                 stats.latency(due.elapsed());
                 stats.add(count, count * record_size);
             }
-            () = tokio::time::sleep_until(due.into()), if more && in_flight.len() < WINDOW => {
+            () = sleep_until(due), if more && in_flight.len() < WINDOW => {
                 let timestamp_ms = plan.clock.epoch_us(due) / 1000;
+                let value = plan.value(due);
                 let records = (0..count)
                     .map(|_| pb::Record {
                         key: None,
-                        value: plan.payload.clone(),
+                        value: value.clone(),
                         headers: Vec::new(),
                         timestamp_ms,
                     })
