@@ -435,6 +435,7 @@ fn group_commands_show_reset_and_delete_committed_offsets() -> Result<()> {
             "COMMITTED",
             "LOG-END",
             "LAG",
+            "DELAY",
             "MEMBER"
         ])),
         "{table}"

@@ -228,6 +228,7 @@ fn describe_table(out: &mut impl Write, group: &DescribeGroupResponse) -> io::Re
         "COMMITTED",
         "LOG-END",
         "LAG",
+        "DELAY",
         "MEMBER",
     ]);
     for p in &group.partitions {
@@ -238,10 +239,16 @@ fn describe_table(out: &mut impl Write, group: &DescribeGroupResponse) -> io::Re
                 .map_or_else(|| "-".into(), |o| o.to_string()),
             p.high_watermark.to_string(),
             p.lag.to_string(),
+            delay_text(p.delay_ms),
             or_dash(&p.member_id),
         ]);
     }
     partitions.write(out)
+}
+
+/// A delay in milliseconds as seconds with one decimal, e.g. `12.5s`.
+fn delay_text(delay_ms: i64) -> String {
+    format!("{:.1}s", delay_ms as f64 / 1000.0)
 }
 
 fn describe_json(group: &DescribeGroupResponse) -> serde_json::Value {
@@ -273,6 +280,7 @@ fn describe_json(group: &DescribeGroupResponse) -> serde_json::Value {
                 "log_start_offset": p.log_start_offset,
                 "high_watermark": p.high_watermark,
                 "lag": p.lag,
+                "delay_ms": p.delay_ms,
                 "member_id": p.member_id,
             })
         })

@@ -7,6 +7,7 @@ mod output;
 mod produce;
 mod records;
 mod timestamp;
+mod top;
 mod topic;
 
 use std::io;
@@ -30,6 +31,8 @@ pub(crate) enum ClientCommand {
     Group(group::GroupArgs),
     /// Generate load and measure throughput and latency (produce, consume, e2e).
     Bench(bench::BenchArgs),
+    /// Watch topics and groups live: rates, lag, delay and fsync latency (from /metrics).
+    Top(top::TopArgs),
 }
 
 /// Where the server is.
@@ -67,6 +70,7 @@ pub(crate) async fn run(command: ClientCommand) -> ExitCode {
         ClientCommand::Consume(args) => consume::run(args).await,
         ClientCommand::Group(args) => group::run(args).await,
         ClientCommand::Bench(args) => bench::run(args).await,
+        ClientCommand::Top(args) => top::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

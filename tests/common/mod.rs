@@ -24,6 +24,8 @@ pub struct Server {
     pub addr: String,
     /// Its data directory.
     pub data_dir: PathBuf,
+    /// `host:port` of its metrics endpoint, unless that is off.
+    metrics_addr: Option<String>,
 }
 
 impl Server {
@@ -42,6 +44,12 @@ impl Server {
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--listen", addr])
+            // A free port each, so that servers started in parallel do not collide.
+            .args(if extra.contains(&"--metrics-listen") {
+                &[][..]
+            } else {
+                &["--metrics-listen", "127.0.0.1:0"][..]
+            })
             .args(extra)
             .env("SLUICE_LOG", "warn")
             .stdin(Stdio::null())
@@ -53,16 +61,20 @@ impl Server {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             let mut sent = false;
+            let mut metrics_addr = None;
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
+                if let Some(addr) = line.strip_prefix("sluice metrics on ") {
+                    metrics_addr = Some(addr.trim().to_string());
+                }
                 if !sent && let Some(addr) = line.split("listening on ").nth(1) {
-                    let _ = tx.send(addr.trim().to_string());
+                    let _ = tx.send((addr.trim().to_string(), metrics_addr.take()));
                     sent = true;
                 }
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(addr) => addr,
+        let (addr, metrics_addr) = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(addrs) => addrs,
             Err(_) => {
                 let _ = child.kill();
                 bail!("sluice did not report its address within 60 s");
@@ -72,7 +84,14 @@ impl Server {
             child: Some(child),
             addr,
             data_dir: data_dir.to_path_buf(),
+            metrics_addr,
         })
+    }
+
+    /// `host:port` of the server's metrics endpoint (`None` when it is off or the server
+    /// is attached).
+    pub fn metrics_addr(&self) -> Option<&str> {
+        self.metrics_addr.as_deref()
     }
 
     /// A handle to a server someone else started and owns (it is not killed on drop).
@@ -81,12 +100,45 @@ impl Server {
             child: None,
             addr: url.trim_start_matches("http://").to_string(),
             data_dir: PathBuf::new(),
+            metrics_addr: None,
         }
     }
 
     /// The URL clients connect to.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// GETs `path` from the metrics endpoint: the HTTP status code and the body.
+    pub fn metrics_get(&self, path: &str) -> Result<(u16, String)> {
+        use std::io::{Read as _, Write as _};
+        let addr = self.metrics_addr().context("the metrics endpoint is off")?;
+        let mut stream = std::net::TcpStream::connect(addr)?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        let (head, body) = response
+            .split_once("\r\n\r\n")
+            .context("no end of the response head")?;
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .context("no status line")?
+            .parse()?;
+        Ok((status, body.to_owned()))
+    }
+
+    /// The `/metrics` text.
+    pub fn scrape(&self) -> Result<String> {
+        let (status, body) = self.metrics_get("/metrics")?;
+        if status != 200 {
+            bail!("/metrics answered {status}: {body}");
+        }
+        Ok(body)
     }
 
     /// A channel to the server.
@@ -153,6 +205,24 @@ fn wait_timeout(child: &mut Child, timeout: Duration) -> Result<ExitStatus> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The value of the sample of family `name` with exactly these labels in a `/metrics` text.
+pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let wanted: BTreeSet<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+    text.lines().find_map(|line| {
+        let (series, value) = line.rsplit_once(' ')?;
+        let (family, rest) = match series.split_once('{') {
+            Some((family, rest)) => (family, rest.strip_suffix('}')?),
+            None => (series, ""),
+        };
+        let have: BTreeSet<String> = rest
+            .split(',')
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect();
+        (family == name && have == wanted).then(|| value.parse().ok())?
+    })
 }
 
 /// Creates a topic with `partitions` and config `key=value` pairs.

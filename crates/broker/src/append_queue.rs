@@ -45,10 +45,12 @@ async fn drain(partition: Weak<Partition>, mut rx: mpsc::UnboundedReceiver<Appen
         // Only partitions whose log opened get a queue; should that not hold, dropping the
         // replies fails the producers.
         let results = tokio::task::spawn_blocking(move || {
-            writer
+            let results = writer
                 .opened()
                 .map(|log| log.append_all(&mut batches))
-                .unwrap_or_default()
+                .unwrap_or_default();
+            writer.count_appended(&batches, &results);
+            results
         })
         .await;
         match results {

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::RwLock;
 use sluice_storage::StorageError;
@@ -41,6 +41,8 @@ fn map_storage_error(topic: &Topic, err: StorageError) -> BrokerError {
 #[must_use = "the records are appended either way; wait() tells where, or why not"]
 pub struct PendingProduce {
     topic: Arc<Topic>,
+    /// When the request was queued: its latency runs until every append is done.
+    submitted: Instant,
     /// (partition, records, its append) per partition written.
     appends: Vec<(u32, u32, AppendDone)>,
 }
@@ -68,6 +70,7 @@ impl PendingProduce {
                 }
             }
         }
+        metrics::histogram!("sluice_produce_duration_seconds").record(self.submitted.elapsed());
         match failure {
             Some(e) => Err(e),
             None => Ok(appended),
@@ -284,6 +287,7 @@ impl Broker {
         I: IntoIterator<Item = R>,
         R: ProduceRecord,
     {
+        let submitted = Instant::now();
         self.check_running()?;
         let topic = self.topic(topic)?;
         let routing = match partition {
@@ -304,10 +308,16 @@ impl Broker {
         }
         let mut appends = Vec::with_capacity(batches.len());
         for batch in batches {
+            metrics::histogram!("sluice_append_batch_records").record(batch.record_count);
+            metrics::histogram!("sluice_append_batch_bytes").record(batch.batch.len() as f64);
             let done = topic.partition(batch.partition)?.enqueue(batch.batch);
             appends.push((batch.partition, batch.record_count, done));
         }
-        Ok(PendingProduce { topic, appends })
+        Ok(PendingProduce {
+            topic,
+            submitted,
+            appends,
+        })
     }
     /// Reads whole record batches from `offset`, up to `max_bytes` (capped by
     /// `max_fetch_bytes`; 0 means 1 MiB) but at least one batch.
@@ -380,6 +390,33 @@ impl Broker {
                 .offset_for_timestamp(ts)
                 .map_err(|e| map_storage_error(&topic, e)),
         }
+    }
+
+    /// The timestamp (ms since the epoch) of the record at `offset`: its producer's create
+    /// time, or the broker's clock when it was appended if the producer gave none. `None`
+    /// when there is no record there yet. Reads the one batch that holds it. Blocking.
+    pub(crate) fn record_timestamp(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+    ) -> Result<Option<i64>, BrokerError> {
+        let topic = self.topic(topic)?;
+        let log = topic.partition(partition)?.log()?;
+        let read = log
+            .read(offset, 1)
+            .map_err(|e| map_storage_error(&topic, e))?;
+        let fetched = Fetched {
+            batches: read.batches,
+            offset,
+            high_watermark: read.high_watermark,
+            log_start_offset: read.log_start_offset,
+        };
+        fetched
+            .records()
+            .next()
+            .transpose()
+            .map(|record| record.map(|r| r.timestamp_ms))
     }
 
     /// Refuses new requests ([`BrokerError::ShuttingDown`]), wakes waiting fetches, stops the
@@ -466,17 +503,21 @@ impl Broker {
             });
         }
         let source = Arc::clone(partition);
+        let started = Instant::now();
         let read = join(tokio::task::spawn_blocking(move || {
             source.log().map(|log| log.read(offset, max_bytes))
         }))
         .await??
         .map_err(|e| map_storage_error(topic, e))?;
-        Ok(Fetched {
+        metrics::histogram!("sluice_fetch_duration_seconds").record(started.elapsed());
+        let fetched = Fetched {
             batches: read.batches,
             offset,
             high_watermark: read.high_watermark,
             log_start_offset: read.log_start_offset,
-        })
+        };
+        partition.count_fetched(fetched.next_offset() - offset, fetched.batches.len() as u64);
+        Ok(fetched)
     }
 }
 

@@ -58,4 +58,6 @@ pub use name::validate_topic_name;
 pub use produce::{NewRecord, ProduceRecord};
 pub use sluice_partitioner::{murmur2, partition_for_key};
 pub use sluice_storage::batch::RecordView;
-pub use topic::{PartitionAppend, PartitionFault, PartitionInfo, TopicInfo, TopicSummary};
+pub use topic::{
+    PartitionAppend, PartitionFault, PartitionInfo, PartitionTraffic, TopicInfo, TopicSummary,
+};

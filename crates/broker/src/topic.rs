@@ -2,14 +2,14 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use bytes::BytesMut;
 
-use sluice_storage::Log;
 use sluice_storage::batch::MAX_BATCH_LEN;
 use sluice_storage::io::FileIo;
+use sluice_storage::{AppendInfo, Log, StorageError};
 use tokio::sync::{oneshot, watch};
 
 use crate::append_queue::{self, AppendDone, AppendJob, AppendQueue};
@@ -55,6 +55,41 @@ pub struct PartitionInfo {
     /// Why the partition cannot serve, when it cannot: its log failed to open at start, or
     /// it latched a write or fsync failure. `None` for a healthy partition.
     pub failure: Option<String>,
+    /// Records and bytes appended and fetched since the broker opened.
+    pub traffic: PartitionTraffic,
+}
+
+/// What went in and out of a partition since the broker opened (counters that only grow).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PartitionTraffic {
+    /// Records appended.
+    pub records_in: u64,
+    /// Record batch bytes appended.
+    pub bytes_in: u64,
+    /// Records returned by fetches (those at or after each fetch's offset).
+    pub records_out: u64,
+    /// Record batch bytes returned by fetches.
+    pub bytes_out: u64,
+}
+
+/// The live counters behind [`PartitionTraffic`]: one atomic add each per append or fetch.
+#[derive(Debug, Default)]
+struct TrafficCounters {
+    records_in: AtomicU64,
+    bytes_in: AtomicU64,
+    records_out: AtomicU64,
+    bytes_out: AtomicU64,
+}
+
+impl TrafficCounters {
+    fn snapshot(&self) -> PartitionTraffic {
+        PartitionTraffic {
+            records_in: self.records_in.load(Ordering::Relaxed),
+            bytes_in: self.bytes_in.load(Ordering::Relaxed),
+            records_out: self.records_out.load(Ordering::Relaxed),
+            bytes_out: self.bytes_out.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// A partition that cannot serve, as listed by [`crate::Broker::partition_faults`].
@@ -93,6 +128,7 @@ pub(crate) struct Partition {
     changed: watch::Sender<()>,
     /// Started on the first produce, inside the runtime.
     appends: OnceLock<AppendQueue>,
+    traffic: TrafficCounters,
 }
 
 impl Partition {
@@ -103,7 +139,35 @@ impl Partition {
             log,
             changed: watch::Sender::new(()),
             appends: OnceLock::new(),
+            traffic: TrafficCounters::default(),
         }
+    }
+
+    /// Counts the appends of `batches` that succeeded (`results` in the same order).
+    pub(crate) fn count_appended<B: AsRef<[u8]>>(
+        &self,
+        batches: &[B],
+        results: &[Result<AppendInfo, StorageError>],
+    ) {
+        let (mut records, mut bytes) = (0, 0);
+        for (batch, result) in batches.iter().zip(results) {
+            if let Ok(info) = result {
+                records += info.record_count;
+                bytes += batch.as_ref().len() as u64;
+            }
+        }
+        self.traffic
+            .records_in
+            .fetch_add(records, Ordering::Relaxed);
+        self.traffic.bytes_in.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Counts what one fetch returned.
+    pub(crate) fn count_fetched(&self, records: u64, bytes: u64) {
+        self.traffic
+            .records_out
+            .fetch_add(records, Ordering::Relaxed);
+        self.traffic.bytes_out.fetch_add(bytes, Ordering::Relaxed);
     }
 
     /// The partition's log, or [`BrokerError::PartitionUnavailable`] when it could not be
@@ -165,6 +229,7 @@ impl Partition {
                 size_bytes: log.size_bytes(),
                 segment_count: u32::try_from(log.segment_count()).unwrap_or(u32::MAX),
                 failure,
+                traffic: self.traffic.snapshot(),
             },
             Err(_) => PartitionInfo {
                 id: self.id,
@@ -174,6 +239,7 @@ impl Partition {
                 size_bytes: 0,
                 segment_count: 0,
                 failure,
+                traffic: self.traffic.snapshot(),
             },
         }
     }

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use crate::config::{GroupSettings, LimitSettings, LogFormat, Settings};
+use crate::config::{GroupSettings, LimitSettings, LogFormat, MetricsListen, Settings};
 
 /// Flags of `sluice serve`. Each overrides the same setting from the environment and the
 /// config file.
@@ -15,6 +15,10 @@ pub struct ServeArgs {
     /// Address to listen on; port 0 picks a free port [env: SLUICE_LISTEN] [default: 127.0.0.1:50051]
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+    /// Address of the metrics endpoint (/metrics, /healthz, /readyz), or `off`
+    /// [env: SLUICE_METRICS_LISTEN] [default: 127.0.0.1:9644]
+    #[arg(long, value_name = "ADDR|off")]
+    pub metrics_listen: Option<MetricsListen>,
     /// TOML file with settings [env: SLUICE_CONFIG]
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -66,6 +70,7 @@ impl ServeArgs {
     pub(crate) fn settings(&self) -> Settings {
         Settings {
             listen: self.listen,
+            metrics_listen: self.metrics_listen,
             data_dir: self.data_dir.clone(),
             log: self.log.clone(),
             log_format: self.log_format,

@@ -25,6 +25,9 @@ use crate::error::ServerError;
 /// Address the server listens on when none is configured.
 pub const DEFAULT_LISTEN: SocketAddr =
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 50051));
+/// Address the metrics endpoint listens on when none is configured.
+pub const DEFAULT_METRICS_LISTEN: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9644));
 /// Data directory used when none is configured.
 pub const DEFAULT_DATA_DIR: &str = "./sluice-data";
 /// Default largest gRPC request message accepted (`limits.max_request_bytes`): 64 MiB.
@@ -56,11 +59,45 @@ pub enum LogFormat {
     Json,
 }
 
+/// Where the metrics endpoint (`/metrics`, `/healthz`, `/readyz`) listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsListen {
+    /// No metrics endpoint, and no metrics recorded.
+    Off,
+    /// This address; port 0 picks a free port.
+    Addr(SocketAddr),
+}
+
+impl FromStr for MetricsListen {
+    type Err = String;
+
+    /// `off`, or a socket address such as `127.0.0.1:9644`.
+    fn from_str(text: &str) -> Result<MetricsListen, String> {
+        let text = text.trim();
+        if text.eq_ignore_ascii_case("off") {
+            return Ok(MetricsListen::Off);
+        }
+        text.parse()
+            .map(MetricsListen::Addr)
+            .map_err(|e| format!("expected an address like 127.0.0.1:9644 or off ({e})"))
+    }
+}
+
+impl<'de> Deserialize<'de> for MetricsListen {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 /// The effective configuration of a server.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Address to listen on; port 0 picks a free port.
     pub listen: SocketAddr,
+    /// Address of the metrics endpoint; `None` when it is off.
+    pub metrics_listen: Option<SocketAddr>,
     /// Data directory, topic defaults, broker limits and retention interval.
     pub broker: BrokerConfig,
     /// Largest gRPC request message accepted (`limits.max_request_bytes`).
@@ -105,6 +142,8 @@ impl ServerConfig {
 pub struct Settings {
     /// `listen`: address to listen on.
     pub listen: Option<SocketAddr>,
+    /// `metrics_listen`: address of the metrics endpoint, or `off`.
+    pub metrics_listen: Option<MetricsListen>,
     /// `data_dir`: where topics are stored.
     pub data_dir: Option<PathBuf>,
     /// `log`: `tracing` filter directives, e.g. `info,sluice_broker=debug`.
@@ -240,6 +279,7 @@ impl Settings {
         topic_defaults.extend(higher.topic_defaults);
         Settings {
             listen: higher.listen.or(self.listen),
+            metrics_listen: higher.metrics_listen.or(self.metrics_listen),
             data_dir: higher.data_dir.or(self.data_dir),
             log: higher.log.or(self.log),
             log_format: higher.log_format.or(self.log_format),
@@ -259,6 +299,7 @@ impl Settings {
         let limits = &mut self.limits;
         match key {
             "listen" => self.listen = Some(parse(key, value)?),
+            "metrics_listen" => self.metrics_listen = Some(parse(key, value)?),
             "data_dir" => self.data_dir = Some(PathBuf::from(value)),
             "log" => self.log = Some(value.to_owned()),
             "log_format" => {
@@ -375,6 +416,11 @@ impl Settings {
 
         Ok(ServerConfig {
             listen: self.listen.unwrap_or(DEFAULT_LISTEN),
+            metrics_listen: match self.metrics_listen {
+                None => Some(DEFAULT_METRICS_LISTEN),
+                Some(MetricsListen::Off) => None,
+                Some(MetricsListen::Addr(addr)) => Some(addr),
+            },
             broker,
             max_request_bytes,
             max_subscribe_bytes,
@@ -563,6 +609,7 @@ mod tests {
     fn defaults_apply_when_nothing_is_set() {
         let config = ServerConfig::load(&ServeArgs::default(), env(&[])).expect("load");
         assert_eq!(config.listen, DEFAULT_LISTEN);
+        assert_eq!(config.metrics_listen, Some(DEFAULT_METRICS_LISTEN));
         assert_eq!(config.broker.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
         assert_eq!(config.broker.limits, Limits::default());
         assert_eq!(config.broker.topic_defaults, TopicConfig::default());
@@ -700,6 +747,19 @@ mod tests {
         assert_eq!(config.broker.topic_defaults.retention_ms, None);
         assert_eq!(config.broker.topic_defaults.segment_bytes, 4096);
         assert_eq!(config.broker.topic_defaults.segment_ms, Some(3000));
+    }
+
+    #[test]
+    fn metrics_listen_takes_an_address_or_off() {
+        let file = config_file("metrics_listen = \"127.0.0.1:9000\"");
+        let config = ServerConfig::load(&args_with_file(&file), env(&[])).expect("load");
+        assert_eq!(config.metrics_listen.map(|a| a.port()), Some(9000));
+        let vars = env(&[("SLUICE_METRICS_LISTEN", "off")]);
+        let config = ServerConfig::load(&args_with_file(&file), vars).expect("load");
+        assert_eq!(config.metrics_listen, None);
+        let bad = env(&[("SLUICE_METRICS_LISTEN", "nowhere")]);
+        let err = ServerConfig::load(&ServeArgs::default(), bad).expect_err("bad address");
+        assert!(err.to_string().contains("metrics_listen"), "{err}");
     }
 
     #[test]

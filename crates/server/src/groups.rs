@@ -149,10 +149,13 @@ impl Groups for GroupsService {
     ) -> Result<Response<DescribeGroupResponse>, Status> {
         let request = request.into_inner();
         require_group(&request.group)?;
-        let description = self
-            .broker
-            .describe_group(&request.group)
-            .map_err(to_status)?;
+        // Working out the delay reads a record of each lagging partition.
+        let broker = Arc::clone(&self.broker);
+        let description =
+            tokio::task::spawn_blocking(move || broker.describe_group(&request.group))
+                .await
+                .map_err(|e| Status::internal(format!("describe task failed: {e}")))?
+                .map_err(to_status)?;
         Ok(Response::new(group_description(description)))
     }
 

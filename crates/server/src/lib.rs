@@ -13,9 +13,11 @@ mod config;
 mod convert;
 mod error;
 mod groups;
+mod health;
 mod log_service;
 mod logging;
 mod lookup;
+mod metrics;
 mod produce;
 mod request_limit;
 mod server;
@@ -28,7 +30,8 @@ pub use cli::{ServeArgs, key_value};
 pub use config::{
     DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_MAX_REQUEST_BYTES,
     DEFAULT_MAX_STREAMS_PER_CONNECTION, DEFAULT_MAX_SUBSCRIBE_BYTES, DEFAULT_MAX_SUBSCRIPTIONS,
-    GroupSettings, LimitSettings, LogFormat, ServerConfig, Settings,
+    DEFAULT_METRICS_LISTEN, GroupSettings, LimitSettings, LogFormat, MetricsListen, ServerConfig,
+    Settings,
 };
 pub use error::ServerError;
 pub use logging::init_logging;

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sluice_broker::Broker;
@@ -10,16 +11,17 @@ use sluice_proto::v1::admin_server::AdminServer;
 use sluice_proto::v1::groups_server::GroupsServer;
 use sluice_proto::v1::log_server::LogServer;
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 use tonic::codec::CompressionEncoding;
-use tonic::transport::server::TcpIncoming;
-use tonic_health::ServingStatus;
-use tonic_health::server::HealthReporter;
 
 use crate::admin::AdminService;
 use crate::config::ServerConfig;
 use crate::error::ServerError;
 use crate::groups::GroupsService;
+use crate::health::Health;
 use crate::log_service::LogService;
+use crate::metrics::{Accept, MetricsEndpoint, ObserveCalls};
 use crate::request_limit::RequestLimit;
 use crate::shutdown::shutdown_signal;
 use crate::subscribe::SubscribeLimits;
@@ -37,40 +39,67 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct Server {
     config: ServerConfig,
-    listener: TcpListener,
+    listener: Arc<TcpListener>,
     local_addr: SocketAddr,
     broker: Arc<Broker>,
+    health: Arc<Health>,
+    /// The metrics endpoint's address and task, unless it is off.
+    metrics: Option<(SocketAddr, AbortOnDrop)>,
 }
 
 impl Server {
-    /// Binds the listen address, then opens the broker (on a blocking thread: it recovers
-    /// the logs).
+    /// Binds the metrics endpoint (unless it is off) and the listen address, answers
+    /// health checks with NOT_SERVING while it opens the broker (on a blocking thread: it
+    /// recovers the logs).
     pub async fn start(config: ServerConfig) -> Result<Server, ServerError> {
         for name in &config.unknown_env {
             tracing::warn!(variable = %name, "ignoring environment variable: it names no setting");
         }
+        let health = Health::recovering().await;
+        let metrics = match config.metrics_listen {
+            Some(addr) => {
+                let endpoint = MetricsEndpoint::bind(addr).await?;
+                let addr = endpoint.local_addr();
+                let task =
+                    crate::metrics::serve(endpoint, crate::metrics::install(), Arc::clone(&health));
+                Some((addr, AbortOnDrop(task)))
+            }
+            None => None,
+        };
         let bind_error = |source| ServerError::Bind {
             addr: config.listen,
             source,
         };
         let listener = TcpListener::bind(config.listen).await.map_err(bind_error)?;
         let local_addr = listener.local_addr().map_err(bind_error)?;
+        let listener = Arc::new(listener);
+        let recovery = Recovery::serve(Arc::clone(&listener), &health);
         let broker_config = config.broker.clone();
         let broker = tokio::task::spawn_blocking(move || Broker::open(broker_config))
             .await
             .map_err(ServerError::OpenTask)?
             .map_err(ServerError::OpenBroker)?;
+        // Until serve() takes over, connections wait in the listen backlog.
+        recovery.finish();
         Ok(Server {
             config,
             listener,
             local_addr,
             broker,
+            health,
+            metrics,
         })
     }
 
     /// The address the server is bound to (with the real port when port 0 was asked for).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address of the metrics endpoint (with the real port when port 0 was asked for),
+    /// or `None` when it is off.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(addr, _)| *addr)
     }
 
     /// Serves until `shutdown` resolves. Then stops accepting connections, reports
@@ -82,6 +111,8 @@ impl Server {
             listener,
             local_addr,
             broker,
+            health,
+            metrics: _metrics,
         } = self;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(sluice_proto::FILE_DESCRIPTOR_SET)
@@ -89,8 +120,7 @@ impl Server {
             .build_v1()
             .map_err(ServerError::Reflection)?;
         broker.start_background();
-        let (health, health_service) = tonic_health::server::health_reporter();
-        set_status(&health, ServingStatus::Serving).await;
+        health.serving(Arc::clone(&broker)).await;
 
         let (trigger, stopping) = shutdown_signal();
         let subscribe_limits = SubscribeLimits {
@@ -125,22 +155,22 @@ impl Server {
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip);
 
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let incoming = Accept::new(listener);
         let signal = async {
             shutdown.await;
             tracing::info!("shutting down");
-            set_status(&health, ServingStatus::NotServing).await;
+            health.shutting_down().await;
             trigger.fire();
         };
         tracing::info!(addr = %local_addr, data_dir = %config.broker.data_dir.display(), "serving");
         let serving = tonic::transport::Server::builder()
-            .tcp_nodelay(true)
+            .layer(ObserveCalls)
             .initial_stream_window_size(STREAM_WINDOW_BYTES)
             .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
             // Announced to clients, which queue calls beyond it (a client that does not is
             // refused the extra streams by the HTTP/2 layer).
             .max_concurrent_streams(config.max_streams_per_connection)
-            .add_service(health_service)
+            .add_service(health.service())
             .add_service(reflection)
             .add_service(RequestLimit::new(admin, max_request_bytes))
             .add_service(RequestLimit::new(log, max_request_bytes))
@@ -167,36 +197,60 @@ impl Server {
     }
 }
 
-/// Sets the overall status and that of every Sluice service.
-async fn set_status(health: &HealthReporter, status: ServingStatus) {
-    health.set_service_status("", status).await;
-    health
-        .set_service_status(
-            <AdminServer<AdminService> as tonic::server::NamedService>::NAME,
-            status,
-        )
-        .await;
-    health
-        .set_service_status(
-            <LogServer<LogService> as tonic::server::NamedService>::NAME,
-            status,
-        )
-        .await;
-    health
-        .set_service_status(
-            <GroupsServer<GroupsService> as tonic::server::NamedService>::NAME,
-            status,
-        )
-        .await;
+/// The gRPC health service alone, answering NOT_SERVING on the listener while the broker
+/// recovers (other calls get UNIMPLEMENTED). Its open calls (health watches) go on after
+/// [`Recovery::finish`] until their clients end them.
+#[derive(Debug)]
+struct Recovery {
+    done: Arc<AtomicBool>,
+    stop: oneshot::Sender<()>,
 }
 
-/// Starts the server from `config`, prints `sluice listening on ADDR` to stdout once it
-/// accepts connections, and serves until `shutdown` resolves (see [`Server::serve`]).
+impl Recovery {
+    fn serve(listener: Arc<TcpListener>, health: &Health) -> Recovery {
+        let done = Arc::new(AtomicBool::new(false));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let serving = tonic::transport::Server::builder()
+            .add_service(health.service())
+            .serve_with_incoming_shutdown(Accept::until(listener, Arc::clone(&done)), async {
+                let _ = stopped.await;
+            });
+        tokio::spawn(async move {
+            if let Err(e) = serving.await {
+                tracing::warn!(error = %e, "health service during recovery failed");
+            }
+        });
+        Recovery { done, stop }
+    }
+
+    /// Stops accepting connections, so the full server can take the listener over.
+    fn finish(self) {
+        self.done.store(true, Ordering::SeqCst);
+        let _ = self.stop.send(());
+    }
+}
+
+/// A background task, aborted when this is dropped.
+#[derive(Debug)]
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Starts the server from `config`, prints `sluice metrics on ADDR` (unless the metrics
+/// endpoint is off) and `sluice listening on ADDR` to stdout once it accepts connections,
+/// and serves until `shutdown` resolves (see [`Server::serve`]).
 pub async fn run(
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
     let server = Server::start(config).await?;
+    if let Some(addr) = server.metrics_addr() {
+        println!("sluice metrics on {addr}");
+    }
     println!("sluice listening on {}", server.local_addr());
     server.serve(shutdown).await
 }

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -226,6 +227,7 @@ impl Broker {
                 partitions,
             )
         };
+        let now_ms = wall_clock_ms();
         let partitions = partitions
             .into_iter()
             .filter_map(|(tp, (committed, owner))| {
@@ -237,12 +239,25 @@ impl Broker {
                 };
                 let log_start_offset = offset(OffsetSpec::Earliest)?;
                 let high_watermark = offset(OffsetSpec::Latest)?;
+                let committed_offset = committed.map(|c| c.offset);
+                let lag = PartitionLag::lag_of(committed_offset, log_start_offset, high_watermark);
+                let delay = if lag == 0 {
+                    Duration::ZERO
+                } else {
+                    // The oldest record not committed past; a read failure shows no delay
+                    // (the partition's fault is reported on its own).
+                    let oldest =
+                        committed_offset.map_or(log_start_offset, |c| c.max(log_start_offset));
+                    self.record_timestamp(&tp.topic, tp.partition, oldest)
+                        .ok()
+                        .flatten()
+                        .map_or(Duration::ZERO, |ts| {
+                            Duration::from_millis(u64::try_from(now_ms - ts).unwrap_or(0))
+                        })
+                };
                 Some(PartitionLag {
-                    lag: PartitionLag::lag_of(
-                        committed.map(|c| c.offset),
-                        log_start_offset,
-                        high_watermark,
-                    ),
+                    lag,
+                    delay,
                     partition: tp,
                     committed,
                     log_start_offset,

@@ -194,6 +194,10 @@ pub struct PartitionLag {
     /// `high_watermark - max(committed, log_start_offset)`, or
     /// `high_watermark - log_start_offset` when nothing is committed.
     pub lag: u64,
+    /// How long the oldest record the group has not committed past has waited: now minus
+    /// the timestamp of the record at `max(committed, log_start_offset)` (its create time,
+    /// else its append time). Zero when `lag` is 0.
+    pub delay: Duration,
     /// The member owning the partition, if any.
     pub owner: Option<String>,
 }

@@ -161,6 +161,7 @@ fn partition_lag(lag: PartitionLag) -> pb::PartitionLag {
         high_watermark: lag.high_watermark,
         lag: lag.lag,
         member_id: lag.owner.unwrap_or_default(),
+        delay_ms: i64::try_from(lag.delay.as_millis()).unwrap_or(i64::MAX),
     }
 }
 

@@ -1,0 +1,97 @@
+//! The metrics port: `/metrics` (Prometheus text format), `/healthz` (the process is up)
+//! and `/readyz` (the server serves and every partition can).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::error::ServerError;
+use crate::health::{Health, Readiness};
+
+/// Content type of the Prometheus text exposition format.
+const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The bound metrics port, not yet serving.
+#[derive(Debug)]
+pub(crate) struct MetricsEndpoint {
+    listener: TcpListener,
+    addr: SocketAddr,
+}
+
+impl MetricsEndpoint {
+    /// Binds `addr` (port 0 picks a free port).
+    pub(crate) async fn bind(addr: SocketAddr) -> Result<MetricsEndpoint, ServerError> {
+        let bind_error = |source| ServerError::Bind { addr, source };
+        let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+        let addr = listener.local_addr().map_err(bind_error)?;
+        Ok(MetricsEndpoint { listener, addr })
+    }
+
+    /// The bound address (with the real port when port 0 was asked for).
+    pub(crate) fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+/// What the handlers read.
+#[derive(Debug)]
+struct Scrape {
+    handle: PrometheusHandle,
+    health: Arc<Health>,
+}
+
+/// Serves the metrics port until the task is aborted.
+pub(crate) fn serve(
+    endpoint: MetricsEndpoint,
+    handle: PrometheusHandle,
+    health: Arc<Health>,
+) -> JoinHandle<()> {
+    super::spawn_upkeep(handle.clone());
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(Arc::new(Scrape { handle, health }));
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(endpoint.listener, app).await {
+            tracing::error!(error = %e, addr = %endpoint.addr, "metrics endpoint failed");
+        }
+    })
+}
+
+async fn metrics(State(scrape): State<Arc<Scrape>>) -> Response {
+    // Group delays read the logs: off the async threads.
+    let rendered = tokio::task::spawn_blocking(move || {
+        let mut text = scrape.handle.render();
+        if let Some(broker) = scrape.health.broker() {
+            super::state::render(broker, &mut text);
+        }
+        text
+    })
+    .await;
+    match rendered {
+        Ok(text) => ([(header::CONTENT_TYPE, TEXT_FORMAT)], text).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("rendering metrics failed: {e}\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn readyz(State(scrape): State<Arc<Scrape>>) -> Response {
+    let readiness = scrape.health.readiness();
+    let code = match readiness {
+        Readiness::Serving => StatusCode::OK,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    (code, readiness.to_string()).into_response()
+}

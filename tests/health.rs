@@ -1,0 +1,93 @@
+//! Health against a real server: gRPC health and `/readyz` report a failed partition by
+//! name while the other partitions go on serving; `/healthz` only says the process is up.
+mod common;
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
+use common::{Server, create_topic, fetch_all, metric, produce_values};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+/// The overall status and that of the Log service.
+async fn statuses(server: &Server) -> Result<(ServingStatus, ServingStatus)> {
+    let mut health = HealthClient::new(server.channel().await?);
+    let mut check = async |service: &str| -> Result<ServingStatus> {
+        let response = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await?
+            .into_inner();
+        Ok(response.status())
+    };
+    Ok((check("").await?, check("sluice.v1.Log").await?))
+}
+
+/// Polls until the overall status is `wanted` (the server checks faults every second).
+async fn wait_for(server: &Server, wanted: ServingStatus) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (overall, log) = statuses(server).await?;
+        if overall == wanted && log == wanted {
+            return Ok(());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "health stays {overall:?}/{log:?}, not {wanted:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_partition_makes_the_server_not_ready_and_names_it() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path(), &[])?;
+    let mut admin = server.admin().await?;
+    create_topic(&mut admin, "h", 2, &[]).await?;
+    let mut log = server.log().await?;
+    produce_values(&mut log, "h", 0, ["kept".to_owned()]).await?;
+    wait_for(&server, ServingStatus::Serving).await?;
+    let (code, body) = server.metrics_get("/readyz")?;
+    ensure!(code == 200, "{code} {body}");
+    server.stop()?;
+
+    // A file where partition 1's directory should be: its log cannot open.
+    let partition_dir = dir.path().join("topics/h/1");
+    std::fs::remove_dir_all(&partition_dir)?;
+    std::fs::write(&partition_dir, b"not a directory")?;
+    let server = Server::start(dir.path(), &[])?;
+    wait_for(&server, ServingStatus::NotServing).await?;
+    let (code, body) = server.metrics_get("/readyz")?;
+    ensure!(code == 503, "{code} {body}");
+    ensure!(body.contains("partition h/1 failed"), "{body}");
+    ensure!(!body.contains("h/0"), "{body}");
+    let (code, body) = server.metrics_get("/healthz")?;
+    ensure!(code == 200, "{code} {body}");
+    let text = server.scrape()?;
+    let failed = |partition| {
+        metric(
+            &text,
+            "sluice_partition_failed",
+            &[("topic", "h"), ("partition", partition)],
+        )
+        .with_context(|| format!("no sluice_partition_failed for h/{partition}"))
+    };
+    ensure!(failed("1")? == 1.0 && failed("0")? == 0.0, "{text}");
+
+    // The healthy partition still serves.
+    let mut log = server.log().await?;
+    produce_values(&mut log, "h", 0, ["more".to_owned()]).await?;
+    ensure!(fetch_all(&mut log, "h", 0, 0).await?.len() == 2);
+    server.stop()?;
+
+    // Repaired, the server is ready again.
+    std::fs::remove_file(&partition_dir)?;
+    let server = Server::start(dir.path(), &[])?;
+    wait_for(&server, ServingStatus::Serving).await?;
+    let (code, body) = server.metrics_get("/readyz")?;
+    ensure!(code == 200 && body.starts_with("ready"), "{code} {body}");
+    Ok(())
+}
