@@ -26,6 +26,8 @@ pub struct Server {
     pub data_dir: PathBuf,
     /// `host:port` of its metrics endpoint, unless that is off.
     metrics_addr: Option<String>,
+    /// What it wrote to stderr so far, when started with [`Server::start_capturing_stderr`].
+    stderr: Option<Arc<Mutex<String>>>,
 }
 
 impl Server {
@@ -39,6 +41,16 @@ impl Server {
     /// `data_dir`, plus `extra` arguments, and waits until it says where it listens. A server
     /// restarted on the address of a stopped one is reached by the clients of the old one.
     pub fn start_on(data_dir: &Path, addr: &str, extra: &[&str]) -> Result<Server> {
+        Self::spawn(data_dir, addr, extra, false)
+    }
+
+    /// [`Server::start`], keeping a copy of what the server writes to stderr (still
+    /// echoed to the test's stderr) for [`Server::stderr`].
+    pub fn start_capturing_stderr(data_dir: &Path, extra: &[&str]) -> Result<Server> {
+        Self::spawn(data_dir, "127.0.0.1:0", extra, true)
+    }
+
+    fn spawn(data_dir: &Path, addr: &str, extra: &[&str], capture: bool) -> Result<Server> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .arg("serve")
             .arg("--data-dir")
@@ -54,9 +66,30 @@ impl Server {
             .env("SLUICE_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(if capture {
+                Stdio::piped()
+            } else {
+                Stdio::inherit()
+            })
             .spawn()
             .context("spawn sluice")?;
+        let stderr = match child.stderr.take() {
+            Some(pipe) => {
+                let text = Arc::new(Mutex::new(String::new()));
+                let sink = Arc::clone(&text);
+                std::thread::spawn(move || {
+                    for line in BufReader::new(pipe).lines() {
+                        let Ok(line) = line else { break };
+                        eprintln!("{line}");
+                        let mut text = sink.lock().unwrap_or_else(|p| p.into_inner());
+                        text.push_str(&line);
+                        text.push('\n');
+                    }
+                });
+                Some(text)
+            }
+            None => None,
+        };
         let stdout = child.stdout.take().context("stdout")?;
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -85,6 +118,7 @@ impl Server {
             addr,
             data_dir: data_dir.to_path_buf(),
             metrics_addr,
+            stderr,
         })
     }
 
@@ -101,7 +135,53 @@ impl Server {
             addr: url.trim_start_matches("http://").to_string(),
             data_dir: PathBuf::new(),
             metrics_addr: None,
+            stderr: None,
         }
+    }
+
+    /// The server's process id (`None` for an attached server).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The server's resident memory (`VmRSS` in `/proc/<pid>/status`), in bytes. It
+    /// includes pages of memory-mapped files, which are page cache the kernel can reclaim.
+    pub fn rss_bytes(&self) -> Result<u64> {
+        self.proc_status_bytes("VmRSS")
+    }
+
+    /// The server's resident anonymous memory (`RssAnon`: heap and stacks, not mapped
+    /// files), in bytes: what a client could exhaust.
+    pub fn anon_rss_bytes(&self) -> Result<u64> {
+        self.proc_status_bytes("RssAnon")
+    }
+
+    /// A `kB` field of `/proc/<pid>/status`, in bytes.
+    fn proc_status_bytes(&self, field: &str) -> Result<u64> {
+        let pid = self.pid().context("not a child of this test")?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let kib: u64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|rest| rest.split_whitespace().next())
+            .with_context(|| format!("no {field} line"))?
+            .parse()?;
+        Ok(kib * 1024)
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
+    /// What the server wrote to stderr so far (empty unless started with
+    /// [`Server::start_capturing_stderr`]).
+    pub fn stderr(&self) -> String {
+        self.stderr.as_ref().map_or_else(String::new, |text| {
+            text.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        })
     }
 
     /// The URL clients connect to.
