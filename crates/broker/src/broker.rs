@@ -50,6 +50,12 @@ pub struct PendingProduce {
 impl PendingProduce {
     /// Waits for every partition's append. Returns one entry per partition written, sorted
     /// by partition, or the first failure (other partitions may have been written).
+    #[tracing::instrument(
+        level = "debug",
+        name = "produce_wait",
+        skip_all,
+        fields(topic = %self.topic.name(), partitions = self.appends.len())
+    )]
     pub async fn wait(self) -> Result<Vec<PartitionAppend>, BrokerError> {
         let mut appended = Vec::with_capacity(self.appends.len());
         let mut failure = None;
@@ -277,6 +283,7 @@ impl Broker {
     /// Nothing is queued when the request is empty ([`BrokerError::EmptyBatch`]), holds more
     /// than `max_records_per_request` records ([`BrokerError::TooManyRecords`]) or a record
     /// larger than the topic's `max.message.bytes` ([`BrokerError::RecordTooLarge`]).
+    #[tracing::instrument(level = "debug", name = "produce", skip(self, records))]
     pub fn submit_produce<R, I>(
         &self,
         topic: &str,
@@ -326,6 +333,7 @@ impl Broker {
     /// limit) for an append to the partition, then returns whatever is there, possibly
     /// nothing. An offset outside `[log_start_offset, high_watermark]` is
     /// [`BrokerError::OffsetOutOfRange`].
+    #[tracing::instrument(level = "debug", name = "fetch", skip(self, max_bytes, max_wait))]
     pub async fn fetch(
         &self,
         topic: &str,

@@ -7,6 +7,7 @@
 
 use std::fmt;
 use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use sluice_broker::{Broker, PartitionFault};
@@ -14,6 +15,9 @@ use sluice_proto::v1::admin_server::AdminServer;
 use sluice_proto::v1::groups_server::GroupsServer;
 use sluice_proto::v1::log_server::LogServer;
 use tokio::sync::watch;
+use tonic::Status;
+use tonic::body::Body;
+use tonic::codegen::{BoxFuture, Service, http};
 use tonic::server::NamedService;
 use tonic_health::ServingStatus;
 use tonic_health::pb::health_server::HealthServer;
@@ -160,6 +164,51 @@ impl Health {
         ] {
             self.reporter.set_service_status(service, status).await;
         }
+    }
+}
+
+/// Layer answering every call but health checks with UNAVAILABLE (which clients retry)
+/// while the broker recovers its logs.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct RejectWhileRecovering;
+
+impl<S> tower_layer::Layer<S> for RejectWhileRecovering {
+    type Service = Recovering<S>;
+
+    fn layer(&self, inner: S) -> Recovering<S> {
+        Recovering { inner }
+    }
+}
+
+/// See [`RejectWhileRecovering`].
+#[derive(Debug, Clone)]
+pub(crate) struct Recovering<S> {
+    inner: S,
+}
+
+/// Path prefix of the health service's calls.
+const HEALTH_PATH: &str = "/grpc.health.v1.Health/";
+
+impl<S> Service<http::Request<Body>> for Recovering<S>
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<http::Response<Body>, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        if request.uri().path().starts_with(HEALTH_PATH) {
+            return Box::pin(self.inner.call(request));
+        }
+        let refused = Status::unavailable("the server is recovering its logs; retry shortly");
+        Box::pin(std::future::ready(Ok(refused.into_http())))
     }
 }
 

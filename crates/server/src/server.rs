@@ -19,7 +19,7 @@ use crate::admin::AdminService;
 use crate::config::ServerConfig;
 use crate::error::ServerError;
 use crate::groups::GroupsService;
-use crate::health::Health;
+use crate::health::{Health, RejectWhileRecovering};
 use crate::log_service::LogService;
 use crate::metrics::{Accept, MetricsEndpoint, ObserveCalls};
 use crate::request_limit::RequestLimit;
@@ -198,8 +198,8 @@ impl Server {
 }
 
 /// The gRPC health service alone, answering NOT_SERVING on the listener while the broker
-/// recovers (other calls get UNIMPLEMENTED). Its open calls (health watches) go on after
-/// [`Recovery::finish`] until their clients end them.
+/// recovers (other calls get UNAVAILABLE, which clients retry). Its open calls (health
+/// watches) go on after [`Recovery::finish`] until their clients end them.
 #[derive(Debug)]
 struct Recovery {
     done: Arc<AtomicBool>,
@@ -211,6 +211,7 @@ impl Recovery {
         let done = Arc::new(AtomicBool::new(false));
         let (stop, stopped) = oneshot::channel::<()>();
         let serving = tonic::transport::Server::builder()
+            .layer(RejectWhileRecovering)
             .add_service(health.service())
             .serve_with_incoming_shutdown(Accept::until(listener, Arc::clone(&done)), async {
                 let _ = stopped.await;
