@@ -116,7 +116,7 @@ fn partition_description(info: PartitionInfo) -> PartitionDescription {
 
 /// A position requested through [`proto::OffsetSpec`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Position {
+pub enum Position {
     /// A position the broker looks up per partition.
     Lookup(OffsetSpec),
     /// An explicit offset.
@@ -124,7 +124,7 @@ pub(crate) enum Position {
 }
 
 /// The position `spec` asks for; `field` names the request field in errors.
-pub(crate) fn position(spec: Option<proto::OffsetSpec>, field: &str) -> Result<Position, Status> {
+pub fn position(spec: Option<proto::OffsetSpec>, field: &str) -> Result<Position, Status> {
     match spec.and_then(|spec| spec.kind) {
         Some(offset_spec::Kind::Earliest(_)) => Ok(Position::Lookup(OffsetSpec::Earliest)),
         Some(offset_spec::Kind::Latest(_)) => Ok(Position::Lookup(OffsetSpec::Latest)),

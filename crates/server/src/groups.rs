@@ -2,7 +2,7 @@
 //! ([`consume`]), committed offsets and group administration.
 
 mod consume;
-mod wire;
+pub(crate) mod wire;
 
 use std::sync::Arc;
 

@@ -34,5 +34,13 @@ pub use config::{
     Settings,
 };
 pub use error::ServerError;
+
+/// The checks the services run on request messages before they reach the broker, callable
+/// without a server (the fuzz targets drive them with arbitrary messages).
+pub mod validation {
+    pub use crate::convert::{Position, position};
+    pub use crate::groups::wire::join_request;
+    pub use crate::status::require_topic;
+}
 pub use logging::init_logging;
 pub use server::{Server, run};

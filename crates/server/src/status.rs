@@ -102,7 +102,7 @@ pub(crate) fn invalid_field(field: &str, problem: &str) -> Status {
 }
 
 /// Checks that a request's topic field is set.
-pub(crate) fn require_topic(field: &str, topic: &str) -> Result<(), Status> {
+pub fn require_topic(field: &str, topic: &str) -> Result<(), Status> {
     if topic.is_empty() {
         return Err(invalid_field(field, "must not be empty"));
     }

@@ -61,7 +61,7 @@ pub(crate) fn offset_commits(
 }
 
 /// The broker's join request for a wire join sent from `client_host`.
-pub(crate) fn join_request(join: pb::JoinGroup, client_host: String) -> Result<JoinGroup, Status> {
+pub fn join_request(join: pb::JoinGroup, client_host: String) -> Result<JoinGroup, Status> {
     if join.group.is_empty() {
         return Err(invalid_field("join.group", "must not be empty"));
     }

@@ -1,0 +1,169 @@
+//! Writes the seed corpus of the fuzz targets (`fuzz/corpus/<target>/`): valid batches,
+//! segments and requests to mutate from. Run by hand when the formats change:
+//! `cargo test --workspace --test seeds -- --ignored`.
+
+use std::path::Path;
+
+use prost::Message;
+use sluice_proto::v1 as pb;
+use sluice_storage::batch::RecordBatchBuilder;
+use sluice_storage::{FlushPolicy, Log, LogConfig};
+
+fn write(target: &str, name: &str, bytes: &[u8]) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/corpus")
+        .join(target);
+    std::fs::create_dir_all(&dir).expect("corpus dir");
+    std::fs::write(dir.join(name), bytes).expect("write seed");
+}
+
+/// A batch of `count` records with keys, values, a null value and headers.
+fn batch(count: usize, log_append_time: bool) -> Vec<u8> {
+    let mut builder = RecordBatchBuilder::new();
+    for i in 0..count {
+        let key = format!("key-{i}");
+        let value = format!("value-{i}");
+        let value = (i % 3 != 2).then_some(value.as_bytes());
+        builder
+            .push(
+                1_700_000_000_000 + i as i64,
+                Some(key.as_bytes()),
+                value,
+                [(&b"trace"[..], Some(&b"abc"[..])), (&b"empty"[..], None)],
+            )
+            .expect("push");
+    }
+    let mut bytes = builder.finish().expect("records").to_vec();
+    if log_append_time {
+        bytes[22] |= 0x08; // attributes: timestamp type = log append time (CRC now stale)
+    }
+    bytes
+}
+
+#[test]
+#[ignore = "writes the seed corpus into the source tree"]
+fn write_seed_corpus() {
+    write("batch_decode", "one-record", &batch(1, false));
+    write("batch_decode", "five-records", &batch(5, false));
+    let mut two = batch(3, false);
+    two.extend(batch(2, false));
+    write("batch_decode", "two-batches", &two);
+    write("batch_decode", "log-append-time", &batch(2, true));
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = LogConfig {
+        segment_bytes: 1 << 20,
+        index_interval_bytes: 64,
+        flush: FlushPolicy::None,
+        ..LogConfig::default()
+    };
+    let log = Log::open(dir.path(), config).expect("open");
+    for count in [1, 4, 2, 7] {
+        log.append(&mut batch(count, false)).expect("append");
+    }
+    log.close().expect("close");
+    let stem = dir.path().join("00000000000000000000");
+    let segment = std::fs::read(stem.with_extension("log")).expect("segment");
+    let index = std::fs::read(stem.with_extension("index")).expect("index");
+    let with_index = |flags: u8| {
+        let mut out = vec![flags];
+        out.extend((index.len() as u16).to_be_bytes());
+        out.extend(&index);
+        out.extend(&segment);
+        out
+    };
+    let mut crashed = vec![0];
+    crashed.extend(&segment);
+    write("segment_recovery", "after-crash", &crashed);
+    let mut torn = crashed.clone();
+    torn.truncate(torn.len() - 10);
+    write("segment_recovery", "torn-tail", &torn);
+    write("segment_recovery", "clean-with-index", &with_index(3));
+    write("segment_recovery", "crash-with-index", &with_index(2));
+
+    let record = |value: &str| pb::Record {
+        key: Some("k".into()),
+        value: value.to_owned().into(),
+        headers: vec![pb::Header {
+            key: "h".into(),
+            value: "v".into(),
+        }],
+        timestamp_ms: 1_700_000_000_000,
+    };
+    let spec = |kind| Some(pb::OffsetSpec { kind: Some(kind) });
+    let request = |selector: u8, body: Vec<u8>| {
+        let mut out = vec![selector];
+        out.extend(body);
+        out
+    };
+    let produce = pb::ProduceRequest {
+        topic: "orders".into(),
+        partition: Some(1),
+        records: vec![record("a"), record("b")],
+        request_id: 7,
+    };
+    write(
+        "request_validation",
+        "produce",
+        &request(0, produce.encode_to_vec()),
+    );
+    let fetch = pb::FetchRequest {
+        topic: "orders".into(),
+        partition: 0,
+        offset: 5,
+        max_bytes: 1 << 20,
+        max_wait_ms: 100,
+    };
+    write(
+        "request_validation",
+        "fetch",
+        &request(1, fetch.encode_to_vec()),
+    );
+    let subscribe = pb::SubscribeRequest {
+        topic: "orders".into(),
+        partitions: vec![0, 2],
+        start: spec(pb::offset_spec::Kind::TimestampMs(1_700_000_000_000)),
+        max_bytes: 0,
+    };
+    write(
+        "request_validation",
+        "subscribe",
+        &request(2, subscribe.encode_to_vec()),
+    );
+    let create = pb::CreateTopicRequest {
+        name: "orders".into(),
+        partitions: 3,
+        config: [("retention.ms".to_owned(), "1000".to_owned())].into(),
+    };
+    write(
+        "request_validation",
+        "create-topic",
+        &request(3, create.encode_to_vec()),
+    );
+    let join = pb::ConsumeRequest {
+        kind: Some(pb::consume_request::Kind::Join(pb::JoinGroup {
+            group: "billing".into(),
+            topics: vec!["orders".into()],
+            instance_id: Some("i-1".into()),
+            auto_offset_reset: 1,
+            session_timeout_ms: 10_000,
+            rebalance_timeout_ms: 0,
+            max_bytes: 0,
+        })),
+    };
+    write(
+        "request_validation",
+        "join",
+        &request(4, join.encode_to_vec()),
+    );
+    let list = pb::ListOffsetsRequest {
+        topic: "orders".into(),
+        partitions: vec![],
+        spec: spec(pb::offset_spec::Kind::Earliest(pb::Earliest {})),
+    };
+    write(
+        "request_validation",
+        "list-offsets",
+        &request(5, list.encode_to_vec()),
+    );
+}
