@@ -19,7 +19,11 @@ fn bounded(message: String) -> String {
     while !message.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}... ({} more bytes)", &message[..end], message.len() - end)
+    format!(
+        "{}... ({} more bytes)",
+        &message[..end],
+        message.len() - end
+    )
 }
 
 /// The gRPC status a broker error is reported with. The message is the error's text,
@@ -397,8 +401,16 @@ mod tests {
         );
         assert!(require_topic("topic", "orders").is_ok());
         let long = invalid_field("join.topics", &"é".repeat(10_000));
-        assert!(long.message().len() <= MAX_MESSAGE_BYTES + 30, "{}", long.message());
-        assert!(long.message().ends_with(" more bytes)"), "{}", long.message());
+        assert!(
+            long.message().len() <= MAX_MESSAGE_BYTES + 30,
+            "{}",
+            long.message()
+        );
+        assert!(
+            long.message().ends_with(" more bytes)"),
+            "{}",
+            long.message()
+        );
         assert_eq!(shutting_down().code(), Code::Unavailable);
     }
 }
