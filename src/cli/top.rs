@@ -151,12 +151,13 @@ impl Scrape {
         self.family(name)
             .filter(|s| s.labels.get(label).is_some_and(|v| v == value))
             .map(|s| s.value)
-            .sum()
+            // Not `sum()`: an empty float sum is -0.
+            .fold(0.0, |total, v| total + v)
     }
 
-    /// Sum of every sample of `name`.
+    /// Sum of every sample of `name` (0 without any).
     fn sum(&self, name: &str) -> f64 {
-        self.family(name).map(|s| s.value).sum()
+        self.family(name).fold(0.0, |total, s| total + s.value)
     }
 
     /// Distinct values of `label` in family `name`, sorted.
@@ -297,7 +298,7 @@ fn draw(out: &mut impl Write, url: &str, before: &Scrape, after: &Scrape) -> io:
     writeln!(out, "sluice top - {url} - over the last {elapsed:.1} s")?;
     writeln!(
         out,
-        "fsync p99 {} ({fsyncs:.0}/s)   produce p99 {}   fetch p99 {}   connections {}",
+        "fsync p99 {} ({fsyncs:.0}/s)   produce p99 {}   fetch p99 {}   connections {:.0}",
         millis(quantile(
             before,
             after,
