@@ -9,11 +9,17 @@
 //! Both layouts are Kafka's. Keys strictly increase from one entry to the next, which is what makes
 //! [`Index::floor`] a binary search. The index of the active segment is preallocated to its
 //! capacity and mapped writable; sealing trims the file to its entries and maps it read-only.
+//!
+//! The preallocated file is sparse, and a store into a mapped page the file system cannot back
+//! (the disk is full) would kill the process with SIGBUS. So the pages ahead of the entries are
+//! backed with ordinary writes of zeros before the map touches them, a page at a time, and an
+//! entry that cannot be backed is refused like an entry of a full index.
 #![allow(unsafe_code)]
 
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::marker::PhantomData;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use memmap2::{Mmap, MmapMut};
@@ -96,10 +102,16 @@ enum Map {
     Sealed(Mmap),
 }
 
+/// Bytes of a writable index backed at a time (see the module docs).
+const BACKING_CHUNK: usize = 4096;
+
 /// A memory-mapped array of [`IndexEntry`] values with strictly increasing keys.
 ///
-/// Invariant: entries `0..len` are valid and their keys strictly increase; for a writable
-/// index the file is `capacity * E::SIZE` bytes long, for a sealed one `len * E::SIZE`.
+/// Invariants: entries `0..len` are valid and their keys strictly increase; for a writable
+/// index the file is `capacity * E::SIZE` bytes long, for a sealed one `len * E::SIZE`. For a
+/// writable index the first `backed` bytes of the file are allocated on disk, and they always
+/// include the slot of entry `len` (when `len < capacity`): the last entry pushed before
+/// sealing never needs new space.
 #[derive(Debug)]
 pub struct Index<E: IndexEntry> {
     path: PathBuf,
@@ -107,6 +119,7 @@ pub struct Index<E: IndexEntry> {
     map: Map,
     len: usize,
     capacity: usize,
+    backed: usize,
     _entry: PhantomData<E>,
 }
 
@@ -138,6 +151,7 @@ impl<E: IndexEntry> Index<E> {
             map,
             len,
             capacity: len,
+            backed: len * E::SIZE,
             _entry: PhantomData,
         })
     }
@@ -155,6 +169,7 @@ impl<E: IndexEntry> Index<E> {
             map: Map::Empty,
             len: 0,
             capacity: 0,
+            backed: 0,
             _entry: PhantomData,
         };
         index.make_writable(capacity)?;
@@ -162,15 +177,35 @@ impl<E: IndexEntry> Index<E> {
     }
 
     /// Turns a sealed index back into a writable one with room for `capacity` entries
-    /// (used when a log reopens its last segment as the active one).
+    /// (used when a log reopens its last segment as the active one). Fails when the disk has
+    /// no room for the next entry.
     pub fn make_writable(&mut self, capacity: usize) -> io::Result<()> {
         let capacity = capacity.max(self.len + 1);
         self.map = Map::Empty;
         self.file.set_len((capacity * E::SIZE) as u64)?;
+        self.capacity = capacity;
+        // Slots past the entries may be holes (a file preallocated before a crash).
+        self.backed = self.len * E::SIZE;
+        self.back((self.len + 1) * E::SIZE)?;
         // SAFETY: as in `open_sealed`; in addition the file length was just set to the mapped
         // size and is changed again only in `seal`, after this map has been dropped.
         self.map = Map::Writable(unsafe { MmapMut::map_mut(&self.file)? });
-        self.capacity = capacity;
+        Ok(())
+    }
+
+    /// Allocates the file's first `end` bytes on disk (at most the capacity), writing zeros
+    /// from `backed` on, a chunk at a time. Only zeros past the last entry are written.
+    fn back(&mut self, end: usize) -> io::Result<()> {
+        let end = end.min(self.capacity * E::SIZE);
+        if end <= self.backed {
+            return Ok(());
+        }
+        let to = end
+            .next_multiple_of(BACKING_CHUNK)
+            .min(self.capacity * E::SIZE);
+        let zeros = vec![0u8; to - self.backed];
+        self.file.write_all_at(&zeros, self.backed as u64)?;
+        self.backed = to;
         Ok(())
     }
 
@@ -231,15 +266,32 @@ impl<E: IndexEntry> Index<E> {
     }
 
     /// Appends an entry. Returns `false` (and changes nothing) when the index is full, not
-    /// writable, or the key does not exceed the last one.
+    /// writable, the key does not exceed the last one, or the disk has no room to keep a slot
+    /// free after it for [`Index::push_last`] (treat that like a full index: seal it).
     pub fn push(&mut self, entry: E) -> bool {
+        self.push_entry(entry, true)
+    }
+
+    /// Appends the last entry before [`Index::seal`]: like [`Index::push`], but it may take
+    /// the slot `push` keeps free, so it succeeds on a full disk too.
+    pub fn push_last(&mut self, entry: E) -> bool {
+        self.push_entry(entry, false)
+    }
+
+    fn push_entry(&mut self, entry: E, keep_a_slot: bool) -> bool {
         if self.is_full() || self.last().is_some_and(|l| l.key() >= entry.key()) {
+            return false;
+        }
+        if !matches!(self.map, Map::Writable(_)) {
+            return false;
+        }
+        let start = self.len * E::SIZE;
+        if keep_a_slot && self.back(start + 2 * E::SIZE).is_err() {
             return false;
         }
         let Map::Writable(map) = &mut self.map else {
             return false;
         };
-        let start = self.len * E::SIZE;
         entry.encode(&mut map[start..start + E::SIZE]);
         self.len += 1;
         true
@@ -420,5 +472,34 @@ mod tests {
         idx.truncate_from(3);
         assert_eq!(idx.len(), 2);
         assert_eq!(idx.last().unwrap().relative_offset, 2);
+    }
+
+    /// Bytes of the file allocated on disk.
+    fn allocated(path: &Path) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).unwrap().blocks() * 512
+    }
+
+    #[test]
+    fn pages_are_allocated_before_the_map_writes_to_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.index");
+        let mut idx: Index<OffsetEntry> = Index::create(&path, 100_000).unwrap();
+        // The preallocated file is sparse but for the slot of the first entry.
+        assert!(allocated(&path) >= OffsetEntry::SIZE as u64);
+        assert!(allocated(&path) < 100_000 * OffsetEntry::SIZE as u64 / 2);
+        for o in 1..=2_000u32 {
+            assert!(idx.push(OffsetEntry {
+                relative_offset: o,
+                position: o,
+            }));
+            // Every entry written, and the slot after it, is backed by the file system.
+            assert!(allocated(&path) >= u64::from(o + 1) * OffsetEntry::SIZE as u64);
+        }
+        // A reopened index backs its next slot again (the file may have holes after a crash).
+        idx.seal().unwrap();
+        idx.make_writable(100_000).unwrap();
+        assert!(allocated(&path) >= 2_001 * OffsetEntry::SIZE as u64);
+        assert_eq!(idx.len(), 2_000);
     }
 }

@@ -602,9 +602,8 @@ impl Log {
         if !(too_big || too_old || offsets_overflow || w.index_full) {
             return Ok(());
         }
-        w.active
-            .seal_indexes(&w.cursor)
-            .map_err(|e| self.fail(format!("could not seal segment indexes: {e}")))?;
+        // The new segment first: when that fails (a full disk) the active one is untouched
+        // and takes appends again once there is room.
         let capacity = index_capacity(&self.config);
         let next = Arc::new(Segment::create(
             self.io.as_ref(),
@@ -613,6 +612,9 @@ impl Log {
             capacity,
         )?);
         recovery::sync_dir(&self.dir)?;
+        w.active
+            .seal_indexes(&w.cursor)
+            .map_err(|e| self.fail(format!("could not seal segment indexes: {e}")))?;
         let old = std::mem::replace(&mut w.active, next.clone());
         if self.config.flush != FlushPolicy::Fsync {
             old.readable.store(old.size(), Ordering::Release);

@@ -203,26 +203,34 @@ impl Segment {
                 position: u32::try_from(position).unwrap_or(u32::MAX),
             };
             let mut index = self.index.write();
-            index.push(entry);
-            room = !index.is_full();
+            room = index.push(entry) && !index.is_full();
             drop(index);
-            self.push_time_entry(cursor);
+            room &= self.push_time_entry(cursor, false);
             cursor.bytes_since_entry = 0;
         }
         cursor.bytes_since_entry += header.total_len() as u64;
         room
     }
 
-    fn push_time_entry(&self, cursor: &IndexCursor) {
+    /// Adds a time entry for the running maximum timestamp if it grew; `last` for the final
+    /// one before sealing. Returns `false` when the entry was due but the time index could not
+    /// take it (full, or no disk space for the next one): time to roll.
+    fn push_time_entry(&self, cursor: &IndexCursor, last: bool) -> bool {
         if cursor.max_timestamp == i64::MIN {
-            return;
+            return true;
         }
         let mut ti = self.time_index.write();
-        if ti.last().is_none_or(|l| l.timestamp < cursor.max_timestamp) {
-            ti.push(TimeEntry {
-                timestamp: cursor.max_timestamp,
-                relative_offset: self.relative(cursor.offset_of_max),
-            });
+        if ti.last().is_some_and(|l| l.timestamp >= cursor.max_timestamp) {
+            return true;
+        }
+        let entry = TimeEntry {
+            timestamp: cursor.max_timestamp,
+            relative_offset: self.relative(cursor.offset_of_max),
+        };
+        if last {
+            ti.push_last(entry)
+        } else {
+            ti.push(entry)
         }
     }
 
@@ -247,7 +255,7 @@ impl Segment {
     /// Ends the segment's active life: a final time entry for its maximum timestamp, then both
     /// indexes trimmed, synced and mapped read-only.
     pub(crate) fn seal_indexes(&self, cursor: &IndexCursor) -> Result<()> {
-        self.push_time_entry(cursor);
+        self.push_time_entry(cursor, true);
         let mut index = self.index.write();
         index
             .seal()
