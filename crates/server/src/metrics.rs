@@ -133,14 +133,12 @@ fn describe() {
     );
 }
 
-/// Starts folding histogram samples into their buckets regularly, so that memory stays
-/// bounded when nobody scrapes. Must be called inside a tokio runtime.
-fn spawn_upkeep(handle: PrometheusHandle) {
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(UPKEEP_INTERVAL);
-        loop {
-            ticker.tick().await;
-            handle.run_upkeep();
-        }
-    });
+/// Folds histogram samples into their buckets regularly, so that memory stays bounded when
+/// nobody scrapes. Runs until dropped.
+async fn upkeep(handle: PrometheusHandle) {
+    let mut ticker = tokio::time::interval(UPKEEP_INTERVAL);
+    loop {
+        ticker.tick().await;
+        handle.run_upkeep();
+    }
 }

@@ -48,21 +48,27 @@ struct Scrape {
     health: Arc<Health>,
 }
 
-/// Serves the metrics port until the task is aborted.
+/// Serves the metrics port (and keeps the recorder's histograms folded) until the task is
+/// aborted.
 pub(crate) fn serve(
     endpoint: MetricsEndpoint,
     handle: PrometheusHandle,
     health: Arc<Health>,
 ) -> JoinHandle<()> {
-    super::spawn_upkeep(handle.clone());
+    let upkeep = super::upkeep(handle.clone());
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .with_state(Arc::new(Scrape { handle, health }));
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(endpoint.listener, app).await {
-            tracing::error!(error = %e, addr = %endpoint.addr, "metrics endpoint failed");
+        tokio::select! {
+            served = axum::serve(endpoint.listener, app) => {
+                if let Err(e) = served {
+                    tracing::error!(error = %e, addr = %endpoint.addr, "metrics endpoint failed");
+                }
+            }
+            () = upkeep => {}
         }
     })
 }
