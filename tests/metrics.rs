@@ -5,7 +5,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use common::{Server, create_topic, fetch_all, groups_client, metric, produce_values};
+use common::{
+    GroupConsumer, MemberOptions, Server, create_topic, fetch_all, groups_client, metric,
+    produce_values,
+};
 use sluice_proto::v1 as pb;
 
 fn values(prefix: &str, n: usize) -> Vec<String> {
@@ -190,4 +193,62 @@ async fn errors_are_counted_by_code_and_streams_while_open() -> Result<()> {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consuming_member_shows_in_the_group_metrics() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path(), &[])?;
+    let mut admin = server.admin().await?;
+    let mut log = server.log().await?;
+    create_topic(&mut admin, "q", 2, &[]).await?;
+    produce_values(&mut log, "q", 0, values("x", 6)).await?;
+    produce_values(&mut log, "q", 1, values("y", 4)).await?;
+
+    let member = GroupConsumer::join(&server, MemberOptions::new("workers", "q")).await?;
+    member
+        .wait_until("every record", Duration::from_secs(30), |s| {
+            s.records.len() == 10
+        })
+        .await?;
+    // Processed all of partition 0 and one record of partition 1.
+    let refused = member.commit(&[("q", 0, 6), ("q", 1, 1)]).await?;
+    ensure!(refused.is_none(), "{refused:?}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let text = server.scrape()?;
+    let group = |name, partition| {
+        metric(
+            &text,
+            name,
+            &[
+                ("group", "workers"),
+                ("topic", "q"),
+                ("partition", partition),
+            ],
+        )
+        .with_context(|| format!("no {name} for workers q/{partition} in:\n{text}"))
+    };
+    ensure!(metric(&text, "sluice_group_members", &[("group", "workers")]) == Some(1.0));
+    ensure!(group("sluice_group_committed_offset", "0")? == 6.0);
+    ensure!(group("sluice_group_committed_offset", "1")? == 1.0);
+    ensure!(group("sluice_group_lag_records", "0")? == 0.0);
+    ensure!(group("sluice_group_lag_records", "1")? == 3.0);
+    ensure!(group("sluice_group_delay_seconds", "0")? == 0.0);
+    ensure!(group("sluice_group_delay_seconds", "1")? >= 0.2);
+    // The member received every record once.
+    let out = |partition| {
+        metric(
+            &text,
+            "sluice_partition_records_out_total",
+            &[("topic", "q"), ("partition", partition)],
+        )
+    };
+    ensure!(out("0") == Some(6.0) && out("1") == Some(4.0), "{text}");
+    ensure!(
+        metric(&text, "sluice_grpc_open_calls", &[("rpc", "Consume")]) == Some(1.0),
+        "{text}"
+    );
+    member.close();
+    Ok(())
 }
