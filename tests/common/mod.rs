@@ -41,17 +41,39 @@ impl Server {
     /// `data_dir`, plus `extra` arguments, and waits until it says where it listens. A server
     /// restarted on the address of a stopped one is reached by the clients of the old one.
     pub fn start_on(data_dir: &Path, addr: &str, extra: &[&str]) -> Result<Server> {
-        Self::spawn(data_dir, addr, extra, false)
+        Self::spawn(&[], data_dir, addr, extra, false)
     }
 
     /// [`Server::start`], keeping a copy of what the server writes to stderr (still
     /// echoed to the test's stderr) for [`Server::stderr`].
     pub fn start_capturing_stderr(data_dir: &Path, extra: &[&str]) -> Result<Server> {
-        Self::spawn(data_dir, "127.0.0.1:0", extra, true)
+        Self::spawn(&[], data_dir, "127.0.0.1:0", extra, true)
     }
 
-    fn spawn(data_dir: &Path, addr: &str, extra: &[&str], capture: bool) -> Result<Server> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+    /// [`Server::start_capturing_stderr`] with `sluice serve ...` run by `wrapper`: a program
+    /// and its arguments that end by executing the command appended to them (as `unshare`
+    /// or `sh -c '...; exec "$@"' sh` do), so the process is still the server's.
+    pub fn start_wrapped(wrapper: &[&str], data_dir: &Path, extra: &[&str]) -> Result<Server> {
+        Self::spawn(wrapper, data_dir, "127.0.0.1:0", extra, true)
+    }
+
+    fn spawn(
+        wrapper: &[&str],
+        data_dir: &Path,
+        addr: &str,
+        extra: &[&str],
+        capture: bool,
+    ) -> Result<Server> {
+        let sluice = env!("CARGO_BIN_EXE_sluice");
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(sluice);
+                command
+            }
+            None => Command::new(sluice),
+        };
+        let mut child = command
             .arg("serve")
             .arg("--data-dir")
             .arg(data_dir)
