@@ -7,6 +7,7 @@ use std::time::Duration;
 use sluice_broker::{Broker, BrokerError, Fetched, OffsetReset, OffsetSpec};
 use sluice_proto::v1::{SubscribeBatchesResponse, SubscribeRequest, SubscribeResponse};
 use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
@@ -23,8 +24,14 @@ const BUFFERED_MESSAGES: usize = 2;
 /// How long a partition reader tries to deliver the final UNAVAILABLE at shutdown.
 const SHUTDOWN_NOTICE: Duration = Duration::from_secs(1);
 
-/// The messages of one subscription.
-pub(crate) type SubscriptionStream = ReceiverStream<Result<SubscribeResponse, Status>>;
+/// The messages of one subscription. Fetched batches wait in the channel as stored (slices
+/// of the segment files) and are decoded only when the response stream takes them: decoded,
+/// small records take several times their stored size, and a subscriber that does not read
+/// would otherwise hold every buffered message decoded.
+pub(crate) type SubscriptionStream = tokio_stream::adapters::Map<
+    ReceiverStream<Result<Undecoded, Status>>,
+    fn(Result<Undecoded, Status>) -> Result<SubscribeResponse, Status>,
+>;
 
 /// The messages of one batch subscription.
 pub(crate) type BatchSubscriptionStream = ReceiverStream<Result<SubscribeBatchesResponse, Status>>;
@@ -47,7 +54,25 @@ pub(crate) async fn subscribe(
     limits: SubscribeLimits,
     shutdown: &Shutdown,
 ) -> Result<SubscriptionStream, Status> {
-    follow(broker, request, limits, shutdown, SubscribeOutput).await
+    let undecoded = follow(broker, request, limits, shutdown, SubscribeOutput).await?;
+    Ok(undecoded.map(decode as fn(_) -> _))
+}
+
+/// One fetch's records of one partition, not yet decoded.
+#[derive(Debug)]
+pub(crate) struct Undecoded {
+    partition: u32,
+    fetched: Fetched,
+}
+
+/// The Subscribe message of a fetch (a corrupt batch ends the stream with its status).
+fn decode(undecoded: Result<Undecoded, Status>) -> Result<SubscribeResponse, Status> {
+    let Undecoded { partition, fetched } = undecoded?;
+    Ok(SubscribeResponse {
+        partition,
+        records: fetched_records(&fetched)?,
+        high_watermark: fetched.high_watermark,
+    })
 }
 
 /// `Log.SubscribeBatches`: as [`subscribe`], streaming the stored batches undecoded.
@@ -178,18 +203,14 @@ pub(crate) enum Recovery {
 struct SubscribeOutput;
 
 impl ReaderOutput for SubscribeOutput {
-    type Message = SubscribeResponse;
+    type Message = Undecoded;
 
-    fn message(
-        &self,
-        partition: u32,
-        fetched: &Fetched,
-    ) -> Result<Option<SubscribeResponse>, Status> {
-        let records = fetched_records(fetched)?;
-        Ok((!records.is_empty()).then(|| SubscribeResponse {
+    fn message(&self, partition: u32, fetched: &Fetched) -> Result<Option<Undecoded>, Status> {
+        // A fetch with batches holds at least one record from its offset on: the first
+        // batch is the one holding that offset.
+        Ok((!fetched.batches.is_empty()).then(|| Undecoded {
             partition,
-            records,
-            high_watermark: fetched.high_watermark,
+            fetched: fetched.clone(),
         }))
     }
 
