@@ -86,6 +86,8 @@ impl Server {
             })
             .args(extra)
             .env("SLUICE_LOG", "warn")
+            // A setting of the soak test, not of the server.
+            .env_remove("SLUICE_SOAK_SECS")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(if capture {
