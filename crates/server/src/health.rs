@@ -224,7 +224,51 @@ fn faults_readiness(broker: &Broker) -> Readiness {
 
 #[cfg(test)]
 mod tests {
+    use std::convert::Infallible;
+    use std::future::Ready;
+
+    use tower_layer::Layer as _;
+
     use super::*;
+
+    /// Answers every call with an empty 200 response.
+    #[derive(Debug, Clone)]
+    struct Answer;
+
+    impl Service<http::Request<Body>> for Answer {
+        type Response = http::Response<Body>;
+        type Error = Infallible;
+        type Future = Ready<Result<http::Response<Body>, Infallible>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: http::Request<Body>) -> Self::Future {
+            std::future::ready(Ok(http::Response::new(Body::empty())))
+        }
+    }
+
+    async fn status_of(path: &str) -> Option<Status> {
+        let request = http::Request::builder()
+            .uri(path)
+            .body(Body::empty())
+            .expect("valid request");
+        let response = RejectWhileRecovering
+            .layer(Answer)
+            .call(request)
+            .await
+            .expect("infallible");
+        Status::from_header_map(response.headers())
+    }
+
+    #[tokio::test]
+    async fn only_health_checks_pass_while_recovering() {
+        assert!(status_of("/grpc.health.v1.Health/Check").await.is_none());
+        let refused = status_of("/sluice.v1.Log/Produce").await.expect("a status");
+        assert_eq!(refused.code(), tonic::Code::Unavailable);
+        assert!(refused.message().contains("recovering"), "{refused:?}");
+    }
 
     #[test]
     fn readiness_text_names_failed_partitions() {
