@@ -2,6 +2,7 @@
 //! name while the other partitions go on serving; `/healthz` only says the process is up.
 mod common;
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
@@ -89,5 +90,68 @@ async fn a_failed_partition_makes_the_server_not_ready_and_names_it() -> Result<
     wait_for(&server, ServingStatus::Serving).await?;
     let (code, body) = server.metrics_get("/readyz")?;
     ensure!(code == 200 && body.starts_with("ready"), "{code} {body}");
+    Ok(())
+}
+
+/// A port nothing listens on right now.
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_is_not_ready_while_it_recovers() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path(), &[])?;
+    let mut admin = server.admin().await?;
+    create_topic(&mut admin, "big", 1, &[]).await?;
+    let mut log = server.log().await?;
+    // Some 40 MB in the active segment, which a crash makes recovery scan whole.
+    let value = "v".repeat(1000);
+    for _ in 0..40 {
+        produce_values(&mut log, "big", 0, std::iter::repeat_n(value.clone(), 1000)).await?;
+    }
+    server.kill()?;
+
+    // Restart on known ports and watch /readyz from the first moment.
+    let metrics = format!("127.0.0.1:{}", free_port()?);
+    let seen = Arc::new(Mutex::new(Vec::<(u16, String)>::new()));
+    let watcher = {
+        let (metrics, seen) = (metrics.clone(), Arc::clone(&seen));
+        let probe = Server::attach_metrics(&metrics);
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while Instant::now() < deadline {
+                if let Ok(answer) = probe.metrics_get("/readyz") {
+                    let ready = answer.0 == 200;
+                    seen.lock().unwrap_or_else(|p| p.into_inner()).push(answer);
+                    if ready {
+                        return;
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    let server = Server::start(dir.path(), &["--metrics-listen", &metrics])?;
+    let _ = watcher.join();
+    let seen = seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    ensure!(
+        seen.first()
+            .is_some_and(|(code, body)| *code == 503 && body.contains("recovering")),
+        "{seen:?}"
+    );
+    ensure!(
+        seen.last().is_some_and(|(code, _)| *code == 200),
+        "{seen:?}"
+    );
+    wait_for(&server, ServingStatus::Serving).await?;
+    ensure!(
+        fetch_all(&mut server.log().await?, "big", 0, 39_990)
+            .await?
+            .len()
+            == 10
+    );
     Ok(())
 }

@@ -152,6 +152,14 @@ impl Server {
         self.metrics_addr.as_deref()
     }
 
+    /// A handle to only the metrics endpoint at `addr` (`host:port`), for
+    /// [`Server::metrics_get`] while a server starts.
+    pub fn attach_metrics(addr: &str) -> Server {
+        let mut server = Server::attach("");
+        server.metrics_addr = Some(addr.to_string());
+        server
+    }
+
     /// A handle to a server someone else started and owns (it is not killed on drop).
     pub fn attach(url: &str) -> Server {
         Server {
