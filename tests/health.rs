@@ -1,5 +1,6 @@
-//! Health against a real server: gRPC health and `/readyz` report a failed partition by
-//! name while the other partitions go on serving; `/healthz` only says the process is up.
+//! Health against a real server: gRPC health and `/readyz` report NOT_SERVING while the
+//! server recovers its logs, and a failed partition by name while the other partitions go
+//! on serving; `/healthz` only says the process is up.
 mod common;
 
 use std::sync::{Arc, Mutex};
@@ -93,6 +94,42 @@ async fn a_failed_partition_makes_the_server_not_ready_and_names_it() -> Result<
     Ok(())
 }
 
+/// The overall gRPC health statuses a client polling `url` sees until SERVING (connection
+/// failures before the server listens, or while it changes over, are skipped).
+async fn grpc_statuses_until_serving(url: String) -> Result<Vec<ServingStatus>> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    let mut client = None;
+    while Instant::now() < deadline {
+        if client.is_none() {
+            client = tonic::transport::Channel::from_shared(url.clone())?
+                .connect()
+                .await
+                .ok()
+                .map(HealthClient::new);
+        }
+        if let Some(health) = client.as_mut() {
+            let checked = health
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await;
+            match checked {
+                Ok(response) => {
+                    let status = response.into_inner().status();
+                    seen.push(status);
+                    if status == ServingStatus::Serving {
+                        return Ok(seen);
+                    }
+                }
+                Err(_) => client = None,
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(seen)
+}
+
 /// A port nothing listens on right now.
 fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
@@ -114,8 +151,10 @@ async fn the_server_is_not_ready_while_it_recovers() -> Result<()> {
     }
     server.kill()?;
 
-    // Restart on known ports and watch /readyz from the first moment.
+    // Restart on known ports and watch gRPC health and /readyz from the first moment.
     let metrics = format!("127.0.0.1:{}", free_port()?);
+    let listen = format!("127.0.0.1:{}", free_port()?);
+    let grpc_seen = tokio::spawn(grpc_statuses_until_serving(format!("http://{listen}")));
     let seen = Arc::new(Mutex::new(Vec::<(u16, String)>::new()));
     let watcher = {
         let (metrics, seen) = (metrics.clone(), Arc::clone(&seen));
@@ -134,8 +173,18 @@ async fn the_server_is_not_ready_while_it_recovers() -> Result<()> {
             }
         })
     };
-    let server = Server::start(dir.path(), &["--metrics-listen", &metrics])?;
+    let data_dir = dir.path().to_owned();
+    let server = tokio::task::spawn_blocking(move || {
+        Server::start_on(&data_dir, &listen, &["--metrics-listen", &metrics])
+    })
+    .await??;
     let _ = watcher.join();
+    let grpc_seen = grpc_seen.await??;
+    ensure!(
+        grpc_seen.first() == Some(&ServingStatus::NotServing)
+            && grpc_seen.last() == Some(&ServingStatus::Serving),
+        "{grpc_seen:?}"
+    );
     let seen = seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
     ensure!(
         seen.first()
