@@ -52,6 +52,10 @@ struct Size {
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--list") {
+        println!("e2e: benchmark");
+        return Ok(());
+    }
     let benching = args.iter().any(|a| a == "--bench");
     let filter = args.iter().find(|a| !a.starts_with('-')).cloned();
     let quick = !benching || std::env::var("SLUICE_BENCH_QUICK").is_ok_and(|v| v != "0");
@@ -98,7 +102,14 @@ fn main() -> Result<()> {
     let mut outcomes = Vec::with_capacity(scenarios.len());
     for scenario in scenarios {
         eprint!("{:<34}", scenario.name);
-        let outcome = run(&server, scenario)?;
+        let outcome = match run(&server, &scenario) {
+            Ok(result) => Outcome { scenario, result },
+            Err(err) => {
+                eprintln!("FAILED: {err:#}");
+                let result = serde_json::json!({ "error": format!("{err:#}") });
+                Outcome { scenario, result }
+            }
+        };
         eprintln!("{}", report::short(&outcome.result));
         outcomes.push(outcome);
     }
@@ -120,6 +131,13 @@ fn main() -> Result<()> {
         html_path.display()
     );
     server.stop()?;
+    let failed = outcomes
+        .iter()
+        .filter(|o| o.result.get("error").is_some())
+        .count();
+    if failed > 0 {
+        bail!("{failed} of {} scenarios failed", outcomes.len());
+    }
     Ok(())
 }
 
@@ -194,8 +212,9 @@ fn matrix(size: Size) -> Vec<Scenario> {
     scenarios
 }
 
-/// Runs one scenario on a topic of its own (its setup first, if any), then deletes the topic.
-fn run(server: &Server, scenario: Scenario) -> Result<Outcome> {
+/// Runs one scenario on a topic of its own (its setup first, if any), then deletes the topic;
+/// returns the summary `sluice bench` printed.
+fn run(server: &Server, scenario: &Scenario) -> Result<serde_json::Value> {
     let topic = scenario.topic();
     if !scenario.setup.is_empty() {
         bench(server, &topic, &scenario.setup).context("setup")?;
@@ -203,7 +222,7 @@ fn run(server: &Server, scenario: Scenario) -> Result<Outcome> {
     let result = bench(server, &topic, &scenario.args)
         .with_context(|| format!("scenario '{}'", scenario.name))?;
     sluice(server, &["topic", "delete", &topic])?;
-    Ok(Outcome { scenario, result })
+    Ok(result)
 }
 
 /// Runs `sluice bench ARGS --topic TOPIC --output json` and returns its summary.
@@ -250,7 +269,9 @@ fn sluice(server: &Server, args: &[&str]) -> Result<String> {
     };
     let (stdout, stderr) = (joined(stdout)?, joined(stderr)?);
     if !status.success() {
-        bail!("sluice {args:?} failed: {}", stderr.trim());
+        // The last line is the error; the lines before it are progress.
+        let error = stderr.trim().lines().last().unwrap_or("no message");
+        bail!("sluice {} failed: {error}", args.join(" "));
     }
     Ok(stdout)
 }

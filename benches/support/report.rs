@@ -82,6 +82,9 @@ const LATENCY_COLOURS: [&str; 5] = ["#1b9e77", "#7570b3", "#d95f02", "#e7298a", 
 
 /// One line about a result, for the progress output.
 pub(crate) fn short(result: &Value) -> String {
+    if let Some(error) = result.get("error") {
+        return format!("failed: {error}");
+    }
     let number = |field: &str| result[field].as_f64().unwrap_or(f64::NAN);
     format!(
         "{:>12.0} records/s {:>9.1} MB/s  p99 {:.3} ms",
@@ -108,6 +111,10 @@ pub(crate) fn table(outcomes: &[Outcome]) -> String {
         "max ms"
     );
     for outcome in outcomes {
+        if let Some(error) = outcome.result.get("error") {
+            let _ = writeln!(out, "{:<34} failed: {error}", outcome.scenario.name);
+            continue;
+        }
         let [p50, p90, p99, p999, max] = outcome.latencies();
         let _ = writeln!(
             out,
