@@ -921,7 +921,7 @@ async fn a_subscriber_that_never_reads_costs_bounded_memory() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stalled_subscribers_of_small_records_cost_bounded_memory() -> Result<()> {
+async fn stalled_readers_of_small_records_cost_bounded_memory() -> Result<()> {
     const STALLED: usize = 20;
     let dir = tempfile::tempdir()?;
     let mut server = Server::start_capturing_stderr(dir.path(), &[])?;
@@ -977,6 +977,61 @@ async fn stalled_subscribers_of_small_records_cost_bounded_memory() -> Result<()
     let message = first.message().await?.context("a message")?;
     assert_eq!(message.records.first().map(|r| r.offset), Some(0));
     drop(stalled);
+
+    // Group members that never read their stream: the same, for Groups.Consume.
+    let baseline = server.anon_rss_bytes()?;
+    let mut members = Vec::new();
+    for g in 0..STALLED {
+        let (requests, outgoing) = tokio::sync::mpsc::unbounded_channel();
+        requests.send(pb::ConsumeRequest {
+            kind: Some(pb::consume_request::Kind::Join(pb::JoinGroup {
+                group: format!("stalled-{g}"),
+                topics: vec!["small".into()],
+                instance_id: None,
+                auto_offset_reset: pb::OffsetReset::Earliest.into(),
+                session_timeout_ms: 60_000,
+                rebalance_timeout_ms: 0,
+                max_bytes: 0,
+            })),
+        })?;
+        let responses = groups_client(&server)
+            .await?
+            .consume(tokio_stream::wrappers::UnboundedReceiverStream::new(
+                outgoing,
+            ))
+            .await?
+            .into_inner();
+        members.push((requests, responses));
+    }
+    let mut peak = baseline;
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        peak = peak.max(server.anon_rss_bytes()?);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "{STALLED} stalled group members of small records: anonymous RSS {} -> peak {} MiB",
+        baseline / MIB,
+        peak / MIB
+    );
+    ensure!(
+        peak < baseline + STALLED as u64 * 4 * MIB,
+        "anonymous RSS grew from {baseline} to {peak} bytes"
+    );
+    let (_requests, mut responses) = members.swap_remove(0);
+    let assignment = responses.message().await?.context("an assignment")?;
+    assert!(matches!(
+        assignment.kind,
+        Some(pb::consume_response::Kind::Assignment(_))
+    ));
+    let records = responses.message().await?.context("records")?;
+    match records.kind {
+        Some(pb::consume_response::Kind::Records(records)) => {
+            assert_eq!(records.records.first().map(|r| r.offset), Some(0));
+        }
+        other => bail!("expected records, got {other:?}"),
+    }
+    drop(members);
     assert_healthy(&mut server, "probe").await
 }
 

@@ -43,11 +43,49 @@ const BUFFERED_COMMANDS: usize = 16;
 /// How long the session tries to deliver its final status.
 const FINAL_NOTICE: Duration = Duration::from_secs(1);
 
-/// The response stream of one member.
-pub(crate) type ConsumeStream = ReceiverStream<Result<ConsumeResponse, Status>>;
+/// The response stream of one member. Fetched records wait in the channel as stored
+/// (slices of the segment files) and are decoded only when the stream takes them, so a
+/// member that does not read holds no decoded records beyond the message being sent.
+pub(crate) type ConsumeStream = tokio_stream::adapters::Map<
+    ReceiverStream<Result<Outgoing, Status>>,
+    fn(Result<Outgoing, Status>) -> Result<ConsumeResponse, Status>,
+>;
 
 /// Server messages, or the status that ends the stream.
-type Messages = mpsc::Sender<Result<ConsumeResponse, Status>>;
+type Messages = mpsc::Sender<Result<Outgoing, Status>>;
+
+/// A server message on its way to the member.
+#[derive(Debug)]
+pub(crate) enum Outgoing {
+    /// A message ready to send.
+    Ready(ConsumeResponse),
+    /// Records of a partition, decoded when sent.
+    Records {
+        topic: String,
+        partition: u32,
+        fetched: Fetched,
+    },
+}
+
+/// The wire message of an outgoing message (a corrupt batch ends the stream with its
+/// status).
+fn encode(outgoing: Result<Outgoing, Status>) -> Result<ConsumeResponse, Status> {
+    match outgoing? {
+        Outgoing::Ready(message) => Ok(message),
+        Outgoing::Records {
+            topic,
+            partition,
+            fetched,
+        } => Ok(response(consume_response::Kind::Records(
+            pb::ConsumedRecords {
+                topic,
+                partition,
+                records: fetched_records(&fetched)?,
+                high_watermark: fetched.high_watermark,
+            },
+        ))),
+    }
+}
 
 /// Reads the join, joins the group and starts serving the member. A missing or invalid
 /// join fails the call before anything is streamed. Client messages are limited to
@@ -104,7 +142,7 @@ pub(crate) async fn consume(
         shutdown,
     };
     tokio::spawn(session.run(command_queue));
-    Ok(ReceiverStream::new(stream))
+    Ok(ReceiverStream::new(stream).map(encode as fn(_) -> _))
 }
 
 /// What the inbound task passes to the session.
@@ -184,21 +222,15 @@ struct TopicOutput {
 }
 
 impl ReaderOutput for TopicOutput {
-    type Message = ConsumeResponse;
+    type Message = Outgoing;
 
-    fn message(
-        &self,
-        partition: u32,
-        fetched: &Fetched,
-    ) -> Result<Option<ConsumeResponse>, Status> {
-        let records = fetched_records(fetched)?;
-        Ok((!records.is_empty()).then(|| {
-            response(consume_response::Kind::Records(pb::ConsumedRecords {
-                topic: self.topic.clone(),
-                partition,
-                records,
-                high_watermark: fetched.high_watermark,
-            }))
+    fn message(&self, partition: u32, fetched: &Fetched) -> Result<Option<Outgoing>, Status> {
+        // A fetch with batches holds at least one record from its offset on: the first
+        // batch is the one holding that offset.
+        Ok((!fetched.batches.is_empty()).then(|| Outgoing::Records {
+            topic: self.topic.clone(),
+            partition,
+            fetched: fetched.clone(),
         }))
     }
 
@@ -270,9 +302,9 @@ impl Session {
                 },
                 _ = heartbeats.tick() => {
                     // Skipped when the stream is full: the member has plenty to read.
-                    let _ = self.messages.try_send(Ok(response(
+                    let _ = self.messages.try_send(Ok(Outgoing::Ready(response(
                         consume_response::Kind::HeartbeatRequest(pb::HeartbeatRequest {}),
-                    )));
+                    ))));
                     Ok(())
                 }
             };
@@ -390,7 +422,7 @@ impl Session {
     /// Sends a message, giving up at shutdown.
     async fn send(&self, message: ConsumeResponse) -> Result<(), End> {
         tokio::select! {
-            sent = self.messages.send(Ok(message)) => sent.map_err(|_| None),
+            sent = self.messages.send(Ok(Outgoing::Ready(message))) => sent.map_err(|_| None),
             () = self.shutdown.wait() => Err(Some(shutting_down())),
         }
     }
