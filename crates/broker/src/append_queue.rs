@@ -5,7 +5,7 @@
 use std::sync::Weak;
 
 use bytes::BytesMut;
-use sluice_storage::{AppendInfo, StorageError};
+use sluice_storage::{AppendInfo, FlushPolicy, StorageError};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::topic::Partition;
@@ -33,6 +33,18 @@ pub(crate) fn start(partition: Weak<Partition>) -> AppendQueue {
     tx
 }
 
+/// Largest write done on the async worker itself rather than on a blocking thread.
+const MAX_INLINE_WRITE_BYTES: usize = 64 << 10;
+
+/// Whether `batches` are written without handing them to a blocking thread: a small write
+/// that only reaches the page cache (no fsync) takes microseconds, less than the handoff.
+fn writes_inline(partition: &Partition, batches: &[BytesMut]) -> bool {
+    partition
+        .opened()
+        .is_some_and(|log| log.config().flush != FlushPolicy::Fsync)
+        && batches.iter().map(BytesMut::len).sum::<usize>() <= MAX_INLINE_WRITE_BYTES
+}
+
 async fn drain(partition: Weak<Partition>, mut rx: mpsc::UnboundedReceiver<AppendJob>) {
     let mut jobs = Vec::with_capacity(MAX_APPENDS_PER_WRITE);
     while rx.recv_many(&mut jobs, MAX_APPENDS_PER_WRITE).await > 0 {
@@ -41,18 +53,23 @@ async fn drain(partition: Weak<Partition>, mut rx: mpsc::UnboundedReceiver<Appen
         };
         let (mut batches, replies): (Vec<BytesMut>, Vec<_>) =
             jobs.drain(..).map(|j| (j.batch, j.reply)).unzip();
+        let inline = writes_inline(&partition, &batches);
         let writer = partition.clone();
         // Only partitions whose log opened get a queue; should that not hold, dropping the
         // replies fails the producers.
-        let results = tokio::task::spawn_blocking(move || {
+        let mut write = move || {
             let results = writer
                 .opened()
                 .map(|log| log.append_all(&mut batches))
                 .unwrap_or_default();
             writer.count_appended(&batches, &results);
             results
-        })
-        .await;
+        };
+        let results = if inline {
+            Ok(write())
+        } else {
+            tokio::task::spawn_blocking(write).await
+        };
         match results {
             Ok(results) => {
                 if results.iter().any(Result::is_ok) {
