@@ -89,8 +89,9 @@ async fn produce_and_drain(
     }
 }
 
-/// Starts the consumers: each reads its share of the partitions from the first record
-/// stamped at or after the start of the run.
+/// Starts the consumers: each reads its share of the partitions from the high watermark
+/// described before the run (explicit offsets: a timestamp start could skip records
+/// appended while the server resolves it).
 fn spawn_consumers(
     client: &Client,
     args: &BenchArgs,
@@ -98,26 +99,31 @@ fn spawn_consumers(
     clock: &Clock,
     stats: &Arc<Stats>,
 ) -> Vec<JoinHandle<anyhow::Result<()>>> {
-    let start_ms = clock.epoch_us(clock.start) / 1000;
     (0..args.consumers)
         .filter_map(|index| {
-            let partitions: Vec<u32> = topic
+            let starts: Vec<(u32, u64)> = topic
                 .partitions
                 .iter()
                 .enumerate()
                 .filter(|(n, _)| *n as u64 % u64::from(args.consumers) == u64::from(index))
-                .map(|(_, p)| p.id)
+                .map(|(_, p)| (p.id, p.high_watermark))
                 .collect();
-            if partitions.is_empty() {
+            if starts.is_empty() {
                 return None;
             }
             let mut consumer = client
                 .consumer(topic.name.as_str())
-                .partitions(partitions)
-                .start(Position::Timestamp(start_ms))
+                .partitions(starts.iter().map(|&(id, _)| id))
+                .start(Position::Latest)
                 .build();
             let (stats, clock) = (Arc::clone(stats), *clock);
             Some(tokio::spawn(async move {
+                for (partition, offset) in starts {
+                    consumer
+                        .seek(partition, offset)
+                        .await
+                        .context("consumer failed")?;
+                }
                 loop {
                     let record = consumer.next().await.context("consumer failed")?;
                     let now = Instant::now();
