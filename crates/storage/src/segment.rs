@@ -220,7 +220,10 @@ impl Segment {
             return true;
         }
         let mut ti = self.time_index.write();
-        if ti.last().is_some_and(|l| l.timestamp >= cursor.max_timestamp) {
+        if ti
+            .last()
+            .is_some_and(|l| l.timestamp >= cursor.max_timestamp)
+        {
             return true;
         }
         let entry = TimeEntry {
