@@ -223,12 +223,24 @@ impl Consumer {
             Position::Offset(_) => Position::Earliest,
             other => other,
         };
+        // For a timestamp, the high watermarks come first: a partition with no record that
+        // recent starts where its end was before the lookup, so nothing appended meanwhile
+        // is skipped.
+        let mut ends = BTreeMap::new();
+        if let Position::Timestamp(_) = self.start {
+            for entry in self
+                .admin
+                .list_offsets(&self.topic, &self.partitions, Position::Latest)
+                .await?
+            {
+                ends.insert(entry.partition, entry.offset.unwrap_or_default());
+            }
+        }
         let found = self
             .admin
             .list_offsets(&self.topic, &self.partitions, lookup)
             .await?;
         let mut positions = BTreeMap::new();
-        let mut unset = Vec::new();
         for entry in found {
             match (self.start, entry.offset) {
                 (Position::Offset(offset), _) => {
@@ -238,22 +250,16 @@ impl Consumer {
                     positions.insert(entry.partition, offset);
                 }
                 // No record that recent: start at the high watermark.
-                (Position::Timestamp(_), None) => unset.push(entry.partition),
+                (Position::Timestamp(_), None) => {
+                    let end = ends.get(&entry.partition).copied().unwrap_or_default();
+                    positions.insert(entry.partition, end);
+                }
                 (_, None) => {
                     return Err(Error::Protocol(format!(
                         "no {lookup:?} offset for partition {} of topic '{}'",
                         entry.partition, self.topic
                     )));
                 }
-            }
-        }
-        if !unset.is_empty() {
-            for entry in self
-                .admin
-                .list_offsets(&self.topic, &unset, Position::Latest)
-                .await?
-            {
-                positions.insert(entry.partition, entry.offset.unwrap_or_default());
             }
         }
         self.positions = positions;

@@ -146,14 +146,21 @@ async fn start_offsets(
             .map_err(to_status)
     };
     match start {
-        Position::Lookup(spec) => offsets(broker, topic, partitions, spec)
-            .await?
-            .into_iter()
-            .map(|(partition, found)| match found {
-                Some(offset) => Ok((partition, offset)),
-                None => latest(partition).map(|offset| (partition, offset)),
-            })
-            .collect(),
+        Position::Lookup(spec) => {
+            // High watermarks first: a partition with no record that recent starts where
+            // its end was before the lookup, so nothing appended meanwhile is skipped.
+            let ends: Vec<u64> = partitions
+                .iter()
+                .map(|&partition| latest(partition))
+                .collect::<Result<_, _>>()?;
+            offsets(broker, topic, partitions, spec)
+                .await?
+                .into_iter()
+                .zip(ends)
+                .map(|((partition, found), end)| (partition, found.unwrap_or(end)))
+                .map(Ok)
+                .collect()
+        }
         Position::Exact(offset) => offsets(broker, topic, partitions, OffsetSpec::Earliest)
             .await?
             .into_iter()
