@@ -20,21 +20,27 @@ use super::{ANSWER_TIMEOUT, BenchArgs, Mode, e2e, log_service, random_payload, s
 /// Most requests of one producer sent and not yet answered.
 pub(super) const WINDOW: usize = 8;
 /// Waits longer than this start on tokio's timer, whose 1 ms ticks would make every request
-/// up to 1 ms late; the last part is slept on a blocking thread, to within tens of microseconds.
+/// up to 1 ms late; the rest is slept on a blocking thread.
 const COARSE_WAIT: Duration = Duration::from_millis(2);
+/// The last part of a wait, spent yielding rather than sleeping: a sleeping thread wakes tens
+/// of microseconds late, and handing its wake-up back to the task costs as much again.
+const SPIN_WAIT: Duration = Duration::from_micros(150);
 
-/// Returns at `due` (at once if it has passed), without the up to 1 ms of lateness of tokio's
-/// timer: that lateness would count as latency in an open-loop run, and would cap a
-/// closed-loop run at one request per millisecond.
+/// Returns at `due` (at once if it has passed), to within a few microseconds: lateness would
+/// count as latency in an open-loop run, and tokio's 1 ms timer alone would cap a closed-loop
+/// run at one request per millisecond.
 async fn sleep_until(due: Instant) {
     let early = due.checked_sub(COARSE_WAIT);
     if let Some(early) = early.filter(|&early| Instant::now() < early) {
         tokio::time::sleep_until(early.into()).await;
     }
     let rest = due.saturating_duration_since(Instant::now());
-    if !rest.is_zero() {
+    if let Some(sleep) = rest.checked_sub(SPIN_WAIT).filter(|sleep| !sleep.is_zero()) {
         // A wait abandoned by `select!` leaves its thread sleeping out the rest, harmlessly.
-        let _ = tokio::task::spawn_blocking(move || std::thread::sleep(rest)).await;
+        let _ = tokio::task::spawn_blocking(move || std::thread::sleep(sleep)).await;
+    }
+    while Instant::now() < due {
+        tokio::task::yield_now().await;
     }
 }
 
