@@ -84,24 +84,6 @@ fn check_intact(records: &[pb::FetchedRecord], partition: u32, count: usize) {
     }
 }
 
-/// Appends one record to a partition; returns its offset.
-async fn append_one(server: &Server, topic: &str, partition: u32) -> Result<u64, tonic::Status> {
-    let mut log = server
-        .log()
-        .await
-        .map_err(|e| tonic::Status::unknown(e.to_string()))?;
-    let resp = log
-        .produce(pb::ProduceRequest {
-            topic: topic.into(),
-            partition: Some(partition),
-            records: vec![record(None, "after the restart", 0)],
-            request_id: 0,
-        })
-        .await?
-        .into_inner();
-    Ok(resp.partitions[0].base_offset)
-}
-
 /// The status a fetch of `partition` from `offset` fails with.
 async fn fetch_error(server: &Server, partition: u32, offset: u64) -> Result<tonic::Status> {
     let mut log = server.log().await?;
@@ -224,7 +206,7 @@ async fn damaged_files_are_repaired_or_reported_never_served() -> Result<()> {
     wait_for_log(&server, &["truncating torn tail", torn]).await?;
     // ...and it takes new records right after the cut.
     assert_eq!(
-        append_one(&server, TOPIC, 1).await?,
+        produce_one(&server, TOPIC, 1, "after the restart").await?,
         (RECORDS - PER_REQUEST) as u64
     );
 
@@ -251,7 +233,10 @@ async fn damaged_files_are_repaired_or_reported_never_served() -> Result<()> {
     for stray in &strays {
         assert!(!stray.exists(), "{} was not removed", stray.display());
     }
-    assert_eq!(append_one(&server, TOPIC, 2).await?, RECORDS as u64);
+    assert_eq!(
+        produce_one(&server, TOPIC, 2, "after the restart").await?,
+        RECORDS as u64
+    );
 
     // Partition 3: UNAVAILABLE, naming the partition and the file, for reads and writes.
     let status = fetch_error(&server, 3, 0).await?;
@@ -264,7 +249,9 @@ async fn damaged_files_are_repaired_or_reported_never_served() -> Result<()> {
     for needle in ["partition 3 of topic \"d\"", first_segment.as_str()] {
         assert!(status.message().contains(needle), "{}", status.message());
     }
-    let status = append_one(&server, TOPIC, 3).await.unwrap_err();
+    let status = produce_one(&server, TOPIC, 3, "after the restart")
+        .await
+        .unwrap_err();
     assert_eq!(
         status.code(),
         tonic::Code::Unavailable,
@@ -275,6 +262,9 @@ async fn damaged_files_are_repaired_or_reported_never_served() -> Result<()> {
     // The undamaged topic serves as before.
     let records = fetch_all(&mut server.log().await?, OTHER, 0, 0).await?;
     check_intact(&records, 0, RECORDS);
-    assert_eq!(append_one(&server, OTHER, 0).await?, RECORDS as u64);
+    assert_eq!(
+        produce_one(&server, OTHER, 0, "after the restart").await?,
+        RECORDS as u64
+    );
     Ok(())
 }

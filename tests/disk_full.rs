@@ -38,29 +38,11 @@ fn cannot_mount(dir: &Path) -> Option<String> {
     }
 }
 
-/// Produces one record to a partition: its offset, or the status it was refused with.
-async fn produce_one(server: &Server, topic: &str, value: &str) -> Result<u64, tonic::Status> {
-    let mut log = server
-        .log()
-        .await
-        .map_err(|e| tonic::Status::unknown(e.to_string()))?;
-    let resp = log
-        .produce(pb::ProduceRequest {
-            topic: topic.into(),
-            partition: Some(0),
-            records: vec![record(None, value, 0)],
-            request_id: 0,
-        })
-        .await?
-        .into_inner();
-    Ok(resp.partitions[0].base_offset)
-}
-
 /// Appends records of `size` bytes until the disk is full; returns the values acknowledged.
 async fn fill(server: &Server, topic: &str, size: usize, acked: &mut Vec<String>) -> Result<()> {
     for i in 0..5_000 {
         let value = format!("{size}-{i}-{}", "x".repeat(size));
-        match produce_one(server, topic, &value).await {
+        match produce_one(server, topic, 0, &value).await {
             Ok(offset) => {
                 assert_eq!(offset, acked.len() as u64, "dense offsets");
                 acked.push(value);
@@ -110,7 +92,7 @@ async fn a_full_disk_answers_resource_exhausted_and_recovers_when_space_is_freed
     let mut ballast = Vec::new();
     for _ in 0..25 {
         let value = "b".repeat(4_000);
-        produce_one(&server, "ballast", &value).await?;
+        produce_one(&server, "ballast", 0, &value).await?;
         ballast.push(value);
     }
 
@@ -135,7 +117,7 @@ async fn a_full_disk_answers_resource_exhausted_and_recovers_when_space_is_freed
         .await?;
     for i in 0..20 {
         let value = format!("after-{i}");
-        let offset = produce_one(&server, "full", &value).await?;
+        let offset = produce_one(&server, "full", 0, &value).await?;
         assert_eq!(offset, acked.len() as u64);
         acked.push(value);
     }

@@ -424,6 +424,32 @@ pub async fn produce_values(
     Ok(())
 }
 
+/// Produces one keyless record to a partition: its offset, or the status it was refused with.
+pub async fn produce_one(
+    server: &Server,
+    topic: &str,
+    partition: u32,
+    value: &str,
+) -> Result<u64, tonic::Status> {
+    let mut log = server
+        .log()
+        .await
+        .map_err(|e| tonic::Status::unknown(e.to_string()))?;
+    let resp = log
+        .produce(pb::ProduceRequest {
+            topic: topic.into(),
+            partition: Some(partition),
+            records: vec![record(None, value, 0)],
+            request_id: 0,
+        })
+        .await?
+        .into_inner();
+    resp.partitions
+        .first()
+        .map(|p| p.base_offset)
+        .ok_or_else(|| tonic::Status::internal("produce answered no partition"))
+}
+
 /// A partition of a topic, as test members track them.
 pub type Tp = (String, u32);
 
