@@ -711,14 +711,7 @@ async fn thousands_of_subscriptions_are_capped_and_released() -> Result<()> {
     for _ in 0..CONNECTIONS {
         clients.push(server.log().await?);
     }
-    let subscribe = pb::SubscribeRequest {
-        topic: "t".into(),
-        partitions: vec![],
-        start: Some(pb::OffsetSpec {
-            kind: Some(Kind::Latest(pb::Latest {})),
-        }),
-        max_bytes: 0,
-    };
+    let subscribe = subscribe_request("t", Kind::Latest(pb::Latest {}));
 
     let open = |clients: &Vec<LogClient<Channel>>| {
         let mut calls = JoinSet::new();
@@ -813,12 +806,8 @@ async fn calls_beyond_the_per_connection_limit_wait_for_a_free_stream() -> Resul
     create(&server, "t", 1).await?;
     let client = server.log().await?;
     let subscribe = pb::SubscribeRequest {
-        topic: "t".into(),
         partitions: vec![0],
-        start: Some(pb::OffsetSpec {
-            kind: Some(Kind::Earliest(pb::Earliest {})),
-        }),
-        max_bytes: 0,
+        ..subscribe_request("t", Kind::Earliest(pb::Earliest {}))
     };
     let mut open = Vec::new();
     for _ in 0..8 {
@@ -891,14 +880,7 @@ async fn a_subscriber_that_never_reads_costs_bounded_memory() -> Result<()> {
     for _ in 0..4 {
         let mut log = server.log().await?;
         let stream = log
-            .subscribe(pb::SubscribeRequest {
-                topic: "t".into(),
-                partitions: vec![],
-                start: Some(pb::OffsetSpec {
-                    kind: Some(Kind::Earliest(pb::Earliest {})),
-                }),
-                max_bytes: 0,
-            })
+            .subscribe(subscribe_request("t", Kind::Earliest(pb::Earliest {})))
             .await?
             .into_inner();
         stalled.push((log, stream));
@@ -941,14 +923,7 @@ async fn stalled_readers_of_small_records_cost_bounded_memory() -> Result<()> {
     let mut stalled = Vec::new();
     for _ in 0..STALLED {
         let stream = log
-            .subscribe(pb::SubscribeRequest {
-                topic: "small".into(),
-                partitions: vec![],
-                start: Some(pb::OffsetSpec {
-                    kind: Some(Kind::Earliest(pb::Earliest {})),
-                }),
-                max_bytes: 0,
-            })
+            .subscribe(subscribe_request("small", Kind::Earliest(pb::Earliest {})))
             .await?
             .into_inner();
         stalled.push(stream);
@@ -1137,14 +1112,7 @@ async fn clients_that_vanish_mid_request_leave_nothing_behind() -> Result<()> {
         let mut streams = Vec::new();
         for _ in 0..49 {
             let stream = log
-                .subscribe(pb::SubscribeRequest {
-                    topic: "t".into(),
-                    partitions: vec![],
-                    start: Some(pb::OffsetSpec {
-                        kind: Some(Kind::Latest(pb::Latest {})),
-                    }),
-                    max_bytes: 0,
-                })
+                .subscribe(subscribe_request("t", Kind::Latest(pb::Latest {})))
                 .await;
             streams.push(retry_exhausted(stream, &mut log).await?);
         }
@@ -1205,14 +1173,7 @@ async fn retry_exhausted(
             Err(status) => bail!("subscribe failed: {status:?}"),
         }
         result = log
-            .subscribe(pb::SubscribeRequest {
-                topic: "t".into(),
-                partitions: vec![],
-                start: Some(pb::OffsetSpec {
-                    kind: Some(Kind::Latest(pb::Latest {})),
-                }),
-                max_bytes: 0,
-            })
+            .subscribe(subscribe_request("t", Kind::Latest(pb::Latest {})))
             .await;
     }
 }

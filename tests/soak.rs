@@ -88,12 +88,8 @@ async fn subscribe(
     let mut log = server.log().await?;
     let mut stream = log
         .subscribe(pb::SubscribeRequest {
-            topic: "soak".into(),
-            partitions: vec![],
-            start: Some(pb::OffsetSpec {
-                kind: Some(Kind::Earliest(pb::Earliest {})),
-            }),
             max_bytes: 64 * 1024,
+            ..subscribe_request("soak", Kind::Earliest(pb::Earliest {}))
         })
         .await?
         .into_inner();

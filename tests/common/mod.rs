@@ -424,6 +424,17 @@ pub async fn produce_values(
     Ok(())
 }
 
+/// A subscription to every partition of `topic` from `start`, with the server's default
+/// message size.
+pub fn subscribe_request(topic: &str, start: pb::offset_spec::Kind) -> pb::SubscribeRequest {
+    pb::SubscribeRequest {
+        topic: topic.into(),
+        partitions: vec![],
+        start: Some(pb::OffsetSpec { kind: Some(start) }),
+        max_bytes: 0,
+    }
+}
+
 /// Produces one keyless record to a partition: its offset, or the status it was refused with.
 pub async fn produce_one(
     server: &Server,
