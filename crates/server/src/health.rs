@@ -14,7 +14,7 @@ use sluice_broker::{Broker, PartitionFault};
 use sluice_proto::v1::admin_server::AdminServer;
 use sluice_proto::v1::groups_server::GroupsServer;
 use sluice_proto::v1::log_server::LogServer;
-use tokio::sync::watch;
+use tokio::sync::{Mutex, watch};
 use tonic::Status;
 use tonic::body::Body;
 use tonic::codegen::{BoxFuture, Service, http};
@@ -78,6 +78,9 @@ impl fmt::Display for Readiness {
 pub(crate) struct Health {
     reporter: HealthReporter,
     readiness: watch::Sender<Readiness>,
+    /// Held across a change of readiness, so that a change racing shutdown cannot report
+    /// SERVING after it.
+    changing: Mutex<()>,
     /// Set once the broker has opened.
     broker: OnceLock<Arc<Broker>>,
 }
@@ -88,6 +91,7 @@ impl Health {
         let health = Health {
             reporter: HealthReporter::new(),
             readiness: watch::Sender::new(Readiness::Recovering),
+            changing: Mutex::new(()),
             broker: OnceLock::new(),
         };
         health.report(&Readiness::Recovering).await;
@@ -136,6 +140,7 @@ impl Health {
     }
 
     async fn set(&self, readiness: Readiness) {
+        let _changing = self.changing.lock().await;
         if self.readiness() == Readiness::ShuttingDown {
             return;
         }
