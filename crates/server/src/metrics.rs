@@ -65,18 +65,19 @@ pub(crate) fn install() -> PrometheusHandle {
 /// `builder` with the buckets of every histogram Sluice records.
 fn buckets(builder: PrometheusBuilder) -> PrometheusBuilder {
     let families = [
-        ("_seconds", LATENCY_BUCKETS),
-        ("sluice_append_batch_records", RECORD_BUCKETS),
-        ("sluice_append_batch_bytes", BYTE_BUCKETS),
+        (Matcher::Suffix("_seconds".to_owned()), LATENCY_BUCKETS),
+        (
+            Matcher::Full("sluice_append_batch_records".to_owned()),
+            RECORD_BUCKETS,
+        ),
+        (
+            Matcher::Full("sluice_append_batch_bytes".to_owned()),
+            BYTE_BUCKETS,
+        ),
     ];
     families
         .into_iter()
-        .fold(builder, |builder, (name, bounds)| {
-            let matcher = if name.starts_with('_') {
-                Matcher::Suffix(name.to_owned())
-            } else {
-                Matcher::Full(name.to_owned())
-            };
+        .fold(builder, |builder, (matcher, bounds)| {
             // Only an empty bucket list is refused, and none of these is empty.
             builder
                 .set_buckets_for_metric(matcher, bounds)
