@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::Frame;
-use metrics::{counter, gauge};
+use metrics::{Gauge, counter, gauge};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_stream::Stream;
@@ -197,23 +197,32 @@ fn count_response(rpc: String, code: Code) {
 #[derive(Debug)]
 struct OpenCall {
     rpc: String,
+    /// Its `sluice_grpc_open_calls` series, looked up once.
+    open: Gauge,
     /// The status code it ended with, once seen in the trailers.
     ended: Option<Code>,
 }
 
 impl OpenCall {
     fn new(rpc: String) -> OpenCall {
-        gauge!("sluice_grpc_open_calls", "rpc" => rpc.clone()).increment(1.0);
-        OpenCall { rpc, ended: None }
+        let open = gauge!("sluice_grpc_open_calls", "rpc" => rpc.clone());
+        open.increment(1.0);
+        OpenCall {
+            rpc,
+            open,
+            ended: None,
+        }
     }
 }
 
 impl Drop for OpenCall {
     fn drop(&mut self) {
-        let rpc = std::mem::take(&mut self.rpc);
-        gauge!("sluice_grpc_open_calls", "rpc" => rpc.clone()).decrement(1.0);
+        self.open.decrement(1.0);
         // A body dropped before its trailers: the client went away.
-        count_response(rpc, self.ended.unwrap_or(Code::Cancelled));
+        count_response(
+            std::mem::take(&mut self.rpc),
+            self.ended.unwrap_or(Code::Cancelled),
+        );
     }
 }
 
