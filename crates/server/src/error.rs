@@ -67,6 +67,18 @@ pub enum ServerError {
         #[source]
         source: io::Error,
     },
+    /// The metrics endpoint's address could not be bound.
+    #[error(
+        "cannot listen on {addr} for the metrics endpoint (set metrics_listen to another \
+         address, or to off): {source}"
+    )]
+    MetricsBind {
+        /// The address.
+        addr: SocketAddr,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
     /// The broker failed to open its data directory.
     #[error("cannot open the broker: {0}")]
     OpenBroker(#[source] BrokerError),

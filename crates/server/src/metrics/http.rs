@@ -29,7 +29,7 @@ pub(crate) struct MetricsEndpoint {
 impl MetricsEndpoint {
     /// Binds `addr` (port 0 picks a free port).
     pub(crate) async fn bind(addr: SocketAddr) -> Result<MetricsEndpoint, ServerError> {
-        let bind_error = |source| ServerError::Bind { addr, source };
+        let bind_error = |source| ServerError::MetricsBind { addr, source };
         let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
         let addr = listener.local_addr().map_err(bind_error)?;
         Ok(MetricsEndpoint { listener, addr })
@@ -100,4 +100,21 @@ async fn readyz(State(scrape): State<Arc<Scrape>>) -> Response {
         _ => StatusCode::SERVICE_UNAVAILABLE,
     };
     (code, readiness.to_string()).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_taken_metrics_address_names_the_setting() {
+        let taken = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = taken.local_addr().expect("address");
+        let err = MetricsEndpoint::bind(addr)
+            .await
+            .expect_err("address in use");
+        let text = err.to_string();
+        assert!(text.contains(&addr.to_string()), "{text}");
+        assert!(text.contains("metrics_listen"), "{text}");
+    }
 }
