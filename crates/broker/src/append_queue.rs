@@ -5,7 +5,7 @@
 use std::sync::Weak;
 
 use bytes::BytesMut;
-use sluice_storage::{AppendInfo, FlushPolicy, StorageError};
+use sluice_storage::{AppendInfo, StorageError};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::topic::Partition;
@@ -37,12 +37,14 @@ pub(crate) fn start(partition: Weak<Partition>) -> AppendQueue {
 const MAX_INLINE_WRITE_BYTES: usize = 64 << 10;
 
 /// Whether `batches` are written without handing them to a blocking thread: a small write
-/// that only reaches the page cache (no fsync) takes microseconds, less than the handoff.
+/// that only reaches the page cache (no fsync, no segment roll) takes microseconds, less than
+/// the handoff.
 fn writes_inline(partition: &Partition, batches: &[BytesMut]) -> bool {
-    partition
-        .opened()
-        .is_some_and(|log| log.config().flush != FlushPolicy::Fsync)
-        && batches.iter().map(BytesMut::len).sum::<usize>() <= MAX_INLINE_WRITE_BYTES
+    let bytes = batches.iter().map(BytesMut::len).sum::<usize>();
+    bytes <= MAX_INLINE_WRITE_BYTES
+        && partition
+            .opened()
+            .is_some_and(|log| log.appends_without_blocking(bytes as u64))
 }
 
 async fn drain(partition: Weak<Partition>, mut rx: mpsc::UnboundedReceiver<AppendJob>) {

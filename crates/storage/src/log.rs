@@ -587,10 +587,23 @@ impl Log {
         }
     }
 
-    /// Starts a new segment if the active one is full, too old, or its index cannot take more.
-    fn maybe_roll(&self, w: &mut Writer, incoming_bytes: u64, incoming_records: u64) -> Result<()> {
+    /// Whether an append of `bytes` bytes (at most that many records) would be written to the
+    /// page cache without waiting: the log does not fsync appends, no other work holds the
+    /// writer (retention deletes files under it), and no roll is due (a roll creates files and
+    /// syncs the directory and the sealed indexes). Callers that must not block, such as an
+    /// async worker, append themselves only then.
+    pub fn appends_without_blocking(&self, bytes: u64) -> bool {
+        self.config.flush != FlushPolicy::Fsync
+            && self
+                .writer
+                .try_lock()
+                .is_some_and(|w| !self.roll_due(&w, bytes, bytes))
+    }
+
+    /// Whether the active segment is full, too old, or its index cannot take more.
+    fn roll_due(&self, w: &Writer, incoming_bytes: u64, incoming_records: u64) -> bool {
         if w.write_pos == 0 {
-            return Ok(());
+            return false;
         }
         let too_big = w.write_pos + incoming_bytes > self.config.segment_bytes;
         let too_old = self.config.segment_ms.is_some_and(|ms| {
@@ -599,7 +612,12 @@ impl Log {
         });
         let offsets_overflow =
             w.next_offset + incoming_records - w.active.base_offset > u64::from(u32::MAX);
-        if !(too_big || too_old || offsets_overflow || w.index_full) {
+        too_big || too_old || offsets_overflow || w.index_full
+    }
+
+    /// Starts a new segment if [`Log::roll_due`].
+    fn maybe_roll(&self, w: &mut Writer, incoming_bytes: u64, incoming_records: u64) -> Result<()> {
+        if !self.roll_due(w, incoming_bytes, incoming_records) {
             return Ok(());
         }
         // The new segment first: when that fails (a full disk) the active one is untouched
