@@ -17,7 +17,7 @@
 
 use bytes::Bytes;
 use prost::Message;
-use sluice_broker::{TopicConfig, validate_group_name, validate_topic_name};
+use sluice_broker::{Limits, TopicConfig, validate_group_name, validate_topic_name};
 use sluice_proto::v1 as pb;
 use sluice_server::validation::{join_request, position, require_topic};
 use sluice_storage::batch::{self, BatchHeader, RecordBatchBuilder, RecordView};
@@ -218,7 +218,7 @@ pub fn request_validation(data: &[u8]) {
             {
                 let _ = validate_group_name(&join.group);
                 for topic in &join.topics {
-                    let _ = validate_topic_name(topic, 249);
+                    let _ = validate_topic_name(topic, Limits::default().max_topic_name_len);
                 }
             }
         }
@@ -234,7 +234,7 @@ pub fn request_validation(data: &[u8]) {
 /// The server's and the broker's checks of a topic name, which must agree on empty names.
 fn check_topic(field: &str, topic: &str) {
     let required = require_topic(field, topic);
-    let valid = validate_topic_name(topic, 249);
+    let valid = validate_topic_name(topic, Limits::default().max_topic_name_len);
     if required.is_err() {
         assert!(valid.is_err(), "an empty name passes the broker's check");
     }
