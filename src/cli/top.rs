@@ -38,12 +38,16 @@ const SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
 const MB: f64 = 1_000_000.0;
 
 pub(crate) async fn run(args: TopArgs) -> Result<()> {
-    ensure!(
-        args.interval.is_finite() && args.interval > 0.0,
-        "--interval must be a positive number of seconds, got {}",
-        args.interval
-    );
-    let interval = Duration::from_secs_f64(args.interval);
+    // Not `from_secs_f64`, which panics on an interval too long for a `Duration`.
+    let interval = Duration::try_from_secs_f64(args.interval)
+        .ok()
+        .filter(|interval| !interval.is_zero())
+        .with_context(|| {
+            format!(
+                "--interval must be a positive number of seconds, got {}",
+                args.interval
+            )
+        })?;
     let endpoint = Endpoint::parse(&args.metrics)?;
     let mut previous = endpoint.scrape().await?;
     loop {
