@@ -459,7 +459,7 @@ impl Broker {
         let mut faults: Vec<_> = self
             .topics_snapshot()
             .iter()
-            .flat_map(|t| t.faults().collect::<Vec<_>>())
+            .flat_map(|t| t.faults())
             .collect();
         faults.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
         faults
