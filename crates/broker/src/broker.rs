@@ -427,6 +427,22 @@ impl Broker {
             .map(|record| record.map(|r| r.timestamp_ms))
     }
 
+    /// Where reading from `spec` starts in a partition: the offset [`Broker::list_offset`]
+    /// finds, or the high watermark when no record is that recent. The high watermark is read
+    /// before the lookup, so records appended in between are not skipped. Blocking, as
+    /// [`Broker::list_offset`] is.
+    pub fn start_offset(
+        &self,
+        topic: &str,
+        partition: u32,
+        spec: OffsetSpec,
+    ) -> Result<u64, BrokerError> {
+        let end = self
+            .list_offset(topic, partition, OffsetSpec::Latest)?
+            .unwrap_or_default();
+        Ok(self.list_offset(topic, partition, spec)?.unwrap_or(end))
+    }
+
     /// Refuses new requests ([`BrokerError::ShuttingDown`]), wakes waiting fetches, stops the
     /// background tasks and closes every log cleanly (fsync and clean-shutdown marker).
     /// Returns the first close failure after closing all others. Calling it again does nothing.

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use sluice_broker::{Broker, OffsetSpec};
+use sluice_broker::{Broker, BrokerError, OffsetSpec};
 use tonic::Status;
 
 use crate::status::to_status;
@@ -29,15 +29,47 @@ pub(crate) async fn offsets(
     partitions: Vec<u32>,
     spec: OffsetSpec,
 ) -> Result<Vec<(u32, Option<u64>)>, Status> {
+    per_partition(
+        broker,
+        topic,
+        partitions,
+        move |broker, topic, partition| broker.list_offset(topic, partition, spec),
+    )
+    .await
+}
+
+/// Where reading from `spec` starts in each partition, in order: see
+/// [`Broker::start_offset`]. Runs on a blocking thread, as [`offsets`] does.
+pub(crate) async fn start_offsets(
+    broker: &Arc<Broker>,
+    topic: &str,
+    partitions: Vec<u32>,
+    spec: OffsetSpec,
+) -> Result<Vec<(u32, u64)>, Status> {
+    per_partition(
+        broker,
+        topic,
+        partitions,
+        move |broker, topic, partition| broker.start_offset(topic, partition, spec),
+    )
+    .await
+}
+
+/// `lookup` of each partition, in order, on a blocking thread.
+async fn per_partition<T: Send + 'static>(
+    broker: &Arc<Broker>,
+    topic: &str,
+    partitions: Vec<u32>,
+    lookup: impl Fn(&Broker, &str, u32) -> Result<T, BrokerError> + Send + 'static,
+) -> Result<Vec<(u32, T)>, Status> {
     let broker = Arc::clone(broker);
     let topic = topic.to_owned();
     tokio::task::spawn_blocking(move || {
         partitions
             .into_iter()
             .map(|partition| {
-                broker
-                    .list_offset(&topic, partition, spec)
-                    .map(|offset| (partition, offset))
+                lookup(&broker, &topic, partition)
+                    .map(|found| (partition, found))
                     .map_err(to_status)
             })
             .collect()

@@ -12,7 +12,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
 use crate::convert::{Position, fetched_records, position};
-use crate::lookup::{offsets, partitions};
+use crate::lookup::{self, offsets, partitions};
 use crate::shutdown::Shutdown;
 use crate::status::{invalid_field, require_topic, shutting_down, to_status};
 
@@ -146,21 +146,7 @@ async fn start_offsets(
             .map_err(to_status)
     };
     match start {
-        Position::Lookup(spec) => {
-            // High watermarks first: a partition with no record that recent starts where
-            // its end was before the lookup, so nothing appended meanwhile is skipped.
-            let ends: Vec<u64> = partitions
-                .iter()
-                .map(|&partition| latest(partition))
-                .collect::<Result<_, _>>()?;
-            offsets(broker, topic, partitions, spec)
-                .await?
-                .into_iter()
-                .zip(ends)
-                .map(|((partition, found), end)| (partition, found.unwrap_or(end)))
-                .map(Ok)
-                .collect()
-        }
+        Position::Lookup(spec) => lookup::start_offsets(broker, topic, partitions, spec).await,
         Position::Exact(offset) => offsets(broker, topic, partitions, OffsetSpec::Earliest)
             .await?
             .into_iter()

@@ -366,10 +366,7 @@ impl Broker {
                 .map(Option::unwrap_or_default)
         };
         match to {
-            ResetTo::Lookup(spec) => match self.list_offset(topic, partition, spec)? {
-                Some(offset) => Ok(offset),
-                None => lookup(OffsetSpec::Latest),
-            },
+            ResetTo::Lookup(spec) => self.start_offset(topic, partition, spec),
             ResetTo::Offset(offset) => {
                 let (log_start_offset, high_watermark) =
                     (lookup(OffsetSpec::Earliest)?, lookup(OffsetSpec::Latest)?);
