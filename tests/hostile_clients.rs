@@ -737,6 +737,29 @@ async fn thousands_of_subscriptions_are_capped_and_released() -> Result<()> {
         Code::ResourceExhausted,
         &["max_subscriptions = 2000"],
     );
+    // SubscribeBatches and group members take slots from the same cap.
+    expect_status(
+        "subscribe batches 2001",
+        clients[0]
+            .clone()
+            .subscribe_batches(subscribe.clone())
+            .await,
+        Code::ResourceExhausted,
+        &["max_subscriptions = 2000"],
+    );
+    let refused = GroupConsumer::join(&server, MemberOptions::new("g", "t"))
+        .await
+        .err()
+        .context("a member joined past the cap")?;
+    let status = refused
+        .downcast_ref::<Status>()
+        .with_context(|| format!("not a gRPC status: {refused:#}"))?;
+    check_status(
+        "join 2001",
+        status,
+        Code::ResourceExhausted,
+        &["max_subscriptions = 2000"],
+    );
     let took = serves_normally(&server, "probe", Duration::from_secs(5)).await?;
     let loaded = server.anon_rss_bytes()?;
     eprintln!(
