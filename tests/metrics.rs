@@ -110,6 +110,12 @@ async fn metrics_equal_what_was_produced_fetched_and_committed() -> Result<()> {
     ensure!(metric(&text, "sluice_produce_duration_seconds_count", &[]) == Some(3.0));
     ensure!(metric(&text, "sluice_append_batch_records_sum", &[]) == Some(9.0));
     ensure!(metric(&text, "sluice_append_batch_records_count", &[]) == Some(3.0));
+    let size_0 = partition_metric(&text, "sluice_partition_size_bytes", "0")?;
+    ensure!(metric(&text, "sluice_append_batch_bytes_sum", &[]) == Some(size_0 + size_1));
+    ensure!(metric(&text, "sluice_append_batch_bytes_count", &[]) == Some(3.0));
+    // At least one read of the log per partition fetched.
+    let reads = metric(&text, "sluice_fetch_duration_seconds_count", &[]).unwrap_or(0.0);
+    ensure!(reads >= 2.0, "fetch reads {reads}");
     let fsyncs = metric(&text, "sluice_fsync_duration_seconds_count", &[]).unwrap_or(0.0);
     ensure!(fsyncs >= 1.0, "fsyncs {fsyncs} under flush.policy=fsync");
     ensure!(
