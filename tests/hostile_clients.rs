@@ -4,7 +4,7 @@
 //! else, and never panics.
 mod common;
 
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -858,7 +858,54 @@ async fn calls_beyond_the_per_connection_limit_wait_for_a_free_stream() -> Resul
     drop(open.pop());
     let ninth = tokio::time::timeout(Duration::from_secs(10), ninth).await??;
     ninth?;
+    // A client that ignores the limit has the call past it refused by the server.
+    let addr = server.addr.clone();
+    let refused = tokio::task::spawn_blocking(move || open_past_the_limit(&addr, 9)).await??;
+    assert_eq!(refused, 17, "the ninth stream (id 17) is refused");
     assert_healthy(&mut server, "t").await
+}
+
+/// Reads one HTTP/2 frame: its type, stream id and payload.
+fn read_frame(socket: &mut TcpStream) -> Result<(u8, u32, Vec<u8>)> {
+    let mut head = [0; 9];
+    socket.read_exact(&mut head)?;
+    let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+    let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+    let mut payload = vec![0; len];
+    socket.read_exact(&mut payload)?;
+    Ok((head[3], stream, payload))
+}
+
+/// Opens `streams` Subscribe calls at once on one raw HTTP/2 connection, past any limit the
+/// server announced; returns the id of the first stream the server resets with
+/// REFUSED_STREAM.
+fn open_past_the_limit(addr: &str, streams: u32) -> Result<u32> {
+    const SETTINGS: u8 = 0x4;
+    const RST_STREAM: u8 = 0x3;
+    const REFUSED_STREAM: [u8; 4] = 7u32.to_be_bytes();
+    let mut socket = TcpStream::connect(addr)?;
+    socket.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(frame(SETTINGS, 0, 0, &[]));
+    socket.write_all(&out)?;
+    // The server's limit applies once its SETTINGS are acknowledged.
+    while read_frame(&mut socket)?.0 != SETTINGS {}
+    let mut out = frame(SETTINGS, 0x1, 0, &[]);
+    for i in 0..streams {
+        let headers = grpc_headers("/sluice.v1.Log/Subscribe");
+        out.extend(frame(0x1, 0x4, 2 * i + 1, &headers)); // HEADERS, the stream stays open
+    }
+    socket.write_all(&out)?;
+    loop {
+        let (kind, stream, payload) = read_frame(&mut socket).context("no stream refused")?;
+        if kind == RST_STREAM {
+            ensure!(
+                payload == REFUSED_STREAM,
+                "stream {stream} reset with {payload:?}"
+            );
+            return Ok(stream);
+        }
+    }
 }
 
 /// Writes `requests` requests of 10 records of 100 kB to partition 0 of `topic`, probing
