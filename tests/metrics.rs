@@ -186,19 +186,37 @@ async fn errors_are_counted_by_code_and_streams_while_open() -> Result<()> {
         "{text}"
     );
 
+    // A stream whose client goes away ends as Cancelled.
     drop(subscription);
+    let cancelled = |text: &str| {
+        metric(
+            text,
+            "sluice_grpc_responses_total",
+            &[("rpc", "Subscribe"), ("code", "Cancelled")],
+        )
+    };
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let text = server.scrape()?;
-        if open_calls(&text) == Some(0.0) {
-            return Ok(());
+        if open_calls(&text) == Some(0.0) && cancelled(&text) == Some(1.0) {
+            break;
         }
         ensure!(
             Instant::now() < deadline,
-            "the stream stays counted:\n{text}"
+            "the stream stays counted, or not as Cancelled:\n{text}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+
+    // The series of a deleted topic are gone at the next scrape.
+    let watermark = |text: &str| partition_metric(text, "sluice_partition_high_watermark", "0");
+    ensure!(watermark(&server.scrape()?)? == 0.0);
+    admin
+        .delete_topic(pb::DeleteTopicRequest { name: "t".into() })
+        .await?;
+    let text = server.scrape()?;
+    ensure!(!text.contains(r#"topic="t""#), "{text}");
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
