@@ -355,6 +355,25 @@ async fn malformed_names_are_invalid_argument() -> Result<()> {
             &["group"],
         );
     }
+    // Made-up method names answer UNIMPLEMENTED and are counted under one label value.
+    for path in ["/sluice.v1.Log/Nope", "/no.such.Service/Call"] {
+        expect_status(
+            path,
+            raw_unary(&channel, path, vec![]).await,
+            Code::Unimplemented,
+            &[],
+        );
+    }
+    let text = server.scrape()?;
+    let unknown = [("rpc", "unknown"), ("code", "Unimplemented")];
+    ensure!(
+        metric(&text, "sluice_grpc_responses_total", &unknown) == Some(2.0),
+        "{text}"
+    );
+    ensure!(
+        !text.contains("Nope") && !text.contains("no.such"),
+        "{text}"
+    );
     // A topic name of a megabyte: refused without echoing it whole.
     let huge = "x".repeat(1 << 20);
     let mut log = server.log().await?;
