@@ -130,11 +130,15 @@ async fn grpc_statuses_until_serving(url: String) -> Result<Vec<ServingStatus>> 
     Ok(seen)
 }
 
-/// A port nothing listens on right now.
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+/// Two distinct loopback addresses nothing listens on right now (both are bound before
+/// either is released, so they cannot be the same port).
+fn free_addrs() -> Result<(String, String)> {
+    let first = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let second = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok((
+        first.local_addr()?.to_string(),
+        second.local_addr()?.to_string(),
+    ))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -152,8 +156,7 @@ async fn the_server_is_not_ready_while_it_recovers() -> Result<()> {
     server.kill()?;
 
     // Restart on known ports and watch gRPC health and /readyz from the first moment.
-    let metrics = format!("127.0.0.1:{}", free_port()?);
-    let listen = format!("127.0.0.1:{}", free_port()?);
+    let (metrics, listen) = free_addrs()?;
     let grpc_seen = tokio::spawn(grpc_statuses_until_serving(format!("http://{listen}")));
     let seen = Arc::new(Mutex::new(Vec::<(u16, String)>::new()));
     let watcher = {
