@@ -276,3 +276,18 @@ async fn a_consuming_member_shows_in_the_group_metrics() -> Result<()> {
     member.close();
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_off_serves_without_an_endpoint() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path(), &["--metrics-listen", "off"])?;
+    ensure!(
+        server.metrics_addr().is_none(),
+        "a metrics endpoint was announced"
+    );
+    create_topic(&mut server.admin().await?, "t", 1, &[]).await?;
+    let mut log = server.log().await?;
+    produce_values(&mut log, "t", 0, values("v", 3)).await?;
+    ensure!(fetch_all(&mut log, "t", 0, 0).await?.len() == 3);
+    Ok(())
+}
