@@ -1,6 +1,7 @@
 //! Health against a real server: gRPC health and `/readyz` report NOT_SERVING while the
 //! server recovers its logs, and a failed partition by name while the other partitions go
-//! on serving; `/healthz` only says the process is up.
+//! on serving, and NOT_SERVING again once shutdown begins; `/healthz` only says the process
+//! is up.
 mod common;
 
 use std::sync::{Arc, Mutex};
@@ -204,6 +205,36 @@ async fn the_server_is_not_ready_while_it_recovers() -> Result<()> {
             .await?
             .len()
             == 10
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_turns_not_serving_when_shutdown_begins() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path(), &[])?;
+    let mut health = HealthClient::new(server.channel().await?);
+    let mut watch = health
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await?
+        .into_inner();
+    let mut next = async || -> Result<ServingStatus> {
+        let message = tokio::time::timeout(Duration::from_secs(30), watch.message())
+            .await
+            .context("no health update within 30 s")??
+            .context("the watch ended")?;
+        Ok(message.status())
+    };
+    ensure!(next().await? == ServingStatus::Serving);
+    let stopped = tokio::task::spawn_blocking(move || server.stop());
+    let status = next().await?;
+    ensure!(status == ServingStatus::NotServing, "{status:?}");
+    drop(watch);
+    ensure!(
+        stopped.await??.success(),
+        "the server exited with a failure"
     );
     Ok(())
 }
