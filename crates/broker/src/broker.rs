@@ -14,8 +14,10 @@ use tokio::task::JoinHandle;
 use crate::append_queue::AppendDone;
 use crate::background::Background;
 use crate::groups::coordinator::GroupCoordinator;
+use crate::lifecycle::{DrainTrigger, Draining, drain_signal};
 use crate::metadata::{self, DataDir, TopicMeta};
 use crate::produce::{ProduceLimits, Routing, build_batches};
+use crate::subscriptions::SubscriptionSlots;
 use crate::topic::{Partition, PartitionFault, Topic};
 use crate::{
     BrokerConfig, BrokerError, Fetched, OffsetSpec, PartitionAppend, ProduceRecord, TopicConfig,
@@ -24,7 +26,7 @@ use crate::{
 
 /// Maps a log error, telling apart logs closed by a topic deletion (the topic is gone) from
 /// logs closed by shutdown (the only other closer).
-fn map_storage_error(topic: &Topic, err: StorageError) -> BrokerError {
+pub(crate) fn map_storage_error(topic: &Topic, err: StorageError) -> BrokerError {
     if topic.is_deleted() {
         BrokerError::TopicNotFound {
             topic: topic.name().to_owned(),
@@ -99,6 +101,10 @@ pub struct Broker {
     /// Serialises topic creation, deletion and shutdown.
     admin: tokio::sync::Mutex<()>,
     shutting_down: AtomicBool,
+    /// Fired by [`Broker::begin_drain`]: ends every long-running call.
+    drain: DrainTrigger,
+    /// Slots of open subscriptions and group sessions (`limits.max_subscriptions`).
+    pub(crate) subscriptions: SubscriptionSlots,
     background: Background,
     /// How partition logs open their segment files.
     io: Arc<dyn FileIo>,
@@ -146,12 +152,16 @@ impl Broker {
             topics = topics.len(),
             "broker opened"
         );
+        let (drain, _) = drain_signal();
+        let subscriptions = SubscriptionSlots::new(config.limits.max_subscriptions);
         Ok(Arc::new(Broker {
             config,
             dirs,
             topics: RwLock::new(topics),
             admin: tokio::sync::Mutex::new(()),
             shutting_down: AtomicBool::new(false),
+            drain,
+            subscriptions,
             background: Background::new(),
             io,
             groups,
@@ -443,6 +453,19 @@ impl Broker {
         Ok(self.list_offset(topic, partition, spec)?.unwrap_or(end))
     }
 
+    /// Begins draining: every subscription, group session and long-running call of every
+    /// front end ends (with [`BrokerError::ShuttingDown`]) so in-flight requests can finish
+    /// before [`Broker::shutdown`]. New requests are still served until then.
+    pub fn begin_drain(&self) {
+        self.drain.fire();
+    }
+
+    /// The signal that resolves once [`Broker::begin_drain`] (or [`Broker::shutdown`]) is
+    /// called; front ends end their long-running calls on it.
+    pub fn draining(&self) -> Draining {
+        self.drain.signal()
+    }
+
     /// Refuses new requests ([`BrokerError::ShuttingDown`]), wakes waiting fetches, stops the
     /// background tasks and closes every log cleanly (fsync and clean-shutdown marker).
     /// Returns the first close failure after closing all others. Calling it again does nothing.
@@ -450,6 +473,7 @@ impl Broker {
         if self.shutting_down.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
+        self.drain.fire();
         self.groups.shutdown();
         self.background.stop().await;
         let _admin = self.admin.lock().await;
@@ -486,7 +510,7 @@ impl Broker {
         self.topics.read().values().cloned().collect()
     }
 
-    fn topic(&self, name: &str) -> Result<Arc<Topic>, BrokerError> {
+    pub(crate) fn topic(&self, name: &str) -> Result<Arc<Topic>, BrokerError> {
         self.topics
             .read()
             .get(name)
@@ -500,7 +524,7 @@ impl Broker {
         self.shutting_down.load(Ordering::SeqCst)
     }
 
-    fn check_running(&self) -> Result<(), BrokerError> {
+    pub(crate) fn check_running(&self) -> Result<(), BrokerError> {
         if self.is_shutting_down() {
             Err(BrokerError::ShuttingDown)
         } else {

@@ -273,6 +273,12 @@ pub struct Limits {
     pub max_wait: Duration,
     /// Most records in one produce request (default 100 000).
     pub max_records_per_request: usize,
+    /// Cap on (and default of) the stored bytes of one subscription or group session
+    /// delivery (default 1 MiB).
+    pub max_subscribe_bytes: usize,
+    /// Most subscriptions and group sessions open at once, over every front end (default
+    /// 10 000).
+    pub max_subscriptions: usize,
 }
 
 impl Default for Limits {
@@ -283,6 +289,8 @@ impl Default for Limits {
             max_fetch_bytes: 64 << 20,
             max_wait: Duration::from_secs(30),
             max_records_per_request: 100_000,
+            max_subscribe_bytes: 1 << 20,
+            max_subscriptions: 10_000,
         }
     }
 }

@@ -102,11 +102,6 @@ pub struct ServerConfig {
     pub broker: BrokerConfig,
     /// Largest gRPC request message accepted (`limits.max_request_bytes`).
     pub max_request_bytes: usize,
-    /// Cap on the records of one Subscribe response message (`limits.max_subscribe_bytes`).
-    pub max_subscribe_bytes: usize,
-    /// Most Subscribe, SubscribeBatches and Consume calls open at once, server-wide
-    /// (`limits.max_subscriptions`).
-    pub max_subscriptions: usize,
     /// Most calls open at once on one HTTP/2 connection, announced to clients as
     /// `SETTINGS_MAX_CONCURRENT_STREAMS` (`limits.max_streams_per_connection`).
     pub max_streams_per_connection: u32,
@@ -371,21 +366,21 @@ impl Settings {
                 settings.max_records_per_request,
                 defaults.max_records_per_request,
             )?,
+            max_subscribe_bytes: positive(
+                "limits.max_subscribe_bytes",
+                settings.max_subscribe_bytes,
+                DEFAULT_MAX_SUBSCRIBE_BYTES,
+            )?,
+            max_subscriptions: positive(
+                "limits.max_subscriptions",
+                settings.max_subscriptions,
+                DEFAULT_MAX_SUBSCRIPTIONS,
+            )?,
         };
         let max_request_bytes = positive(
             "limits.max_request_bytes",
             settings.max_request_bytes,
             DEFAULT_MAX_REQUEST_BYTES,
-        )?;
-        let max_subscribe_bytes = positive(
-            "limits.max_subscribe_bytes",
-            settings.max_subscribe_bytes,
-            DEFAULT_MAX_SUBSCRIBE_BYTES,
-        )?;
-        let max_subscriptions = positive(
-            "limits.max_subscriptions",
-            settings.max_subscriptions,
-            DEFAULT_MAX_SUBSCRIPTIONS,
         )?;
         let max_streams_per_connection = positive(
             "limits.max_streams_per_connection",
@@ -423,8 +418,6 @@ impl Settings {
             },
             broker,
             max_request_bytes,
-            max_subscribe_bytes,
-            max_subscriptions,
             max_streams_per_connection,
             log_filter: self
                 .log
@@ -614,8 +607,14 @@ mod tests {
         assert_eq!(config.broker.limits, Limits::default());
         assert_eq!(config.broker.topic_defaults, TopicConfig::default());
         assert_eq!(config.max_request_bytes, DEFAULT_MAX_REQUEST_BYTES);
-        assert_eq!(config.max_subscribe_bytes, DEFAULT_MAX_SUBSCRIBE_BYTES);
-        assert_eq!(config.max_subscriptions, DEFAULT_MAX_SUBSCRIPTIONS);
+        assert_eq!(
+            config.broker.limits.max_subscribe_bytes,
+            DEFAULT_MAX_SUBSCRIBE_BYTES
+        );
+        assert_eq!(
+            config.broker.limits.max_subscriptions,
+            DEFAULT_MAX_SUBSCRIPTIONS
+        );
         assert_eq!(
             config.max_streams_per_connection,
             DEFAULT_MAX_STREAMS_PER_CONNECTION
@@ -663,8 +662,8 @@ mod tests {
         assert_eq!(config.broker.limits.max_partitions, 8);
         assert_eq!(config.broker.limits.max_wait, Duration::from_millis(250));
         assert_eq!(config.max_request_bytes, 4096);
-        assert_eq!(config.max_subscribe_bytes, 2048);
-        assert_eq!(config.max_subscriptions, 30);
+        assert_eq!(config.broker.limits.max_subscribe_bytes, 2048);
+        assert_eq!(config.broker.limits.max_subscriptions, 30);
         assert_eq!(config.max_streams_per_connection, 40);
         assert_eq!(config.broker.topic_defaults.retention_ms, Some(60_000));
         assert_eq!(config.broker.topic_defaults.flush_policy, FlushMode::None);
