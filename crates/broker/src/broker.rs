@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use bytes::BytesMut;
 use parking_lot::RwLock;
 use sluice_storage::StorageError;
 use sluice_storage::io::{FileIo, StdIo};
@@ -16,6 +17,7 @@ use crate::background::Background;
 use crate::groups::coordinator::GroupCoordinator;
 use crate::metadata::{self, DataDir, TopicMeta};
 use crate::produce::{ProduceLimits, Routing, build_batches};
+use crate::raw_batch::{self, RawLimits};
 use crate::topic::{Partition, PartitionFault, Topic};
 use crate::{
     BrokerConfig, BrokerError, Fetched, OffsetSpec, PartitionAppend, ProduceRecord, TopicConfig,
@@ -31,6 +33,10 @@ fn map_storage_error(topic: &Topic, err: StorageError) -> BrokerError {
         }
     } else if matches!(err, StorageError::Closed { .. }) {
         BrokerError::ShuttingDown
+    } else if let StorageError::InvalidBatch(batch) = &err {
+        // Only a client-encoded batch can fail the log's checks (its CRC, which the log is the
+        // one to compute); the broker's own batches are valid by construction.
+        raw_batch::batch_error(batch)
     } else {
         err.into()
     }
@@ -60,17 +66,8 @@ impl PendingProduce {
         let mut appended = Vec::with_capacity(self.appends.len());
         let mut failure = None;
         for (partition, record_count, done) in self.appends {
-            let result = match done.await {
-                Ok(Ok(info)) => Ok(info),
-                Ok(Err(e)) => Err(map_storage_error(&self.topic, e)),
-                Err(_dropped) => Err(BrokerError::ShuttingDown),
-            };
-            match result {
-                Ok(info) => appended.push(PartitionAppend {
-                    partition,
-                    base_offset: info.base_offset,
-                    record_count,
-                }),
+            match finish_append(&self.topic, partition, record_count, done).await {
+                Ok(append) => appended.push(append),
                 Err(e) => {
                     failure.get_or_insert(e);
                 }
@@ -81,6 +78,24 @@ impl PendingProduce {
             Some(e) => Err(e),
             None => Ok(appended),
         }
+    }
+}
+
+/// Waits for one queued append of `record_count` records to `partition`.
+async fn finish_append(
+    topic: &Topic,
+    partition: u32,
+    record_count: u32,
+    done: AppendDone,
+) -> Result<PartitionAppend, BrokerError> {
+    match done.await {
+        Ok(Ok(info)) => Ok(PartitionAppend {
+            partition,
+            base_offset: info.base_offset,
+            record_count,
+        }),
+        Ok(Err(e)) => Err(map_storage_error(topic, e)),
+        Err(_dropped) => Err(BrokerError::ShuttingDown),
     }
 }
 
@@ -326,6 +341,79 @@ impl Broker {
             appends,
         })
     }
+
+    /// Queues client-encoded Kafka RecordBatch v2 bytes (one or more whole batches,
+    /// concatenated) for appending to one partition as they are; resolves like
+    /// [`Broker::submit_produce`], with one entry for `partition` counting the records of
+    /// every batch.
+    ///
+    /// The batches are checked without decoding their records: magic 2, lengths (whole
+    /// batches, no trailing bytes), attributes (uncompressed, not transactional), record count
+    /// against the last offset delta, the first and max timestamps, each batch's total size
+    /// against the topic's `max.message.bytes` ([`BrokerError::BatchTooLarge`]) and the
+    /// records of all of them against `max_records_per_request`
+    /// ([`BrokerError::TooManyRecords`]). A failure is a [`BrokerError::InvalidBatch`] naming
+    /// the field, and nothing is queued. The CRC-32C is verified once, by the log, before it
+    /// writes anything: a mismatch fails the returned [`PendingProduce`] with an
+    /// [`BrokerError::InvalidBatch`] naming `crc`. The log then assigns offsets by rewriting
+    /// each batch's base offset (outside the CRC) and stores every other byte as it came;
+    /// timestamps are the producer's.
+    ///
+    /// Queued in call order with every other produce to the partition, as
+    /// [`Broker::submit_produce`] is.
+    #[tracing::instrument(level = "debug", name = "produce_batches", skip(self, batches), fields(bytes = batches.len()))]
+    pub fn submit_batches(
+        &self,
+        topic: &str,
+        partition: u32,
+        batches: BytesMut,
+    ) -> Result<PendingProduce, BrokerError> {
+        let submitted = Instant::now();
+        let (topic, record_count, done) = self.queue_batches(topic, partition, batches)?;
+        Ok(PendingProduce {
+            topic,
+            submitted,
+            appends: vec![(partition, record_count, done)],
+        })
+    }
+
+    /// Appends client-encoded record batches to one partition:
+    /// [`Broker::submit_batches`], then waits for the result.
+    pub async fn produce_batches(
+        &self,
+        topic: &str,
+        partition: u32,
+        batches: BytesMut,
+    ) -> Result<PartitionAppend, BrokerError> {
+        let submitted = Instant::now();
+        let (topic, record_count, done) = self.queue_batches(topic, partition, batches)?;
+        let result = finish_append(&topic, partition, record_count, done).await;
+        metrics::histogram!("sluice_produce_duration_seconds").record(submitted.elapsed());
+        result
+    }
+
+    /// Checks raw batches and queues them; see [`Broker::submit_batches`].
+    fn queue_batches(
+        &self,
+        topic: &str,
+        partition: u32,
+        batches: BytesMut,
+    ) -> Result<(Arc<Topic>, u32, AppendDone), BrokerError> {
+        self.check_running()?;
+        let topic = self.topic(topic)?;
+        let target = Arc::clone(topic.partition(partition)?);
+        target.log()?;
+        let limits = RawLimits {
+            max_message_bytes: topic.config.max_message_bytes,
+            max_records: self.config.limits.max_records_per_request,
+        };
+        let record_count = raw_batch::validate(&batches, limits)?;
+        metrics::histogram!("sluice_append_batch_records").record(record_count);
+        metrics::histogram!("sluice_append_batch_bytes").record(batches.len() as f64);
+        let done = target.enqueue(batches);
+        Ok((topic, record_count, done))
+    }
+
     /// Reads whole record batches from `offset`, up to `max_bytes` (capped by
     /// `max_fetch_bytes`; 0 means 1 MiB) but at least one batch.
     ///

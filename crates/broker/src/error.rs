@@ -268,6 +268,23 @@ pub enum BrokerError {
         #[source]
         source: Arc<BrokerError>,
     },
+    /// A client-encoded record batch breaks the RecordBatch v2 format or what the log stores.
+    #[error("invalid record batch: {field} {reason}")]
+    InvalidBatch {
+        /// The header field at fault (`magic`, `batch_length`, `crc`, `attributes`,
+        /// `record_count`, `base_timestamp`, `max_timestamp`).
+        field: &'static str,
+        /// What is wrong with it: which batch, the value found and the value expected.
+        reason: String,
+    },
+    /// A client-encoded record batch is larger than the topic's `max.message.bytes`.
+    #[error("record batch of {size} bytes exceeds max.message.bytes = {limit}")]
+    BatchTooLarge {
+        /// The batch's total size, header included.
+        size: usize,
+        /// The topic's `max.message.bytes`.
+        limit: usize,
+    },
 }
 
 /// Where corrupt data was detected.

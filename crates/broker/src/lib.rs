@@ -43,6 +43,7 @@ mod groups;
 mod metadata;
 mod name;
 mod produce;
+mod raw_batch;
 mod topic;
 
 pub use broker::{Broker, PendingProduce};
