@@ -6,8 +6,10 @@ use std::sync::Weak;
 
 use bytes::BytesMut;
 use sluice_storage::{AppendInfo, StorageError};
+use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::in_flight::Permit;
 use crate::topic::Partition;
 
 /// Most appends written together in one blocking call.
@@ -18,6 +20,8 @@ const MAX_APPENDS_PER_WRITE: usize = 256;
 pub(crate) struct AppendJob {
     pub(crate) batch: BytesMut,
     pub(crate) reply: oneshot::Sender<Result<AppendInfo, StorageError>>,
+    /// The batch's bytes in the in-flight budget, given back once the append is done.
+    pub(crate) permit: Permit,
 }
 
 /// Resolves to the result of one queued append.
@@ -26,10 +30,11 @@ pub(crate) type AppendDone = oneshot::Receiver<Result<AppendInfo, StorageError>>
 /// The sending side, owned by the partition.
 pub(crate) type AppendQueue = mpsc::UnboundedSender<AppendJob>;
 
-/// Starts the task that drains a partition's queue; it ends once the partition is dropped.
-pub(crate) fn start(partition: Weak<Partition>) -> AppendQueue {
+/// Starts the task that drains a partition's queue on `runtime`; it ends once the partition
+/// is dropped.
+pub(crate) fn start(runtime: &Handle, partition: Weak<Partition>) -> AppendQueue {
     let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(drain(partition, rx));
+    runtime.spawn(drain(partition, rx));
     tx
 }
 
@@ -53,8 +58,15 @@ async fn drain(partition: Weak<Partition>, mut rx: mpsc::UnboundedReceiver<Appen
         let Some(partition) = partition.upgrade() else {
             return;
         };
-        let (mut batches, replies): (Vec<BytesMut>, Vec<_>) =
-            jobs.drain(..).map(|j| (j.batch, j.reply)).unzip();
+        let mut batches = Vec::with_capacity(jobs.len());
+        let mut replies = Vec::with_capacity(jobs.len());
+        // Held until the appends are done, so their bytes count as in flight until then.
+        let mut permits = Vec::with_capacity(jobs.len());
+        for job in jobs.drain(..) {
+            batches.push(job.batch);
+            replies.push(job.reply);
+            permits.push(job.permit);
+        }
         let inline = writes_inline(&partition, &batches);
         let writer = partition.clone();
         // Only partitions whose log opened get a queue; should that not hold, dropping the
@@ -87,5 +99,6 @@ async fn drain(partition: Weak<Partition>, mut rx: mpsc::UnboundedReceiver<Appen
                 // Dropping the replies tells every waiting producer that the append failed.
             }
         }
+        drop(permits);
     }
 }

@@ -12,9 +12,9 @@ use sluice_storage::StorageError;
 use sluice_storage::io::{FileIo, StdIo};
 use tokio::task::JoinHandle;
 
-use crate::append_queue::AppendDone;
 use crate::background::Background;
 use crate::groups::coordinator::GroupCoordinator;
+use crate::in_flight::{self, Admission, InFlight};
 use crate::metadata::{self, DataDir, TopicMeta};
 use crate::produce::{ProduceLimits, Routing, build_batches};
 use crate::raw_batch::{self, RawLimits};
@@ -42,60 +42,66 @@ fn map_storage_error(topic: &Topic, err: StorageError) -> BrokerError {
     }
 }
 
-/// A produce request whose batches are queued for appending; see [`Broker::submit_produce`].
+/// A produce request that was accepted: its batches are queued for appending, or waiting
+/// for room in the in-flight budget (they are queued in submit order either way); see
+/// [`Broker::submit_produce`].
 #[derive(Debug)]
 #[must_use = "the records are appended either way; wait() tells where, or why not"]
 pub struct PendingProduce {
     topic: Arc<Topic>,
-    /// When the request was queued: its latency runs until every append is done.
+    /// When the request was submitted: its latency runs until every append is done.
     submitted: Instant,
-    /// (partition, records, its append) per partition written.
-    appends: Vec<(u32, u32, AppendDone)>,
+    /// (partition, records) per partition written, in the order of the batches admitted.
+    targets: Vec<(u32, u32)>,
+    budget: Arc<InFlight>,
+    admission: Admission,
 }
 
 impl PendingProduce {
-    /// Waits for every partition's append. Returns one entry per partition written, sorted
-    /// by partition, or the first failure (other partitions may have been written).
+    /// Waits for room in the in-flight budget if the request had to, then for every
+    /// partition's append. Returns one entry per partition written, sorted by partition, or
+    /// the first failure (other partitions may have been written).
+    ///
+    /// A request still waiting for room after `produce_wait` fails with
+    /// [`BrokerError::Overloaded`] and none of it is appended.
     #[tracing::instrument(
         level = "debug",
         name = "produce_wait",
         skip_all,
-        fields(topic = %self.topic.name(), partitions = self.appends.len())
+        fields(topic = %self.topic.name(), partitions = self.targets.len())
     )]
     pub async fn wait(self) -> Result<Vec<PartitionAppend>, BrokerError> {
-        let mut appended = Vec::with_capacity(self.appends.len());
+        let submitted = self.submitted;
+        let result = self.appended().await;
+        metrics::histogram!("sluice_produce_duration_seconds").record(submitted.elapsed());
+        result
+    }
+
+    async fn appended(self) -> Result<Vec<PartitionAppend>, BrokerError> {
+        let appends = self.budget.admitted(self.admission).await?;
+        let mut appended = Vec::with_capacity(appends.len());
         let mut failure = None;
-        for (partition, record_count, done) in self.appends {
-            match finish_append(&self.topic, partition, record_count, done).await {
+        for ((partition, record_count), done) in self.targets.into_iter().zip(appends) {
+            let result = match done.await {
+                Ok(Ok(info)) => Ok(PartitionAppend {
+                    partition,
+                    base_offset: info.base_offset,
+                    record_count,
+                }),
+                Ok(Err(e)) => Err(map_storage_error(&self.topic, e)),
+                Err(_dropped) => Err(BrokerError::ShuttingDown),
+            };
+            match result {
                 Ok(append) => appended.push(append),
                 Err(e) => {
                     failure.get_or_insert(e);
                 }
             }
         }
-        metrics::histogram!("sluice_produce_duration_seconds").record(self.submitted.elapsed());
         match failure {
             Some(e) => Err(e),
             None => Ok(appended),
         }
-    }
-}
-
-/// Waits for one queued append of `record_count` records to `partition`.
-async fn finish_append(
-    topic: &Topic,
-    partition: u32,
-    record_count: u32,
-    done: AppendDone,
-) -> Result<PartitionAppend, BrokerError> {
-    match done.await {
-        Ok(Ok(info)) => Ok(PartitionAppend {
-            partition,
-            base_offset: info.base_offset,
-            record_count,
-        }),
-        Ok(Err(e)) => Err(map_storage_error(topic, e)),
-        Err(_dropped) => Err(BrokerError::ShuttingDown),
     }
 }
 
@@ -119,6 +125,8 @@ pub struct Broker {
     io: Arc<dyn FileIo>,
     /// Consumer groups and their committed offsets.
     pub(crate) groups: Arc<GroupCoordinator>,
+    /// Bytes of produce requests queued or being appended, within `max_in_flight_bytes`.
+    in_flight: Arc<InFlight>,
     /// Its lock keeps other brokers out of the data directory while this one lives.
     _lock: File,
 }
@@ -146,6 +154,13 @@ impl Broker {
                 "must be at least 1 ms",
             ));
         }
+        if config.limits.max_in_flight_bytes == 0 {
+            return Err(BrokerError::invalid_config(
+                "max_in_flight_bytes",
+                "0",
+                "must be at least 1 byte",
+            ));
+        }
         let dirs = DataDir::new(config.data_dir.clone());
         metadata::create_dir(&config.data_dir)?;
         let lock = metadata::lock_data_dir(&dirs.lock_file())?;
@@ -161,6 +176,10 @@ impl Broker {
             topics = topics.len(),
             "broker opened"
         );
+        let in_flight = InFlight::new(
+            config.limits.max_in_flight_bytes,
+            config.limits.produce_wait,
+        );
         Ok(Arc::new(Broker {
             config,
             dirs,
@@ -170,6 +189,7 @@ impl Broker {
             background: Background::new(),
             io,
             groups,
+            in_flight,
             _lock: lock,
         }))
     }
@@ -298,6 +318,13 @@ impl Broker {
     /// Nothing is queued when the request is empty ([`BrokerError::EmptyBatch`]), holds more
     /// than `max_records_per_request` records ([`BrokerError::TooManyRecords`]) or a record
     /// larger than the topic's `max.message.bytes` ([`BrokerError::RecordTooLarge`]).
+    ///
+    /// Backpressure: the encoded batches take their bytes from the broker-wide
+    /// `max_in_flight_bytes` budget until their appends are done. A request that does not fit
+    /// waits in line, in submit order, so the order above still holds; the returned
+    /// [`PendingProduce`] then resolves to [`BrokerError::Overloaded`] if it is still waiting
+    /// after `produce_wait`, and none of it is appended. A request larger than the whole
+    /// budget is [`BrokerError::ProduceTooLarge`].
     #[tracing::instrument(level = "debug", name = "produce", skip(self, records))]
     pub fn submit_produce<R, I>(
         &self,
@@ -325,21 +352,44 @@ impl Broker {
         };
         let batches = build_batches(records, routing, limits, wall_clock_ms())?;
         // Check every target first, so a request is refused whole rather than half queued.
-        for batch in &batches {
-            topic.partition(batch.partition)?.log()?;
-        }
-        let mut appends = Vec::with_capacity(batches.len());
+        let mut targets = Vec::with_capacity(batches.len());
+        let mut queued = Vec::with_capacity(batches.len());
         for batch in batches {
-            metrics::histogram!("sluice_append_batch_records").record(batch.record_count);
-            metrics::histogram!("sluice_append_batch_bytes").record(batch.batch.len() as f64);
-            let done = topic.partition(batch.partition)?.enqueue(batch.batch);
-            appends.push((batch.partition, batch.record_count, done));
+            let partition = topic.partition(batch.partition)?;
+            partition.log()?;
+            targets.push((batch.partition, batch.record_count));
+            queued.push((Arc::clone(partition), batch.batch));
         }
+        self.admit(topic, submitted, targets, queued)
+    }
+
+    /// Takes room in the in-flight budget for a checked request's batches and queues them,
+    /// or puts the request in line for room.
+    fn admit(
+        &self,
+        topic: Arc<Topic>,
+        submitted: Instant,
+        targets: Vec<(u32, u32)>,
+        batches: Vec<in_flight::Batch>,
+    ) -> Result<PendingProduce, BrokerError> {
+        for ((_, record_count), (_, batch)) in targets.iter().zip(&batches) {
+            metrics::histogram!("sluice_append_batch_records").record(*record_count);
+            metrics::histogram!("sluice_append_batch_bytes").record(batch.len() as f64);
+        }
+        let admission = self.in_flight.admit(batches)?;
         Ok(PendingProduce {
             topic,
             submitted,
-            appends,
+            targets,
+            budget: Arc::clone(&self.in_flight),
+            admission,
         })
+    }
+
+    /// Bytes of produce requests queued for appending or being appended right now, out of
+    /// the `max_in_flight_bytes` budget (also the `sluice_inflight_bytes` gauge).
+    pub fn in_flight_bytes(&self) -> usize {
+        self.in_flight.used()
     }
 
     /// Queues client-encoded Kafka RecordBatch v2 bytes (one or more whole batches,
@@ -369,12 +419,21 @@ impl Broker {
         batches: BytesMut,
     ) -> Result<PendingProduce, BrokerError> {
         let submitted = Instant::now();
-        let (topic, record_count, done) = self.queue_batches(topic, partition, batches)?;
-        Ok(PendingProduce {
+        self.check_running()?;
+        let topic = self.topic(topic)?;
+        let target = Arc::clone(topic.partition(partition)?);
+        target.log()?;
+        let limits = RawLimits {
+            max_message_bytes: topic.config.max_message_bytes,
+            max_records: self.config.limits.max_records_per_request,
+        };
+        let record_count = raw_batch::validate(&batches, limits)?;
+        self.admit(
             topic,
             submitted,
-            appends: vec![(partition, record_count, done)],
-        })
+            vec![(partition, record_count)],
+            vec![(target, batches)],
+        )
     }
 
     /// Appends client-encoded record batches to one partition:
@@ -385,33 +444,12 @@ impl Broker {
         partition: u32,
         batches: BytesMut,
     ) -> Result<PartitionAppend, BrokerError> {
-        let submitted = Instant::now();
-        let (topic, record_count, done) = self.queue_batches(topic, partition, batches)?;
-        let result = finish_append(&topic, partition, record_count, done).await;
-        metrics::histogram!("sluice_produce_duration_seconds").record(submitted.elapsed());
-        result
-    }
-
-    /// Checks raw batches and queues them; see [`Broker::submit_batches`].
-    fn queue_batches(
-        &self,
-        topic: &str,
-        partition: u32,
-        batches: BytesMut,
-    ) -> Result<(Arc<Topic>, u32, AppendDone), BrokerError> {
-        self.check_running()?;
-        let topic = self.topic(topic)?;
-        let target = Arc::clone(topic.partition(partition)?);
-        target.log()?;
-        let limits = RawLimits {
-            max_message_bytes: topic.config.max_message_bytes,
-            max_records: self.config.limits.max_records_per_request,
-        };
-        let record_count = raw_batch::validate(&batches, limits)?;
-        metrics::histogram!("sluice_append_batch_records").record(record_count);
-        metrics::histogram!("sluice_append_batch_bytes").record(batches.len() as f64);
-        let done = target.enqueue(batches);
-        Ok((topic, record_count, done))
+        let mut appended = self
+            .submit_batches(topic, partition, batches)?
+            .wait()
+            .await?;
+        // One entry per partition written: exactly one here.
+        appended.pop().ok_or(BrokerError::EmptyBatch)
     }
 
     /// Reads whole record batches from `offset`, up to `max_bytes` (capped by
@@ -539,6 +577,7 @@ impl Broker {
             return Ok(());
         }
         self.groups.shutdown();
+        self.in_flight.close();
         self.background.stop().await;
         let _admin = self.admin.lock().await;
         let topics = self.topics_snapshot();

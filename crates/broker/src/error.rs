@@ -3,6 +3,7 @@
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use sluice_storage::{BatchError, StorageError};
 
@@ -283,6 +284,29 @@ pub enum BrokerError {
         /// The batch's total size, header included.
         size: usize,
         /// The topic's `max.message.bytes`.
+        limit: usize,
+    },
+    /// A produce request waited `produce_wait` for room in the broker's in-flight budget and
+    /// was refused; none of it was appended. Retry later.
+    #[error(
+        "produce of {size} bytes waited {waited:?} (produce_wait) for room within \
+         max_in_flight_bytes = {limit}: the broker is overloaded, retry later"
+    )]
+    Overloaded {
+        /// The request's encoded bytes.
+        size: usize,
+        /// The broker's `max_in_flight_bytes`.
+        limit: usize,
+        /// How long it waited: `produce_wait`.
+        waited: Duration,
+    },
+    /// A produce request is larger than the broker's whole in-flight budget, so it could
+    /// never be admitted.
+    #[error("produce of {size} bytes exceeds max_in_flight_bytes = {limit}")]
+    ProduceTooLarge {
+        /// The request's encoded bytes.
+        size: usize,
+        /// The broker's `max_in_flight_bytes`.
         limit: usize,
     },
 }

@@ -40,6 +40,7 @@ pub mod config;
 mod error;
 mod fetch;
 mod groups;
+mod in_flight;
 mod metadata;
 mod name;
 mod produce;

@@ -5,14 +5,13 @@ use std::fs;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use bytes::BytesMut;
-
 use sluice_storage::batch::MAX_BATCH_LEN;
 use sluice_storage::io::FileIo;
 use sluice_storage::{AppendInfo, Log, StorageError};
-use tokio::sync::{oneshot, watch};
+use tokio::runtime::Handle;
+use tokio::sync::watch;
 
-use crate::append_queue::{self, AppendDone, AppendJob, AppendQueue};
+use crate::append_queue::{self, AppendJob, AppendQueue};
 
 use crate::metadata::{self, DataDir, TopicMeta};
 use crate::{BrokerError, TopicConfig};
@@ -198,14 +197,20 @@ impl Partition {
     /// Queues a record batch for appending, behind every batch queued before it; the reply
     /// comes once it is written (and, under `fsync`, durable). Only call it for a partition
     /// whose [`Partition::log`] opened.
-    pub(crate) fn enqueue(self: &Arc<Self>, batch: BytesMut) -> AppendDone {
-        let (reply, done) = oneshot::channel();
-        let queue = self
-            .appends
-            .get_or_init(|| append_queue::start(Arc::downgrade(self)));
-        // A closed queue drops the job and with it `reply`: the caller sees the failure.
-        let _ = queue.send(AppendJob { batch, reply });
-        done
+    ///
+    /// Gives the job back when it cannot be queued (its queue is gone, or there is no tokio
+    /// runtime to start it on); dropping it then tells the producer the append failed.
+    pub(crate) fn enqueue(self: &Arc<Self>, job: AppendJob) -> Result<(), AppendJob> {
+        let queue = match self.appends.get() {
+            Some(queue) => queue,
+            None => match Handle::try_current() {
+                Ok(runtime) => self
+                    .appends
+                    .get_or_init(|| append_queue::start(&runtime, Arc::downgrade(self))),
+                Err(_) => return Err(job),
+            },
+        };
+        queue.send(job).map_err(|refused| refused.0)
     }
 
     /// A receiver that sees every [`Partition::wake`] from now on.

@@ -371,6 +371,8 @@ impl Settings {
                 settings.max_records_per_request,
                 defaults.max_records_per_request,
             )?,
+            max_in_flight_bytes: defaults.max_in_flight_bytes,
+            produce_wait: defaults.produce_wait,
         };
         let max_request_bytes = positive(
             "limits.max_request_bytes",

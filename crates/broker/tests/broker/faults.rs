@@ -2,13 +2,62 @@
 //! without losing or latching anything and writing resumes once space returns; a failed
 //! fsync makes its partition read-only until a restart while the others keep serving.
 
+use std::collections::BTreeSet;
+use std::io;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
 
 use crate::common::{config, fetch_all, overrides, values};
-use sluice_broker::{Broker, BrokerError};
+use sluice_broker::{Broker, BrokerError, NewRecord};
 use sluice_storage::StorageError;
-use sluice_storage::io::{FaultyIo, WriteFault};
+use sluice_storage::io::{FaultyIo, FileIo, SegmentFile, StdIo, WriteFault};
+
+/// Real files whose fsyncs take `sync_delay` (a slow disk).
+#[derive(Debug, Clone, Default)]
+struct TestIo {
+    sync_delay: Duration,
+}
+
+impl FileIo for TestIo {
+    fn open(&self, path: &Path) -> io::Result<Arc<dyn SegmentFile>> {
+        Ok(Arc::new(TestFile {
+            inner: StdIo.open(path)?,
+            io: self.clone(),
+        }))
+    }
+}
+
+#[derive(Debug)]
+struct TestFile {
+    inner: Arc<dyn SegmentFile>,
+    io: TestIo,
+}
+
+impl SegmentFile for TestFile {
+    fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize> {
+        self.inner.read_at(buf, pos)
+    }
+    fn read_bytes(&self, pos: u64, len: usize) -> io::Result<Bytes> {
+        self.inner.read_bytes(pos, len)
+    }
+    fn write_all_at(&self, buf: &[u8], pos: u64) -> io::Result<()> {
+        self.inner.write_all_at(buf, pos)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        std::thread::sleep(self.io.sync_delay);
+        self.inner.sync_data()
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.inner.set_len(len)
+    }
+    fn len(&self) -> io::Result<u64> {
+        self.inner.len()
+    }
+}
 
 /// A broker on `dir` whose partition logs write through `io`.
 fn open(dir: &Path, io: &FaultyIo) -> Arc<Broker> {
@@ -181,4 +230,149 @@ async fn a_failed_fsync_makes_its_partition_read_only_until_restart() {
         .produce("synced", Some(0), values(&["writable again"]))
         .await
         .expect("writes after the restart");
+}
+
+/// A record of `size` bytes whose value starts with `id`.
+fn sized_record(id: &str, size: usize) -> NewRecord {
+    let mut value = id.as_bytes().to_vec();
+    value.push(b'/');
+    value.resize(size, b'.');
+    NewRecord::new(value)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn producers_flooding_a_slow_disk_stay_within_the_in_flight_budget() {
+    const BUDGET: usize = 64 << 10;
+    const RECORD: usize = 8 << 10;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = config(dir.path());
+    config.limits.max_in_flight_bytes = BUDGET;
+    config.limits.produce_wait = Duration::from_millis(30);
+    let io = TestIo {
+        sync_delay: Duration::from_millis(100),
+    };
+    let broker = Broker::open_with_io(config, Arc::new(io)).expect("open broker");
+    broker
+        .create_topic("flood", 2, &overrides(&[]))
+        .await
+        .expect("create");
+
+    let flooding = Arc::new(AtomicBool::new(true));
+    let watcher = {
+        let (broker, flooding) = (Arc::clone(&broker), Arc::clone(&flooding));
+        tokio::spawn(async move {
+            let mut peak = 0;
+            while flooding.load(Ordering::SeqCst) {
+                peak = peak.max(broker.in_flight_bytes());
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            peak
+        })
+    };
+    let producers: Vec<_> = (0..32)
+        .map(|p| {
+            let broker = Arc::clone(&broker);
+            tokio::spawn(async move {
+                let mut outcomes = Vec::new();
+                for i in 0..4 {
+                    let id = format!("{p}-{i}");
+                    let started = Instant::now();
+                    let result = broker
+                        .produce("flood", Some(p % 2), [sized_record(&id, RECORD)])
+                        .await;
+                    outcomes.push((id, p % 2, result, started.elapsed()));
+                }
+                outcomes
+            })
+        })
+        .collect();
+    let mut acked: [BTreeSet<String>; 2] = Default::default();
+    let mut overloaded = 0;
+    for producer in producers {
+        for (id, partition, result, took) in producer.await.expect("producer") {
+            match result {
+                Ok(_) => {
+                    acked[partition as usize].insert(id);
+                }
+                Err(err @ BrokerError::Overloaded { .. }) => {
+                    overloaded += 1;
+                    assert!(took >= Duration::from_millis(30), "refused early: {took:?}");
+                    assert!(
+                        err.to_string().contains("max_in_flight_bytes = 65536"),
+                        "{err}"
+                    );
+                }
+                Err(other) => panic!("unexpected failure: {other:?}"),
+            }
+        }
+    }
+    flooding.store(false, Ordering::SeqCst);
+    let peak = watcher.await.expect("watcher");
+    assert!(peak <= BUDGET, "{peak} bytes in flight, over the budget");
+    assert!(
+        peak > BUDGET / 2,
+        "the flood never filled the budget: {peak}"
+    );
+    assert!(overloaded > 0, "nobody waited past produce_wait");
+    assert!(
+        !acked[0].is_empty() && !acked[1].is_empty(),
+        "some got through"
+    );
+    assert_eq!(
+        broker.in_flight_bytes(),
+        0,
+        "every append gave its bytes back"
+    );
+
+    // Every acknowledged record is stored, and no refused one.
+    for (partition, acked) in acked.iter().enumerate() {
+        let stored: BTreeSet<String> = fetch_all(&broker, "flood", partition as u32, 0)
+            .await
+            .into_iter()
+            .map(|(_, _, v)| v.split('/').next().unwrap_or_default().to_owned())
+            .collect();
+        assert_eq!(&stored, acked, "partition {partition}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_waiting_for_budget_are_appended_in_submit_order() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = config(dir.path());
+    config.limits.max_in_flight_bytes = 20 << 10;
+    let io = TestIo {
+        sync_delay: Duration::from_millis(20),
+    };
+    let broker = Broker::open_with_io(config, Arc::new(io)).expect("open broker");
+    broker
+        .create_topic("ordered", 1, &overrides(&[]))
+        .await
+        .expect("create");
+    // 9 KiB and 512-byte requests, one after the other: two big ones and two small ones fill
+    // the budget, the third big one waits, and the small ones behind it, which would fit,
+    // must wait behind it rather than overtake it.
+    let pending: Vec<_> = (0..24)
+        .map(|i| {
+            let size = if i % 2 == 0 { 9 << 10 } else { 512 };
+            broker
+                .submit_produce("ordered", Some(0), [sized_record(&i.to_string(), size)])
+                .expect("submitted")
+        })
+        .collect();
+    assert!(broker.in_flight_bytes() <= 20 << 10);
+    for (i, pending) in pending.into_iter().enumerate() {
+        let appended = pending.wait().await.expect("appended");
+        assert_eq!(
+            appended[0].base_offset, i as u64,
+            "request {i} landed out of submit order"
+        );
+    }
+    let oversized = broker.submit_produce("ordered", Some(0), [sized_record("big", 21 << 10)]);
+    assert!(
+        matches!(
+            oversized,
+            Err(BrokerError::ProduceTooLarge { limit: 20480, .. })
+        ),
+        "{oversized:?}"
+    );
 }
