@@ -2,6 +2,8 @@
 //! submitted, and whatever queued up while one write was in progress goes into the next
 //! write together (one writer lock, one fsync for all of them).
 
+use std::any::Any;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Weak;
 
 use bytes::BytesMut;
@@ -19,9 +21,10 @@ const MAX_APPENDS_PER_WRITE: usize = 256;
 #[derive(Debug)]
 pub(crate) struct AppendJob {
     pub(crate) batch: BytesMut,
-    pub(crate) reply: oneshot::Sender<Result<AppendInfo, StorageError>>,
-    /// The batch's bytes in the in-flight budget, given back once the append is done.
+    /// The batch's bytes in the in-flight budget, given back once the append is done. Declared
+    /// before `reply` so a dropped job gives its bytes back before its producer hears of it.
     pub(crate) permit: Permit,
+    pub(crate) reply: oneshot::Sender<Result<AppendInfo, StorageError>>,
 }
 
 /// Resolves to the result of one queued append.
@@ -72,19 +75,28 @@ async fn drain(partition: Weak<Partition>, mut rx: mpsc::UnboundedReceiver<Appen
         // Only partitions whose log opened get a queue; should that not hold, dropping the
         // replies fails the producers.
         let mut write = move || {
-            let results = writer
-                .opened()
-                .map(|log| log.append_all(&mut batches))
-                .unwrap_or_default();
-            writer.count_appended(&batches, &results);
-            results
+            catch_unwind(AssertUnwindSafe(|| {
+                let results = writer
+                    .opened()
+                    .map(|log| log.append_all(&mut batches))
+                    .unwrap_or_default();
+                writer.count_appended(&batches, &results);
+                results
+            }))
+            .map_err(|panic| panic_message(panic.as_ref()))
         };
-        let results = if inline {
-            Ok(write())
+        let outcome = if inline {
+            write()
         } else {
-            tokio::task::spawn_blocking(write).await
+            match tokio::task::spawn_blocking(write).await {
+                Ok(outcome) => outcome,
+                // Cancelled: the runtime is shutting down, and dropping the replies says so.
+                Err(_) => return,
+            }
         };
-        match results {
+        // The appends are done: their bytes go back before their producers hear of them.
+        drop(permits);
+        match outcome {
             Ok(results) => {
                 if results.iter().any(Result::is_ok) {
                     partition.wake();
@@ -94,11 +106,27 @@ async fn drain(partition: Weak<Partition>, mut rx: mpsc::UnboundedReceiver<Appen
                     let _ = reply.send(result);
                 }
             }
-            Err(join) => {
-                tracing::error!(partition = partition.id, error = %join, "append task failed");
-                // Dropping the replies tells every waiting producer that the append failed.
+            Err(panic) => {
+                // What the log holds is in doubt: the partition serves nothing more until a
+                // restart recovers it. Its waiting producers learn why from the fault, once
+                // their replies (these and those still queued) are dropped.
+                partition.set_fault(format!("its append task panicked: {panic}"));
+                drop(replies);
+                rx.close();
+                while let Ok(job) = rx.try_recv() {
+                    drop(job);
+                }
+                return;
             }
         }
-        drop(permits);
     }
+}
+
+/// The message a panic was raised with.
+fn panic_message(panic: &(dyn Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_owned())
 }

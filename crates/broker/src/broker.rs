@@ -89,7 +89,13 @@ impl PendingProduce {
                     record_count,
                 }),
                 Ok(Err(e)) => Err(map_storage_error(&self.topic, e)),
-                Err(_dropped) => Err(BrokerError::ShuttingDown),
+                // The append was dropped unanswered: its partition faulted, or shutdown.
+                Err(_dropped) => Err(self
+                    .topic
+                    .partition(partition)
+                    .and_then(|p| p.log().map(drop))
+                    .err()
+                    .unwrap_or(BrokerError::ShuttingDown)),
             };
             match result {
                 Ok(append) => appended.push(append),
@@ -595,8 +601,9 @@ impl Broker {
         result
     }
 
-    /// The partitions that cannot serve: those whose log failed to open at start, and those
-    /// whose log latched a write or fsync failure (read-only until a restart). Empty when all
+    /// The partitions that cannot serve: those whose log failed to open at start or whose
+    /// append task panicked (unavailable until a restart), and those whose log latched a write
+    /// or fsync failure (read-only until a restart). Empty when all
     /// is well; health checks report NOT_SERVING otherwise.
     pub fn partition_faults(&self) -> Vec<PartitionFault> {
         let mut faults: Vec<_> = self

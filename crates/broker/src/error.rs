@@ -100,15 +100,16 @@ pub enum BrokerError {
         #[source]
         source: CorruptSource,
     },
-    /// The partition's log could not be opened at start; the partition serves nothing until a
-    /// restart after the cause is fixed. The other partitions are unaffected.
+    /// The partition's log could not be opened at start, or its append task failed (a panic);
+    /// the partition serves nothing until a restart after the cause is fixed. The other
+    /// partitions are unaffected.
     #[error("partition {partition} of topic {topic:?} is unavailable: {reason}")]
     PartitionUnavailable {
         /// The partition's topic.
         topic: String,
         /// The partition.
         partition: u32,
-        /// Why its log could not be opened.
+        /// Why: the open error, or the fault of its append task.
         reason: String,
     },
     /// The partition log failed an earlier write or fsync and refuses writes until restart.

@@ -51,8 +51,9 @@ pub struct PartitionInfo {
     pub size_bytes: u64,
     /// Segment files.
     pub segment_count: u32,
-    /// Why the partition cannot serve, when it cannot: its log failed to open at start, or
-    /// it latched a write or fsync failure. `None` for a healthy partition.
+    /// Why the partition cannot serve, when it cannot: its log failed to open at start, it
+    /// latched a write or fsync failure, or its append task panicked. `None` for a healthy
+    /// partition.
     pub failure: Option<String>,
     /// Records and bytes appended and fetched since the broker opened.
     pub traffic: PartitionTraffic,
@@ -98,7 +99,8 @@ pub struct PartitionFault {
     pub topic: String,
     /// The partition.
     pub partition: u32,
-    /// What went wrong: the open error, or the write or fsync failure the log latched.
+    /// What went wrong: the open error, the write or fsync failure the log latched, or the
+    /// panic of its append task.
     pub reason: String,
 }
 
@@ -127,6 +129,9 @@ pub(crate) struct Partition {
     changed: watch::Sender<()>,
     /// Started on the first produce, inside the runtime.
     appends: OnceLock<AppendQueue>,
+    /// Set once when the append task panicked: the partition then answers every request
+    /// with [`BrokerError::PartitionUnavailable`] naming it, until a restart.
+    fault: OnceLock<String>,
     traffic: TrafficCounters,
 }
 
@@ -138,6 +143,7 @@ impl Partition {
             log,
             changed: watch::Sender::new(()),
             appends: OnceLock::new(),
+            fault: OnceLock::new(),
             traffic: TrafficCounters::default(),
         }
     }
@@ -170,15 +176,30 @@ impl Partition {
     }
 
     /// The partition's log, or [`BrokerError::PartitionUnavailable`] when it could not be
-    /// opened.
+    /// opened or its append task failed.
     pub(crate) fn log(&self) -> Result<&Log, BrokerError> {
-        self.log
-            .as_ref()
-            .map_err(|reason| BrokerError::PartitionUnavailable {
-                topic: self.topic.clone(),
-                partition: self.id,
-                reason: reason.clone(),
-            })
+        let unavailable = |reason: &String| BrokerError::PartitionUnavailable {
+            topic: self.topic.clone(),
+            partition: self.id,
+            reason: reason.clone(),
+        };
+        if let Some(fault) = self.fault.get() {
+            return Err(unavailable(fault));
+        }
+        self.log.as_ref().map_err(unavailable)
+    }
+
+    /// Marks the partition faulted (see [`Partition::log`]) and wakes its waiting fetches so
+    /// they notice. The first fault is kept.
+    pub(crate) fn set_fault(&self, reason: String) {
+        tracing::error!(
+            topic = %self.topic,
+            partition = self.id,
+            %reason,
+            "partition faulted; it is unavailable until a restart"
+        );
+        let _ = self.fault.set(reason);
+        self.wake();
     }
 
     /// The log if it opened; background work skips partitions without one.
@@ -188,6 +209,9 @@ impl Partition {
 
     /// Why the partition cannot serve, if it cannot (see [`PartitionInfo::failure`]).
     pub(crate) fn failure(&self) -> Option<String> {
+        if let Some(fault) = self.fault.get() {
+            return Some(fault.clone());
+        }
         match &self.log {
             Ok(log) => log.failure().map(str::to_owned),
             Err(reason) => Some(reason.clone()),
@@ -198,9 +222,13 @@ impl Partition {
     /// comes once it is written (and, under `fsync`, durable). Only call it for a partition
     /// whose [`Partition::log`] opened.
     ///
-    /// Gives the job back when it cannot be queued (its queue is gone, or there is no tokio
-    /// runtime to start it on); dropping it then tells the producer the append failed.
+    /// Gives the job back when it cannot be queued (the partition faulted, its queue is gone,
+    /// or there is no tokio runtime to start it on); dropping it then tells the producer the
+    /// append failed.
     pub(crate) fn enqueue(self: &Arc<Self>, job: AppendJob) -> Result<(), AppendJob> {
+        if self.fault.get().is_some() {
+            return Err(job);
+        }
         let queue = match self.appends.get() {
             Some(queue) => queue,
             None => match Handle::try_current() {

@@ -16,10 +16,12 @@ use sluice_broker::{Broker, BrokerError, NewRecord};
 use sluice_storage::StorageError;
 use sluice_storage::io::{FaultyIo, FileIo, SegmentFile, StdIo, WriteFault};
 
-/// Real files whose fsyncs take `sync_delay` (a slow disk).
+/// Real files whose fsyncs take `sync_delay` (a slow disk), and whose writes panic while
+/// `panic_writes` is set (a bug below the broker).
 #[derive(Debug, Clone, Default)]
 struct TestIo {
     sync_delay: Duration,
+    panic_writes: Arc<AtomicBool>,
 }
 
 impl FileIo for TestIo {
@@ -45,6 +47,10 @@ impl SegmentFile for TestFile {
         self.inner.read_bytes(pos, len)
     }
     fn write_all_at(&self, buf: &[u8], pos: u64) -> io::Result<()> {
+        assert!(
+            !self.io.panic_writes.load(Ordering::SeqCst),
+            "injected panic in a segment write"
+        );
         self.inner.write_all_at(buf, pos)
     }
     fn sync_data(&self) -> io::Result<()> {
@@ -250,6 +256,7 @@ async fn producers_flooding_a_slow_disk_stay_within_the_in_flight_budget() {
     config.limits.produce_wait = Duration::from_millis(30);
     let io = TestIo {
         sync_delay: Duration::from_millis(100),
+        ..TestIo::default()
     };
     let broker = Broker::open_with_io(config, Arc::new(io)).expect("open broker");
     broker
@@ -342,6 +349,7 @@ async fn requests_waiting_for_budget_are_appended_in_submit_order() {
     config.limits.max_in_flight_bytes = 20 << 10;
     let io = TestIo {
         sync_delay: Duration::from_millis(20),
+        ..TestIo::default()
     };
     let broker = Broker::open_with_io(config, Arc::new(io)).expect("open broker");
     broker
@@ -375,4 +383,86 @@ async fn requests_waiting_for_budget_are_appended_in_submit_order() {
         ),
         "{oversized:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_append_faults_its_partition_and_fails_its_producers() {
+    // Under fsync the append runs on a blocking thread; under none it may run on the worker.
+    for policy in ["fsync", "none"] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let io = TestIo::default();
+        let broker =
+            Broker::open_with_io(config(dir.path()), Arc::new(io.clone())).expect("open broker");
+        broker
+            .create_topic("bug", 2, &overrides(&[("flush.policy", policy)]))
+            .await
+            .expect("create");
+        for partition in [0, 1] {
+            broker
+                .produce("bug", Some(partition), values(&["kept"]))
+                .await
+                .expect("produce");
+        }
+
+        io.panic_writes.store(true, Ordering::SeqCst);
+        let queued: Vec<_> = (0..5)
+            .map(|i| {
+                broker
+                    .submit_produce("bug", Some(0), values(&[&format!("doomed-{i}")]))
+                    .expect("queued")
+            })
+            .collect();
+        for pending in queued {
+            let err = pending.wait().await.expect_err("the append panicked");
+            assert!(
+                matches!(&err, BrokerError::PartitionUnavailable { partition: 0, reason, .. }
+                    if reason.contains("panicked") && reason.contains("injected panic")),
+                "{policy}: {err:?}"
+            );
+        }
+        io.panic_writes.store(false, Ordering::SeqCst);
+
+        // Faulted until a restart: listed, and every request to it names the fault.
+        let faults = broker.partition_faults();
+        assert_eq!(faults.len(), 1, "{policy}: {faults:?}");
+        assert_eq!((faults[0].topic.as_str(), faults[0].partition), ("bug", 0));
+        assert!(
+            faults[0].reason.contains("append task panicked"),
+            "{faults:?}"
+        );
+        let info = broker.describe_topic("bug").expect("describe");
+        assert!(info.partitions[0].failure.is_some());
+        let later = broker.produce("bug", Some(0), values(&["later"])).await;
+        assert!(
+            matches!(&later, Err(BrokerError::PartitionUnavailable { reason, .. }) if reason.contains("panicked")),
+            "{policy}: {later:?}"
+        );
+        let fetch = broker.fetch("bug", 0, 0, 0, Duration::ZERO).await;
+        assert!(
+            matches!(&fetch, Err(BrokerError::PartitionUnavailable { reason, .. }) if reason.contains("panicked")),
+            "{policy}: {fetch:?}"
+        );
+        assert_eq!(
+            broker.in_flight_bytes(),
+            0,
+            "the failed appends gave their bytes back"
+        );
+
+        // The other partition keeps serving.
+        broker
+            .produce("bug", Some(1), values(&["more"]))
+            .await
+            .expect("the other partition takes writes");
+        assert_eq!(fetch_all(&broker, "bug", 1, 0).await.len(), 2);
+
+        // A restart recovers the partition with what was acknowledged.
+        drop(broker);
+        let broker = Broker::open(config(dir.path())).expect("reopen");
+        assert!(broker.partition_faults().is_empty());
+        assert_eq!(stored(&broker, "bug", 0).await, ["kept"], "{policy}");
+        broker
+            .produce("bug", Some(0), values(&["writable again"]))
+            .await
+            .expect("writes after the restart");
+    }
 }
