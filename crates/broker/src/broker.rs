@@ -18,6 +18,7 @@ use crate::in_flight::{self, Admission, InFlight};
 use crate::metadata::{self, DataDir, TopicMeta};
 use crate::produce::{ProduceLimits, Routing, build_batches};
 use crate::raw_batch::{self, RawLimits};
+use crate::reservations::Reservations;
 use crate::topic::{Partition, PartitionFault, Topic};
 use crate::{
     BrokerConfig, BrokerError, Fetched, OffsetSpec, PartitionAppend, ProduceRecord, TopicConfig,
@@ -117,14 +118,21 @@ const DEFAULT_FETCH_BYTES: usize = 1 << 20;
 /// A single-node broker: topics of partition logs under one data directory.
 ///
 /// Share it as `Arc<Broker>`. Produce and fetch take no broker-wide lock beyond a brief read
-/// of the topic registry; blocking log I/O runs on tokio's blocking threads.
+/// of the topic registry (and, for produce, of the in-flight budget).
+///
+/// Where file I/O runs: appends, segment rolls and their fsyncs on each partition's writer,
+/// a thread of tokio's blocking pool (see the `append_queue` module); fetch reads, topic
+/// creation and deletion, and shutdown's closing of the logs on `spawn_blocking` threads. No
+/// async lock is held across any of them. [`Broker::open`], [`Broker::list_offset`] with a
+/// timestamp and [`Broker::start_offset`] read files on the caller's thread, as their docs
+/// say.
 #[derive(Debug)]
 pub struct Broker {
     pub(crate) config: BrokerConfig,
     dirs: DataDir,
     topics: RwLock<HashMap<String, Arc<Topic>>>,
-    /// Serialises topic creation, deletion and shutdown.
-    admin: tokio::sync::Mutex<()>,
+    /// Names of topics being created or deleted; shutdown waits for those operations.
+    reservations: Reservations,
     shutting_down: AtomicBool,
     background: Background,
     /// How partition logs open their segment files.
@@ -190,7 +198,7 @@ impl Broker {
             config,
             dirs,
             topics: RwLock::new(topics),
-            admin: tokio::sync::Mutex::new(()),
+            reservations: Reservations::new(),
             shutting_down: AtomicBool::new(false),
             background: Background::new(),
             io,
@@ -210,6 +218,9 @@ impl Broker {
 
     /// Creates a topic with `partitions` partitions and the given config overrides (Kafka
     /// key names); returns it as [`Broker::describe_topic`] would.
+    ///
+    /// A topic of that name that exists, or is being created or deleted right now, is
+    /// [`BrokerError::TopicExists`]. Creations and deletions of other names run alongside.
     pub async fn create_topic(
         &self,
         name: &str,
@@ -227,13 +238,17 @@ impl Broker {
         }
         TopicConfig::from_overrides(&self.config.topic_defaults, config)?;
 
-        let _admin = self.admin.lock().await;
-        self.check_running()?;
-        if self.topics.read().contains_key(name) {
-            return Err(BrokerError::TopicExists {
-                topic: name.to_owned(),
-            });
-        }
+        let exists = || BrokerError::TopicExists {
+            topic: name.to_owned(),
+        };
+        // Held until the topic is registered: a concurrent creation of the name is refused.
+        let (_creating, ()) = self.reservations.hold(name, exists, || {
+            if self.topics.read().contains_key(name) {
+                Err(exists())
+            } else {
+                Ok(())
+            }
+        })?;
         let meta = TopicMeta {
             name: name.to_owned(),
             partitions,
@@ -257,17 +272,17 @@ impl Broker {
     }
 
     /// Deletes a topic and all its data. Fetches waiting on it return
-    /// [`BrokerError::TopicNotFound`].
+    /// [`BrokerError::TopicNotFound`], as does deleting a topic that is still being created or
+    /// already being deleted.
     pub async fn delete_topic(&self, name: &str) -> Result<(), BrokerError> {
         self.check_running()?;
-        let _admin = self.admin.lock().await;
-        let topic = self
-            .topics
-            .write()
-            .remove(name)
-            .ok_or_else(|| BrokerError::TopicNotFound {
-                topic: name.to_owned(),
-            })?;
+        let not_found = || BrokerError::TopicNotFound {
+            topic: name.to_owned(),
+        };
+        // Held until the files are gone: the name cannot be created again before.
+        let (_deleting, topic) = self.reservations.hold(name, not_found, || {
+            self.topics.write().remove(name).ok_or_else(not_found)
+        })?;
         topic.mark_deleted();
         let dirs = self.dirs.clone();
         join(tokio::task::spawn_blocking(move || topic.destroy(&dirs))).await??;
@@ -575,8 +590,10 @@ impl Broker {
         Ok(self.list_offset(topic, partition, spec)?.unwrap_or(end))
     }
 
-    /// Refuses new requests ([`BrokerError::ShuttingDown`]), wakes waiting fetches, stops the
-    /// background tasks and closes every log cleanly (fsync and clean-shutdown marker).
+    /// Refuses new requests ([`BrokerError::ShuttingDown`]; produce requests waiting for room
+    /// in the in-flight budget too), wakes waiting fetches, stops the background tasks, waits
+    /// for topic creations and deletions in progress and closes every log cleanly (fsync and
+    /// clean-shutdown marker).
     /// Returns the first close failure after closing all others. Calling it again does nothing.
     pub async fn shutdown(&self) -> Result<(), BrokerError> {
         if self.shutting_down.swap(true, Ordering::SeqCst) {
@@ -585,7 +602,7 @@ impl Broker {
         self.groups.shutdown();
         self.in_flight.close();
         self.background.stop().await;
-        let _admin = self.admin.lock().await;
+        self.reservations.close().await;
         let topics = self.topics_snapshot();
         for topic in &topics {
             topic.wake_all();

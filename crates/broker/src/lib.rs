@@ -45,6 +45,7 @@ mod metadata;
 mod name;
 mod produce;
 mod raw_batch;
+mod reservations;
 mod topic;
 
 pub use broker::{Broker, PendingProduce};

@@ -11,7 +11,7 @@ use sluice_storage::{AppendInfo, Log, StorageError};
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 
-use crate::append_queue::{self, AppendJob, AppendQueue};
+use crate::append_queue::{AppendJob, AppendQueue};
 
 use crate::metadata::{self, DataDir, TopicMeta};
 use crate::{BrokerError, TopicConfig};
@@ -222,9 +222,9 @@ impl Partition {
     /// comes once it is written (and, under `fsync`, durable). Only call it for a partition
     /// whose [`Partition::log`] opened.
     ///
-    /// Gives the job back when it cannot be queued (the partition faulted, its queue is gone,
-    /// or there is no tokio runtime to start it on); dropping it then tells the producer the
-    /// append failed.
+    /// Gives the job back when it cannot be queued (the partition faulted, or there is no
+    /// tokio runtime to start its writer on); dropping it then tells the producer the append
+    /// failed.
     pub(crate) fn enqueue(self: &Arc<Self>, job: AppendJob) -> Result<(), AppendJob> {
         if self.fault.get().is_some() {
             return Err(job);
@@ -232,13 +232,16 @@ impl Partition {
         let queue = match self.appends.get() {
             Some(queue) => queue,
             None => match Handle::try_current() {
-                Ok(runtime) => self
-                    .appends
-                    .get_or_init(|| append_queue::start(&runtime, Arc::downgrade(self))),
+                Ok(runtime) => self.appends.get_or_init(|| AppendQueue::new(runtime)),
                 Err(_) => return Err(job),
             },
         };
-        queue.send(job).map_err(|refused| refused.0)
+        queue.push(self, job)
+    }
+
+    /// The append queue, once the first append started it.
+    pub(crate) fn append_queue(&self) -> Option<&AppendQueue> {
+        self.appends.get()
     }
 
     /// A receiver that sees every [`Partition::wake`] from now on.

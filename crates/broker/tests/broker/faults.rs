@@ -16,16 +16,23 @@ use sluice_broker::{Broker, BrokerError, NewRecord};
 use sluice_storage::StorageError;
 use sluice_storage::io::{FaultyIo, FileIo, SegmentFile, StdIo, WriteFault};
 
-/// Real files whose fsyncs take `sync_delay` (a slow disk), and whose writes panic while
-/// `panic_writes` is set (a bug below the broker).
+/// Real files on a slow disk (each fsync takes `sync_delay`, each write `write_delay`, and
+/// opening a file whose path contains `slow_opens.0` takes `slow_opens.1`), whose writes panic
+/// while `panic_writes` is set (a bug below the broker).
 #[derive(Debug, Clone, Default)]
 struct TestIo {
     sync_delay: Duration,
+    write_delay: Duration,
+    slow_opens: (String, Duration),
     panic_writes: Arc<AtomicBool>,
 }
 
 impl FileIo for TestIo {
     fn open(&self, path: &Path) -> io::Result<Arc<dyn SegmentFile>> {
+        let (slow, delay) = &self.slow_opens;
+        if !slow.is_empty() && path.to_string_lossy().contains(slow.as_str()) {
+            std::thread::sleep(*delay);
+        }
         Ok(Arc::new(TestFile {
             inner: StdIo.open(path)?,
             io: self.clone(),
@@ -51,6 +58,7 @@ impl SegmentFile for TestFile {
             !self.io.panic_writes.load(Ordering::SeqCst),
             "injected panic in a segment write"
         );
+        std::thread::sleep(self.io.write_delay);
         self.inner.write_all_at(buf, pos)
     }
     fn sync_data(&self) -> io::Result<()> {
@@ -405,15 +413,18 @@ async fn a_panicking_append_faults_its_partition_and_fails_its_producers() {
         }
 
         io.panic_writes.store(true, Ordering::SeqCst);
-        let queued: Vec<_> = (0..5)
-            .map(|i| {
-                broker
-                    .submit_produce("bug", Some(0), values(&[&format!("doomed-{i}")]))
-                    .expect("queued")
-            })
-            .collect();
-        for pending in queued {
-            let err = pending.wait().await.expect_err("the append panicked");
+        // The first is queued; those submitted after the panic may be refused at once.
+        // Either way each learns of the fault.
+        for i in 0..5 {
+            let submitted =
+                broker.submit_produce("bug", Some(0), values(&[&format!("doomed-{i}")]));
+            if i == 0 {
+                assert!(submitted.is_ok(), "{policy}: {submitted:?}");
+            }
+            let err = match submitted {
+                Ok(pending) => pending.wait().await.expect_err("the append panicked"),
+                Err(err) => err,
+            };
             assert!(
                 matches!(&err, BrokerError::PartitionUnavailable { partition: 0, reason, .. }
                     if reason.contains("panicked") && reason.contains("injected panic")),
@@ -465,4 +476,109 @@ async fn a_panicking_append_faults_its_partition_and_fails_its_producers() {
             .await
             .expect("writes after the restart");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_slow_write_does_not_stall_the_async_workers() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let io = TestIo {
+        write_delay: Duration::from_millis(300),
+        ..TestIo::default()
+    };
+    let broker = Broker::open_with_io(config(dir.path()), Arc::new(io)).expect("open broker");
+    // No fsync and a small write: the kind that used to be written on the async worker.
+    broker
+        .create_topic("paged", 1, &overrides(&[("flush.policy", "none")]))
+        .await
+        .expect("create");
+    let ticking = Arc::new(AtomicBool::new(true));
+    let ticker = {
+        let ticking = Arc::clone(&ticking);
+        tokio::spawn(async move {
+            let mut longest = Duration::ZERO;
+            let mut last = Instant::now();
+            while ticking.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                longest = longest.max(last.elapsed());
+                last = Instant::now();
+            }
+            longest
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    for _ in 0..2 {
+        broker
+            .produce("paged", Some(0), values(&["slowly"]))
+            .await
+            .expect("produce");
+    }
+    ticking.store(false, Ordering::SeqCst);
+    let longest = ticker.await.expect("ticker");
+    // The only worker thread stayed free while each write took 300 ms.
+    assert!(
+        longest < Duration::from_millis(200),
+        "the async worker stalled for {longest:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_topic_creation_holds_up_no_other_admin_operation() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let io = TestIo {
+        slow_opens: ("slow-topic".to_owned(), Duration::from_millis(300)),
+        ..TestIo::default()
+    };
+    let broker = Broker::open_with_io(config(dir.path()), Arc::new(io)).expect("open broker");
+    broker
+        .create_topic("old", 1, &overrides(&[]))
+        .await
+        .expect("create");
+    let creating = {
+        let broker = Arc::clone(&broker);
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let created = broker.create_topic("slow-topic", 4, &overrides(&[])).await;
+            (created, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // Other names go ahead while the slow creation opens its partitions.
+    let started = Instant::now();
+    broker
+        .create_topic("quick", 1, &overrides(&[]))
+        .await
+        .expect("create alongside");
+    broker.delete_topic("old").await.expect("delete alongside");
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(500),
+        "waited {took:?} behind the slow creation"
+    );
+    // The name being created is taken, and is not there to delete yet.
+    let again = broker.create_topic("slow-topic", 1, &overrides(&[])).await;
+    assert!(
+        matches!(again, Err(BrokerError::TopicExists { .. })),
+        "{again:?}"
+    );
+    let early = broker.delete_topic("slow-topic").await;
+    assert!(
+        matches!(early, Err(BrokerError::TopicNotFound { .. })),
+        "{early:?}"
+    );
+
+    // Shutdown waits for the creation in progress, then closes it with the rest.
+    broker.shutdown().await.expect("shutdown");
+    let (created, took) = creating.await.expect("creation");
+    let created = created.expect("the slow creation completes");
+    assert_eq!(created.partitions.len(), 4);
+    assert!(took >= Duration::from_millis(1000), "{took:?}");
+    drop(broker);
+    let broker = Broker::open(config(dir.path())).expect("reopen");
+    let names: Vec<String> = broker.list_topics().into_iter().map(|t| t.name).collect();
+    assert_eq!(names, ["quick", "slow-topic"]);
+    broker
+        .produce("slow-topic", Some(3), values(&["there"]))
+        .await
+        .expect("the created topic works");
 }
