@@ -6,17 +6,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use bytes::BytesMut;
 use parking_lot::RwLock;
 use sluice_storage::StorageError;
 use sluice_storage::io::{FileIo, StdIo};
 use tokio::task::JoinHandle;
 
-use crate::append_queue::AppendDone;
 use crate::background::Background;
 use crate::groups::coordinator::GroupCoordinator;
+use crate::in_flight::{self, Admission, InFlight};
 use crate::lifecycle::{DrainTrigger, Draining, drain_signal};
 use crate::metadata::{self, DataDir, TopicMeta};
 use crate::produce::{ProduceLimits, Routing, build_batches};
+use crate::raw_batch::{self, RawLimits};
+use crate::reservations::Reservations;
 use crate::subscriptions::SubscriptionSlots;
 use crate::topic::{Partition, PartitionFault, Topic};
 use crate::{
@@ -33,52 +36,77 @@ pub(crate) fn map_storage_error(topic: &Topic, err: StorageError) -> BrokerError
         }
     } else if matches!(err, StorageError::Closed { .. }) {
         BrokerError::ShuttingDown
+    } else if let StorageError::InvalidBatch(batch) = &err {
+        // Only a client-encoded batch can fail the log's checks (its CRC, which the log is the
+        // one to compute); the broker's own batches are valid by construction.
+        raw_batch::batch_error(batch)
     } else {
         err.into()
     }
 }
 
-/// A produce request whose batches are queued for appending; see [`Broker::submit_produce`].
+/// A produce request that was accepted: its batches are queued for appending, or waiting
+/// for room in the in-flight budget (they are queued in submit order either way); see
+/// [`Broker::submit_produce`].
 #[derive(Debug)]
 #[must_use = "the records are appended either way; wait() tells where, or why not"]
 pub struct PendingProduce {
     topic: Arc<Topic>,
-    /// When the request was queued: its latency runs until every append is done.
+    /// When the request was submitted: its latency runs until every append is done.
     submitted: Instant,
-    /// (partition, records, its append) per partition written.
-    appends: Vec<(u32, u32, AppendDone)>,
+    /// (partition, records) per partition written, in the order of the batches admitted.
+    targets: Vec<(u32, u32)>,
+    budget: Arc<InFlight>,
+    admission: Admission,
 }
 
 impl PendingProduce {
-    /// Waits for every partition's append. Returns one entry per partition written, sorted
-    /// by partition, or the first failure (other partitions may have been written).
+    /// Waits for room in the in-flight budget if the request had to, then for every
+    /// partition's append. Returns one entry per partition written, sorted by partition, or
+    /// the first failure (other partitions may have been written).
+    ///
+    /// A request still waiting for room after `produce_wait` fails with
+    /// [`BrokerError::Overloaded`] and none of it is appended.
     #[tracing::instrument(
         level = "debug",
         name = "produce_wait",
         skip_all,
-        fields(topic = %self.topic.name(), partitions = self.appends.len())
+        fields(topic = %self.topic.name(), partitions = self.targets.len())
     )]
     pub async fn wait(self) -> Result<Vec<PartitionAppend>, BrokerError> {
-        let mut appended = Vec::with_capacity(self.appends.len());
+        let submitted = self.submitted;
+        let result = self.appended().await;
+        metrics::histogram!("sluice_produce_duration_seconds").record(submitted.elapsed());
+        result
+    }
+
+    async fn appended(self) -> Result<Vec<PartitionAppend>, BrokerError> {
+        let appends = self.budget.admitted(self.admission).await?;
+        let mut appended = Vec::with_capacity(appends.len());
         let mut failure = None;
-        for (partition, record_count, done) in self.appends {
+        for ((partition, record_count), done) in self.targets.into_iter().zip(appends) {
             let result = match done.await {
-                Ok(Ok(info)) => Ok(info),
-                Ok(Err(e)) => Err(map_storage_error(&self.topic, e)),
-                Err(_dropped) => Err(BrokerError::ShuttingDown),
-            };
-            match result {
-                Ok(info) => appended.push(PartitionAppend {
+                Ok(Ok(info)) => Ok(PartitionAppend {
                     partition,
                     base_offset: info.base_offset,
                     record_count,
                 }),
+                Ok(Err(e)) => Err(map_storage_error(&self.topic, e)),
+                // The append was dropped unanswered: its partition faulted, or shutdown.
+                Err(_dropped) => Err(self
+                    .topic
+                    .partition(partition)
+                    .and_then(|p| p.log().map(drop))
+                    .err()
+                    .unwrap_or(BrokerError::ShuttingDown)),
+            };
+            match result {
+                Ok(append) => appended.push(append),
                 Err(e) => {
                     failure.get_or_insert(e);
                 }
             }
         }
-        metrics::histogram!("sluice_produce_duration_seconds").record(self.submitted.elapsed());
         match failure {
             Some(e) => Err(e),
             None => Ok(appended),
@@ -92,14 +120,21 @@ const DEFAULT_FETCH_BYTES: usize = 1 << 20;
 /// A single-node broker: topics of partition logs under one data directory.
 ///
 /// Share it as `Arc<Broker>`. Produce and fetch take no broker-wide lock beyond a brief read
-/// of the topic registry; blocking log I/O runs on tokio's blocking threads.
+/// of the topic registry (and, for produce, of the in-flight budget).
+///
+/// Where file I/O runs: appends, segment rolls and their fsyncs on each partition's writer,
+/// a thread of tokio's blocking pool (see the `append_queue` module); fetch reads, topic
+/// creation and deletion, and shutdown's closing of the logs on `spawn_blocking` threads. No
+/// async lock is held across any of them. [`Broker::open`], [`Broker::list_offset`] with a
+/// timestamp and [`Broker::start_offset`] read files on the caller's thread, as their docs
+/// say.
 #[derive(Debug)]
 pub struct Broker {
     pub(crate) config: BrokerConfig,
     dirs: DataDir,
     topics: RwLock<HashMap<String, Arc<Topic>>>,
-    /// Serialises topic creation, deletion and shutdown.
-    admin: tokio::sync::Mutex<()>,
+    /// Names of topics being created or deleted; shutdown waits for those operations.
+    reservations: Reservations,
     shutting_down: AtomicBool,
     /// Fired by [`Broker::begin_drain`]: ends every long-running call.
     drain: DrainTrigger,
@@ -110,6 +145,8 @@ pub struct Broker {
     io: Arc<dyn FileIo>,
     /// Consumer groups and their committed offsets.
     pub(crate) groups: Arc<GroupCoordinator>,
+    /// Bytes of produce requests queued or being appended, within `max_in_flight_bytes`.
+    in_flight: Arc<InFlight>,
     /// Its lock keeps other brokers out of the data directory while this one lives.
     _lock: File,
 }
@@ -137,6 +174,13 @@ impl Broker {
                 "must be at least 1 ms",
             ));
         }
+        if config.limits.max_in_flight_bytes == 0 {
+            return Err(BrokerError::invalid_config(
+                "max_in_flight_bytes",
+                "0",
+                "must be at least 1 byte",
+            ));
+        }
         let dirs = DataDir::new(config.data_dir.clone());
         metadata::create_dir(&config.data_dir)?;
         let lock = metadata::lock_data_dir(&dirs.lock_file())?;
@@ -154,17 +198,22 @@ impl Broker {
         );
         let (drain, _) = drain_signal();
         let subscriptions = SubscriptionSlots::new(config.limits.max_subscriptions);
+        let in_flight = InFlight::new(
+            config.limits.max_in_flight_bytes,
+            config.limits.produce_wait,
+        );
         Ok(Arc::new(Broker {
             config,
             dirs,
             topics: RwLock::new(topics),
-            admin: tokio::sync::Mutex::new(()),
+            reservations: Reservations::new(),
             shutting_down: AtomicBool::new(false),
             drain,
             subscriptions,
             background: Background::new(),
             io,
             groups,
+            in_flight,
             _lock: lock,
         }))
     }
@@ -179,6 +228,9 @@ impl Broker {
 
     /// Creates a topic with `partitions` partitions and the given config overrides (Kafka
     /// key names); returns it as [`Broker::describe_topic`] would.
+    ///
+    /// A topic of that name that exists, or is being created or deleted right now, is
+    /// [`BrokerError::TopicExists`]. Creations and deletions of other names run alongside.
     pub async fn create_topic(
         &self,
         name: &str,
@@ -196,13 +248,17 @@ impl Broker {
         }
         TopicConfig::from_overrides(&self.config.topic_defaults, config)?;
 
-        let _admin = self.admin.lock().await;
-        self.check_running()?;
-        if self.topics.read().contains_key(name) {
-            return Err(BrokerError::TopicExists {
-                topic: name.to_owned(),
-            });
-        }
+        let exists = || BrokerError::TopicExists {
+            topic: name.to_owned(),
+        };
+        // Held until the topic is registered: a concurrent creation of the name is refused.
+        let (_creating, ()) = self.reservations.hold(name, exists, || {
+            if self.topics.read().contains_key(name) {
+                Err(exists())
+            } else {
+                Ok(())
+            }
+        })?;
         let meta = TopicMeta {
             name: name.to_owned(),
             partitions,
@@ -226,17 +282,17 @@ impl Broker {
     }
 
     /// Deletes a topic and all its data. Fetches waiting on it return
-    /// [`BrokerError::TopicNotFound`].
+    /// [`BrokerError::TopicNotFound`], as does deleting a topic that is still being created or
+    /// already being deleted.
     pub async fn delete_topic(&self, name: &str) -> Result<(), BrokerError> {
         self.check_running()?;
-        let _admin = self.admin.lock().await;
-        let topic = self
-            .topics
-            .write()
-            .remove(name)
-            .ok_or_else(|| BrokerError::TopicNotFound {
-                topic: name.to_owned(),
-            })?;
+        let not_found = || BrokerError::TopicNotFound {
+            topic: name.to_owned(),
+        };
+        // Held until the files are gone: the name cannot be created again before.
+        let (_deleting, topic) = self.reservations.hold(name, not_found, || {
+            self.topics.write().remove(name).ok_or_else(not_found)
+        })?;
         topic.mark_deleted();
         let dirs = self.dirs.clone();
         join(tokio::task::spawn_blocking(move || topic.destroy(&dirs))).await??;
@@ -293,6 +349,13 @@ impl Broker {
     /// Nothing is queued when the request is empty ([`BrokerError::EmptyBatch`]), holds more
     /// than `max_records_per_request` records ([`BrokerError::TooManyRecords`]) or a record
     /// larger than the topic's `max.message.bytes` ([`BrokerError::RecordTooLarge`]).
+    ///
+    /// Backpressure: the encoded batches take their bytes from the broker-wide
+    /// `max_in_flight_bytes` budget until their appends are done. A request that does not fit
+    /// waits in line, in submit order, so the order above still holds; the returned
+    /// [`PendingProduce`] then resolves to [`BrokerError::Overloaded`] if it is still waiting
+    /// after `produce_wait`, and none of it is appended. A request larger than the whole
+    /// budget is [`BrokerError::ProduceTooLarge`].
     #[tracing::instrument(level = "debug", name = "produce", skip(self, records))]
     pub fn submit_produce<R, I>(
         &self,
@@ -320,22 +383,106 @@ impl Broker {
         };
         let batches = build_batches(records, routing, limits, wall_clock_ms())?;
         // Check every target first, so a request is refused whole rather than half queued.
-        for batch in &batches {
-            topic.partition(batch.partition)?.log()?;
-        }
-        let mut appends = Vec::with_capacity(batches.len());
+        let mut targets = Vec::with_capacity(batches.len());
+        let mut queued = Vec::with_capacity(batches.len());
         for batch in batches {
-            metrics::histogram!("sluice_append_batch_records").record(batch.record_count);
-            metrics::histogram!("sluice_append_batch_bytes").record(batch.batch.len() as f64);
-            let done = topic.partition(batch.partition)?.enqueue(batch.batch);
-            appends.push((batch.partition, batch.record_count, done));
+            let partition = topic.partition(batch.partition)?;
+            partition.log()?;
+            targets.push((batch.partition, batch.record_count));
+            queued.push((Arc::clone(partition), batch.batch));
         }
+        self.admit(topic, submitted, targets, queued)
+    }
+
+    /// Takes room in the in-flight budget for a checked request's batches and queues them,
+    /// or puts the request in line for room.
+    fn admit(
+        &self,
+        topic: Arc<Topic>,
+        submitted: Instant,
+        targets: Vec<(u32, u32)>,
+        batches: Vec<in_flight::Batch>,
+    ) -> Result<PendingProduce, BrokerError> {
+        for ((_, record_count), (_, batch)) in targets.iter().zip(&batches) {
+            metrics::histogram!("sluice_append_batch_records").record(*record_count);
+            metrics::histogram!("sluice_append_batch_bytes").record(batch.len() as f64);
+        }
+        let admission = self.in_flight.admit(batches)?;
         Ok(PendingProduce {
             topic,
             submitted,
-            appends,
+            targets,
+            budget: Arc::clone(&self.in_flight),
+            admission,
         })
     }
+
+    /// Bytes of produce requests queued for appending or being appended right now, out of
+    /// the `max_in_flight_bytes` budget (also the `sluice_inflight_bytes` gauge).
+    pub fn in_flight_bytes(&self) -> usize {
+        self.in_flight.used()
+    }
+
+    /// Queues client-encoded Kafka RecordBatch v2 bytes (one or more whole batches,
+    /// concatenated) for appending to one partition as they are; resolves like
+    /// [`Broker::submit_produce`], with one entry for `partition` counting the records of
+    /// every batch.
+    ///
+    /// The batches are checked without decoding their records: magic 2, lengths (whole
+    /// batches, no trailing bytes), attributes (uncompressed, not transactional), record count
+    /// against the last offset delta, the first and max timestamps, each batch's total size
+    /// against the topic's `max.message.bytes` ([`BrokerError::BatchTooLarge`]) and the
+    /// records of all of them against `max_records_per_request`
+    /// ([`BrokerError::TooManyRecords`]). A failure is a [`BrokerError::InvalidBatch`] naming
+    /// the field, and nothing is queued. The CRC-32C is verified once, by the log, before it
+    /// writes anything: a mismatch fails the returned [`PendingProduce`] with an
+    /// [`BrokerError::InvalidBatch`] naming `crc`. The log then assigns offsets by rewriting
+    /// each batch's base offset (outside the CRC) and stores every other byte as it came;
+    /// timestamps are the producer's.
+    ///
+    /// Queued in call order with every other produce to the partition, as
+    /// [`Broker::submit_produce`] is.
+    #[tracing::instrument(level = "debug", name = "produce_batches", skip(self, batches), fields(bytes = batches.len()))]
+    pub fn submit_batches(
+        &self,
+        topic: &str,
+        partition: u32,
+        batches: BytesMut,
+    ) -> Result<PendingProduce, BrokerError> {
+        let submitted = Instant::now();
+        self.check_running()?;
+        let topic = self.topic(topic)?;
+        let target = Arc::clone(topic.partition(partition)?);
+        target.log()?;
+        let limits = RawLimits {
+            max_message_bytes: topic.config.max_message_bytes,
+            max_records: self.config.limits.max_records_per_request,
+        };
+        let record_count = raw_batch::validate(&batches, limits)?;
+        self.admit(
+            topic,
+            submitted,
+            vec![(partition, record_count)],
+            vec![(target, batches)],
+        )
+    }
+
+    /// Appends client-encoded record batches to one partition:
+    /// [`Broker::submit_batches`], then waits for the result.
+    pub async fn produce_batches(
+        &self,
+        topic: &str,
+        partition: u32,
+        batches: BytesMut,
+    ) -> Result<PartitionAppend, BrokerError> {
+        let mut appended = self
+            .submit_batches(topic, partition, batches)?
+            .wait()
+            .await?;
+        // One entry per partition written: exactly one here.
+        appended.pop().ok_or(BrokerError::EmptyBatch)
+    }
+
     /// Reads whole record batches from `offset`, up to `max_bytes` (capped by
     /// `max_fetch_bytes`; 0 means 1 MiB) but at least one batch.
     ///
@@ -466,8 +613,10 @@ impl Broker {
         self.drain.signal()
     }
 
-    /// Refuses new requests ([`BrokerError::ShuttingDown`]), wakes waiting fetches, stops the
-    /// background tasks and closes every log cleanly (fsync and clean-shutdown marker).
+    /// Refuses new requests ([`BrokerError::ShuttingDown`]; produce requests waiting for room
+    /// in the in-flight budget too), wakes waiting fetches, stops the background tasks, waits
+    /// for topic creations and deletions in progress and closes every log cleanly (fsync and
+    /// clean-shutdown marker).
     /// Returns the first close failure after closing all others. Calling it again does nothing.
     pub async fn shutdown(&self) -> Result<(), BrokerError> {
         if self.shutting_down.swap(true, Ordering::SeqCst) {
@@ -475,8 +624,9 @@ impl Broker {
         }
         self.drain.fire();
         self.groups.shutdown();
+        self.in_flight.close();
         self.background.stop().await;
-        let _admin = self.admin.lock().await;
+        self.reservations.close().await;
         let topics = self.topics_snapshot();
         for topic in &topics {
             topic.wake_all();
@@ -492,8 +642,9 @@ impl Broker {
         result
     }
 
-    /// The partitions that cannot serve: those whose log failed to open at start, and those
-    /// whose log latched a write or fsync failure (read-only until a restart). Empty when all
+    /// The partitions that cannot serve: those whose log failed to open at start or whose
+    /// append task panicked (unavailable until a restart), and those whose log latched a write
+    /// or fsync failure (read-only until a restart). Empty when all
     /// is well; health checks report NOT_SERVING otherwise.
     pub fn partition_faults(&self) -> Vec<PartitionFault> {
         let mut faults: Vec<_> = self

@@ -279,6 +279,13 @@ pub struct Limits {
     /// Most subscriptions and group sessions open at once, over every front end (default
     /// 10 000).
     pub max_subscriptions: usize,
+    /// Bytes of encoded record batches that may be queued for appending or being appended at
+    /// once, across every partition (default 256 MiB, at least 1). Past it produce requests
+    /// wait for room, in submit order; one larger than the whole budget is refused.
+    pub max_in_flight_bytes: usize,
+    /// How long a produce request may wait for room in `max_in_flight_bytes` before it is
+    /// refused as overloaded (default 30 s; zero refuses at once when there is no room).
+    pub produce_wait: Duration,
 }
 
 impl Default for Limits {
@@ -291,6 +298,8 @@ impl Default for Limits {
             max_records_per_request: 100_000,
             max_subscribe_bytes: 1 << 20,
             max_subscriptions: 10_000,
+            max_in_flight_bytes: 256 << 20,
+            produce_wait: Duration::from_secs(30),
         }
     }
 }

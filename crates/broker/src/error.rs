@@ -3,6 +3,7 @@
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use sluice_storage::{BatchError, StorageError};
 
@@ -99,15 +100,16 @@ pub enum BrokerError {
         #[source]
         source: CorruptSource,
     },
-    /// The partition's log could not be opened at start; the partition serves nothing until a
-    /// restart after the cause is fixed. The other partitions are unaffected.
+    /// The partition's log could not be opened at start, or its append task failed (a panic);
+    /// the partition serves nothing until a restart after the cause is fixed. The other
+    /// partitions are unaffected.
     #[error("partition {partition} of topic {topic:?} is unavailable: {reason}")]
     PartitionUnavailable {
         /// The partition's topic.
         topic: String,
         /// The partition.
         partition: u32,
-        /// Why its log could not be opened.
+        /// Why: the open error, or the fault of its append task.
         reason: String,
     },
     /// The partition log failed an earlier write or fsync and refuses writes until restart.
@@ -287,6 +289,46 @@ pub enum BrokerError {
         #[source]
         source: Arc<BrokerError>,
     },
+    /// A client-encoded record batch breaks the RecordBatch v2 format or what the log stores.
+    #[error("invalid record batch: {field} {reason}")]
+    InvalidBatch {
+        /// The header field at fault (`magic`, `batch_length`, `crc`, `attributes`,
+        /// `record_count`, `base_timestamp`, `max_timestamp`).
+        field: &'static str,
+        /// What is wrong with it: which batch, the value found and the value expected.
+        reason: String,
+    },
+    /// A client-encoded record batch is larger than the topic's `max.message.bytes`.
+    #[error("record batch of {size} bytes exceeds max.message.bytes = {limit}")]
+    BatchTooLarge {
+        /// The batch's total size, header included.
+        size: usize,
+        /// The topic's `max.message.bytes`.
+        limit: usize,
+    },
+    /// A produce request waited `produce_wait` for room in the broker's in-flight budget and
+    /// was refused; none of it was appended. Retry later.
+    #[error(
+        "produce of {size} bytes waited {waited:?} (produce_wait) for room within \
+         max_in_flight_bytes = {limit}: the broker is overloaded, retry later"
+    )]
+    Overloaded {
+        /// The request's encoded bytes.
+        size: usize,
+        /// The broker's `max_in_flight_bytes`.
+        limit: usize,
+        /// How long it waited: `produce_wait`.
+        waited: Duration,
+    },
+    /// A produce request is larger than the broker's whole in-flight budget, so it could
+    /// never be admitted.
+    #[error("produce of {size} bytes exceeds max_in_flight_bytes = {limit}")]
+    ProduceTooLarge {
+        /// The request's encoded bytes.
+        size: usize,
+        /// The broker's `max_in_flight_bytes`.
+        limit: usize,
+    },
 }
 
 /// Where corrupt data was detected.
@@ -351,13 +393,15 @@ impl BrokerError {
             | BrokerError::EmptyBatch
             | BrokerError::InvalidGroupName { .. }
             | BrokerError::InvalidJoin { .. }
-            | BrokerError::InvalidRequest { .. } => ErrorKind::InvalidArgument,
+            | BrokerError::InvalidRequest { .. }
+            | BrokerError::InvalidBatch { .. } => ErrorKind::InvalidArgument,
             BrokerError::OffsetOutOfRange { .. } | BrokerError::CommitOutOfRange { .. } => {
                 ErrorKind::OutOfRange
             }
-            BrokerError::RecordTooLarge { .. } | BrokerError::TooManyRecords { .. } => {
-                ErrorKind::TooLarge
-            }
+            BrokerError::RecordTooLarge { .. }
+            | BrokerError::TooManyRecords { .. }
+            | BrokerError::BatchTooLarge { .. }
+            | BrokerError::ProduceTooLarge { .. } => ErrorKind::TooLarge,
             BrokerError::GroupNotEmpty { .. } | BrokerError::NotPartitionOwner { .. } => {
                 ErrorKind::FailedPrecondition
             }
@@ -365,7 +409,9 @@ impl BrokerError {
             | BrokerError::StaleGeneration { .. }
             | BrokerError::SessionExpired { .. }
             | BrokerError::MemberFenced { .. } => ErrorKind::Fenced,
-            BrokerError::TooManySubscriptions { .. } => ErrorKind::ResourceExhausted,
+            BrokerError::TooManySubscriptions { .. } | BrokerError::Overloaded { .. } => {
+                ErrorKind::ResourceExhausted
+            }
             BrokerError::ShuttingDown
             | BrokerError::SessionClosed
             | BrokerError::LogFailed(_)

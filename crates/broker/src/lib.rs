@@ -42,11 +42,14 @@ mod fetch;
 mod fetch_many;
 mod follow;
 mod groups;
+mod in_flight;
 mod lifecycle;
 mod lookup;
 mod metadata;
 mod name;
 mod produce;
+mod raw_batch;
+mod reservations;
 mod subscriptions;
 mod topic;
 

@@ -5,14 +5,13 @@ use std::fs;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use bytes::BytesMut;
-
 use sluice_storage::batch::MAX_BATCH_LEN;
 use sluice_storage::io::FileIo;
 use sluice_storage::{AppendInfo, Log, StorageError};
-use tokio::sync::{oneshot, watch};
+use tokio::runtime::Handle;
+use tokio::sync::watch;
 
-use crate::append_queue::{self, AppendDone, AppendJob, AppendQueue};
+use crate::append_queue::{AppendJob, AppendQueue};
 
 use crate::metadata::{self, DataDir, TopicMeta};
 use crate::{BrokerError, TopicConfig};
@@ -52,8 +51,9 @@ pub struct PartitionInfo {
     pub size_bytes: u64,
     /// Segment files.
     pub segment_count: u32,
-    /// Why the partition cannot serve, when it cannot: its log failed to open at start, or
-    /// it latched a write or fsync failure. `None` for a healthy partition.
+    /// Why the partition cannot serve, when it cannot: its log failed to open at start, it
+    /// latched a write or fsync failure, or its append task panicked. `None` for a healthy
+    /// partition.
     pub failure: Option<String>,
     /// Records and bytes appended and fetched since the broker opened.
     pub traffic: PartitionTraffic,
@@ -99,7 +99,8 @@ pub struct PartitionFault {
     pub topic: String,
     /// The partition.
     pub partition: u32,
-    /// What went wrong: the open error, or the write or fsync failure the log latched.
+    /// What went wrong: the open error, the write or fsync failure the log latched, or the
+    /// panic of its append task.
     pub reason: String,
 }
 
@@ -128,6 +129,9 @@ pub(crate) struct Partition {
     changed: watch::Sender<()>,
     /// Started on the first produce, inside the runtime.
     appends: OnceLock<AppendQueue>,
+    /// Set once when the append task panicked: the partition then answers every request
+    /// with [`BrokerError::PartitionUnavailable`] naming it, until a restart.
+    fault: OnceLock<String>,
     traffic: TrafficCounters,
 }
 
@@ -139,6 +143,7 @@ impl Partition {
             log,
             changed: watch::Sender::new(()),
             appends: OnceLock::new(),
+            fault: OnceLock::new(),
             traffic: TrafficCounters::default(),
         }
     }
@@ -171,15 +176,30 @@ impl Partition {
     }
 
     /// The partition's log, or [`BrokerError::PartitionUnavailable`] when it could not be
-    /// opened.
+    /// opened or its append task failed.
     pub(crate) fn log(&self) -> Result<&Log, BrokerError> {
-        self.log
-            .as_ref()
-            .map_err(|reason| BrokerError::PartitionUnavailable {
-                topic: self.topic.clone(),
-                partition: self.id,
-                reason: reason.clone(),
-            })
+        let unavailable = |reason: &String| BrokerError::PartitionUnavailable {
+            topic: self.topic.clone(),
+            partition: self.id,
+            reason: reason.clone(),
+        };
+        if let Some(fault) = self.fault.get() {
+            return Err(unavailable(fault));
+        }
+        self.log.as_ref().map_err(unavailable)
+    }
+
+    /// Marks the partition faulted (see [`Partition::log`]) and wakes its waiting fetches so
+    /// they notice. The first fault is kept.
+    pub(crate) fn set_fault(&self, reason: String) {
+        tracing::error!(
+            topic = %self.topic,
+            partition = self.id,
+            %reason,
+            "partition faulted; it is unavailable until a restart"
+        );
+        let _ = self.fault.set(reason);
+        self.wake();
     }
 
     /// The log if it opened; background work skips partitions without one.
@@ -189,6 +209,9 @@ impl Partition {
 
     /// Why the partition cannot serve, if it cannot (see [`PartitionInfo::failure`]).
     pub(crate) fn failure(&self) -> Option<String> {
+        if let Some(fault) = self.fault.get() {
+            return Some(fault.clone());
+        }
         match &self.log {
             Ok(log) => log.failure().map(str::to_owned),
             Err(reason) => Some(reason.clone()),
@@ -198,14 +221,27 @@ impl Partition {
     /// Queues a record batch for appending, behind every batch queued before it; the reply
     /// comes once it is written (and, under `fsync`, durable). Only call it for a partition
     /// whose [`Partition::log`] opened.
-    pub(crate) fn enqueue(self: &Arc<Self>, batch: BytesMut) -> AppendDone {
-        let (reply, done) = oneshot::channel();
-        let queue = self
-            .appends
-            .get_or_init(|| append_queue::start(Arc::downgrade(self)));
-        // A closed queue drops the job and with it `reply`: the caller sees the failure.
-        let _ = queue.send(AppendJob { batch, reply });
-        done
+    ///
+    /// Gives the job back when it cannot be queued (the partition faulted, or there is no
+    /// tokio runtime to start its writer on); dropping it then tells the producer the append
+    /// failed.
+    pub(crate) fn enqueue(self: &Arc<Self>, job: AppendJob) -> Result<(), AppendJob> {
+        if self.fault.get().is_some() {
+            return Err(job);
+        }
+        let queue = match self.appends.get() {
+            Some(queue) => queue,
+            None => match Handle::try_current() {
+                Ok(runtime) => self.appends.get_or_init(|| AppendQueue::new(runtime)),
+                Err(_) => return Err(job),
+            },
+        };
+        queue.push(self, job)
+    }
+
+    /// The append queue, once the first append started it.
+    pub(crate) fn append_queue(&self) -> Option<&AppendQueue> {
+        self.appends.get()
     }
 
     /// A receiver that sees every [`Partition::wake`] from now on.

@@ -181,6 +181,10 @@ pub struct LimitSettings {
     pub max_subscriptions: Option<usize>,
     /// Most calls open at once on one connection.
     pub max_streams_per_connection: Option<u32>,
+    /// Bytes of record batches queued or being appended at once, server-wide.
+    pub max_in_flight_bytes: Option<usize>,
+    /// How long a produce may wait for room in `max_in_flight_bytes`, in milliseconds.
+    pub produce_wait_ms: Option<u64>,
 }
 
 /// The `[groups]` table: consumer group timing, in milliseconds.
@@ -309,6 +313,10 @@ impl Settings {
             "limits.max_topic_name_len" => limits.max_topic_name_len = Some(parse(key, value)?),
             "limits.max_fetch_bytes" => limits.max_fetch_bytes = Some(parse(key, value)?),
             "limits.max_wait_ms" => limits.max_wait_ms = Some(parse(key, value)?),
+            "limits.max_in_flight_bytes" => {
+                limits.max_in_flight_bytes = Some(parse(key, value)?);
+            }
+            "limits.produce_wait_ms" => limits.produce_wait_ms = Some(parse(key, value)?),
             "limits.max_records_per_request" => {
                 limits.max_records_per_request = Some(parse(key, value)?);
             }
@@ -376,6 +384,14 @@ impl Settings {
                 settings.max_subscriptions,
                 DEFAULT_MAX_SUBSCRIPTIONS,
             )?,
+            max_in_flight_bytes: positive(
+                "limits.max_in_flight_bytes",
+                settings.max_in_flight_bytes,
+                defaults.max_in_flight_bytes,
+            )?,
+            produce_wait: settings
+                .produce_wait_ms
+                .map_or(defaults.produce_wait, Duration::from_millis),
         };
         let max_request_bytes = positive(
             "limits.max_request_bytes",
@@ -446,6 +462,8 @@ impl LimitSettings {
             max_streams_per_connection: higher
                 .max_streams_per_connection
                 .or(self.max_streams_per_connection),
+            max_in_flight_bytes: higher.max_in_flight_bytes.or(self.max_in_flight_bytes),
+            produce_wait_ms: higher.produce_wait_ms.or(self.produce_wait_ms),
         }
     }
 }
@@ -641,6 +659,8 @@ mod tests {
             max_subscribe_bytes = 2048
             max_subscriptions = 30
             max_streams_per_connection = 40
+            max_in_flight_bytes = 1000000
+            produce_wait_ms = 1500
 
             [topic_defaults]
             "retention.ms" = 60000
@@ -665,6 +685,11 @@ mod tests {
         assert_eq!(config.broker.limits.max_subscribe_bytes, 2048);
         assert_eq!(config.broker.limits.max_subscriptions, 30);
         assert_eq!(config.max_streams_per_connection, 40);
+        assert_eq!(config.broker.limits.max_in_flight_bytes, 1_000_000);
+        assert_eq!(
+            config.broker.limits.produce_wait,
+            Duration::from_millis(1500)
+        );
         assert_eq!(config.broker.topic_defaults.retention_ms, Some(60_000));
         assert_eq!(config.broker.topic_defaults.flush_policy, FlushMode::None);
     }

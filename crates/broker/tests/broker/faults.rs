@@ -2,13 +2,76 @@
 //! without losing or latching anything and writing resumes once space returns; a failed
 //! fsync makes its partition read-only until a restart while the others keep serving.
 
+use std::collections::BTreeSet;
+use std::io;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
 
 use crate::common::{config, fetch_all, overrides, values};
-use sluice_broker::{Broker, BrokerError};
+use sluice_broker::{Broker, BrokerError, NewRecord};
 use sluice_storage::StorageError;
-use sluice_storage::io::{FaultyIo, WriteFault};
+use sluice_storage::io::{FaultyIo, FileIo, SegmentFile, StdIo, WriteFault};
+
+/// Real files on a slow disk (each fsync takes `sync_delay`, each write `write_delay`, and
+/// opening a file whose path contains `slow_opens.0` takes `slow_opens.1`), whose writes panic
+/// while `panic_writes` is set (a bug below the broker).
+#[derive(Debug, Clone, Default)]
+struct TestIo {
+    sync_delay: Duration,
+    write_delay: Duration,
+    slow_opens: (String, Duration),
+    panic_writes: Arc<AtomicBool>,
+}
+
+impl FileIo for TestIo {
+    fn open(&self, path: &Path) -> io::Result<Arc<dyn SegmentFile>> {
+        let (slow, delay) = &self.slow_opens;
+        if !slow.is_empty() && path.to_string_lossy().contains(slow.as_str()) {
+            std::thread::sleep(*delay);
+        }
+        Ok(Arc::new(TestFile {
+            inner: StdIo.open(path)?,
+            io: self.clone(),
+        }))
+    }
+}
+
+#[derive(Debug)]
+struct TestFile {
+    inner: Arc<dyn SegmentFile>,
+    io: TestIo,
+}
+
+impl SegmentFile for TestFile {
+    fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize> {
+        self.inner.read_at(buf, pos)
+    }
+    fn read_bytes(&self, pos: u64, len: usize) -> io::Result<Bytes> {
+        self.inner.read_bytes(pos, len)
+    }
+    fn write_all_at(&self, buf: &[u8], pos: u64) -> io::Result<()> {
+        assert!(
+            !self.io.panic_writes.load(Ordering::SeqCst),
+            "injected panic in a segment write"
+        );
+        std::thread::sleep(self.io.write_delay);
+        self.inner.write_all_at(buf, pos)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        std::thread::sleep(self.io.sync_delay);
+        self.inner.sync_data()
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.inner.set_len(len)
+    }
+    fn len(&self) -> io::Result<u64> {
+        self.inner.len()
+    }
+}
 
 /// A broker on `dir` whose partition logs write through `io`.
 fn open(dir: &Path, io: &FaultyIo) -> Arc<Broker> {
@@ -181,4 +244,341 @@ async fn a_failed_fsync_makes_its_partition_read_only_until_restart() {
         .produce("synced", Some(0), values(&["writable again"]))
         .await
         .expect("writes after the restart");
+}
+
+/// A record of `size` bytes whose value starts with `id`.
+fn sized_record(id: &str, size: usize) -> NewRecord {
+    let mut value = id.as_bytes().to_vec();
+    value.push(b'/');
+    value.resize(size, b'.');
+    NewRecord::new(value)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn producers_flooding_a_slow_disk_stay_within_the_in_flight_budget() {
+    const BUDGET: usize = 64 << 10;
+    const RECORD: usize = 8 << 10;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = config(dir.path());
+    config.limits.max_in_flight_bytes = BUDGET;
+    config.limits.produce_wait = Duration::from_millis(30);
+    let io = TestIo {
+        sync_delay: Duration::from_millis(100),
+        ..TestIo::default()
+    };
+    let broker = Broker::open_with_io(config, Arc::new(io)).expect("open broker");
+    broker
+        .create_topic("flood", 2, &overrides(&[]))
+        .await
+        .expect("create");
+
+    let flooding = Arc::new(AtomicBool::new(true));
+    let watcher = {
+        let (broker, flooding) = (Arc::clone(&broker), Arc::clone(&flooding));
+        tokio::spawn(async move {
+            let mut peak = 0;
+            while flooding.load(Ordering::SeqCst) {
+                peak = peak.max(broker.in_flight_bytes());
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            peak
+        })
+    };
+    let producers: Vec<_> = (0..32)
+        .map(|p| {
+            let broker = Arc::clone(&broker);
+            tokio::spawn(async move {
+                let mut outcomes = Vec::new();
+                for i in 0..4 {
+                    let id = format!("{p}-{i}");
+                    let started = Instant::now();
+                    let result = broker
+                        .produce("flood", Some(p % 2), [sized_record(&id, RECORD)])
+                        .await;
+                    outcomes.push((id, p % 2, result, started.elapsed()));
+                }
+                outcomes
+            })
+        })
+        .collect();
+    let mut acked: [BTreeSet<String>; 2] = Default::default();
+    let mut overloaded = 0;
+    for producer in producers {
+        for (id, partition, result, took) in producer.await.expect("producer") {
+            match result {
+                Ok(_) => {
+                    acked[partition as usize].insert(id);
+                }
+                Err(err @ BrokerError::Overloaded { .. }) => {
+                    overloaded += 1;
+                    assert!(took >= Duration::from_millis(30), "refused early: {took:?}");
+                    assert!(
+                        err.to_string().contains("max_in_flight_bytes = 65536"),
+                        "{err}"
+                    );
+                }
+                Err(other) => panic!("unexpected failure: {other:?}"),
+            }
+        }
+    }
+    flooding.store(false, Ordering::SeqCst);
+    let peak = watcher.await.expect("watcher");
+    assert!(peak <= BUDGET, "{peak} bytes in flight, over the budget");
+    assert!(
+        peak > BUDGET / 2,
+        "the flood never filled the budget: {peak}"
+    );
+    assert!(overloaded > 0, "nobody waited past produce_wait");
+    assert!(
+        !acked[0].is_empty() && !acked[1].is_empty(),
+        "some got through"
+    );
+    assert_eq!(
+        broker.in_flight_bytes(),
+        0,
+        "every append gave its bytes back"
+    );
+
+    // Every acknowledged record is stored, and no refused one.
+    for (partition, acked) in acked.iter().enumerate() {
+        let stored: BTreeSet<String> = fetch_all(&broker, "flood", partition as u32, 0)
+            .await
+            .into_iter()
+            .map(|(_, _, v)| v.split('/').next().unwrap_or_default().to_owned())
+            .collect();
+        assert_eq!(&stored, acked, "partition {partition}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_waiting_for_budget_are_appended_in_submit_order() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = config(dir.path());
+    config.limits.max_in_flight_bytes = 20 << 10;
+    let io = TestIo {
+        sync_delay: Duration::from_millis(20),
+        ..TestIo::default()
+    };
+    let broker = Broker::open_with_io(config, Arc::new(io)).expect("open broker");
+    broker
+        .create_topic("ordered", 1, &overrides(&[]))
+        .await
+        .expect("create");
+    // 9 KiB and 512-byte requests, one after the other: two big ones and two small ones fill
+    // the budget, the third big one waits, and the small ones behind it, which would fit,
+    // must wait behind it rather than overtake it.
+    let pending: Vec<_> = (0..24)
+        .map(|i| {
+            let size = if i % 2 == 0 { 9 << 10 } else { 512 };
+            broker
+                .submit_produce("ordered", Some(0), [sized_record(&i.to_string(), size)])
+                .expect("submitted")
+        })
+        .collect();
+    assert!(broker.in_flight_bytes() <= 20 << 10);
+    for (i, pending) in pending.into_iter().enumerate() {
+        let appended = pending.wait().await.expect("appended");
+        assert_eq!(
+            appended[0].base_offset, i as u64,
+            "request {i} landed out of submit order"
+        );
+    }
+    let oversized = broker.submit_produce("ordered", Some(0), [sized_record("big", 21 << 10)]);
+    assert!(
+        matches!(
+            oversized,
+            Err(BrokerError::ProduceTooLarge { limit: 20480, .. })
+        ),
+        "{oversized:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_append_faults_its_partition_and_fails_its_producers() {
+    // Under fsync the append runs on a blocking thread; under none it may run on the worker.
+    for policy in ["fsync", "none"] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let io = TestIo::default();
+        let broker =
+            Broker::open_with_io(config(dir.path()), Arc::new(io.clone())).expect("open broker");
+        broker
+            .create_topic("bug", 2, &overrides(&[("flush.policy", policy)]))
+            .await
+            .expect("create");
+        for partition in [0, 1] {
+            broker
+                .produce("bug", Some(partition), values(&["kept"]))
+                .await
+                .expect("produce");
+        }
+
+        io.panic_writes.store(true, Ordering::SeqCst);
+        // The first is queued; those submitted after the panic may be refused at once.
+        // Either way each learns of the fault.
+        for i in 0..5 {
+            let submitted =
+                broker.submit_produce("bug", Some(0), values(&[&format!("doomed-{i}")]));
+            if i == 0 {
+                assert!(submitted.is_ok(), "{policy}: {submitted:?}");
+            }
+            let err = match submitted {
+                Ok(pending) => pending.wait().await.expect_err("the append panicked"),
+                Err(err) => err,
+            };
+            assert!(
+                matches!(&err, BrokerError::PartitionUnavailable { partition: 0, reason, .. }
+                    if reason.contains("panicked") && reason.contains("injected panic")),
+                "{policy}: {err:?}"
+            );
+        }
+        io.panic_writes.store(false, Ordering::SeqCst);
+
+        // Faulted until a restart: listed, and every request to it names the fault.
+        let faults = broker.partition_faults();
+        assert_eq!(faults.len(), 1, "{policy}: {faults:?}");
+        assert_eq!((faults[0].topic.as_str(), faults[0].partition), ("bug", 0));
+        assert!(
+            faults[0].reason.contains("append task panicked"),
+            "{faults:?}"
+        );
+        let info = broker.describe_topic("bug").expect("describe");
+        assert!(info.partitions[0].failure.is_some());
+        let later = broker.produce("bug", Some(0), values(&["later"])).await;
+        assert!(
+            matches!(&later, Err(BrokerError::PartitionUnavailable { reason, .. }) if reason.contains("panicked")),
+            "{policy}: {later:?}"
+        );
+        let fetch = broker.fetch("bug", 0, 0, 0, Duration::ZERO).await;
+        assert!(
+            matches!(&fetch, Err(BrokerError::PartitionUnavailable { reason, .. }) if reason.contains("panicked")),
+            "{policy}: {fetch:?}"
+        );
+        assert_eq!(
+            broker.in_flight_bytes(),
+            0,
+            "the failed appends gave their bytes back"
+        );
+
+        // The other partition keeps serving.
+        broker
+            .produce("bug", Some(1), values(&["more"]))
+            .await
+            .expect("the other partition takes writes");
+        assert_eq!(fetch_all(&broker, "bug", 1, 0).await.len(), 2);
+
+        // A restart recovers the partition with what was acknowledged.
+        drop(broker);
+        let broker = Broker::open(config(dir.path())).expect("reopen");
+        assert!(broker.partition_faults().is_empty());
+        assert_eq!(stored(&broker, "bug", 0).await, ["kept"], "{policy}");
+        broker
+            .produce("bug", Some(0), values(&["writable again"]))
+            .await
+            .expect("writes after the restart");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_slow_write_does_not_stall_the_async_workers() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let io = TestIo {
+        write_delay: Duration::from_millis(300),
+        ..TestIo::default()
+    };
+    let broker = Broker::open_with_io(config(dir.path()), Arc::new(io)).expect("open broker");
+    // No fsync and a small write: the kind that used to be written on the async worker.
+    broker
+        .create_topic("paged", 1, &overrides(&[("flush.policy", "none")]))
+        .await
+        .expect("create");
+    let ticking = Arc::new(AtomicBool::new(true));
+    let ticker = {
+        let ticking = Arc::clone(&ticking);
+        tokio::spawn(async move {
+            let mut longest = Duration::ZERO;
+            let mut last = Instant::now();
+            while ticking.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                longest = longest.max(last.elapsed());
+                last = Instant::now();
+            }
+            longest
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    for _ in 0..2 {
+        broker
+            .produce("paged", Some(0), values(&["slowly"]))
+            .await
+            .expect("produce");
+    }
+    ticking.store(false, Ordering::SeqCst);
+    let longest = ticker.await.expect("ticker");
+    // The only worker thread stayed free while each write took 300 ms.
+    assert!(
+        longest < Duration::from_millis(200),
+        "the async worker stalled for {longest:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_topic_creation_holds_up_no_other_admin_operation() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let io = TestIo {
+        slow_opens: ("slow-topic".to_owned(), Duration::from_millis(300)),
+        ..TestIo::default()
+    };
+    let broker = Broker::open_with_io(config(dir.path()), Arc::new(io)).expect("open broker");
+    broker
+        .create_topic("old", 1, &overrides(&[]))
+        .await
+        .expect("create");
+    let creating = {
+        let broker = Arc::clone(&broker);
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let created = broker.create_topic("slow-topic", 4, &overrides(&[])).await;
+            (created, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // Other names go ahead while the slow creation opens its partitions.
+    let started = Instant::now();
+    broker
+        .create_topic("quick", 1, &overrides(&[]))
+        .await
+        .expect("create alongside");
+    broker.delete_topic("old").await.expect("delete alongside");
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(500),
+        "waited {took:?} behind the slow creation"
+    );
+    // The name being created is taken, and is not there to delete yet.
+    let again = broker.create_topic("slow-topic", 1, &overrides(&[])).await;
+    assert!(
+        matches!(again, Err(BrokerError::TopicExists { .. })),
+        "{again:?}"
+    );
+    let early = broker.delete_topic("slow-topic").await;
+    assert!(
+        matches!(early, Err(BrokerError::TopicNotFound { .. })),
+        "{early:?}"
+    );
+
+    // Shutdown waits for the creation in progress, then closes it with the rest.
+    broker.shutdown().await.expect("shutdown");
+    let (created, took) = creating.await.expect("creation");
+    let created = created.expect("the slow creation completes");
+    assert_eq!(created.partitions.len(), 4);
+    assert!(took >= Duration::from_millis(1000), "{took:?}");
+    drop(broker);
+    let broker = Broker::open(config(dir.path())).expect("reopen");
+    let names: Vec<String> = broker.list_topics().into_iter().map(|t| t.name).collect();
+    assert_eq!(names, ["quick", "slow-topic"]);
+    broker
+        .produce("slow-topic", Some(3), values(&["there"]))
+        .await
+        .expect("the created topic works");
 }

@@ -3,8 +3,11 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
+
 use crate::common::{TestBroker, decoded, fetch_all, overrides, values};
 use sluice_broker::{BrokerError, NewRecord, OffsetSpec, partition_for_key};
+use sluice_storage::batch::RecordBatchBuilder;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyed_records_land_by_murmur2_in_order() {
@@ -324,6 +327,209 @@ async fn shutdown_ends_long_polls_and_refuses_requests() {
         .expect("second shutdown is a no-op");
     let t = t.restart();
     assert_eq!(fetch_all(&t.broker, "s", 0, 0).await.len(), 1);
+}
+
+/// A client-encoded batch of `values`, as a Kafka producer would send it: base offset 0,
+/// producer timestamps from `first_ms` on, one header on each record.
+fn client_batch(values: &[&str], first_ms: i64) -> BytesMut {
+    let mut builder = RecordBatchBuilder::new();
+    for (i, value) in values.iter().enumerate() {
+        let header = (&b"origin"[..], Some(&b"client"[..]));
+        builder
+            .push(
+                first_ms + i as i64,
+                Some(format!("k{i}").as_bytes()),
+                Some(value.as_bytes()),
+                std::iter::once(header),
+            )
+            .expect("push");
+    }
+    builder.finish().expect("a batch")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_batches_are_stored_as_sent_with_only_their_base_offsets_rewritten() {
+    let t = TestBroker::new();
+    t.broker
+        .create_topic("raw", 2, &overrides(&[]))
+        .await
+        .expect("create");
+    t.broker
+        .produce("raw", Some(1), [NewRecord::new("before").with_timestamp(1)])
+        .await
+        .expect("record produce");
+    let first = client_batch(&["a", "b", "c"], 5_000);
+    let second = client_batch(&["d"], 6_000);
+    let mut both = first.clone();
+    both.extend_from_slice(&second);
+    let appended = t
+        .broker
+        .produce_batches("raw", 1, both.clone())
+        .await
+        .expect("raw produce");
+    assert_eq!(
+        (
+            appended.partition,
+            appended.base_offset,
+            appended.record_count
+        ),
+        (1, 1, 4)
+    );
+    let pending = t
+        .broker
+        .submit_batches("raw", 1, client_batch(&["e", "f"], 7_000))
+        .expect("queued");
+    let after = t
+        .broker
+        .produce("raw", Some(1), values(&["after"]))
+        .await
+        .expect("record produce");
+    let queued_first = pending.wait().await.expect("raw produce");
+    assert_eq!(
+        (queued_first[0].base_offset, queued_first[0].record_count),
+        (5, 2),
+        "queued in call order"
+    );
+    assert_eq!(after[0].base_offset, 7);
+
+    let fetched = t
+        .broker
+        .fetch("raw", 1, 1, 0, Duration::ZERO)
+        .await
+        .expect("fetch");
+    // Byte for byte what the client sent, except the base offsets (bytes 0..8 of each batch).
+    let stored = &fetched.batches[..both.len()];
+    assert_eq!(stored[..8], 1u64.to_be_bytes());
+    assert_eq!(stored[8..first.len()], first[8..]);
+    assert_eq!(stored[first.len()..first.len() + 8], 4u64.to_be_bytes());
+    assert_eq!(stored[first.len() + 8..], second[8..]);
+    let records: Vec<_> = fetched.records().map(|r| r.expect("record")).collect();
+    let seen: Vec<(u64, i64, &[u8])> = records
+        .iter()
+        .map(|r| {
+            (
+                r.offset,
+                r.timestamp_ms,
+                r.value.as_deref().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen[..6],
+        [
+            (1, 5_000, &b"a"[..]),
+            (2, 5_001, b"b"),
+            (3, 5_002, b"c"),
+            (4, 6_000, b"d"),
+            (5, 7_000, b"e"),
+            (6, 7_001, b"f"),
+        ]
+    );
+    assert_eq!(records[0].key.as_deref(), Some(&b"k0"[..]));
+    assert_eq!(&records[0].headers[0].0[..], b"origin");
+    assert_eq!(
+        t.broker
+            .list_offset("raw", 1, OffsetSpec::Timestamp(6_000))
+            .expect("lookup"),
+        Some(4),
+        "the producer's timestamps are indexed"
+    );
+    let info = t.broker.describe_topic("raw").expect("describe");
+    assert_eq!(info.partitions[1].traffic.records_in, 8);
+    assert_eq!(
+        info.partitions[0].log_end_offset, 0,
+        "only partition 1 written"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raw_batch_with_a_bad_crc_is_refused_and_leaves_no_trace() {
+    let t = TestBroker::new();
+    t.broker
+        .create_topic("crc", 1, &overrides(&[]))
+        .await
+        .expect("create");
+    let good = client_batch(&["good"], 1_000);
+    let mut bad = client_batch(&["bad"], 2_000);
+    let last = bad.len() - 1;
+    bad[last] ^= 0x40;
+    let mut mixed = good.clone();
+    mixed.extend_from_slice(&bad);
+    let err = t
+        .broker
+        .produce_batches("crc", 0, mixed)
+        .await
+        .expect_err("corrupted in transit");
+    match &err {
+        BrokerError::InvalidBatch { field, reason } => {
+            assert_eq!(*field, "crc", "{err}");
+            assert!(reason.contains("give"), "{reason}");
+        }
+        other => panic!("expected InvalidBatch, got {other:?}"),
+    }
+    assert!(err.to_string().contains("crc"), "{err}");
+    // Nothing of the request was written, and the partition takes the next one.
+    let appended = t
+        .broker
+        .produce_batches("crc", 0, good)
+        .await
+        .expect("a good batch");
+    assert_eq!(appended.base_offset, 0);
+    assert!(t.broker.partition_faults().is_empty());
+    assert_eq!(fetch_all(&t.broker, "crc", 0, 0).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_batches_are_checked_against_the_topic_and_queue_nothing_when_refused() {
+    let t = TestBroker::new();
+    t.broker
+        .create_topic("small", 1, &overrides(&[("max.message.bytes", "200")]))
+        .await
+        .expect("create");
+    let big = client_batch(&[&"x".repeat(150)], 1);
+    let err = t.broker.submit_batches("small", 0, big.clone());
+    assert!(
+        matches!(err, Err(BrokerError::BatchTooLarge { size, limit: 200 }) if size == big.len()),
+        "{err:?}"
+    );
+    let mut gzip = client_batch(&["zipped"], 1);
+    gzip[22] |= 1; // attributes (bytes 21..23): codec 1, gzip
+    let err = t.broker.submit_batches("small", 0, gzip).map(|_| ());
+    assert!(
+        matches!(&err, Err(BrokerError::InvalidBatch { field: "attributes", reason }) if reason.contains("gzip")),
+        "{err:?}"
+    );
+    let err = t
+        .broker
+        .submit_batches("small", 0, BytesMut::new())
+        .map(|_| ());
+    assert!(matches!(err, Err(BrokerError::EmptyBatch)), "{err:?}");
+    let err = t
+        .broker
+        .submit_batches("small", 1, client_batch(&["a"], 1))
+        .map(|_| ());
+    assert!(
+        matches!(
+            err,
+            Err(BrokerError::PartitionNotFound { partition: 1, .. })
+        ),
+        "{err:?}"
+    );
+    let err = t
+        .broker
+        .submit_batches("none", 0, client_batch(&["a"], 1))
+        .map(|_| ());
+    assert!(
+        matches!(err, Err(BrokerError::TopicNotFound { .. })),
+        "{err:?}"
+    );
+    assert_eq!(
+        t.broker
+            .list_offset("small", 0, OffsetSpec::Latest)
+            .expect("latest"),
+        Some(0),
+        "nothing was queued"
+    );
 }
 
 fn now_ms() -> i64 {

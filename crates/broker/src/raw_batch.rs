@@ -1,0 +1,403 @@
+//! Raw-batch produce: checking Kafka RecordBatch v2 bytes that a client encoded, without
+//! decoding a single record.
+//!
+//! Everything but the CRC is checked here, from the 61-byte headers alone, before anything is
+//! queued. The CRC-32C is computed once, by the log, when it appends the batches
+//! ([`sluice_storage::Log::append`] verifies every batch before it writes any); a mismatch
+//! comes back from the append as [`BrokerError::InvalidBatch`] naming the `crc` field (see
+//! [`batch_error`]). The log then rewrites only the base offsets, which the CRC does not cover.
+
+use sluice_storage::BatchError;
+use sluice_storage::batch::{BatchHeader, HEADER_LEN, LOG_OVERHEAD, MAGIC};
+
+use crate::BrokerError;
+
+/// Where the magic byte sits in every Kafka message format (v0, v1 and v2 alike), so an old
+/// format is named as such before its other fields are misread as v2 ones.
+const MAGIC_AT: usize = 16;
+
+/// Attribute bits 0-2: the compression codec.
+const COMPRESSION_MASK: i16 = 0b111;
+/// Attribute bit 4: part of a transaction.
+const TRANSACTIONAL: i16 = 1 << 4;
+/// Attribute bit 5: a control batch (transaction markers).
+const CONTROL: i16 = 1 << 5;
+
+/// The timestamp a header carries when it has none.
+const NO_TIMESTAMP: i64 = -1;
+
+/// Limits a raw-batch produce request is checked against.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RawLimits {
+    /// The topic's `max.message.bytes`, applied to each batch's total size as Kafka does.
+    pub(crate) max_message_bytes: usize,
+    /// The broker's `max_records_per_request`, applied to the records of all batches.
+    pub(crate) max_records: usize,
+}
+
+/// Checks that `buf` holds one or more whole RecordBatch v2 batches and nothing else, each
+/// within `limits`; returns how many records they hold.
+///
+/// Checked per batch: the magic byte (2), the batch length against the bytes present (no
+/// partial batch, no trailing bytes), the attributes (no compression, transaction or control
+/// flag: the log stores uncompressed batches only), the record count against
+/// `last_offset_delta + 1`, the total size against `max.message.bytes`
+/// ([`BrokerError::BatchTooLarge`]), and the first and max timestamps (non-negative, or -1
+/// for none; max not below first). Then the sum of record counts against
+/// `max_records_per_request` ([`BrokerError::TooManyRecords`]). Any other failure is a
+/// [`BrokerError::InvalidBatch`] naming the field; an empty buffer is
+/// [`BrokerError::EmptyBatch`].
+pub(crate) fn validate(buf: &[u8], limits: RawLimits) -> Result<u32, BrokerError> {
+    if buf.is_empty() {
+        return Err(BrokerError::EmptyBatch);
+    }
+    let (mut pos, mut index, mut records) = (0usize, 0usize, 0u64);
+    while pos < buf.len() {
+        let at = |reason: String| format!("batch {index} at byte {pos}: {reason}");
+        let rest = &buf[pos..];
+        if rest.len() < HEADER_LEN {
+            return Err(invalid(
+                "batch_length",
+                at(format!(
+                    "{} byte(s) left, fewer than the {HEADER_LEN}-byte header of a batch",
+                    rest.len()
+                )),
+            ));
+        }
+        let magic = rest[MAGIC_AT] as i8;
+        if magic != MAGIC {
+            return Err(invalid(
+                "magic",
+                at(format!(
+                    "is {magic}; only RecordBatch v2 (magic {MAGIC}) is accepted"
+                )),
+            ));
+        }
+        let header = BatchHeader::parse(rest).map_err(|e| match batch_error(&e) {
+            BrokerError::InvalidBatch { field, reason } => invalid(field, at(reason)),
+            other => other,
+        })?;
+        let total = header.total_len();
+        if total > rest.len() {
+            return Err(invalid(
+                "batch_length",
+                at(format!(
+                    "declares a {total}-byte batch but only {} byte(s) are left",
+                    rest.len()
+                )),
+            ));
+        }
+        if total > limits.max_message_bytes {
+            return Err(BrokerError::BatchTooLarge {
+                size: total,
+                limit: limits.max_message_bytes,
+            });
+        }
+        check_timestamps(&header).map_err(|(field, reason)| invalid(field, at(reason)))?;
+        // `parse` guarantees 1 <= record_count.
+        records += u64::from(header.record_count.unsigned_abs());
+        pos += total;
+        index += 1;
+    }
+    let records = usize::try_from(records).unwrap_or(usize::MAX);
+    if records > limits.max_records {
+        return Err(BrokerError::TooManyRecords {
+            count: records,
+            limit: limits.max_records,
+        });
+    }
+    Ok(u32::try_from(records).unwrap_or(u32::MAX))
+}
+
+/// The first and max timestamps must each be a time (non-negative) or -1 ("none"), and the
+/// max must not be below the first.
+fn check_timestamps(header: &BatchHeader) -> Result<(), (&'static str, String)> {
+    for (field, value) in [
+        ("base_timestamp", header.base_timestamp),
+        ("max_timestamp", header.max_timestamp),
+    ] {
+        if value < 0 && value != NO_TIMESTAMP {
+            return Err((
+                field,
+                format!("is {value}; expected ms since the epoch (>= 0) or -1 for none"),
+            ));
+        }
+    }
+    if header.base_timestamp >= 0 && header.max_timestamp < header.base_timestamp {
+        return Err((
+            "max_timestamp",
+            format!(
+                "is {}, below base_timestamp {}",
+                header.max_timestamp, header.base_timestamp
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn invalid(field: &'static str, reason: String) -> BrokerError {
+    BrokerError::InvalidBatch { field, reason }
+}
+
+/// The broker error for a batch the storage layer refused: [`BrokerError::InvalidBatch`]
+/// naming the header field at fault.
+pub(crate) fn batch_error(err: &BatchError) -> BrokerError {
+    let (field, reason) = match *err {
+        BatchError::CrcMismatch { stored, computed } => (
+            "crc",
+            format!("is {stored:#010x} but the bytes it covers give {computed:#010x}"),
+        ),
+        BatchError::BadMagic(magic) => (
+            "magic",
+            format!("is {magic}; only RecordBatch v2 (magic {MAGIC}) is accepted"),
+        ),
+        BatchError::BadLength(length) => (
+            "batch_length",
+            format!(
+                "is {length}; a batch needs at least {} bytes after the length field",
+                HEADER_LEN - LOG_OVERHEAD
+            ),
+        ),
+        BatchError::UnsupportedAttributes(attributes) => {
+            ("attributes", unsupported_attributes(attributes))
+        }
+        BatchError::BadRecordCount {
+            count,
+            last_offset_delta,
+        } => (
+            "record_count",
+            format!(
+                "is {count}; expected last_offset_delta + 1 = {} records, at least one, \
+                 and no more than the batch length can hold",
+                i64::from(last_offset_delta) + 1
+            ),
+        ),
+        BatchError::Truncated { needed, available } => (
+            "batch_length",
+            format!("needs {needed} bytes but {available} are present"),
+        ),
+        ref other => ("records", other.to_string()),
+    };
+    invalid(field, reason)
+}
+
+/// Why a batch with these attributes is refused.
+fn unsupported_attributes(attributes: i16) -> String {
+    let codec = match attributes & COMPRESSION_MASK {
+        0 => None,
+        1 => Some("gzip"),
+        2 => Some("snappy"),
+        3 => Some("lz4"),
+        4 => Some("zstd"),
+        _ => Some("an unknown codec"),
+    };
+    if let Some(codec) = codec {
+        format!(
+            "{attributes:#06x} asks for {codec} compression; the log stores uncompressed \
+             batches only, so send them uncompressed"
+        )
+    } else if attributes & TRANSACTIONAL != 0 {
+        format!("{attributes:#06x} marks a transactional batch; transactions are not supported")
+    } else if attributes & CONTROL != 0 {
+        format!("{attributes:#06x} marks a control batch; transactions are not supported")
+    } else {
+        format!("{attributes:#06x} sets unknown bits; only bit 3 (log-append time) may be set")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_storage::batch::RecordBatchBuilder;
+
+    const LIMITS: RawLimits = RawLimits {
+        max_message_bytes: 1 << 20,
+        max_records: 1000,
+    };
+
+    /// A valid batch of `count` records with 10-byte values, timestamps from 1000.
+    fn batch(count: usize) -> Vec<u8> {
+        let mut builder = RecordBatchBuilder::new();
+        for i in 0..count {
+            builder
+                .push(1000 + i as i64, None, Some(&[7u8; 10]), std::iter::empty())
+                .expect("push");
+        }
+        builder.finish().expect("a batch").to_vec()
+    }
+
+    /// `batch` with the big-endian bytes at `at` replaced by `bytes` (CRC left as it was).
+    fn patched(mut batch: Vec<u8>, at: usize, bytes: &[u8]) -> Vec<u8> {
+        batch[at..at + bytes.len()].copy_from_slice(bytes);
+        batch
+    }
+
+    fn field_of(result: Result<u32, BrokerError>) -> (&'static str, String) {
+        match result {
+            Err(BrokerError::InvalidBatch { field, reason }) => (field, reason),
+            other => panic!("expected InvalidBatch, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn counts_the_records_of_concatenated_batches() {
+        let mut buf = batch(3);
+        buf.extend(batch(1));
+        buf.extend(batch(5));
+        assert_eq!(validate(&buf, LIMITS).expect("valid"), 9);
+    }
+
+    #[test]
+    fn refuses_an_empty_buffer() {
+        assert!(matches!(
+            validate(&[], LIMITS),
+            Err(BrokerError::EmptyBatch)
+        ));
+    }
+
+    #[test]
+    fn refuses_partial_batches_and_trailing_bytes() {
+        let whole = batch(2);
+        let (field, reason) = field_of(validate(&whole[..whole.len() - 1], LIMITS));
+        assert_eq!(field, "batch_length");
+        assert!(reason.contains("batch 0 at byte 0"), "{reason}");
+        assert!(reason.contains("only"), "{reason}");
+
+        let mut trailing = whole.clone();
+        trailing.extend([0u8; 5]);
+        let (field, reason) = field_of(validate(&trailing, LIMITS));
+        assert_eq!(field, "batch_length");
+        assert!(
+            reason.contains(&format!("batch 1 at byte {}", whole.len())),
+            "{reason}"
+        );
+        assert!(reason.contains("5 byte(s) left"), "{reason}");
+    }
+
+    #[test]
+    fn refuses_other_magic_bytes() {
+        for magic in [0u8, 1, 3] {
+            let (field, reason) = field_of(validate(&patched(batch(1), 16, &[magic]), LIMITS));
+            assert_eq!(field, "magic");
+            assert!(reason.contains(&format!("is {magic}")), "{reason}");
+        }
+    }
+
+    #[test]
+    fn refuses_a_length_below_the_header() {
+        let (field, reason) = field_of(validate(
+            &patched(batch(1), 8, &40i32.to_be_bytes()),
+            LIMITS,
+        ));
+        assert_eq!(field, "batch_length");
+        assert!(reason.contains("is 40"), "{reason}");
+    }
+
+    #[test]
+    fn refuses_a_record_count_that_disagrees_with_the_last_offset_delta() {
+        // Two records, but last_offset_delta 0 (bytes 23..27).
+        let (field, reason) = field_of(validate(
+            &patched(batch(2), 23, &0i32.to_be_bytes()),
+            LIMITS,
+        ));
+        assert_eq!(field, "record_count");
+        assert!(reason.contains("is 2"), "{reason}");
+        assert!(reason.contains("= 1 records"), "{reason}");
+    }
+
+    #[test]
+    fn names_the_codec_of_a_compressed_batch_and_other_flags() {
+        for (bits, word) in [
+            (1i16, "gzip"),
+            (2, "snappy"),
+            (3, "lz4"),
+            (4, "zstd"),
+            (5, "unknown codec"),
+            (TRANSACTIONAL, "transactional"),
+            (CONTROL, "control"),
+            (1 << 6, "unknown bits"),
+        ] {
+            let (field, reason) = field_of(validate(
+                &patched(batch(1), 21, &bits.to_be_bytes()),
+                LIMITS,
+            ));
+            assert_eq!(field, "attributes");
+            assert!(reason.contains(word), "{bits}: {reason}");
+        }
+        // Log-append time is the one flag accepted.
+        assert!(validate(&patched(batch(1), 21, &8i16.to_be_bytes()), LIMITS).is_ok());
+    }
+
+    #[test]
+    fn applies_max_message_bytes_to_each_batch_whole() {
+        let one = batch(4);
+        let limits = RawLimits {
+            max_message_bytes: one.len(),
+            ..LIMITS
+        };
+        let mut two = one.clone();
+        two.extend(&one);
+        assert_eq!(validate(&two, limits).expect("each batch fits"), 8);
+        let limits = RawLimits {
+            max_message_bytes: one.len() - 1,
+            ..LIMITS
+        };
+        let err = validate(&one, limits);
+        assert!(
+            matches!(err, Err(BrokerError::BatchTooLarge { size, limit }) if size == one.len() && limit == one.len() - 1),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn applies_max_records_per_request_to_all_batches() {
+        let mut buf = batch(600);
+        buf.extend(batch(401));
+        let err = validate(&buf, LIMITS);
+        assert!(
+            matches!(
+                err,
+                Err(BrokerError::TooManyRecords {
+                    count: 1001,
+                    limit: 1000
+                })
+            ),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn checks_the_header_timestamps() {
+        // Base timestamp at 27, max timestamp at 35.
+        let none = patched(
+            patched(batch(1), 27, &(-1i64).to_be_bytes()),
+            35,
+            &(-1i64).to_be_bytes(),
+        );
+        assert!(validate(&none, LIMITS).is_ok(), "-1 means none");
+        for (at, field) in [(27, "base_timestamp"), (35, "max_timestamp")] {
+            let (got, reason) = field_of(validate(
+                &patched(batch(1), at, &(-2i64).to_be_bytes()),
+                LIMITS,
+            ));
+            assert_eq!(got, field);
+            assert!(reason.contains("is -2"), "{reason}");
+        }
+        let backwards = patched(batch(2), 35, &999i64.to_be_bytes());
+        let (field, reason) = field_of(validate(&backwards, LIMITS));
+        assert_eq!(field, "max_timestamp");
+        assert!(reason.contains("below base_timestamp 1000"), "{reason}");
+    }
+
+    #[test]
+    fn maps_a_crc_mismatch_to_the_crc_field() {
+        let err = batch_error(&BatchError::CrcMismatch {
+            stored: 1,
+            computed: 2,
+        });
+        assert!(
+            matches!(&err, BrokerError::InvalidBatch { field: "crc", reason } if reason.contains("0x00000001")),
+            "{err:?}"
+        );
+    }
+}
