@@ -317,12 +317,20 @@ impl<E: IndexEntry> Index<E> {
         }
     }
 
-    /// Flushes, trims the file to its entries, fsyncs it and maps it read-only.
+    /// Trims the file to its entries, maps it read-only and fsyncs it: [`Index::trim`], then
+    /// [`Index::sync`].
     pub fn seal(&mut self) -> io::Result<()> {
-        self.flush()?;
+        self.trim()?;
+        self.sync()
+    }
+
+    /// Trims the file to its entries and maps it read-only, without waiting for the disk.
+    /// Unmapping the writable map leaves the entries written through it as dirty pages of
+    /// the file, which [`Index::sync`] writes out. Split from the sync so that a caller can
+    /// do the slow part under a shared guard.
+    pub fn trim(&mut self) -> io::Result<()> {
         self.map = Map::Empty;
         self.file.set_len((self.len * E::SIZE) as u64)?;
-        self.file.sync_all()?;
         self.capacity = self.len;
         if self.len > 0 {
             // SAFETY: as in `open_sealed`: the file now has exactly the mapped length and is
@@ -330,6 +338,11 @@ impl<E: IndexEntry> Index<E> {
             self.map = Map::Sealed(unsafe { Mmap::map(&self.file)? });
         }
         Ok(())
+    }
+
+    /// Forces the index file, entries and length, to stable storage (`fsync`).
+    pub fn sync(&self) -> io::Result<()> {
+        self.file.sync_all()
     }
 
     /// Checks the structural invariant: keys strictly increase and no slot is all zeros

@@ -1,4 +1,27 @@
 //! The partition log: segments in a directory, one writer, any number of readers.
+//!
+//! # Lock order
+//!
+//! These are every lock of the storage crate. A thread may take them only in this order
+//! (skipping any), never one higher in the list while it holds one lower down:
+//!
+//! 1. [`Log`]'s `retention` mutex: one retention pass at a time. Held across the pass's
+//!    file I/O (the log-start marker's fsync, the deletions).
+//! 2. [`Log`]'s `durable` mutex: the fsynced offset. Held across the fsyncs of a group
+//!    commit, [`Log::checkpoint`] and [`Log::close`].
+//! 3. [`Log`]'s `writer` mutex: one append at a time. Held across the append's write and a
+//!    roll's file creation, directory fsync and index sealing.
+//! 4. [`Log`]'s `state` `RwLock`: what readers see (segment list, high watermark). Held only
+//!    to copy or change those, never across I/O.
+//! 5. A segment's offset `index` or its `time_index` `RwLock` (crate `segment`). These are
+//!    leaves among the log's locks: a thread holds at most one of them, of one segment, at a
+//!    time, and takes no other lock of this list while it does. Lookups copy an entry out
+//!    and drop the guard before taking the other index's lock; sealing trims each index
+//!    under its write guard and fsyncs it under a read guard, so lookups never wait for a
+//!    disk.
+//! 6. Locks private to the `io` module, each taken with nothing below it and never held
+//!    across a call out of that module: the fault injector's state, then a segment file's
+//!    read map.
 
 mod recovery;
 
@@ -371,13 +394,12 @@ impl Log {
             if segment.max_timestamp.load(Ordering::Acquire) < timestamp_ms {
                 continue;
             }
-            let from = segment
-                .time_index
-                .read()
-                .floor(timestamp_ms)
-                .map_or(0, |e| {
-                    segment.position_for(segment.base_offset + u64::from(e.relative_offset))
-                });
+            // Copied out, so the time index guard is gone before `position_for` takes the
+            // offset index lock (see "Lock order" above).
+            let floor = segment.time_index.read().floor(timestamp_ms);
+            let from = floor.map_or(0, |e| {
+                segment.position_for(segment.base_offset + u64::from(e.relative_offset))
+            });
             let mut hit = None;
             let outcome = segment.scan(from, readable, None, false, |pos, h| {
                 if h.max_timestamp >= timestamp_ms {

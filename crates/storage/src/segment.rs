@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use parking_lot::RwLock;
 
 use crate::batch::{self, BatchHeader, HEADER_LEN};
-use crate::index::{Index, OffsetEntry, TimeEntry};
+use crate::index::{Index, IndexEntry, OffsetEntry, TimeEntry};
 use crate::io::{FileIo, SegmentFile};
 use crate::{Result, StorageError};
 
@@ -243,12 +243,17 @@ impl Segment {
 
     /// Makes the indexes writable again with room for `capacity` entries (the log reopened
     /// this segment as its active one).
+    /// Makes the indexes writable again with room for `capacity` entries (the log reopened
+    /// this segment as its active one). Takes one index lock at a time (see the lock order in
+    /// the `log` module).
     pub(crate) fn reopen_indexes(&self, capacity: usize) -> Result<()> {
-        let mut index = self.index.write();
-        let path = index.path().to_path_buf();
-        index
-            .make_writable(capacity)
-            .map_err(|e| StorageError::io("map index", path, e))?;
+        {
+            let mut index = self.index.write();
+            let path = index.path().to_path_buf();
+            index
+                .make_writable(capacity)
+                .map_err(|e| StorageError::io("map index", path, e))?;
+        }
         let mut ti = self.time_index.write();
         let path = ti.path().to_path_buf();
         ti.make_writable(capacity)
@@ -256,16 +261,13 @@ impl Segment {
     }
 
     /// Ends the segment's active life: a final time entry for its maximum timestamp, then both
-    /// indexes trimmed, synced and mapped read-only.
+    /// indexes trimmed, mapped read-only and fsynced. Takes one index lock at a time, and
+    /// fsyncs under a read guard only, so lookups proceed while the disk works (see the lock
+    /// order in the `log` module).
     pub(crate) fn seal_indexes(&self, cursor: &IndexCursor) -> Result<()> {
         self.push_time_entry(cursor, true);
-        let mut index = self.index.write();
-        index
-            .seal()
-            .map_err(|e| StorageError::io("seal index", index.path().to_path_buf(), e))?;
-        let mut ti = self.time_index.write();
-        ti.seal()
-            .map_err(|e| StorageError::io("seal time index", ti.path().to_path_buf(), e))
+        seal_index(&self.index, "seal index")?;
+        seal_index(&self.time_index, "seal time index")
     }
 
     /// Walks the batches in `from..end`, starting at a batch boundary whose base offset is
@@ -386,6 +388,17 @@ impl Segment {
     }
 }
 
+/// Trims `index` under its write guard, then fsyncs it under a read guard.
+fn seal_index<E: IndexEntry>(index: &RwLock<Index<E>>, op: &'static str) -> Result<()> {
+    let err = |i: &Index<E>, e| StorageError::io(op, i.path().to_path_buf(), e);
+    {
+        let mut i = index.write();
+        i.trim().map_err(|e| err(&i, e))?;
+    }
+    let i = index.read();
+    i.sync().map_err(|e| err(&i, e))
+}
+
 fn index_paths(dir: &Path, base_offset: u64) -> (PathBuf, PathBuf) {
     let stem = file_stem(base_offset);
     (
@@ -394,7 +407,7 @@ fn index_paths(dir: &Path, base_offset: u64) -> (PathBuf, PathBuf) {
     )
 }
 
-fn open_index_or_empty<E: crate::index::IndexEntry>(path: &Path) -> Result<Index<E>> {
+fn open_index_or_empty<E: IndexEntry>(path: &Path) -> Result<Index<E>> {
     match Index::open_sealed(path) {
         Ok(index) => Ok(index),
         Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
