@@ -450,7 +450,7 @@ impl Log {
             self.sync_segment(segment)?;
         }
         self.writer.lock().forget_synced(&sealed);
-        recovery::write_recovery_point(&self.dir, active_base);
+        recovery::write_recovery_point(self.io.as_ref(), &self.dir, active_base);
         Ok(())
     }
 
@@ -493,7 +493,7 @@ impl Log {
         let mut bytes_deleted = 0;
         for segment in &doomed {
             bytes_deleted += segment.size();
-            segment.delete_files()?;
+            segment.delete_files(self.io.as_ref())?;
         }
         let log_start_offset = self.log_start_offset();
         if !doomed.is_empty() {
@@ -529,9 +529,9 @@ impl Log {
         w.active.seal_indexes(&w.cursor)?;
         self.publish(&sealed, &w.active, w.write_pos, w.next_offset);
         *durable = w.next_offset;
-        recovery::write_recovery_point(&self.dir, w.active.base_offset);
+        recovery::write_recovery_point(self.io.as_ref(), &self.dir, w.active.base_offset);
         if self.failure.get().is_none() {
-            recovery::mark_clean(&self.dir)?;
+            recovery::mark_clean(self.io.as_ref(), &self.dir)?;
         }
         Ok(())
     }
@@ -589,7 +589,7 @@ impl Log {
         self.sync_segment(&active)?;
         if !sealed.is_empty() {
             self.writer.lock().forget_synced(&sealed);
-            recovery::write_recovery_point(&self.dir, active.base_offset);
+            recovery::write_recovery_point(self.io.as_ref(), &self.dir, active.base_offset);
         }
         self.publish(&sealed, &active, readable, end);
         *durable = end;
@@ -651,7 +651,8 @@ impl Log {
             w.next_offset,
             capacity,
         )?);
-        recovery::sync_dir(&self.dir)?;
+        recovery::sync_dir(self.io.as_ref(), &self.dir)
+            .map_err(|e| self.fail(format!("could not make a new segment durable: {e}")))?;
         w.active
             .seal_indexes(&w.cursor)
             .map_err(|e| self.fail(format!("could not seal segment indexes: {e}")))?;
