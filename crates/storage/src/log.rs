@@ -144,6 +144,10 @@ pub struct Log {
     end_offset: AtomicU64,
     /// Set once by the first failed write or fsync; the log then refuses appends.
     failure: OnceLock<String>,
+    /// Segments retention has removed from the log (the persisted log start is past them)
+    /// whose files are still to be deleted. Held for a whole retention pass, so passes run
+    /// one at a time.
+    retention: Mutex<Vec<Arc<Segment>>>,
 }
 
 impl Log {
@@ -186,6 +190,7 @@ impl Log {
             durable: Mutex::new(next_offset),
             end_offset: AtomicU64::new(next_offset),
             failure: OnceLock::new(),
+            retention: Mutex::new(Vec::new()),
             dir,
             config,
             io,
@@ -457,44 +462,37 @@ impl Log {
     /// Deletes the oldest sealed segments while the log is over `retention.bytes`, and those
     /// whose newest record is older than `retention.ms` (relative to `now_ms`). The active
     /// segment is never deleted. Blocking.
+    ///
+    /// Crash-safe, in this order: the new log start is decided, persisted (the `log-start`
+    /// marker, replaced atomically), published to readers, and only then are the files
+    /// deleted. A failure before the marker is durable changes nothing; a failure to delete
+    /// leaves the log start where it was moved to, and the files are deleted by the next pass
+    /// or, after a restart, by recovery. The log start never moves backwards.
     pub fn enforce_retention(&self, now_ms: i64) -> Result<RetentionOutcome> {
-        // The writer lock keeps rolls out while segments go, and lets doomed segments leave
-        // the queue of segments waiting for an fsync: syncing deleted data is wasted I/O.
-        let mut w = self.writer.lock();
-        let doomed: Vec<Arc<Segment>> = {
-            let mut st = self.state.write();
-            let mut remaining: u64 = st.segments.iter().map(|s| s.size()).sum();
-            let sealed = st.segments.len() - 1;
-            let mut n = 0;
-            for segment in &st.segments[..sealed] {
-                let size = segment.size();
-                // A sealed segment still waiting for its fsync is not fully visible yet.
-                if segment.readable() < size {
-                    break;
-                }
-                let too_old = self.config.retention_ms.is_some_and(|ms| {
-                    let max = segment.max_timestamp.load(Ordering::Acquire);
-                    max < now_ms.saturating_sub(i64::try_from(ms).unwrap_or(i64::MAX))
-                });
-                let too_big = self
-                    .config
-                    .retention_bytes
-                    .is_some_and(|limit| remaining - size >= limit);
-                if !(too_old || too_big) {
-                    break;
-                }
-                remaining -= size;
-                n += 1;
-            }
-            st.segments.drain(..n).collect()
+        let mut undeleted = self.retention.lock();
+        // Only retention removes segments, and passes run one at a time, so the decided
+        // prefix stays the front of the list until it is drained below; rolls only append.
+        let (n, new_start) = {
+            let st = self.state.read();
+            let n = self.expired_segments(&st, now_ms);
+            (n, st.segments[n].base_offset)
         };
-        w.forget_synced(&doomed);
-        drop(w);
-        let mut bytes_deleted = 0;
-        for segment in &doomed {
-            bytes_deleted += segment.size();
-            segment.delete_files(self.io.as_ref())?;
+        let mut doomed = Vec::new();
+        if n > 0 {
+            recovery::write_log_start(self.io.as_ref(), &self.dir, new_start)?;
+            // The writer lock lets doomed segments leave the queue of segments waiting for
+            // an fsync: syncing deleted data is wasted I/O.
+            let mut w = self.writer.lock();
+            doomed = self.state.write().segments.drain(..n).collect::<Vec<_>>();
+            w.forget_synced(&doomed);
+            drop(w);
+            undeleted.extend(doomed.iter().cloned());
         }
+        while let Some(segment) = undeleted.first() {
+            segment.delete_files(self.io.as_ref())?;
+            undeleted.remove(0);
+        }
+        let bytes_deleted = doomed.iter().map(|s| s.size()).sum();
         let log_start_offset = self.log_start_offset();
         if !doomed.is_empty() {
             tracing::info!(
@@ -510,6 +508,35 @@ impl Log {
             bytes_deleted,
             log_start_offset,
         })
+    }
+
+    /// How many of the oldest segments retention should delete now: a prefix of the sealed
+    /// ones that are fully visible and too old or beyond `retention.bytes`.
+    fn expired_segments(&self, st: &LogState, now_ms: i64) -> usize {
+        let mut remaining: u64 = st.segments.iter().map(|s| s.size()).sum();
+        let sealed = st.segments.len() - 1;
+        let mut n = 0;
+        for segment in &st.segments[..sealed] {
+            let size = segment.size();
+            // A sealed segment still waiting for its fsync is not fully visible yet.
+            if segment.readable() < size {
+                break;
+            }
+            let too_old = self.config.retention_ms.is_some_and(|ms| {
+                let max = segment.max_timestamp.load(Ordering::Acquire);
+                max < now_ms.saturating_sub(i64::try_from(ms).unwrap_or(i64::MAX))
+            });
+            let too_big = self
+                .config
+                .retention_bytes
+                .is_some_and(|limit| remaining - size >= limit);
+            if !(too_old || too_big) {
+                break;
+            }
+            remaining -= size;
+            n += 1;
+        }
+        n
     }
 
     /// Fsyncs everything, trims the active segment's indexes and writes the clean-shutdown

@@ -372,6 +372,11 @@ pub(super) fn write_recovery_point(io: &dyn FileIo, dir: &Path, offset: u64) {
     }
 }
 
+/// Persists the log start offset before retention deletes the segments below it.
+pub(super) fn write_log_start(io: &dyn FileIo, dir: &Path, offset: u64) -> Result<()> {
+    write_marker(io, dir, LOG_START_FILE, offset)
+}
+
 /// Fsyncs a directory, making file creations, renames and removals in it durable.
 pub(crate) fn sync_dir(io: &dyn FileIo, dir: &Path) -> Result<()> {
     io.sync_dir(dir)
