@@ -146,8 +146,10 @@ impl<E: IndexEntry> Index<E> {
             Map::Empty
         } else {
             // SAFETY: the file is private to this partition directory and only this process
-            // changes it; it is never truncated while this read-only map exists (sealed indexes
-            // are immutable until deleted, and deletion only unlinks the name).
+            // changes it, through this `Index` alone (the module is crate-private and each
+            // segment owns its two indexes, so no second map of the file exists); it is never
+            // truncated while this read-only map exists (sealed indexes are immutable until
+            // deleted, and deletion only unlinks the name).
             Map::Sealed(unsafe { Mmap::map(file.std_file())? })
         };
         Ok(Index {
@@ -193,7 +195,7 @@ impl<E: IndexEntry> Index<E> {
         self.backed = self.len * E::SIZE;
         self.back((self.len + 1) * E::SIZE)?;
         // SAFETY: as in `open_sealed`; in addition the file length was just set to the mapped
-        // size and is changed again only in `seal`, after this map has been dropped.
+        // size and is changed again only in `trim`, after this map has been dropped.
         self.map = Map::Writable(unsafe { MmapMut::map_mut(self.file.std_file())? });
         Ok(())
     }
