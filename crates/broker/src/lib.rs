@@ -51,8 +51,9 @@ pub use error::{BrokerError, CorruptSource};
 pub use fetch::{Fetched, OffsetSpec};
 pub use groups::{
     Committed, CommittedOffset, GroupConfig, GroupDescription, GroupMember, GroupState,
-    GroupSummary, JoinGroup, Keepalive, MAX_GROUP_NAME_LEN, MemberAssignment, MemberDescription,
-    OffsetReset, PartitionLag, ResetTo, TopicPartition, validate_group_name,
+    GroupSummary, JoinGroup, Keepalive, MAX_GROUP_NAME_LEN, MIN_OFFSETS_COMPACTION_BYTES,
+    MIN_OFFSETS_COMPACTION_RATIO, MemberAssignment, MemberDescription, OffsetReset, PartitionLag,
+    ResetTo, TopicPartition, validate_group_name,
 };
 pub use name::validate_topic_name;
 pub use produce::{NewRecord, ProduceRecord};

@@ -6,8 +6,8 @@
 //! partitions of the subscribed topics to the members, balanced and sticky; when the
 //! members change it revokes only the partitions that move, and hands each one over only
 //! once its previous owner released it ([`GroupMember::release`]), left, or ran out of time.
-//! Commits are fenced by member and generation and acknowledged once durable, in one file
-//! per group under `data_dir/groups`, written atomically.
+//! Commits are fenced by member and generation and acknowledged once durable, appended to
+//! one offsets log for every group under `data_dir/groups`, compacted in the background.
 //!
 //! The state machine and the guarantees are described in `docs/consumer-groups.md`.
 
@@ -15,13 +15,17 @@ mod assignment;
 mod config;
 pub(crate) mod coordinator;
 mod member;
+mod offsets_compaction;
 mod offsets_file;
+mod offsets_log;
+mod offsets_record;
+mod offsets_state;
 mod operations;
 mod state;
 mod store;
 mod types;
 
-pub use config::GroupConfig;
+pub use config::{GroupConfig, MIN_OFFSETS_COMPACTION_BYTES, MIN_OFFSETS_COMPACTION_RATIO};
 pub use member::{GroupMember, Keepalive};
 pub use types::{
     Committed, CommittedOffset, GroupDescription, GroupState, GroupSummary, JoinGroup,
