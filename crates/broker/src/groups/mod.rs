@@ -34,7 +34,8 @@ pub use types::{
 
 use crate::{BrokerError, validate_topic_name};
 
-/// Longest group name: `<group>.offsets.tmp` must fit in a 255-byte file name.
+/// Longest group name (earlier versions named a file `<group>.offsets.tmp` after it, which had
+/// to fit in 255 bytes).
 pub const MAX_GROUP_NAME_LEN: usize = 240;
 
 /// Checks a group name (or static member instance id): 1 to [`MAX_GROUP_NAME_LEN`]
