@@ -61,7 +61,8 @@ pub use fetch_many::{FetchMany, PartitionFetch, PartitionFetched};
 pub use follow::{Delivery, Subscribe, Subscription};
 pub use groups::{
     Committed, CommittedOffset, GroupConfig, GroupDescription, GroupMember, GroupSession,
-    GroupState, GroupSummary, JoinGroup, Keepalive, MAX_GROUP_NAME_LEN, MemberAssignment,
+    GroupState, GroupSummary, JoinGroup, Keepalive, MAX_GROUP_NAME_LEN,
+    MIN_OFFSETS_COMPACTION_BYTES, MIN_OFFSETS_COMPACTION_RATIO, MemberAssignment,
     MemberDescription, OffsetReset, PartitionLag, ResetTo, SessionAssignment, SessionEvent,
     SessionHandle, TopicPartition, validate_group_name,
 };

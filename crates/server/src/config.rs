@@ -187,7 +187,8 @@ pub struct LimitSettings {
     pub produce_wait_ms: Option<u64>,
 }
 
-/// The `[groups]` table: consumer group timing, in milliseconds.
+/// The `[groups]` table: consumer group timing, in milliseconds, and when the offsets log is
+/// compacted.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GroupSettings {
@@ -201,6 +202,10 @@ pub struct GroupSettings {
     pub default_rebalance_timeout_ms: Option<u64>,
     /// How often the server asks a member for a sign of life.
     pub heartbeat_interval_ms: Option<u64>,
+    /// Bytes the offsets log must hold before it is compacted.
+    pub offsets_compaction_min_bytes: Option<u64>,
+    /// Times the live offsets the offsets log must hold before it is compacted.
+    pub offsets_compaction_ratio: Option<u64>,
 }
 
 impl GroupSettings {
@@ -220,6 +225,12 @@ impl GroupSettings {
                 .default_rebalance_timeout_ms
                 .or(self.default_rebalance_timeout_ms),
             heartbeat_interval_ms: higher.heartbeat_interval_ms.or(self.heartbeat_interval_ms),
+            offsets_compaction_min_bytes: higher
+                .offsets_compaction_min_bytes
+                .or(self.offsets_compaction_min_bytes),
+            offsets_compaction_ratio: higher
+                .offsets_compaction_ratio
+                .or(self.offsets_compaction_ratio),
         }
     }
 
@@ -239,6 +250,12 @@ impl GroupSettings {
                 defaults.default_rebalance_timeout,
             ),
             heartbeat_interval: ms(self.heartbeat_interval_ms, defaults.heartbeat_interval),
+            offsets_compaction_min_bytes: self
+                .offsets_compaction_min_bytes
+                .unwrap_or(defaults.offsets_compaction_min_bytes),
+            offsets_compaction_ratio: self
+                .offsets_compaction_ratio
+                .unwrap_or(defaults.offsets_compaction_ratio),
         };
         config.validate().map_err(ServerError::Groups)?;
         Ok(config)
@@ -252,6 +269,8 @@ impl GroupSettings {
             "default_session_timeout_ms" => &mut self.default_session_timeout_ms,
             "default_rebalance_timeout_ms" => &mut self.default_rebalance_timeout_ms,
             "heartbeat_interval_ms" => &mut self.heartbeat_interval_ms,
+            "offsets_compaction_min_bytes" => &mut self.offsets_compaction_min_bytes,
+            "offsets_compaction_ratio" => &mut self.offsets_compaction_ratio,
             _ => return Ok(false),
         };
         *field = Some(parse(key, value)?);
@@ -906,5 +925,25 @@ mod tests {
         let bad = env(&[("SLUICE_GROUPS_MIN_SESSION_TIMEOUT_MS", "0")]);
         let err = ServerConfig::load(&ServeArgs::default(), bad).expect_err("0 ms refused");
         assert!(err.to_string().contains("min_session_timeout"), "{err}");
+    }
+
+    #[test]
+    fn offsets_compaction_settings_come_from_file_and_env_and_are_checked() {
+        let file = config_file(
+            r#"
+            [groups]
+            offsets_compaction_ratio = 8
+            "#,
+        );
+        let vars = env(&[("SLUICE_GROUPS_OFFSETS_COMPACTION_MIN_BYTES", "65536")]);
+        let config = ServerConfig::load(&args_with_file(&file), vars).expect("load");
+        assert_eq!(config.broker.groups.offsets_compaction_ratio, 8);
+        assert_eq!(config.broker.groups.offsets_compaction_min_bytes, 65536);
+        let bad = env(&[("SLUICE_GROUPS_OFFSETS_COMPACTION_RATIO", "1")]);
+        let err = ServerConfig::load(&ServeArgs::default(), bad).expect_err("ratio 1 refused");
+        assert!(
+            err.to_string().contains("offsets_compaction_ratio"),
+            "{err}"
+        );
     }
 }

@@ -1,10 +1,11 @@
-//! Consumer group timing settings and the limits on what a member may ask for.
+//! Consumer group timing settings, the limits on what a member may ask for, and when the
+//! offsets log is compacted.
 
 use std::time::Duration;
 
 use crate::BrokerError;
 
-/// Consumer group timing settings of a broker.
+/// Consumer group settings of a broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupConfig {
     /// Shortest session timeout a member may ask for (default 1 s).
@@ -20,7 +21,21 @@ pub struct GroupConfig {
     /// How often the server asks a member for a sign of life (default 3 s); a member with a
     /// short session timeout is asked three times per session timeout.
     pub heartbeat_interval: Duration,
+    /// The offsets log is compacted once its files hold at least this many bytes (default
+    /// 16 MiB, at least [`MIN_OFFSETS_COMPACTION_BYTES`]) and at least
+    /// [`GroupConfig::offsets_compaction_ratio`] times the live offsets.
+    pub offsets_compaction_min_bytes: u64,
+    /// The offsets log is compacted once its files hold this many times the bytes of the
+    /// live offsets (default 4, at least 2), and at least
+    /// [`GroupConfig::offsets_compaction_min_bytes`].
+    pub offsets_compaction_ratio: u64,
 }
+
+/// The smallest [`GroupConfig::offsets_compaction_min_bytes`].
+pub const MIN_OFFSETS_COMPACTION_BYTES: u64 = 4096;
+/// The smallest [`GroupConfig::offsets_compaction_ratio`]: after a compaction the files hold
+/// about the live offsets, so a ratio of 1 would compact again and again.
+pub const MIN_OFFSETS_COMPACTION_RATIO: u64 = 2;
 
 impl Default for GroupConfig {
     fn default() -> Self {
@@ -30,6 +45,8 @@ impl Default for GroupConfig {
             default_session_timeout: Duration::from_secs(45),
             default_rebalance_timeout: Duration::from_secs(30),
             heartbeat_interval: Duration::from_secs(3),
+            offsets_compaction_min_bytes: 16 << 20,
+            offsets_compaction_ratio: 4,
         }
     }
 }
@@ -37,7 +54,7 @@ impl Default for GroupConfig {
 impl GroupConfig {
     /// Checks the limits are consistent: `0 < min <= default <= max` for the session
     /// timeout, the default rebalance timeout within the limits, a non-zero heartbeat
-    /// interval.
+    /// interval, and the compaction settings at least their minimums.
     pub fn validate(&self) -> Result<(), BrokerError> {
         let millis = |d: Duration| d.as_millis().to_string();
         let limits = self.min_session_timeout..=self.max_session_timeout;
@@ -75,6 +92,20 @@ impl GroupConfig {
                 "groups.heartbeat_interval",
                 "0",
                 "must be at least 1 ms",
+            ));
+        }
+        if self.offsets_compaction_min_bytes < MIN_OFFSETS_COMPACTION_BYTES {
+            return Err(BrokerError::invalid_config(
+                "groups.offsets_compaction_min_bytes",
+                &self.offsets_compaction_min_bytes.to_string(),
+                format!("must be at least {MIN_OFFSETS_COMPACTION_BYTES}"),
+            ));
+        }
+        if self.offsets_compaction_ratio < MIN_OFFSETS_COMPACTION_RATIO {
+            return Err(BrokerError::invalid_config(
+                "groups.offsets_compaction_ratio",
+                &self.offsets_compaction_ratio.to_string(),
+                format!("must be at least {MIN_OFFSETS_COMPACTION_RATIO}"),
             ));
         }
         Ok(())
@@ -192,5 +223,22 @@ mod tests {
             ..GroupConfig::default()
         };
         assert!(config.validate().is_err());
+        config = GroupConfig {
+            offsets_compaction_min_bytes: 4095,
+            ..GroupConfig::default()
+        };
+        assert!(matches!(
+            config.validate(),
+            Err(BrokerError::InvalidConfig { ref key, ref value, ref reason })
+                if key == "groups.offsets_compaction_min_bytes" && value == "4095" && reason.contains("4096")
+        ));
+        config = GroupConfig {
+            offsets_compaction_ratio: 1,
+            ..GroupConfig::default()
+        };
+        assert!(matches!(
+            config.validate(),
+            Err(BrokerError::InvalidConfig { ref key, .. }) if key == "groups.offsets_compaction_ratio"
+        ));
     }
 }

@@ -1,8 +1,8 @@
-//! The registry of groups, the timer that expires members and revocations, and the writers
-//! of the offsets files.
+//! The registry of groups, the timer that expires members and revocations, and the writer
+//! of the offsets log.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -13,12 +13,12 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::broker::join;
 use crate::groups::GroupConfig;
-use crate::groups::offsets_file;
+use crate::groups::offsets_log::{CompactionPolicy, OffsetsLog};
 use crate::groups::state::{GroupData, MemberEnd};
-use crate::groups::store::{Durable, OffsetChange};
+use crate::groups::store::{Durable, OffsetChange, StoreQueue};
 use crate::{Broker, BrokerError};
 
-/// Directory of the offsets files, under the data directory.
+/// Directory of the offsets log, under the data directory.
 const GROUPS_DIR: &str = "groups";
 /// How often session timeouts, revocation deadlines and topic changes are checked.
 const TICK: Duration = Duration::from_millis(100);
@@ -37,7 +37,10 @@ pub(crate) struct Group {
 /// it does, so a group is never forgotten under someone's feet.
 #[derive(Debug)]
 pub(crate) struct GroupCoordinator {
-    dir: PathBuf,
+    /// Every group's committed offsets, on disk.
+    log: Arc<Mutex<OffsetsLog>>,
+    /// Offset changes waiting for the log's writer. Locked after a group's data.
+    queue: Mutex<StoreQueue<Arc<Group>>>,
     pub(crate) config: GroupConfig,
     groups: Mutex<HashMap<String, Arc<Group>>>,
     ticker: Mutex<Option<JoinHandle<()>>>,
@@ -53,23 +56,37 @@ impl GroupCoordinator {
         topic_exists: impl Fn(&str) -> bool,
     ) -> Result<Arc<GroupCoordinator>, BrokerError> {
         config.validate()?;
-        let dir = data_dir.join(GROUPS_DIR);
+        let policy = CompactionPolicy {
+            min_bytes: config.offsets_compaction_min_bytes,
+            ratio: config.offsets_compaction_ratio,
+        };
+        let (mut log, state) = OffsetsLog::open(&data_dir.join(GROUPS_DIR), policy)?;
+        let mut deleted: Vec<(String, OffsetChange)> = Vec::new();
         let mut groups = HashMap::new();
-        for (name, mut offsets) in offsets_file::load_all(&dir)? {
-            let stored = offsets.len();
-            offsets.retain(|tp, _| topic_exists(&tp.topic));
-            if offsets.len() != stored {
-                tracing::info!(group = %name, dropped = stored - offsets.len(), "dropping offsets of deleted topics");
-                offsets_file::write(&dir, &name, &offsets)?;
+        for (name, mut offsets) in BTreeMap::from(state) {
+            let topics: BTreeSet<String> = offsets.keys().map(|tp| tp.topic.clone()).collect();
+            for topic in topics.into_iter().filter(|topic| !topic_exists(topic)) {
+                tracing::info!(group = %name, topic = %topic, "dropping offsets of a deleted topic");
+                let change = OffsetChange::RemoveTopic(topic);
+                change.apply(&mut offsets);
+                deleted.push((name.clone(), change));
             }
             if !offsets.is_empty() {
                 let data = Mutex::new(GroupData::new(name.clone(), offsets));
                 groups.insert(name.clone(), Arc::new(Group { name, data }));
             }
         }
+        if !deleted.is_empty() {
+            log.append(
+                deleted
+                    .iter()
+                    .map(|(group, change)| (group.as_str(), change)),
+            )?;
+        }
         tracing::debug!(groups = groups.len(), "loaded consumer groups");
         Ok(Arc::new(GroupCoordinator {
-            dir,
+            log: Arc::new(Mutex::new(log)),
+            queue: Mutex::new(StoreQueue::default()),
             config,
             groups: Mutex::new(groups),
             ticker: Mutex::new(None),
@@ -184,48 +201,77 @@ impl GroupCoordinator {
     }
 
     /// Queues a change of `group`'s offsets (whose data is `data`, locked by the caller),
-    /// starting a writer when none runs.
+    /// starting the writer when it does not run.
     pub(crate) fn queue_change(
         self: &Arc<Self>,
         group: &Arc<Group>,
         data: &mut GroupData,
         change: OffsetChange,
     ) -> Durable {
-        let (durable, start) = data.store.push(change);
+        data.store.queued();
+        let (durable, start) = self.queue.lock().push(Arc::clone(group), change);
         if start {
-            tokio::spawn(Arc::clone(self).write_offsets(Arc::clone(group)));
+            tokio::spawn(Arc::clone(self).write_offsets());
         }
         durable
     }
 
-    /// Writes `group`'s queued changes, batch after batch, until none is left.
-    async fn write_offsets(self: Arc<Self>, group: Arc<Group>) {
+    /// Writes the queued changes of every group, batch after batch, until none is left:
+    /// each batch is one append to the offsets log; the changes are applied to their groups'
+    /// durable offsets once it is durable. Starts a compaction when the log has grown enough.
+    async fn write_offsets(self: Arc<Self>) {
         loop {
-            let batch = {
-                let mut data = group.data.lock();
-                let durable = data.offsets.clone();
-                data.store.next_batch(&durable)
+            let Some(batch) = self.queue.lock().next_batch() else {
+                break;
             };
-            let Some(batch) = batch else { break };
-            let (dir, name, offsets) =
-                (self.dir.clone(), group.name.clone(), batch.offsets.clone());
+            let records: Vec<(String, OffsetChange)> = batch
+                .changes
+                .iter()
+                .map(|(group, change)| (group.name.clone(), change.clone()))
+                .collect();
+            let log = Arc::clone(&self.log);
             let written = join(tokio::task::spawn_blocking(move || {
-                offsets_file::write(&dir, &name, &offsets)
+                let mut log = log.lock();
+                log.append(
+                    records
+                        .iter()
+                        .map(|(group, change)| (group.as_str(), change)),
+                )
+                .map(|()| log.start_compaction())
             }))
             .await
             .and_then(|result| result);
-            match written {
-                Ok(()) => {
-                    group.data.lock().offsets.clone_from(&batch.offsets);
-                    batch.finish(Ok(()));
+            let outcome = match written {
+                Ok(compaction) => {
+                    if let Some(compaction) = compaction {
+                        let log = Arc::clone(&self.log);
+                        tokio::task::spawn_blocking(move || {
+                            let result = compaction.run();
+                            log.lock().compaction_finished(result);
+                        });
+                    }
+                    Ok(())
                 }
                 Err(e) => {
-                    tracing::error!(group = %group.name, error = &e as &dyn std::error::Error, "writing committed offsets failed");
-                    batch.finish(Err(Arc::new(e)));
+                    tracing::error!(
+                        error = &e as &dyn std::error::Error,
+                        "writing committed offsets failed"
+                    );
+                    Err(Arc::new(e))
                 }
+            };
+            for (group, change) in &batch.changes {
+                let mut data = group.data.lock();
+                if outcome.is_ok() {
+                    change.apply(&mut data.offsets);
+                }
+                data.store.finished();
             }
+            for (group, _) in &batch.changes {
+                self.forget_if_empty(group);
+            }
+            batch.finish(&outcome);
         }
-        self.forget_if_empty(&group);
     }
 
     /// Drops a deleted topic's offsets from every group (durably) and takes its partitions

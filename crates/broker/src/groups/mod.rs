@@ -6,8 +6,8 @@
 //! partitions of the subscribed topics to the members, balanced and sticky; when the
 //! members change it revokes only the partitions that move, and hands each one over only
 //! once its previous owner released it ([`GroupMember::release`]), left, or ran out of time.
-//! Commits are fenced by member and generation and acknowledged once durable, in one file
-//! per group under `data_dir/groups`, written atomically.
+//! Commits are fenced by member and generation and acknowledged once durable, appended to
+//! one offsets log for every group under `data_dir/groups`, compacted in the background.
 //!
 //! The state machine and the guarantees are described in `docs/consumer-groups.md`.
 
@@ -15,14 +15,18 @@ mod assignment;
 mod config;
 pub(crate) mod coordinator;
 mod member;
+mod offsets_compaction;
 mod offsets_file;
+mod offsets_log;
+mod offsets_record;
+mod offsets_state;
 mod operations;
 mod session;
 mod state;
 mod store;
 mod types;
 
-pub use config::GroupConfig;
+pub use config::{GroupConfig, MIN_OFFSETS_COMPACTION_BYTES, MIN_OFFSETS_COMPACTION_RATIO};
 pub use member::{GroupMember, Keepalive};
 pub use session::{GroupSession, SessionAssignment, SessionEvent, SessionHandle};
 pub use types::{
@@ -32,7 +36,8 @@ pub use types::{
 
 use crate::{BrokerError, validate_topic_name};
 
-/// Longest group name: `<group>.offsets.tmp` must fit in a 255-byte file name.
+/// Longest group name (earlier versions named a file `<group>.offsets.tmp` after it, which had
+/// to fit in 255 bytes).
 pub const MAX_GROUP_NAME_LEN: usize = 240;
 
 /// Checks a group name (or static member instance id): 1 to [`MAX_GROUP_NAME_LEN`]

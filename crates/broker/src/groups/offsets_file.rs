@@ -1,4 +1,5 @@
-//! The file holding one group's committed offsets: `data_dir/groups/<group>.offsets`.
+//! The per-group offsets files of earlier versions, `data_dir/groups/<group>.offsets`, read
+//! once to migrate them into the offsets log (see `offsets_log`).
 //!
 //! ```text
 //! magic    4 bytes  "SLGO"
@@ -8,56 +9,23 @@
 //! entries  count x  { topic_len u16, topic (UTF-8), partition u32, offset u64, commit_ms i64 }
 //! ```
 //!
-//! Integers are big-endian. The file is replaced whole, atomically: written to
-//! `<group>.offsets.tmp`, fsynced, renamed over the old one, then the directory is fsynced.
-//! A group without committed offsets has no file.
+//! Integers are big-endian. Each file held one group's whole state, replaced atomically
+//! through `<group>.offsets.tmp`.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::{ErrorKind, Write};
+use std::fs;
 use std::path::{Path, PathBuf};
 
+use crate::BrokerError;
+use crate::groups::offsets_state::Offsets;
 use crate::groups::{Committed, TopicPartition, validate_group_name};
-use crate::{BrokerError, metadata};
-
-/// Committed offsets by partition.
-pub(crate) type Offsets = BTreeMap<TopicPartition, Committed>;
 
 const MAGIC: &[u8; 4] = b"SLGO";
 const VERSION: u16 = 1;
-/// Magic, version and CRC.
-const HEADER_LEN: usize = 4 + 2 + 4;
 /// Partition, offset and commit time of an entry.
 const ENTRY_FIXED_LEN: usize = 4 + 8 + 8;
 const SUFFIX: &str = ".offsets";
 const TMP_SUFFIX: &str = ".offsets.tmp";
-
-/// The offsets file of `group` in `dir`.
-pub(crate) fn path(dir: &Path, group: &str) -> PathBuf {
-    dir.join(format!("{group}{SUFFIX}"))
-}
-
-/// Serialises offsets into the file format.
-pub(crate) fn encode(offsets: &Offsets) -> Result<Vec<u8>, String> {
-    let mut body = Vec::new();
-    let count = u32::try_from(offsets.len()).map_err(|_| "too many entries".to_owned())?;
-    body.extend_from_slice(&count.to_be_bytes());
-    for (tp, committed) in offsets {
-        let topic_len = u16::try_from(tp.topic.len())
-            .map_err(|_| format!("topic name of {} bytes is too long", tp.topic.len()))?;
-        body.extend_from_slice(&topic_len.to_be_bytes());
-        body.extend_from_slice(tp.topic.as_bytes());
-        body.extend_from_slice(&tp.partition.to_be_bytes());
-        body.extend_from_slice(&committed.offset.to_be_bytes());
-        body.extend_from_slice(&committed.commit_ms.to_be_bytes());
-    }
-    let mut file = Vec::with_capacity(HEADER_LEN + body.len());
-    file.extend_from_slice(MAGIC);
-    file.extend_from_slice(&VERSION.to_be_bytes());
-    file.extend_from_slice(&crc32c::crc32c(&body).to_be_bytes());
-    file.extend_from_slice(&body);
-    Ok(file)
-}
 
 /// Parses and checks a file's contents; the error says what is wrong.
 pub(crate) fn decode(bytes: &[u8]) -> Result<Offsets, String> {
@@ -130,38 +98,18 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Replaces `group`'s file in `dir` with `offsets`, atomically and durably; removes it when
-/// `offsets` is empty. Blocking.
-pub(crate) fn write(dir: &Path, group: &str, offsets: &Offsets) -> Result<(), BrokerError> {
-    let path = path(dir, group);
-    if offsets.is_empty() {
-        return match fs::remove_file(&path) {
-            Ok(()) => metadata::sync_dir(dir),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(BrokerError::io("remove", &path, e)),
-        };
-    }
-    let bytes = encode(offsets).map_err(|reason| BrokerError::OffsetsCorrupt {
-        path: path.clone(),
-        reason: format!("cannot encode: {reason}"),
-    })?;
-    let tmp = dir.join(format!("{group}{TMP_SUFFIX}"));
-    let mut file = File::create(&tmp).map_err(|e| BrokerError::io("create", &tmp, e))?;
-    file.write_all(&bytes)
-        .map_err(|e| BrokerError::io("write", &tmp, e))?;
-    file.sync_all()
-        .map_err(|e| BrokerError::io("fsync", &tmp, e))?;
-    drop(file);
-    fs::rename(&tmp, &path).map_err(|e| BrokerError::io("rename", &tmp, e))?;
-    metadata::sync_dir(dir)
+/// The old files found in a directory: every group's offsets, and every file (leftover
+/// temporary files included) to remove once they are migrated.
+#[derive(Debug, Default)]
+pub(crate) struct LegacyFiles {
+    pub(crate) groups: BTreeMap<String, Offsets>,
+    pub(crate) files: Vec<PathBuf>,
 }
 
-/// Reads every group's file in `dir` (creating `dir` if missing), removing temporary files
-/// left by a crash. A file that fails its checks is [`BrokerError::OffsetsCorrupt`].
-/// Blocking.
-pub(crate) fn load_all(dir: &Path) -> Result<BTreeMap<String, Offsets>, BrokerError> {
-    metadata::create_dir(dir)?;
-    let mut groups = BTreeMap::new();
+/// Reads every old offsets file in `dir`. A file that fails its checks is
+/// [`BrokerError::OffsetsCorrupt`]. Blocking.
+pub(crate) fn read_all(dir: &Path) -> Result<LegacyFiles, BrokerError> {
+    let mut found = LegacyFiles::default();
     let entries = fs::read_dir(dir).map_err(|e| BrokerError::io("list", dir, e))?;
     for entry in entries {
         let path = entry.map_err(|e| BrokerError::io("list", dir, e))?.path();
@@ -170,15 +118,13 @@ pub(crate) fn load_all(dir: &Path) -> Result<BTreeMap<String, Offsets>, BrokerEr
             .and_then(|n| n.to_str())
             .unwrap_or_default();
         if name.ends_with(TMP_SUFFIX) {
-            tracing::info!(path = %path.display(), "removing unfinished offsets file");
-            metadata::remove_path(&path)?;
+            found.files.push(path);
             continue;
         }
         let Some(group) = name
             .strip_suffix(SUFFIX)
             .filter(|g| validate_group_name(g).is_ok())
         else {
-            tracing::warn!(path = %path.display(), "ignoring a file that is not a group's offsets");
             continue;
         };
         let bytes = fs::read(&path).map_err(|e| BrokerError::io("read", &path, e))?;
@@ -186,77 +132,58 @@ pub(crate) fn load_all(dir: &Path) -> Result<BTreeMap<String, Offsets>, BrokerEr
             path: path.clone(),
             reason,
         })?;
-        groups.insert(group.to_owned(), offsets);
+        found.groups.insert(group.to_owned(), offsets);
+        found.files.push(path);
     }
-    Ok(groups)
+    Ok(found)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn sample() -> Offsets {
-        Offsets::from([
-            (
-                TopicPartition::new("orders", 0),
-                Committed {
-                    offset: 42,
-                    commit_ms: 1_700_000_000_000,
-                },
-            ),
-            (
-                TopicPartition::new("orders", 7),
-                Committed {
-                    offset: u64::MAX,
-                    commit_ms: -1,
-                },
-            ),
-            (
-                TopicPartition::new("payments.v2", 3),
-                Committed {
-                    offset: 0,
-                    commit_ms: 5,
-                },
-            ),
-        ])
-    }
+    /// Magic, version and CRC.
+    const HEADER_LEN: usize = 4 + 2 + 4;
+
+    /// A file the old encoder wrote: group `audit`, `orders/2` at offset 5.
+    const AUDIT: &[u8] = include_bytes!("../../tests/fixtures/offsets-files/audit.offsets");
 
     #[test]
-    fn encode_decode_round_trips() -> Result<(), String> {
-        let bytes = encode(&sample())?;
-        assert_eq!(&bytes[..4], b"SLGO");
-        assert_eq!(decode(&bytes)?, sample());
-        assert_eq!(decode(&encode(&Offsets::new())?)?, Offsets::new());
+    fn decodes_a_file_of_the_old_encoder() -> Result<(), String> {
+        let offsets = decode(AUDIT)?;
+        let expected = Committed {
+            offset: 5,
+            commit_ms: 1_700_000_000_005,
+        };
+        assert_eq!(
+            offsets,
+            Offsets::from([(TopicPartition::new("orders", 2), expected)])
+        );
         Ok(())
     }
 
     #[test]
-    fn every_corruption_is_detected() -> Result<(), String> {
-        let bytes = encode(&sample())?;
-        // Flip each bit of the body in turn: the CRC catches every one.
-        for i in HEADER_LEN..bytes.len() {
-            let mut bad = bytes.clone();
+    fn every_corruption_is_detected() {
+        for i in HEADER_LEN..AUDIT.len() {
+            let mut bad = AUDIT.to_vec();
             bad[i] ^= 0x01;
-            let err = decode(&bad).expect_err("corruption accepted");
-            assert!(err.contains("CRC mismatch"), "byte {i}: {err}");
-        }
-        let mut bad_crc = bytes.clone();
-        bad_crc[7] ^= 0x80;
-        assert!(decode(&bad_crc).is_err_and(|e| e.contains("CRC mismatch")));
-        // Truncation anywhere is an error, never an empty or partial result.
-        for len in 0..bytes.len() {
             assert!(
-                decode(&bytes[..len]).is_err(),
+                decode(&bad).is_err_and(|e| e.contains("CRC mismatch")),
+                "byte {i}"
+            );
+        }
+        for len in 0..AUDIT.len() {
+            assert!(
+                decode(&AUDIT[..len]).is_err(),
                 "truncated to {len} accepted"
             );
         }
-        let mut bad_magic = bytes.clone();
+        let mut bad_magic = AUDIT.to_vec();
         bad_magic[0] = b'X';
         assert!(decode(&bad_magic).is_err_and(|e| e.contains("magic")));
-        let mut bad_version = bytes.clone();
+        let mut bad_version = AUDIT.to_vec();
         bad_version[5] = 9;
         assert!(decode(&bad_version).is_err_and(|e| e.contains("version 9")));
-        Ok(())
     }
 
     #[test]
@@ -272,35 +199,32 @@ mod tests {
     }
 
     #[test]
-    fn write_replaces_and_empty_removes() -> Result<(), BrokerError> {
+    fn read_all_finds_groups_and_leftovers_and_names_a_corrupt_file() -> Result<(), BrokerError> {
         let dir = tempfile::tempdir().map_err(|e| BrokerError::io("tempdir", "", e))?;
-        write(dir.path(), "g", &sample())?;
-        let mut changed = sample();
-        changed.remove(&TopicPartition::new("orders", 0));
-        write(dir.path(), "g", &changed)?;
-        fs::write(dir.path().join("h.offsets.tmp"), b"half")
-            .map_err(|e| BrokerError::io("write", dir.path(), e))?;
-        let loaded = load_all(dir.path())?;
-        assert_eq!(loaded, BTreeMap::from([("g".to_owned(), changed)]));
-        assert!(!dir.path().join("h.offsets.tmp").exists());
-        write(dir.path(), "g", &Offsets::new())?;
-        assert!(!path(dir.path(), "g").exists());
-        assert!(load_all(dir.path())?.is_empty());
-        Ok(())
-    }
-
-    #[test]
-    fn corrupt_file_fails_loading_with_its_path() -> Result<(), BrokerError> {
-        let dir = tempfile::tempdir().map_err(|e| BrokerError::io("tempdir", "", e))?;
-        write(dir.path(), "g", &sample())?;
-        let file = path(dir.path(), "g");
-        let mut bytes = fs::read(&file).map_err(|e| BrokerError::io("read", &file, e))?;
-        let last = bytes.len() - 1;
-        bytes[last] ^= 0xff;
-        fs::write(&file, &bytes).map_err(|e| BrokerError::io("write", &file, e))?;
-        match load_all(dir.path()) {
+        let write = |name: &str, bytes: &[u8]| {
+            let path = dir.path().join(name);
+            fs::write(&path, bytes).map_err(|e| BrokerError::io("write", &path, e))
+        };
+        write("audit.offsets", AUDIT)?;
+        write("h.offsets.tmp", b"half")?;
+        write("offsets-00000000000000000000.log", b"not an old file")?;
+        let found = read_all(dir.path())?;
+        assert_eq!(found.groups.keys().collect::<Vec<_>>(), ["audit"]);
+        let mut files = found.files.clone();
+        files.sort();
+        assert_eq!(
+            files,
+            [
+                dir.path().join("audit.offsets"),
+                dir.path().join("h.offsets.tmp")
+            ]
+        );
+        let mut bad = AUDIT.to_vec();
+        bad[AUDIT.len() - 1] ^= 0xff;
+        write("audit.offsets", &bad)?;
+        match read_all(dir.path()) {
             Err(BrokerError::OffsetsCorrupt { path, reason }) => {
-                assert_eq!(path, file);
+                assert_eq!(path, dir.path().join("audit.offsets"));
                 assert!(reason.contains("CRC mismatch"), "{reason}");
             }
             other => panic!("corrupt file gave {other:?}"),

@@ -11,8 +11,8 @@ use tokio::time::Instant;
 
 use crate::BrokerError;
 use crate::groups::assignment::assign;
-use crate::groups::offsets_file::Offsets;
-use crate::groups::store::StoreQueue;
+use crate::groups::offsets_state::Offsets;
+use crate::groups::store::PendingWrites;
 use crate::groups::{GroupState, MemberAssignment, MemberDescription, OffsetReset, TopicPartition};
 use crate::metadata::unique_suffix;
 
@@ -93,7 +93,7 @@ pub(crate) struct GroupData {
     /// Durable committed offsets.
     pub(crate) offsets: Offsets,
     /// Offset writes waiting or in progress.
-    pub(crate) store: StoreQueue,
+    pub(crate) store: PendingWrites,
 }
 
 impl GroupData {
@@ -108,7 +108,7 @@ impl GroupData {
             target: BTreeMap::new(),
             owners: BTreeMap::new(),
             offsets,
-            store: StoreQueue::default(),
+            store: PendingWrites::default(),
         }
     }
 

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::fs;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -443,10 +444,10 @@ async fn reset_and_delete_wait_for_the_members_to_leave() {
     );
     assert_eq!(t.broker.list_groups().len(), 1);
 
-    let file = t.dir.path().join("groups").join("g.offsets");
-    assert!(file.exists());
     t.broker.delete_group("g").await.expect("delete");
-    assert!(!file.exists());
+    assert!(t.broker.list_groups().is_empty());
+    // Durably: the deletion is in the offsets log.
+    let t = t.restart();
     assert!(t.broker.list_groups().is_empty());
     assert!(matches!(
         t.broker.describe_group("g"),
@@ -505,27 +506,193 @@ async fn deleting_a_topic_drops_its_offsets_and_partitions() {
     assert_eq!(t.broker.fetch_offsets("g", None).expect("fetch").len(), 1);
 }
 
+/// The offsets log's only segment in a fresh data directory.
+fn offsets_segment(t: &TestBroker) -> PathBuf {
+    t.dir
+        .path()
+        .join("groups")
+        .join("offsets-00000000000000000000.log")
+}
+
+/// Bytes of every file under `dir`.
+fn dir_bytes(dir: &Path) -> u64 {
+    fs::read_dir(dir)
+        .expect("list")
+        .map(|e| e.expect("entry").metadata().expect("stat").len())
+        .sum()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_corrupt_offsets_file_stops_the_broker_from_opening() {
+async fn a_corrupt_offsets_log_stops_the_broker_from_opening() {
     let t = broker_with_topic().await;
-    t.broker
-        .commit_offsets("g", 0, "", &[(TopicPartition::new("t", 0), 0)])
-        .await
-        .expect("commit");
-    let file = t.dir.path().join("groups").join("g.offsets");
-    let mut bytes = fs::read(&file).expect("read offsets file");
-    let last = bytes.len() - 1;
-    bytes[last] ^= 0x55;
-    fs::write(&file, bytes).expect("corrupt offsets file");
+    for offset in [0, 0] {
+        t.broker
+            .commit_offsets("g", 0, "", &[(TopicPartition::new("t", 0), offset)])
+            .await
+            .expect("commit");
+    }
+    let file = offsets_segment(&t);
+    let mut bytes = fs::read(&file).expect("read the offsets log");
+    // The last byte of the first frame: a second frame follows, so this is no torn write.
+    let end_of_first = 6 + (bytes.len() - 6) / 2;
+    bytes[end_of_first - 1] ^= 0x55;
+    fs::write(&file, bytes).expect("corrupt the offsets log");
     let TestBroker { dir, broker } = t;
     drop(broker);
     match Broker::open(crate::common::config(dir.path())) {
         Err(BrokerError::OffsetsCorrupt { path, reason }) => {
             assert_eq!(path, file);
-            assert!(reason.contains("CRC mismatch"), "{reason}");
+            assert!(reason.contains("at byte 6: CRC mismatch"), "{reason}");
         }
-        other => panic!("opened over a corrupt offsets file: {other:?}"),
+        other => panic!("opened over a corrupt offsets log: {other:?}"),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_writes_its_own_size_not_the_groups() {
+    let t = TestBroker::new();
+    t.broker
+        .create_topic("wide", 500, &overrides(&[]))
+        .await
+        .expect("create");
+    let all: Vec<(TopicPartition, u64)> = (0..500)
+        .map(|p| (TopicPartition::new("wide", p), 0))
+        .collect();
+    t.broker
+        .commit_offsets("g", 0, "", &all)
+        .await
+        .expect("commit every partition");
+    let groups = t.dir.path().join("groups");
+    let before = dir_bytes(&groups);
+    t.broker
+        .commit_offsets("g", 0, "", &[(TopicPartition::new("wide", 7), 0)])
+        .await
+        .expect("commit one partition");
+    // The commit is appended: a few dozen bytes, not the group's 500 offsets again.
+    let grown = dir_bytes(&groups) - before;
+    assert!((1..100).contains(&grown), "grew by {grown} bytes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_offsets_log_is_compacted_while_commits_go_on() {
+    let t = TestBroker::with(|config| {
+        config.groups.offsets_compaction_min_bytes = 4096;
+        config.groups.offsets_compaction_ratio = 2;
+    });
+    t.broker
+        .create_topic("t", 8, &overrides(&[]))
+        .await
+        .expect("create");
+    t.broker
+        .produce("t", Some(0), values(&["a"; 200]))
+        .await
+        .expect("produce");
+    let committers = (0..4u32).map(|c| {
+        let broker = Arc::clone(&t.broker);
+        tokio::spawn(async move {
+            for offset in 0..=200 {
+                let tp = TopicPartition::new("t", 0);
+                let group = format!("g{c}");
+                broker
+                    .commit_offsets(&group, 0, "", &[(tp, offset)])
+                    .await
+                    .expect("commit");
+            }
+        })
+    });
+    for committer in committers.collect::<Vec<_>>() {
+        committer.await.expect("committer");
+    }
+    // 804 commits of ~40 bytes each: the log went past 4 KiB, and it holds only 4 offsets.
+    let groups = t.dir.path().join("groups");
+    let compacted = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let names: Vec<String> = fs::read_dir(&groups)
+                .expect("list")
+                .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                .collect();
+            if names.iter().any(|n| n.ends_with(".snapshot")) && dir_bytes(&groups) < 4096 {
+                return names;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        compacted.is_ok(),
+        "no compaction: {} bytes",
+        dir_bytes(&groups)
+    );
+    let t = t.restart();
+    for c in 0..4 {
+        let offsets = t
+            .broker
+            .fetch_offsets(&format!("g{c}"), Some("t"))
+            .expect("fetch");
+        assert_eq!(offsets[0].committed.map(|c| c.offset), Some(200), "g{c}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_files_of_earlier_versions_are_migrated_into_the_log() {
+    let t = TestBroker::new();
+    for (topic, partitions) in [("orders", 3), ("payments.v2", 2)] {
+        t.broker
+            .create_topic(topic, partitions, &overrides(&[]))
+            .await
+            .expect("create");
+        t.broker
+            .produce(topic, Some(partitions - 1), values(&["x"; 20]))
+            .await
+            .expect("produce");
+    }
+    let TestBroker { dir, broker } = t;
+    broker.shutdown().await.expect("shutdown");
+    drop(broker);
+    // A data directory written before the offsets log: one file per group.
+    let groups = dir.path().join("groups");
+    fs::remove_dir_all(&groups).expect("empty the groups directory");
+    fs::create_dir(&groups).expect("create it again");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/offsets-files");
+    for name in ["billing.offsets", "audit.offsets"] {
+        fs::copy(fixtures.join(name), groups.join(name)).expect("copy fixture");
+    }
+    let broker = Broker::open(crate::common::config(dir.path())).expect("open");
+    let t = TestBroker { dir, broker };
+    let committed = |t: &TestBroker, group: &str| -> Vec<(String, u32, u64, i64)> {
+        let offsets = t.broker.fetch_offsets(group, None).expect("fetch");
+        offsets
+            .into_iter()
+            .filter_map(|o| {
+                let c = o.committed?;
+                Some((
+                    o.partition.topic,
+                    o.partition.partition,
+                    c.offset,
+                    c.commit_ms,
+                ))
+            })
+            .collect()
+    };
+    let billing = vec![
+        ("orders".to_owned(), 0, 17, 1_700_000_000_001),
+        ("orders".to_owned(), 1, 0, 1_700_000_000_002),
+        ("orders".to_owned(), 2, 4, 1_700_000_000_003),
+        ("payments.v2".to_owned(), 1, 2, 1_700_000_000_004),
+    ];
+    let audit = vec![("orders".to_owned(), 2, 5, 1_700_000_000_005)];
+    assert_eq!(committed(&t, "billing"), billing);
+    assert_eq!(committed(&t, "audit"), audit);
+    assert!(!groups.join("billing.offsets").exists());
+    assert!(!groups.join("audit.offsets").exists());
+    // The offsets now live in the log alone, and new commits go on from them.
+    t.broker
+        .commit_offsets("audit", 0, "", &[(TopicPartition::new("orders", 2), 6)])
+        .await
+        .expect("commit");
+    let t = t.restart();
+    assert_eq!(committed(&t, "billing"), billing);
+    assert_eq!(committed(&t, "audit")[0].2, 6);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
