@@ -63,6 +63,12 @@ pub struct ServeArgs {
     /// Most calls open at once on one connection (HTTP/2 max concurrent streams) [env: SLUICE_LIMITS_MAX_STREAMS_PER_CONNECTION] [default: 1024]
     #[arg(long, value_name = "N", help_heading = "Limits")]
     pub max_streams_per_connection: Option<u32>,
+    /// Bytes of produce requests queued or being appended at once, server-wide; past it producers wait [env: SLUICE_LIMITS_MAX_IN_FLIGHT_BYTES] [default: 268435456]
+    #[arg(long, value_name = "BYTES", help_heading = "Limits")]
+    pub max_in_flight_bytes: Option<usize>,
+    /// How long a produce may wait for room in max-in-flight-bytes before RESOURCE_EXHAUSTED, in ms [env: SLUICE_LIMITS_PRODUCE_WAIT_MS] [default: 30000]
+    #[arg(long, value_name = "MS", help_heading = "Limits")]
+    pub produce_wait_ms: Option<u64>,
 }
 
 impl ServeArgs {
@@ -85,6 +91,8 @@ impl ServeArgs {
                 max_subscribe_bytes: self.max_subscribe_bytes,
                 max_subscriptions: self.max_subscriptions,
                 max_streams_per_connection: self.max_streams_per_connection,
+                max_in_flight_bytes: self.max_in_flight_bytes,
+                produce_wait_ms: self.produce_wait_ms,
             },
             // Group timing is set in the config file or the environment only.
             groups: GroupSettings::default(),

@@ -186,6 +186,11 @@ pub struct LimitSettings {
     pub max_subscriptions: Option<usize>,
     /// Most calls open at once on one connection.
     pub max_streams_per_connection: Option<u32>,
+    /// Bytes of produce requests queued or being appended at once, server-wide.
+    pub max_in_flight_bytes: Option<usize>,
+    /// How long a produce request may wait for room in `max_in_flight_bytes`, in
+    /// milliseconds.
+    pub produce_wait_ms: Option<u64>,
 }
 
 /// The `[groups]` table: consumer group timing, in milliseconds.
@@ -325,6 +330,10 @@ impl Settings {
             "limits.max_streams_per_connection" => {
                 limits.max_streams_per_connection = Some(parse(key, value)?);
             }
+            "limits.max_in_flight_bytes" => {
+                limits.max_in_flight_bytes = Some(parse(key, value)?);
+            }
+            "limits.produce_wait_ms" => limits.produce_wait_ms = Some(parse(key, value)?),
             _ => {
                 if let Some(topic_key) = key.strip_prefix("topic_defaults.") {
                     self.topic_defaults
@@ -371,8 +380,14 @@ impl Settings {
                 settings.max_records_per_request,
                 defaults.max_records_per_request,
             )?,
-            max_in_flight_bytes: defaults.max_in_flight_bytes,
-            produce_wait: defaults.produce_wait,
+            max_in_flight_bytes: positive(
+                "limits.max_in_flight_bytes",
+                settings.max_in_flight_bytes,
+                defaults.max_in_flight_bytes,
+            )?,
+            produce_wait: settings
+                .produce_wait_ms
+                .map_or(defaults.produce_wait, Duration::from_millis),
         };
         let max_request_bytes = positive(
             "limits.max_request_bytes",
@@ -455,6 +470,8 @@ impl LimitSettings {
             max_streams_per_connection: higher
                 .max_streams_per_connection
                 .or(self.max_streams_per_connection),
+            max_in_flight_bytes: higher.max_in_flight_bytes.or(self.max_in_flight_bytes),
+            produce_wait_ms: higher.produce_wait_ms.or(self.produce_wait_ms),
         }
     }
 }
@@ -709,6 +726,50 @@ mod tests {
         assert_eq!(from_cli.broker.limits.max_partitions, 5);
         // Settings the command line leaves unset still come from the environment.
         assert_eq!(from_cli.broker.limits.max_fetch_bytes, 200);
+    }
+
+    #[test]
+    fn the_produce_budget_comes_from_file_env_and_cli() {
+        let file = config_file(
+            r#"
+            [limits]
+            max_in_flight_bytes = 1000
+            produce_wait_ms = 0
+            "#,
+        );
+        let from_file = ServerConfig::load(&args_with_file(&file), env(&[])).expect("load");
+        assert_eq!(from_file.broker.limits.max_in_flight_bytes, 1000);
+        assert_eq!(from_file.broker.limits.produce_wait, Duration::ZERO);
+        let vars = env(&[
+            ("SLUICE_LIMITS_MAX_IN_FLIGHT_BYTES", "2000"),
+            ("SLUICE_LIMITS_PRODUCE_WAIT_MS", "1500"),
+        ]);
+        let from_env = ServerConfig::load(&args_with_file(&file), vars.clone()).expect("load");
+        assert_eq!(from_env.broker.limits.max_in_flight_bytes, 2000);
+        assert_eq!(
+            from_env.broker.limits.produce_wait,
+            Duration::from_millis(1500)
+        );
+        let args = ServeArgs {
+            max_in_flight_bytes: Some(3000),
+            produce_wait_ms: Some(20),
+            ..args_with_file(&file)
+        };
+        let from_cli = ServerConfig::load(&args, vars).expect("load");
+        assert_eq!(from_cli.broker.limits.max_in_flight_bytes, 3000);
+        assert_eq!(
+            from_cli.broker.limits.produce_wait,
+            Duration::from_millis(20)
+        );
+        let zero = ServeArgs {
+            max_in_flight_bytes: Some(0),
+            ..ServeArgs::default()
+        };
+        let err = ServerConfig::load(&zero, env(&[])).expect_err("a budget of nothing");
+        assert!(
+            err.to_string().contains("limits.max_in_flight_bytes"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -51,14 +51,17 @@ fn broker_code(err: &BrokerError) -> Code {
         | BrokerError::InvalidPartitionCount { .. }
         | BrokerError::InvalidConfig { .. }
         | BrokerError::EmptyBatch
+        | BrokerError::InvalidBatch { .. }
         | BrokerError::InvalidGroupName { .. }
         | BrokerError::InvalidJoin { .. } => Code::InvalidArgument,
         BrokerError::OffsetOutOfRange { .. } | BrokerError::CommitOutOfRange { .. } => {
             Code::OutOfRange
         }
-        BrokerError::RecordTooLarge { .. } | BrokerError::TooManyRecords { .. } => {
-            Code::ResourceExhausted
-        }
+        BrokerError::RecordTooLarge { .. }
+        | BrokerError::TooManyRecords { .. }
+        | BrokerError::BatchTooLarge { .. }
+        | BrokerError::Overloaded { .. }
+        | BrokerError::ProduceTooLarge { .. } => Code::ResourceExhausted,
         BrokerError::GroupNotEmpty { .. }
         | BrokerError::UnknownMember { .. }
         | BrokerError::StaleGeneration { .. }
@@ -207,6 +210,33 @@ mod tests {
             &["max_records_per_request"],
         );
         check(BrokerError::ShuttingDown, Code::Unavailable, &[]);
+        check(
+            BrokerError::InvalidBatch {
+                field: "crc",
+                reason: "is 0x00000001".into(),
+            },
+            Code::InvalidArgument,
+            &["crc"],
+        );
+        check(
+            BrokerError::BatchTooLarge { size: 9, limit: 8 },
+            Code::ResourceExhausted,
+            &["max.message.bytes = 8"],
+        );
+        check(
+            BrokerError::Overloaded {
+                size: 9,
+                limit: 8,
+                waited: std::time::Duration::from_secs(30),
+            },
+            Code::ResourceExhausted,
+            &["max_in_flight_bytes = 8", "produce_wait"],
+        );
+        check(
+            BrokerError::ProduceTooLarge { size: 9, limit: 8 },
+            Code::ResourceExhausted,
+            &["max_in_flight_bytes = 8"],
+        );
     }
 
     #[test]
