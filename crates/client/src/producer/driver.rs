@@ -96,6 +96,11 @@ impl Driver {
         }
     }
 
+    /// The count of bytes the pipeline holds.
+    pub(crate) fn buffered(&self) -> &Arc<std::sync::atomic::AtomicUsize> {
+        self.pipeline.buffered()
+    }
+
     /// Runs until every handle is dropped and every record has its outcome.
     pub(crate) async fn run(mut self) {
         loop {
@@ -108,9 +113,14 @@ impl Driver {
             let wake = self.next_wake(Instant::now());
             tokio::select! {
                 answer = next_answer(&mut self.connection) => self.on_answer(answer),
-                command = self.commands.recv(), if !self.closing => {
+                // With the buffer full, records wait in the command queue, in send order,
+                // until answers make room.
+                command = self.commands.recv(), if !self.closing && self.pipeline.has_room() => {
                     self.on_command(command);
                     for _ in 1..COMMANDS_PER_TURN {
+                        if !self.pipeline.has_room() {
+                            break;
+                        }
                         match self.commands.try_recv() {
                             Ok(command) => self.on_command(Some(command)),
                             Err(_) => break,
@@ -140,6 +150,13 @@ impl Driver {
     fn on_send(&mut self, record: ProducerRecord, ack: Ack) {
         let seq = self.next_seq;
         self.next_seq += 1;
+        if !matches!(
+            self.topics.get(record.topic.as_str()),
+            Some(Topic::Known { .. })
+        ) {
+            // Counted while it waits for its topic, like the records in batches.
+            self.pipeline.hold(held_size(&record));
+        }
         match self.topics.get_mut(record.topic.as_str()) {
             Some(Topic::Known { name, partitions }) => {
                 self.pipeline
@@ -173,6 +190,8 @@ impl Driver {
         let Some(Topic::LookingUp(waiting)) = self.topics.remove(&topic) else {
             return;
         };
+        self.pipeline
+            .release(waiting.iter().map(|(_, record, _)| held_size(record)).sum());
         match result {
             Ok(partitions) => {
                 let now = Instant::now();
@@ -308,6 +327,17 @@ impl Driver {
             .filter(|at| *at > now)
             .min()
     }
+}
+
+/// Bytes a record waiting for its topic's partition count holds in the buffer: its key,
+/// value and header bytes.
+fn held_size(record: &ProducerRecord) -> usize {
+    let headers: usize = record
+        .headers
+        .iter()
+        .map(|h| h.key.len() + h.value.len())
+        .sum();
+    record.key.as_ref().map_or(0, |k| k.len()) + record.value.len() + headers
 }
 
 /// The next answer of the open stream; never resolves without one.

@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use prost::Message as _;
@@ -41,6 +42,8 @@ pub(crate) struct Config {
     pub(crate) backoff: Backoff,
     /// How long after its first record a batch may still be sent or retried.
     pub(crate) delivery_timeout: Duration,
+    /// Encoded bytes of records the pipeline takes on before it waits for outcomes.
+    pub(crate) max_buffered_bytes: usize,
 }
 
 impl Default for Config {
@@ -55,6 +58,7 @@ impl Default for Config {
                 max: Duration::from_secs(1),
             },
             delivery_timeout: Duration::from_secs(120),
+            max_buffered_bytes: 32 << 20,
         }
     }
 }
@@ -74,12 +78,20 @@ struct Batch {
     first_seq: u64,
     /// How many times it was sent.
     attempts: u32,
+    /// The pipeline's count of buffered bytes, which this batch's `bytes` are part of.
+    buffered: Arc<AtomicUsize>,
     /// Why the last attempt failed.
     last_error: Option<Error>,
 }
 
 impl Batch {
-    fn new(topic: &Arc<str>, partition: u32, first_seq: u64, created: Instant) -> Self {
+    fn new(
+        topic: &Arc<str>,
+        partition: u32,
+        first_seq: u64,
+        created: Instant,
+        buffered: &Arc<AtomicUsize>,
+    ) -> Self {
         Batch {
             topic: Arc::clone(topic),
             partition,
@@ -89,6 +101,7 @@ impl Batch {
             created,
             first_seq,
             attempts: 0,
+            buffered: Arc::clone(buffered),
             last_error: None,
         }
     }
@@ -104,8 +117,15 @@ impl Batch {
         self.bytes >= batch_size || self.records.len() >= MAX_BATCH_RECORDS
     }
 
+    /// Takes the batch's bytes off the buffered count: its records have their outcome.
+    /// Done before the outcome is told, so a caller that hears of it finds the room.
+    fn unbuffer(&self) {
+        self.buffered.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+
     /// Acknowledges every record: the n-th was written at `base_offset + n`.
     fn complete(self, base_offset: u64) {
+        self.unbuffer();
         let partition = self.partition;
         for (offset, ack) in (base_offset..).zip(self.acks) {
             // A dropped send future just means nobody waits for this record.
@@ -115,6 +135,7 @@ impl Batch {
 
     /// Fails every record with `err`.
     fn fail(self, err: &Error) {
+        self.unbuffer();
         for ack in self.acks {
             let _ = ack.send(Err(err.clone()));
         }
@@ -204,6 +225,8 @@ pub(crate) struct Pipeline {
     /// Requests awaiting an answer, by request id (ids grow in sending order).
     in_flight: BTreeMap<u64, Batch>,
     next_request_id: u64,
+    /// Encoded bytes of the records pushed that have no outcome yet.
+    buffered: Arc<AtomicUsize>,
 }
 
 impl Pipeline {
@@ -214,7 +237,29 @@ impl Pipeline {
             partitions: BTreeMap::new(),
             in_flight: BTreeMap::new(),
             next_request_id: 0,
+            buffered: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// The count of buffered bytes, shared with whoever reports it.
+    pub(crate) fn buffered(&self) -> &Arc<AtomicUsize> {
+        &self.buffered
+    }
+
+    /// Counts `bytes` the producer holds outside the batches (records waiting for their
+    /// topic's partition count) until [`release`](Self::release).
+    pub(crate) fn hold(&self, bytes: usize) {
+        self.buffered.fetch_add(bytes, Ordering::AcqRel);
+    }
+
+    /// Stops counting `bytes` taken by [`hold`](Self::hold).
+    pub(crate) fn release(&self, bytes: usize) {
+        self.buffered.fetch_sub(bytes, Ordering::AcqRel);
+    }
+
+    /// Whether the pipeline takes more records: it holds less than `max_buffered_bytes`.
+    pub(crate) fn has_room(&self) -> bool {
+        self.buffered.load(Ordering::Acquire) < self.config.max_buffered_bytes
     }
 
     /// Adds a record of `topic`, which has `partitions` partitions, to its partition's open
@@ -262,10 +307,11 @@ impl Pipeline {
             .or_default();
         let batch = state
             .open
-            .get_or_insert_with(|| Batch::new(topic, partition, seq, now));
+            .get_or_insert_with(|| Batch::new(topic, partition, seq, now, &self.buffered));
         batch.records.push(record);
         batch.acks.push(ack);
         batch.bytes += size;
+        self.buffered.fetch_add(size, Ordering::AcqRel);
         if batch.is_full(batch_size) {
             state.close(&mut self.partitioner);
         }
@@ -498,6 +544,7 @@ mod tests {
                 max: Duration::from_secs(1),
             },
             delivery_timeout: Duration::from_secs(60),
+            max_buffered_bytes: 1 << 20,
         }
     }
 
@@ -593,6 +640,36 @@ mod tests {
             Some(Ok(meta)) => Some((meta.partition, meta.offset)),
             _ => None,
         }
+    }
+
+    #[test]
+    fn buffered_bytes_count_records_until_their_outcome() {
+        let mut f = Fixture::new(
+            Config {
+                max_buffered_bytes: 1000,
+                ..config()
+            },
+            2,
+        );
+        let value = "x".repeat(400);
+        let mut a = f.push_to(0, &value);
+        assert!(f.pipeline.has_room());
+        let mut b = f.push_to(1, &value);
+        let mut c = f.push_to(1, &value);
+        let held = f.pipeline.buffered().load(Ordering::Acquire);
+        assert!(held > 1200, "three 400-byte records: {held}");
+        assert!(!f.pipeline.has_room(), "full at {held} of 1000");
+        f.advance(Duration::from_millis(5));
+        let requests = f.drain();
+        assert_eq!(requests.len(), 2);
+        f.answer_ok(&requests[1], 10);
+        assert_eq!(acked(&mut b), Some((1, 10)));
+        assert_eq!(acked(&mut c), Some((1, 11)));
+        assert!(f.pipeline.has_room(), "partition 1's records are done");
+        // A failure gives the room back too.
+        f.answer_err(&requests[0], Code::InvalidArgument);
+        assert!(matches!(outcome(&mut a), Some(Err(_))));
+        assert_eq!(f.pipeline.buffered().load(Ordering::Acquire), 0);
     }
 
     #[test]
