@@ -75,6 +75,8 @@ fn produce_then_replay_counts_every_record() -> Result<()> {
             "100",
             "--producers",
             "2",
+            "--in-flight",
+            "1",
         ],
     )?;
     ensure!(produced["mode"] == "produce", "{produced}");

@@ -3,7 +3,7 @@
 //!
 //! - `produce` drives `Log.ProduceStream` directly: each producer owns one connection and
 //!   one stream, sends requests of `--batch-size` records (no keys, the server spreads them
-//!   over the partitions) and keeps at most [`produce::WINDOW`] requests unanswered.
+//!   over the partitions) and keeps at most `--in-flight` requests unanswered.
 //!   Latency is measured per request, from its (intended) send time to its answer.
 //! - `consume` replays the topic with `Log.SubscribeBatches` from the earliest offset up to
 //!   the high watermark seen at the start, counting records from the batch headers only.
@@ -42,7 +42,7 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 produce: each producer drives Log.ProduceStream directly with requests of --batch-size \
-records and at most 8 requests in flight; latency is per request, from its intended send \
+records and at most --in-flight requests unanswered (default 8); latency is per request, from its intended send \
 time to its acknowledgement.
 consume: replays the topic with Log.SubscribeBatches from the earliest offset to the high \
 watermark seen at the start, counting records from batch headers; latency is per streamed \
@@ -71,6 +71,9 @@ pub(crate) struct BenchArgs {
     /// Records per produce request
     #[arg(long, value_name = "K", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     batch_size: u32,
+    /// Produce requests each producer keeps sent and unanswered (1: one batch at a time)
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    in_flight: u32,
     /// Concurrent producers, each with its own connection
     #[arg(long, value_name = "P", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
     producers: u32,

@@ -15,10 +15,12 @@ use tokio::task::JoinHandle;
 use crate::background::Background;
 use crate::groups::coordinator::GroupCoordinator;
 use crate::in_flight::{self, Admission, InFlight};
+use crate::lifecycle::{DrainTrigger, Draining, drain_signal};
 use crate::metadata::{self, DataDir, TopicMeta};
 use crate::produce::{ProduceLimits, Routing, build_batches};
 use crate::raw_batch::{self, RawLimits};
 use crate::reservations::Reservations;
+use crate::subscriptions::SubscriptionSlots;
 use crate::topic::{Partition, PartitionFault, Topic};
 use crate::{
     BrokerConfig, BrokerError, Fetched, OffsetSpec, PartitionAppend, ProduceRecord, TopicConfig,
@@ -27,7 +29,7 @@ use crate::{
 
 /// Maps a log error, telling apart logs closed by a topic deletion (the topic is gone) from
 /// logs closed by shutdown (the only other closer).
-fn map_storage_error(topic: &Topic, err: StorageError) -> BrokerError {
+pub(crate) fn map_storage_error(topic: &Topic, err: StorageError) -> BrokerError {
     if topic.is_deleted() {
         BrokerError::TopicNotFound {
             topic: topic.name().to_owned(),
@@ -134,6 +136,10 @@ pub struct Broker {
     /// Names of topics being created or deleted; shutdown waits for those operations.
     reservations: Reservations,
     shutting_down: AtomicBool,
+    /// Fired by [`Broker::begin_drain`]: ends every long-running call.
+    drain: DrainTrigger,
+    /// Slots of open subscriptions and group sessions (`limits.max_subscriptions`).
+    pub(crate) subscriptions: SubscriptionSlots,
     background: Background,
     /// How partition logs open their segment files.
     io: Arc<dyn FileIo>,
@@ -190,6 +196,8 @@ impl Broker {
             topics = topics.len(),
             "broker opened"
         );
+        let (drain, _) = drain_signal();
+        let subscriptions = SubscriptionSlots::new(config.limits.max_subscriptions);
         let in_flight = InFlight::new(
             config.limits.max_in_flight_bytes,
             config.limits.produce_wait,
@@ -200,6 +208,8 @@ impl Broker {
             topics: RwLock::new(topics),
             reservations: Reservations::new(),
             shutting_down: AtomicBool::new(false),
+            drain,
+            subscriptions,
             background: Background::new(),
             io,
             groups,
@@ -590,6 +600,19 @@ impl Broker {
         Ok(self.list_offset(topic, partition, spec)?.unwrap_or(end))
     }
 
+    /// Begins draining: every subscription, group session and long-running call of every
+    /// front end ends (with [`BrokerError::ShuttingDown`]) so in-flight requests can finish
+    /// before [`Broker::shutdown`]. New requests are still served until then.
+    pub fn begin_drain(&self) {
+        self.drain.fire();
+    }
+
+    /// The signal that resolves once [`Broker::begin_drain`] (or [`Broker::shutdown`]) is
+    /// called; front ends end their long-running calls on it.
+    pub fn draining(&self) -> Draining {
+        self.drain.signal()
+    }
+
     /// Refuses new requests ([`BrokerError::ShuttingDown`]; produce requests waiting for room
     /// in the in-flight budget too), wakes waiting fetches, stops the background tasks, waits
     /// for topic creations and deletions in progress and closes every log cleanly (fsync and
@@ -599,6 +622,7 @@ impl Broker {
         if self.shutting_down.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
+        self.drain.fire();
         self.groups.shutdown();
         self.in_flight.close();
         self.background.stop().await;
@@ -637,7 +661,7 @@ impl Broker {
         self.topics.read().values().cloned().collect()
     }
 
-    fn topic(&self, name: &str) -> Result<Arc<Topic>, BrokerError> {
+    pub(crate) fn topic(&self, name: &str) -> Result<Arc<Topic>, BrokerError> {
         self.topics
             .read()
             .get(name)
@@ -651,7 +675,7 @@ impl Broker {
         self.shutting_down.load(Ordering::SeqCst)
     }
 
-    fn check_running(&self) -> Result<(), BrokerError> {
+    pub(crate) fn check_running(&self) -> Result<(), BrokerError> {
         if self.is_shutting_down() {
             Err(BrokerError::ShuttingDown)
         } else {

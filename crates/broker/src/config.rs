@@ -273,6 +273,12 @@ pub struct Limits {
     pub max_wait: Duration,
     /// Most records in one produce request (default 100 000).
     pub max_records_per_request: usize,
+    /// Cap on (and default of) the stored bytes of one subscription or group session
+    /// delivery (default 1 MiB).
+    pub max_subscribe_bytes: usize,
+    /// Most subscriptions and group sessions open at once, over every front end (default
+    /// 10 000).
+    pub max_subscriptions: usize,
     /// Bytes of encoded record batches that may be queued for appending or being appended at
     /// once, across every partition (default 256 MiB, at least 1). Past it produce requests
     /// wait for room, in submit order; one larger than the whole budget is refused.
@@ -290,6 +296,8 @@ impl Default for Limits {
             max_fetch_bytes: 64 << 20,
             max_wait: Duration::from_secs(30),
             max_records_per_request: 100_000,
+            max_subscribe_bytes: 1 << 20,
+            max_subscriptions: 10_000,
             max_in_flight_bytes: 256 << 20,
             produce_wait: Duration::from_secs(30),
         }

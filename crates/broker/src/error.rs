@@ -260,6 +260,25 @@ pub enum BrokerError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A request field breaks a rule that no more specific variant covers.
+    #[error("{field}: {reason}")]
+    InvalidRequest {
+        /// The request field.
+        field: &'static str,
+        /// What is wrong, with the accepted values.
+        reason: String,
+    },
+    /// Every `limits.max_subscriptions` slot is taken.
+    #[error(
+        "too many open subscriptions: the server allows max_subscriptions = {limit} (subscriptions and group sessions of every protocol together)"
+    )]
+    TooManySubscriptions {
+        /// The configured `max_subscriptions`.
+        limit: usize,
+    },
+    /// The group session a command was sent to has ended.
+    #[error("the group session has ended")]
+    SessionClosed,
     /// Writing a group's committed offsets failed; the commits that write carried were not
     /// made.
     #[error("committing offsets of group {group:?} failed: {source}")]
@@ -330,12 +349,93 @@ pub enum CorruptSource {
     },
 }
 
+/// What kind of failure a [`BrokerError`] is, for front ends to map to their protocol's codes
+/// (a gRPC status, a Kafka error code, an AMQP reply code) without matching on storage errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A topic, partition or group that does not exist.
+    NotFound,
+    /// A topic that already exists.
+    AlreadyExists,
+    /// A request field or setting that breaks a rule (the message names it).
+    InvalidArgument,
+    /// An offset outside the valid range.
+    OutOfRange,
+    /// A record, batch or request over a size or count limit (the message names the limit).
+    TooLarge,
+    /// A server-wide resource ran out (disk space, memory budget, subscriptions); the same
+    /// request may succeed later.
+    ResourceExhausted,
+    /// The state does not allow the operation (for example a group that still has members).
+    FailedPrecondition,
+    /// A group member that is stale: unknown, expired, replaced or of an old generation.
+    Fenced,
+    /// The broker or the partition cannot serve now (shutting down, failed log); retry later.
+    Unavailable,
+    /// Stored data failed its checks and is not served.
+    DataLoss,
+    /// Anything else: a bug or an unexpected I/O failure.
+    Internal,
+}
+
 impl BrokerError {
+    /// The kind of failure, for front ends to map to their protocol's codes.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            BrokerError::TopicNotFound { .. }
+            | BrokerError::PartitionNotFound { .. }
+            | BrokerError::GroupNotFound { .. } => ErrorKind::NotFound,
+            BrokerError::TopicExists { .. } => ErrorKind::AlreadyExists,
+            BrokerError::InvalidTopicName { .. }
+            | BrokerError::InvalidPartitionCount { .. }
+            | BrokerError::InvalidConfig { .. }
+            | BrokerError::EmptyBatch
+            | BrokerError::InvalidGroupName { .. }
+            | BrokerError::InvalidJoin { .. }
+            | BrokerError::InvalidRequest { .. }
+            | BrokerError::InvalidBatch { .. } => ErrorKind::InvalidArgument,
+            BrokerError::OffsetOutOfRange { .. } | BrokerError::CommitOutOfRange { .. } => {
+                ErrorKind::OutOfRange
+            }
+            BrokerError::RecordTooLarge { .. }
+            | BrokerError::TooManyRecords { .. }
+            | BrokerError::BatchTooLarge { .. }
+            | BrokerError::ProduceTooLarge { .. } => ErrorKind::TooLarge,
+            BrokerError::GroupNotEmpty { .. } | BrokerError::NotPartitionOwner { .. } => {
+                ErrorKind::FailedPrecondition
+            }
+            BrokerError::UnknownMember { .. }
+            | BrokerError::StaleGeneration { .. }
+            | BrokerError::SessionExpired { .. }
+            | BrokerError::MemberFenced { .. } => ErrorKind::Fenced,
+            BrokerError::TooManySubscriptions { .. } | BrokerError::Overloaded { .. } => {
+                ErrorKind::ResourceExhausted
+            }
+            BrokerError::ShuttingDown
+            | BrokerError::SessionClosed
+            | BrokerError::LogFailed(_)
+            | BrokerError::PartitionUnavailable { .. } => ErrorKind::Unavailable,
+            BrokerError::Corrupt { .. } | BrokerError::OffsetsCorrupt { .. } => ErrorKind::DataLoss,
+            BrokerError::Storage(storage) => storage_kind(storage),
+            BrokerError::Io { source, .. } => io_kind(source),
+            BrokerError::CommitFailed { source, .. } => source.kind(),
+            BrokerError::Metadata { .. } | BrokerError::DataDirLocked { .. } => ErrorKind::Internal,
+        }
+    }
+
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         BrokerError::Io {
             op,
             path: path.into(),
             source,
+        }
+    }
+
+    pub(crate) fn invalid_request(field: &'static str, reason: impl Into<String>) -> Self {
+        BrokerError::InvalidRequest {
+            field,
+            reason: reason.into(),
         }
     }
 
@@ -345,6 +445,30 @@ impl BrokerError {
             value: value.to_owned(),
             reason: reason.into(),
         }
+    }
+}
+
+/// The kind of a storage error the broker passes on as [`BrokerError::Storage`].
+fn storage_kind(err: &StorageError) -> ErrorKind {
+    match err {
+        StorageError::BatchTooLarge { .. } => ErrorKind::TooLarge,
+        StorageError::OffsetOutOfRange { .. } => ErrorKind::OutOfRange,
+        StorageError::InvalidConfig(_) | StorageError::InvalidBatch(_) => {
+            ErrorKind::InvalidArgument
+        }
+        StorageError::Corrupt { .. } => ErrorKind::DataLoss,
+        StorageError::Failed { .. } | StorageError::Closed { .. } => ErrorKind::Unavailable,
+        StorageError::Io { source, .. } => io_kind(source),
+        _ => ErrorKind::Internal,
+    }
+}
+
+/// The kind of a failed file operation: resource exhaustion when the disk (or the quota) is
+/// full, since the request may succeed once space is freed; internal otherwise.
+fn io_kind(err: &io::Error) -> ErrorKind {
+    match err.kind() {
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => ErrorKind::ResourceExhausted,
+        _ => ErrorKind::Internal,
     }
 }
 
@@ -372,6 +496,94 @@ impl From<StorageError> for BrokerError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Checks `err`'s kind and that its message names every needle.
+    fn check(err: BrokerError, kind: ErrorKind, needles: &[&str]) {
+        let text = err.to_string();
+        assert_eq!(err.kind(), kind, "{text}");
+        for needle in needles {
+            assert!(text.contains(needle), "{text:?} lacks {needle:?}");
+        }
+    }
+
+    #[test]
+    fn storage_failures_map_to_kinds() {
+        let path = PathBuf::from("topic/0");
+        check(
+            BrokerError::Corrupt {
+                source: CorruptSource::Stored(StorageError::Corrupt {
+                    path: path.clone(),
+                    position: 4096,
+                    reason: "CRC mismatch".into(),
+                }),
+            },
+            ErrorKind::DataLoss,
+            &["4096"],
+        );
+        check(
+            BrokerError::LogFailed(StorageError::Failed {
+                path: path.clone(),
+                reason: "fsync failed".into(),
+            }),
+            ErrorKind::Unavailable,
+            &["fsync failed"],
+        );
+        check(
+            BrokerError::Storage(StorageError::BatchTooLarge { size: 10, limit: 5 }),
+            ErrorKind::TooLarge,
+            &["10", "5"],
+        );
+        check(
+            BrokerError::Storage(StorageError::Closed { path: path.clone() }),
+            ErrorKind::Unavailable,
+            &[],
+        );
+        check(
+            BrokerError::Storage(StorageError::Io {
+                op: "read",
+                path,
+                source: std::io::Error::other("disk on fire"),
+            }),
+            ErrorKind::Internal,
+            &["disk on fire"],
+        );
+    }
+
+    #[test]
+    fn a_full_disk_is_resource_exhausted() {
+        let enospc = || std::io::Error::from_raw_os_error(28);
+        check(
+            BrokerError::Storage(StorageError::Io {
+                op: "append to segment",
+                path: PathBuf::from("topic/0/00000000000000000000.log"),
+                source: enospc(),
+            }),
+            ErrorKind::ResourceExhausted,
+            &["append to segment", "00000000000000000000.log"],
+        );
+        let quota = std::io::Error::from_raw_os_error(122); // EDQUOT
+        check(
+            BrokerError::Storage(StorageError::Io {
+                op: "create segment",
+                path: PathBuf::from("topic/0"),
+                source: quota,
+            }),
+            ErrorKind::ResourceExhausted,
+            &["create segment"],
+        );
+        check(
+            BrokerError::CommitFailed {
+                group: "g".into(),
+                source: std::sync::Arc::new(BrokerError::Io {
+                    op: "write",
+                    path: PathBuf::from("groups/g.offsets.tmp"),
+                    source: enospc(),
+                }),
+            },
+            ErrorKind::ResourceExhausted,
+            &["g.offsets.tmp"],
+        );
+    }
 
     #[test]
     fn storage_errors_map_to_their_broker_variants() {

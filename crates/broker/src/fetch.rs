@@ -17,6 +17,17 @@ pub enum OffsetSpec {
     Timestamp(i64),
 }
 
+/// Where reading (or an offset reset) starts in each partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Position {
+    /// The offset a lookup finds in each partition (a timestamp after every record gives
+    /// the high watermark).
+    Lookup(OffsetSpec),
+    /// This offset in every partition; it must lie within each partition's
+    /// `[log_start_offset, high_watermark]`.
+    Offset(u64),
+}
+
 /// What a fetch returned: whole, CRC-checked Kafka v2 record batches.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fetched {

@@ -39,28 +39,38 @@ mod broker;
 pub mod config;
 mod error;
 mod fetch;
+mod fetch_many;
+mod follow;
 mod groups;
 mod in_flight;
+mod lifecycle;
+mod lookup;
 mod metadata;
 mod name;
 mod produce;
 mod raw_batch;
 mod reservations;
+mod subscriptions;
 mod topic;
 
 pub use broker::{Broker, PendingProduce};
 pub use config::{BrokerConfig, FlushMode, Limits, TopicConfig};
-pub use error::{BrokerError, CorruptSource};
-pub use fetch::{Fetched, OffsetSpec};
+pub use error::{BrokerError, CorruptSource, ErrorKind};
+pub use fetch::{Fetched, OffsetSpec, Position};
+pub use fetch_many::{FetchMany, PartitionFetch, PartitionFetched};
+pub use follow::{Delivery, Subscribe, Subscription};
 pub use groups::{
-    Committed, CommittedOffset, GroupConfig, GroupDescription, GroupMember, GroupState,
-    GroupSummary, JoinGroup, Keepalive, MAX_GROUP_NAME_LEN, MemberAssignment, MemberDescription,
-    OffsetReset, PartitionLag, ResetTo, TopicPartition, validate_group_name,
+    Committed, CommittedOffset, GroupConfig, GroupDescription, GroupMember, GroupSession,
+    GroupState, GroupSummary, JoinGroup, Keepalive, MAX_GROUP_NAME_LEN, MemberAssignment,
+    MemberDescription, OffsetReset, PartitionLag, ResetTo, SessionAssignment, SessionEvent,
+    SessionHandle, TopicPartition, validate_group_name,
 };
+pub use lifecycle::Draining;
 pub use name::validate_topic_name;
 pub use produce::{NewRecord, ProduceRecord};
 pub use sluice_partitioner::{murmur2, partition_for_key};
 pub use sluice_storage::batch::RecordView;
+pub use sluice_storage::io::observe_syncs;
 pub use topic::{
     PartitionAppend, PartitionFault, PartitionInfo, PartitionTraffic, TopicInfo, TopicSummary,
 };

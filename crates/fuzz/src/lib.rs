@@ -18,8 +18,8 @@
 use bytes::Bytes;
 use prost::Message;
 use sluice_broker::{Limits, TopicConfig, validate_group_name, validate_topic_name};
+use sluice_grpc::validation::{join_request, position, require_topic};
 use sluice_proto::v1 as pb;
-use sluice_server::validation::{join_request, position, require_topic};
 use sluice_storage::batch::{self, BatchHeader, RecordBatchBuilder, RecordView};
 use sluice_storage::{FlushPolicy, Log, LogConfig};
 

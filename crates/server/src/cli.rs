@@ -63,10 +63,10 @@ pub struct ServeArgs {
     /// Most calls open at once on one connection (HTTP/2 max concurrent streams) [env: SLUICE_LIMITS_MAX_STREAMS_PER_CONNECTION] [default: 1024]
     #[arg(long, value_name = "N", help_heading = "Limits")]
     pub max_streams_per_connection: Option<u32>,
-    /// Bytes of produce requests queued or being appended at once, server-wide; past it producers wait [env: SLUICE_LIMITS_MAX_IN_FLIGHT_BYTES] [default: 268435456]
+    /// Bytes of record batches queued or being appended at once, server-wide; producers wait past it [env: SLUICE_LIMITS_MAX_IN_FLIGHT_BYTES] [default: 268435456]
     #[arg(long, value_name = "BYTES", help_heading = "Limits")]
     pub max_in_flight_bytes: Option<usize>,
-    /// How long a produce may wait for room in max-in-flight-bytes before RESOURCE_EXHAUSTED, in ms [env: SLUICE_LIMITS_PRODUCE_WAIT_MS] [default: 30000]
+    /// How long a produce may wait for room in max_in_flight_bytes before it fails [env: SLUICE_LIMITS_PRODUCE_WAIT_MS] [default: 30000]
     #[arg(long, value_name = "MS", help_heading = "Limits")]
     pub produce_wait_ms: Option<u64>,
 }

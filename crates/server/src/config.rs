@@ -102,11 +102,6 @@ pub struct ServerConfig {
     pub broker: BrokerConfig,
     /// Largest gRPC request message accepted (`limits.max_request_bytes`).
     pub max_request_bytes: usize,
-    /// Cap on the records of one Subscribe response message (`limits.max_subscribe_bytes`).
-    pub max_subscribe_bytes: usize,
-    /// Most Subscribe, SubscribeBatches and Consume calls open at once, server-wide
-    /// (`limits.max_subscriptions`).
-    pub max_subscriptions: usize,
     /// Most calls open at once on one HTTP/2 connection, announced to clients as
     /// `SETTINGS_MAX_CONCURRENT_STREAMS` (`limits.max_streams_per_connection`).
     pub max_streams_per_connection: u32,
@@ -186,10 +181,9 @@ pub struct LimitSettings {
     pub max_subscriptions: Option<usize>,
     /// Most calls open at once on one connection.
     pub max_streams_per_connection: Option<u32>,
-    /// Bytes of produce requests queued or being appended at once, server-wide.
+    /// Bytes of record batches queued or being appended at once, server-wide.
     pub max_in_flight_bytes: Option<usize>,
-    /// How long a produce request may wait for room in `max_in_flight_bytes`, in
-    /// milliseconds.
+    /// How long a produce may wait for room in `max_in_flight_bytes`, in milliseconds.
     pub produce_wait_ms: Option<u64>,
 }
 
@@ -319,6 +313,10 @@ impl Settings {
             "limits.max_topic_name_len" => limits.max_topic_name_len = Some(parse(key, value)?),
             "limits.max_fetch_bytes" => limits.max_fetch_bytes = Some(parse(key, value)?),
             "limits.max_wait_ms" => limits.max_wait_ms = Some(parse(key, value)?),
+            "limits.max_in_flight_bytes" => {
+                limits.max_in_flight_bytes = Some(parse(key, value)?);
+            }
+            "limits.produce_wait_ms" => limits.produce_wait_ms = Some(parse(key, value)?),
             "limits.max_records_per_request" => {
                 limits.max_records_per_request = Some(parse(key, value)?);
             }
@@ -330,10 +328,6 @@ impl Settings {
             "limits.max_streams_per_connection" => {
                 limits.max_streams_per_connection = Some(parse(key, value)?);
             }
-            "limits.max_in_flight_bytes" => {
-                limits.max_in_flight_bytes = Some(parse(key, value)?);
-            }
-            "limits.produce_wait_ms" => limits.produce_wait_ms = Some(parse(key, value)?),
             _ => {
                 if let Some(topic_key) = key.strip_prefix("topic_defaults.") {
                     self.topic_defaults
@@ -380,6 +374,16 @@ impl Settings {
                 settings.max_records_per_request,
                 defaults.max_records_per_request,
             )?,
+            max_subscribe_bytes: positive(
+                "limits.max_subscribe_bytes",
+                settings.max_subscribe_bytes,
+                DEFAULT_MAX_SUBSCRIBE_BYTES,
+            )?,
+            max_subscriptions: positive(
+                "limits.max_subscriptions",
+                settings.max_subscriptions,
+                DEFAULT_MAX_SUBSCRIPTIONS,
+            )?,
             max_in_flight_bytes: positive(
                 "limits.max_in_flight_bytes",
                 settings.max_in_flight_bytes,
@@ -393,16 +397,6 @@ impl Settings {
             "limits.max_request_bytes",
             settings.max_request_bytes,
             DEFAULT_MAX_REQUEST_BYTES,
-        )?;
-        let max_subscribe_bytes = positive(
-            "limits.max_subscribe_bytes",
-            settings.max_subscribe_bytes,
-            DEFAULT_MAX_SUBSCRIBE_BYTES,
-        )?;
-        let max_subscriptions = positive(
-            "limits.max_subscriptions",
-            settings.max_subscriptions,
-            DEFAULT_MAX_SUBSCRIPTIONS,
         )?;
         let max_streams_per_connection = positive(
             "limits.max_streams_per_connection",
@@ -440,8 +434,6 @@ impl Settings {
             },
             broker,
             max_request_bytes,
-            max_subscribe_bytes,
-            max_subscriptions,
             max_streams_per_connection,
             log_filter: self
                 .log
@@ -633,8 +625,14 @@ mod tests {
         assert_eq!(config.broker.limits, Limits::default());
         assert_eq!(config.broker.topic_defaults, TopicConfig::default());
         assert_eq!(config.max_request_bytes, DEFAULT_MAX_REQUEST_BYTES);
-        assert_eq!(config.max_subscribe_bytes, DEFAULT_MAX_SUBSCRIBE_BYTES);
-        assert_eq!(config.max_subscriptions, DEFAULT_MAX_SUBSCRIPTIONS);
+        assert_eq!(
+            config.broker.limits.max_subscribe_bytes,
+            DEFAULT_MAX_SUBSCRIBE_BYTES
+        );
+        assert_eq!(
+            config.broker.limits.max_subscriptions,
+            DEFAULT_MAX_SUBSCRIPTIONS
+        );
         assert_eq!(
             config.max_streams_per_connection,
             DEFAULT_MAX_STREAMS_PER_CONNECTION
@@ -661,6 +659,8 @@ mod tests {
             max_subscribe_bytes = 2048
             max_subscriptions = 30
             max_streams_per_connection = 40
+            max_in_flight_bytes = 1000000
+            produce_wait_ms = 1500
 
             [topic_defaults]
             "retention.ms" = 60000
@@ -682,9 +682,14 @@ mod tests {
         assert_eq!(config.broker.limits.max_partitions, 8);
         assert_eq!(config.broker.limits.max_wait, Duration::from_millis(250));
         assert_eq!(config.max_request_bytes, 4096);
-        assert_eq!(config.max_subscribe_bytes, 2048);
-        assert_eq!(config.max_subscriptions, 30);
+        assert_eq!(config.broker.limits.max_subscribe_bytes, 2048);
+        assert_eq!(config.broker.limits.max_subscriptions, 30);
         assert_eq!(config.max_streams_per_connection, 40);
+        assert_eq!(config.broker.limits.max_in_flight_bytes, 1_000_000);
+        assert_eq!(
+            config.broker.limits.produce_wait,
+            Duration::from_millis(1500)
+        );
         assert_eq!(config.broker.topic_defaults.retention_ms, Some(60_000));
         assert_eq!(config.broker.topic_defaults.flush_policy, FlushMode::None);
     }
@@ -726,50 +731,6 @@ mod tests {
         assert_eq!(from_cli.broker.limits.max_partitions, 5);
         // Settings the command line leaves unset still come from the environment.
         assert_eq!(from_cli.broker.limits.max_fetch_bytes, 200);
-    }
-
-    #[test]
-    fn the_produce_budget_comes_from_file_env_and_cli() {
-        let file = config_file(
-            r#"
-            [limits]
-            max_in_flight_bytes = 1000
-            produce_wait_ms = 0
-            "#,
-        );
-        let from_file = ServerConfig::load(&args_with_file(&file), env(&[])).expect("load");
-        assert_eq!(from_file.broker.limits.max_in_flight_bytes, 1000);
-        assert_eq!(from_file.broker.limits.produce_wait, Duration::ZERO);
-        let vars = env(&[
-            ("SLUICE_LIMITS_MAX_IN_FLIGHT_BYTES", "2000"),
-            ("SLUICE_LIMITS_PRODUCE_WAIT_MS", "1500"),
-        ]);
-        let from_env = ServerConfig::load(&args_with_file(&file), vars.clone()).expect("load");
-        assert_eq!(from_env.broker.limits.max_in_flight_bytes, 2000);
-        assert_eq!(
-            from_env.broker.limits.produce_wait,
-            Duration::from_millis(1500)
-        );
-        let args = ServeArgs {
-            max_in_flight_bytes: Some(3000),
-            produce_wait_ms: Some(20),
-            ..args_with_file(&file)
-        };
-        let from_cli = ServerConfig::load(&args, vars).expect("load");
-        assert_eq!(from_cli.broker.limits.max_in_flight_bytes, 3000);
-        assert_eq!(
-            from_cli.broker.limits.produce_wait,
-            Duration::from_millis(20)
-        );
-        let zero = ServeArgs {
-            max_in_flight_bytes: Some(0),
-            ..ServeArgs::default()
-        };
-        let err = ServerConfig::load(&zero, env(&[])).expect_err("a budget of nothing");
-        assert!(
-            err.to_string().contains("limits.max_in_flight_bytes"),
-            "{err}"
-        );
     }
 
     #[test]

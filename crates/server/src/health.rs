@@ -11,21 +11,14 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use sluice_broker::{Broker, PartitionFault};
-use sluice_proto::v1::admin_server::AdminServer;
-use sluice_proto::v1::groups_server::GroupsServer;
-use sluice_proto::v1::log_server::LogServer;
+use sluice_proto::v1::{admin_server, groups_server, log_server};
 use tokio::sync::{Mutex, watch};
 use tonic::Status;
 use tonic::body::Body;
 use tonic::codegen::{BoxFuture, Service, http};
-use tonic::server::NamedService;
 use tonic_health::ServingStatus;
 use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::{HealthReporter, HealthService};
-
-use crate::admin::AdminService;
-use crate::groups::GroupsService;
-use crate::log_service::LogService;
 
 /// How often partition faults are checked while serving.
 const FAULT_POLL: Duration = Duration::from_secs(1);
@@ -163,9 +156,9 @@ impl Health {
         let status = readiness.status();
         for service in [
             "",
-            <AdminServer<AdminService> as NamedService>::NAME,
-            <LogServer<LogService> as NamedService>::NAME,
-            <GroupsServer<GroupsService> as NamedService>::NAME,
+            admin_server::SERVICE_NAME,
+            log_server::SERVICE_NAME,
+            groups_server::SERVICE_NAME,
         ] {
             self.reporter.set_service_status(service, status).await;
         }

@@ -3,14 +3,14 @@
 //! Two kinds of families make up `/metrics`:
 //! - events, recorded as they happen through the `metrics` facade into the process's
 //!   Prometheus recorder: latency and batch size histograms (the broker records them),
-//!   fsync latency (timed by the storage layer, see [`sluice_storage::io::observe_syncs`]),
-//!   gRPC connections, open calls and responses by status code ([`grpc`]);
+//!   fsync latency (timed by the storage layer, see [`sluice_broker::observe_syncs`]),
+//!   gRPC connections, open calls and responses by status code (counted by the gRPC front
+//!   end's [`sluice_grpc::ObserveCalls`] layer and [`sluice_grpc::Accept`]);
 //! - state, read from the broker at scrape time ([`state`]): per partition offsets, size,
 //!   segments and traffic counters, per group committed offsets, lag and delay.
 //!
 //! Labels are bounded: `topic`, `partition`, `group`, `rpc` and `code` only.
 
-mod grpc;
 mod http;
 mod state;
 
@@ -20,7 +20,6 @@ use std::time::Duration;
 use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-pub(crate) use grpc::{Accept, ObserveCalls};
 pub(crate) use http::{MetricsEndpoint, serve};
 
 /// Bucket bounds of the latency histograms, in seconds: 100 µs to 10 s.
@@ -56,7 +55,7 @@ pub(crate) fn install() -> PrometheusHandle {
                 );
             }
             describe();
-            sluice_storage::io::observe_syncs(record_fsync);
+            sluice_broker::observe_syncs(record_fsync);
             handle
         })
         .clone()

@@ -1,4 +1,4 @@
-//! Serving: bind the listener, open the broker, serve the gRPC services and shut down
+//! Serving: bind the listeners, open the broker, serve the front ends and shut down
 //! cleanly.
 
 use std::net::SocketAddr;
@@ -7,25 +7,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sluice_broker::Broker;
-use sluice_proto::v1::admin_server::AdminServer;
-use sluice_proto::v1::groups_server::GroupsServer;
-use sluice_proto::v1::log_server::LogServer;
+use sluice_grpc::{Accept, ObserveCalls};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tonic::codec::CompressionEncoding;
 
-use crate::admin::AdminService;
 use crate::config::ServerConfig;
 use crate::error::ServerError;
-use crate::groups::GroupsService;
 use crate::health::{Health, RejectWhileRecovering};
-use crate::log_service::LogService;
-use crate::metrics::{Accept, MetricsEndpoint, ObserveCalls};
-use crate::request_limit::RequestLimit;
-use crate::shutdown::shutdown_signal;
-use crate::subscribe::SubscribeLimits;
-use crate::subscriptions::SubscriptionSlots;
+use crate::metrics::MetricsEndpoint;
 
 /// HTTP/2 flow-control window per stream: lets a large fetch or produce flow without
 /// waiting for window updates.
@@ -122,45 +112,16 @@ impl Server {
         broker.start_background();
         health.serving(Arc::clone(&broker)).await;
 
-        let (trigger, stopping) = shutdown_signal();
-        let subscribe_limits = SubscribeLimits {
-            max_bytes: config.max_subscribe_bytes,
-            wait: config.broker.limits.max_wait,
-        };
-        let max_request_bytes = config.max_request_bytes;
-        let slots = SubscriptionSlots::new(config.max_subscriptions);
-        let admin = AdminServer::new(AdminService::new(Arc::clone(&broker)))
-            .max_decoding_message_size(max_request_bytes);
-        let groups = GroupsServer::new(GroupsService::new(
-            Arc::clone(&broker),
-            subscribe_limits,
-            max_request_bytes,
-            slots.clone(),
-            stopping.clone(),
-        ))
-        .max_decoding_message_size(max_request_bytes)
-        .max_encoding_message_size(usize::MAX)
-        .accept_compressed(CompressionEncoding::Gzip)
-        .send_compressed(CompressionEncoding::Gzip);
-        let log = LogServer::new(LogService::new(
-            Arc::clone(&broker),
-            subscribe_limits,
-            max_request_bytes,
-            slots,
-            stopping.clone(),
-        ))
-        .max_decoding_message_size(max_request_bytes)
-        // Responses are bounded by the fetch limits; never refuse to send one.
-        .max_encoding_message_size(usize::MAX)
-        .accept_compressed(CompressionEncoding::Gzip)
-        .send_compressed(CompressionEncoding::Gzip);
+        let routes = sluice_grpc::routes(&broker, config.max_request_bytes)
+            .add_service(health.service())
+            .add_service(reflection);
 
         let incoming = Accept::new(listener);
         let signal = async {
             shutdown.await;
             tracing::info!("shutting down");
             health.shutting_down().await;
-            trigger.fire();
+            broker.begin_drain();
         };
         tracing::info!(addr = %local_addr, data_dir = %config.broker.data_dir.display(), "serving");
         let serving = tonic::transport::Server::builder()
@@ -170,16 +131,12 @@ impl Server {
             // Announced to clients, which queue calls beyond it (a client that does not is
             // refused the extra streams by the HTTP/2 layer).
             .max_concurrent_streams(config.max_streams_per_connection)
-            .add_service(health.service())
-            .add_service(reflection)
-            .add_service(RequestLimit::new(admin, max_request_bytes))
-            .add_service(RequestLimit::new(log, max_request_bytes))
-            .add_service(RequestLimit::new(groups, max_request_bytes))
+            .add_routes(routes)
             .serve_with_incoming_shutdown(incoming, signal);
         let served = tokio::select! {
             served = serving => served.map_err(ServerError::Serve),
             () = async {
-                stopping.wait().await;
+                broker.draining().wait().await;
                 tokio::time::sleep(SHUTDOWN_GRACE).await;
             } => {
                 tracing::warn!(grace = ?SHUTDOWN_GRACE, "calls still open after the shutdown grace period; closing anyway");

@@ -1,5 +1,5 @@
 //! Producers that drive `Log.ProduceStream` directly: requests of `--batch-size` records,
-//! at most [`WINDOW`] unanswered per producer, closed-loop or at a fixed rate.
+//! at most `--in-flight` unanswered per producer, closed-loop or at a fixed rate.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,8 +17,6 @@ use tonic::transport::Channel;
 use super::stats::{Clock, Stats};
 use super::{ANSWER_TIMEOUT, BenchArgs, Mode, e2e, log_service, random_payload, seed, share};
 
-/// Most requests of one producer sent and not yet answered.
-pub(super) const WINDOW: usize = 8;
 /// Waits longer than this start on tokio's timer, whose 1 ms ticks would make every request
 /// up to 1 ms late; the rest is slept on a blocking thread.
 const COARSE_WAIT: Duration = Duration::from_millis(2);
@@ -51,6 +49,8 @@ struct Plan {
     /// Records to send; `u64::MAX` when only the deadline ends the run.
     records: u64,
     batch: u64,
+    /// Most requests sent and not yet answered.
+    window: usize,
     /// Records per second for this producer; `None`: as fast as the window allows.
     rate: Option<f64>,
     deadline: Option<Instant>,
@@ -103,6 +103,7 @@ pub(super) async fn run_all(
                 .records
                 .map_or(u64::MAX, |total| share(total, args.producers, index)),
             batch: u64::from(args.batch_size),
+            window: args.in_flight as usize,
             rate: args
                 .rate
                 .map(|rate| rate as f64 / f64::from(args.producers)),
@@ -122,14 +123,14 @@ pub(super) async fn run_all(
 
 /// One producer: sends the plan's records over one stream and waits for every answer.
 async fn produce(mut log: LogClient<Channel>, plan: Plan, stats: Arc<Stats>) -> anyhow::Result<()> {
-    let (requests, outgoing) = mpsc::channel(WINDOW);
+    let (requests, outgoing) = mpsc::channel(plan.window);
     let mut answers = log
         .produce_stream(ReceiverStream::new(outgoing))
         .await?
         .into_inner();
     let record_size = plan.payload.len() as u64;
     // Request id -> (when it was due, how many records it holds).
-    let mut in_flight: HashMap<u64, (Instant, u64)> = HashMap::with_capacity(WINDOW);
+    let mut in_flight: HashMap<u64, (Instant, u64)> = HashMap::with_capacity(plan.window);
     let (mut sent, mut next_id) = (0u64, 0u64);
     loop {
         let more = sent < plan.records && plan.deadline.is_none_or(|d| Instant::now() < d);
@@ -157,7 +158,7 @@ async fn produce(mut log: LogClient<Channel>, plan: Plan, stats: Arc<Stats>) -> 
                 stats.latency(due.elapsed());
                 stats.add(count, count * record_size);
             }
-            () = sleep_until(due), if more && in_flight.len() < WINDOW => {
+            () = sleep_until(due), if more && in_flight.len() < plan.window => {
                 let timestamp_ms = plan.clock.epoch_us(due) / 1000;
                 let value = plan.value(due);
                 let records = (0..count)

@@ -17,12 +17,14 @@ pub(crate) mod coordinator;
 mod member;
 mod offsets_file;
 mod operations;
+mod session;
 mod state;
 mod store;
 mod types;
 
 pub use config::GroupConfig;
 pub use member::{GroupMember, Keepalive};
+pub use session::{GroupSession, SessionAssignment, SessionEvent, SessionHandle};
 pub use types::{
     Committed, CommittedOffset, GroupDescription, GroupState, GroupSummary, JoinGroup,
     MemberAssignment, MemberDescription, OffsetReset, PartitionLag, ResetTo, TopicPartition,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::broker::{join, wall_clock_ms};
+use crate::broker::wall_clock_ms;
 use crate::groups::coordinator::wait_durable;
 use crate::groups::state::MemberSpec;
 use crate::groups::store::OffsetChange;
@@ -296,16 +296,9 @@ impl Broker {
         } else {
             partitions.iter().copied().collect()
         };
-        let broker = Arc::clone(self);
-        let topic_name = topic.to_owned();
-        // A timestamp lookup reads the log.
-        let offsets = join(tokio::task::spawn_blocking(move || {
-            partitions
-                .into_iter()
-                .map(|p| Ok((p, broker.reset_offset(&topic_name, p, to)?)))
-                .collect::<Result<Vec<(u32, u64)>, BrokerError>>()
-        }))
-        .await??;
+        let offsets = self
+            .start_offsets(topic, partitions.into_iter().collect(), to)
+            .await?;
         let commit_ms = wall_clock_ms();
         let entries: Vec<(TopicPartition, Committed)> = offsets
             .into_iter()
@@ -357,29 +350,5 @@ impl Broker {
         wait_durable(group, durable).await?;
         tracing::info!(group, "deleted group");
         Ok(())
-    }
-
-    /// The offset `to` gives in one partition. Blocking (a timestamp lookup reads the log).
-    fn reset_offset(&self, topic: &str, partition: u32, to: ResetTo) -> Result<u64, BrokerError> {
-        let lookup = |spec| {
-            self.list_offset(topic, partition, spec)
-                .map(Option::unwrap_or_default)
-        };
-        match to {
-            ResetTo::Lookup(spec) => self.start_offset(topic, partition, spec),
-            ResetTo::Offset(offset) => {
-                let (log_start_offset, high_watermark) =
-                    (lookup(OffsetSpec::Earliest)?, lookup(OffsetSpec::Latest)?);
-                if (log_start_offset..=high_watermark).contains(&offset) {
-                    Ok(offset)
-                } else {
-                    Err(BrokerError::OffsetOutOfRange {
-                        requested: offset,
-                        log_start_offset,
-                        high_watermark,
-                    })
-                }
-            }
-        }
     }
 }

@@ -3,8 +3,6 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::OffsetSpec;
-
 /// A partition of a topic.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TopicPartition {
@@ -111,15 +109,7 @@ pub struct CommittedOffset {
 }
 
 /// Where [`crate::Broker::reset_offsets`] sets a group's offsets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ResetTo {
-    /// The offset a lookup finds in each partition (a timestamp after every record gives
-    /// the high watermark).
-    Lookup(OffsetSpec),
-    /// This offset in every partition; it must lie within each partition's
-    /// `[log_start_offset, high_watermark]`.
-    Offset(u64),
-}
+pub type ResetTo = crate::Position;
 
 /// The state of a group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,6 +4,7 @@ mod background;
 mod common;
 mod errors;
 mod faults;
+mod fetch_many;
 mod groups;
 mod produce_fetch;
 mod topics;

@@ -6,7 +6,7 @@ pub(crate) mod wire;
 
 use std::sync::Arc;
 
-use sluice_broker::{Broker, ResetTo};
+use sluice_broker::Broker;
 use sluice_proto::v1::groups_server::Groups;
 use sluice_proto::v1::{
     CommitOffsetsRequest, CommitOffsetsResponse, ConsumeRequest, DeleteGroupRequest,
@@ -16,11 +16,8 @@ use sluice_proto::v1::{
 };
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::convert::{Position, position};
-use crate::shutdown::Shutdown;
+use crate::convert::position;
 use crate::status::{invalid_field, require_topic, to_status};
-use crate::subscribe::SubscribeLimits;
-use crate::subscriptions::{Held, SubscriptionSlots};
 use consume::ConsumeStream;
 use wire::{committed_offset, group_description, group_state, offset_commits};
 
@@ -28,29 +25,15 @@ use wire::{committed_offset, group_description, group_state, offset_commits};
 #[derive(Debug)]
 pub(crate) struct GroupsService {
     broker: Arc<Broker>,
-    limits: SubscribeLimits,
     max_request_bytes: usize,
-    slots: SubscriptionSlots,
-    shutdown: Shutdown,
 }
 
 impl GroupsService {
-    /// The service for `broker`; members' record messages follow `limits`, their messages
-    /// are limited to `max_request_bytes`, each member stream takes one of `slots`, and
-    /// `shutdown` ends their streams.
-    pub(crate) fn new(
-        broker: Arc<Broker>,
-        limits: SubscribeLimits,
-        max_request_bytes: usize,
-        slots: SubscriptionSlots,
-        shutdown: Shutdown,
-    ) -> Self {
+    /// The service for `broker`; members' messages are limited to `max_request_bytes`.
+    pub(crate) fn new(broker: Arc<Broker>, max_request_bytes: usize) -> Self {
         GroupsService {
             broker,
-            limits,
             max_request_bytes,
-            slots,
-            shutdown,
         }
     }
 }
@@ -65,13 +48,12 @@ fn require_group(group: &str) -> Result<(), Status> {
 
 #[tonic::async_trait]
 impl Groups for GroupsService {
-    type ConsumeStream = Held<ConsumeStream>;
+    type ConsumeStream = ConsumeStream;
 
     async fn consume(
         &self,
         request: Request<Streaming<ConsumeRequest>>,
-    ) -> Result<Response<Held<ConsumeStream>>, Status> {
-        let slot = self.slots.take()?;
+    ) -> Result<Response<ConsumeStream>, Status> {
         let client_host = request
             .remote_addr()
             .map(|addr| addr.ip().to_string())
@@ -80,12 +62,10 @@ impl Groups for GroupsService {
             Arc::clone(&self.broker),
             request.into_inner(),
             client_host,
-            self.limits,
             self.max_request_bytes,
-            self.shutdown.clone(),
         )
         .await
-        .map(|stream| Response::new(Held::new(stream, slot)))
+        .map(Response::new)
     }
 
     async fn commit_offsets(
@@ -166,10 +146,7 @@ impl Groups for GroupsService {
         let request = request.into_inner();
         require_group(&request.group)?;
         require_topic("topic", &request.topic)?;
-        let to = match position(request.to, "to")? {
-            Position::Lookup(spec) => ResetTo::Lookup(spec),
-            Position::Exact(offset) => ResetTo::Offset(offset),
-        };
+        let to = position(request.to, "to")?;
         let offsets = self
             .broker
             .reset_offsets(&request.group, &request.topic, &request.partitions, to)

@@ -20,7 +20,7 @@ use tonic::{Code, Status};
 /// The connections of a listener that several serving phases share, one after the other:
 /// a stream of accepted connections, each counted in `sluice_grpc_connections` while open.
 #[derive(Debug)]
-pub(crate) struct Accept {
+pub struct Accept {
     listener: Arc<TcpListener>,
     /// Once set, the stream ends without accepting anything more.
     done: Option<Arc<AtomicBool>>,
@@ -28,7 +28,7 @@ pub(crate) struct Accept {
 
 impl Accept {
     /// Every connection `listener` accepts.
-    pub(crate) fn new(listener: Arc<TcpListener>) -> Accept {
+    pub fn new(listener: Arc<TcpListener>) -> Accept {
         Accept {
             listener,
             done: None,
@@ -37,7 +37,7 @@ impl Accept {
 
     /// The connections `listener` accepts until `done` is set (checked before each accept,
     /// so a later phase can take over the listener without losing a connection).
-    pub(crate) fn until(listener: Arc<TcpListener>, done: Arc<AtomicBool>) -> Accept {
+    pub fn until(listener: Arc<TcpListener>, done: Arc<AtomicBool>) -> Accept {
         Accept {
             listener,
             done: Some(done),
@@ -63,7 +63,7 @@ impl Stream for Accept {
 
 /// An accepted client connection, counted while open.
 #[derive(Debug)]
-pub(crate) struct Connection {
+pub struct Connection {
     stream: TcpStream,
 }
 
@@ -131,7 +131,7 @@ impl AsyncWrite for Connection {
 /// Layer counting every gRPC call: `sluice_grpc_open_calls{rpc}` while its response is
 /// open, then `sluice_grpc_responses_total{rpc, code}` with the status it ended with.
 #[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct ObserveCalls;
+pub struct ObserveCalls;
 
 impl<S> tower_layer::Layer<S> for ObserveCalls {
     type Service = Observed<S>;
@@ -143,7 +143,7 @@ impl<S> tower_layer::Layer<S> for ObserveCalls {
 
 /// A service whose calls are counted; see [`ObserveCalls`].
 #[derive(Debug, Clone)]
-pub(crate) struct Observed<S> {
+pub struct Observed<S> {
     inner: S,
 }
 

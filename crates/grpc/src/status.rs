@@ -1,8 +1,7 @@
 //! The one mapping from broker errors to gRPC statuses, and the statuses of request
 //! validation.
 
-use sluice_broker::BrokerError;
-use sluice_storage::StorageError;
+use sluice_broker::{BrokerError, ErrorKind};
 use tonic::{Code, Status};
 
 /// Longest status message sent, in bytes. Messages echo request fields (names, ids), which
@@ -29,9 +28,13 @@ fn bounded(message: String) -> String {
 /// The gRPC status a broker error is reported with. The message is the error's text,
 /// which names the topic, partition, field or limit involved (for OUT_OF_RANGE, the
 /// valid offset range).
-pub(crate) fn to_status(err: BrokerError) -> Status {
+pub fn to_status(err: BrokerError) -> Status {
     let code = broker_code(&err);
     match code {
+        // Draining is the expected end of long-running calls, not a failure.
+        Code::Unavailable if matches!(err, BrokerError::ShuttingDown) => {
+            tracing::debug!(error = %err, "call ended by shutdown");
+        }
         Code::Internal | Code::DataLoss | Code::Unavailable => {
             tracing::error!(error = &err as &dyn std::error::Error, "request failed");
         }
@@ -40,65 +43,17 @@ pub(crate) fn to_status(err: BrokerError) -> Status {
     Status::new(code, bounded(err.to_string()))
 }
 
-/// The code a broker error is reported with.
+/// The code a broker error is reported with: one per [`ErrorKind`].
 fn broker_code(err: &BrokerError) -> Code {
-    match err {
-        BrokerError::TopicNotFound { .. }
-        | BrokerError::PartitionNotFound { .. }
-        | BrokerError::GroupNotFound { .. } => Code::NotFound,
-        BrokerError::TopicExists { .. } => Code::AlreadyExists,
-        BrokerError::InvalidTopicName { .. }
-        | BrokerError::InvalidPartitionCount { .. }
-        | BrokerError::InvalidConfig { .. }
-        | BrokerError::EmptyBatch
-        | BrokerError::InvalidBatch { .. }
-        | BrokerError::InvalidGroupName { .. }
-        | BrokerError::InvalidJoin { .. } => Code::InvalidArgument,
-        BrokerError::OffsetOutOfRange { .. } | BrokerError::CommitOutOfRange { .. } => {
-            Code::OutOfRange
-        }
-        BrokerError::RecordTooLarge { .. }
-        | BrokerError::TooManyRecords { .. }
-        | BrokerError::BatchTooLarge { .. }
-        | BrokerError::Overloaded { .. }
-        | BrokerError::ProduceTooLarge { .. } => Code::ResourceExhausted,
-        BrokerError::GroupNotEmpty { .. }
-        | BrokerError::UnknownMember { .. }
-        | BrokerError::StaleGeneration { .. }
-        | BrokerError::NotPartitionOwner { .. }
-        | BrokerError::SessionExpired { .. }
-        | BrokerError::MemberFenced { .. } => Code::FailedPrecondition,
-        BrokerError::ShuttingDown
-        | BrokerError::LogFailed(_)
-        | BrokerError::PartitionUnavailable { .. } => Code::Unavailable,
-        BrokerError::Corrupt { .. } | BrokerError::OffsetsCorrupt { .. } => Code::DataLoss,
-        BrokerError::Storage(storage) => storage_code(storage),
-        BrokerError::Io { source, .. } => io_code(source),
-        BrokerError::CommitFailed { source, .. } => broker_code(source),
-        _ => Code::Internal,
-    }
-}
-
-/// The code of a storage error the broker passes on as [`BrokerError::Storage`].
-fn storage_code(err: &StorageError) -> Code {
-    match err {
-        StorageError::BatchTooLarge { .. } => Code::ResourceExhausted,
-        StorageError::OffsetOutOfRange { .. } => Code::OutOfRange,
-        StorageError::InvalidConfig(_) => Code::InvalidArgument,
-        StorageError::Corrupt { .. } => Code::DataLoss,
-        StorageError::Failed { .. } | StorageError::Closed { .. } => Code::Unavailable,
-        StorageError::Io { source, .. } => io_code(source),
-        _ => Code::Internal,
-    }
-}
-
-/// The code of a failed file operation: RESOURCE_EXHAUSTED when the disk (or the quota) is
-/// full, since the request may succeed once space is freed; INTERNAL otherwise.
-fn io_code(err: &std::io::Error) -> Code {
     match err.kind() {
-        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
-            Code::ResourceExhausted
-        }
+        ErrorKind::NotFound => Code::NotFound,
+        ErrorKind::AlreadyExists => Code::AlreadyExists,
+        ErrorKind::InvalidArgument => Code::InvalidArgument,
+        ErrorKind::OutOfRange => Code::OutOfRange,
+        ErrorKind::TooLarge | ErrorKind::ResourceExhausted => Code::ResourceExhausted,
+        ErrorKind::FailedPrecondition | ErrorKind::Fenced => Code::FailedPrecondition,
+        ErrorKind::Unavailable => Code::Unavailable,
+        ErrorKind::DataLoss => Code::DataLoss,
         _ => Code::Internal,
     }
 }
@@ -117,7 +72,7 @@ pub fn require_topic(field: &str, topic: &str) -> Result<(), Status> {
 }
 
 /// UNAVAILABLE for requests cut short by server shutdown.
-pub(crate) fn shutting_down() -> Status {
+pub fn shutting_down() -> Status {
     Status::unavailable("the server is shutting down")
 }
 
@@ -210,112 +165,6 @@ mod tests {
             &["max_records_per_request"],
         );
         check(BrokerError::ShuttingDown, Code::Unavailable, &[]);
-        check(
-            BrokerError::InvalidBatch {
-                field: "crc",
-                reason: "is 0x00000001".into(),
-            },
-            Code::InvalidArgument,
-            &["crc"],
-        );
-        check(
-            BrokerError::BatchTooLarge { size: 9, limit: 8 },
-            Code::ResourceExhausted,
-            &["max.message.bytes = 8"],
-        );
-        check(
-            BrokerError::Overloaded {
-                size: 9,
-                limit: 8,
-                waited: std::time::Duration::from_secs(30),
-            },
-            Code::ResourceExhausted,
-            &["max_in_flight_bytes = 8", "produce_wait"],
-        );
-        check(
-            BrokerError::ProduceTooLarge { size: 9, limit: 8 },
-            Code::ResourceExhausted,
-            &["max_in_flight_bytes = 8"],
-        );
-    }
-
-    #[test]
-    fn storage_failures_map_to_codes() {
-        let path = PathBuf::from("topic/0");
-        check(
-            BrokerError::Corrupt {
-                source: sluice_broker::CorruptSource::Stored(StorageError::Corrupt {
-                    path: path.clone(),
-                    position: 4096,
-                    reason: "CRC mismatch".into(),
-                }),
-            },
-            Code::DataLoss,
-            &["4096"],
-        );
-        check(
-            BrokerError::LogFailed(StorageError::Failed {
-                path: path.clone(),
-                reason: "fsync failed".into(),
-            }),
-            Code::Unavailable,
-            &["fsync failed"],
-        );
-        check(
-            BrokerError::Storage(StorageError::BatchTooLarge { size: 10, limit: 5 }),
-            Code::ResourceExhausted,
-            &["10", "5"],
-        );
-        check(
-            BrokerError::Storage(StorageError::Closed { path: path.clone() }),
-            Code::Unavailable,
-            &[],
-        );
-        check(
-            BrokerError::Storage(StorageError::Io {
-                op: "read",
-                path,
-                source: std::io::Error::other("disk on fire"),
-            }),
-            Code::Internal,
-            &["disk on fire"],
-        );
-    }
-
-    #[test]
-    fn a_full_disk_is_resource_exhausted() {
-        let enospc = || std::io::Error::from_raw_os_error(28);
-        check(
-            BrokerError::Storage(StorageError::Io {
-                op: "append to segment",
-                path: PathBuf::from("topic/0/00000000000000000000.log"),
-                source: enospc(),
-            }),
-            Code::ResourceExhausted,
-            &["append to segment", "00000000000000000000.log"],
-        );
-        let quota = std::io::Error::from_raw_os_error(122); // EDQUOT
-        check(
-            BrokerError::Storage(StorageError::Io {
-                op: "create segment",
-                path: PathBuf::from("topic/0"),
-                source: quota,
-            }),
-            Code::ResourceExhausted,
-            &["create segment"],
-        );
-        check(
-            BrokerError::CommitFailed {
-                group: "g".into(),
-                source: std::sync::Arc::new(BrokerError::Io {
-                    op: "write",
-                    path: PathBuf::from("groups/g.offsets.tmp"),
-                    source: enospc(),
-                }),
-            },
-            Code::ResourceExhausted,
-            &["g.offsets.tmp"],
-        );
     }
 
     #[test]

@@ -12,7 +12,6 @@ use tonic::{Status, Streaming};
 
 use crate::convert::{WireRecord, produce_response};
 use crate::request_limit::request_error;
-use crate::shutdown::Shutdown;
 use crate::status::{require_topic, shutting_down, to_status};
 
 /// Most requests of one ProduceStream being processed at once. Past it the server stops
@@ -55,27 +54,26 @@ pub(crate) fn produce_stream(
     broker: Arc<Broker>,
     requests: Streaming<ProduceRequest>,
     max_request_bytes: usize,
-    shutdown: Shutdown,
 ) -> AnswerStream {
     let (answers, stream) = mpsc::channel(MAX_IN_FLIGHT as usize);
     let requests = Requests {
         stream: requests,
         max_request_bytes,
     };
-    tokio::spawn(drive(broker, requests, answers, shutdown));
+    tokio::spawn(drive(broker, requests, answers));
     ReceiverStream::new(stream)
 }
 
 /// Reads requests and processes each in its own task, at most [`MAX_IN_FLIGHT`] at a
 /// time. Ends when the client finishes sending (after the last answer), when it goes away,
-/// on a broken request stream, or at server shutdown; the last two end the answers with
+/// on a broken request stream, or when the broker drains; the last two end the answers with
 /// that status once every request already read has been answered.
 async fn drive(
     broker: Arc<Broker>,
     mut requests: Requests,
     answers: mpsc::Sender<Result<ProduceStreamResponse, Status>>,
-    shutdown: Shutdown,
 ) {
+    let draining = broker.draining();
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT as usize));
     let end = loop {
         let permit = tokio::select! {
@@ -84,7 +82,7 @@ async fn drive(
                 Err(_closed) => break None,
             },
             () = answers.closed() => break None,
-            () = shutdown.wait() => break Some(shutting_down()),
+            () = draining.wait() => break Some(shutting_down()),
         };
         let request = tokio::select! {
             request = requests.stream.message() => match request {
@@ -93,7 +91,7 @@ async fn drive(
                 Err(status) => break Some(request_error(status, requests.max_request_bytes)),
             },
             () = answers.closed() => break None,
-            () = shutdown.wait() => break Some(shutting_down()),
+            () = draining.wait() => break Some(shutting_down()),
         };
         // Queue the appends here, in the order the requests arrived; only the waiting for
         // their results runs concurrently. So pipelined requests keep their order.

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_broker::{Broker, Fetched};
+use sluice_broker::{Broker, Fetched, Position};
 use sluice_proto::v1::log_server::Log;
 use sluice_proto::v1::{
     FetchBatchesResponse, FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse,
@@ -11,42 +11,24 @@ use sluice_proto::v1::{
 };
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::convert::{Position, fetched_records, position};
-use crate::lookup::{offsets, partitions};
+use crate::convert::{fetched_records, position};
 use crate::produce::{AnswerStream, produce, produce_stream};
-use crate::shutdown::Shutdown;
 use crate::status::{invalid_field, require_topic, shutting_down, to_status};
-use crate::subscribe::{
-    BatchSubscriptionStream, SubscribeLimits, SubscriptionStream, subscribe, subscribe_batches,
-};
-use crate::subscriptions::{Held, SubscriptionSlots};
+use crate::subscribe::{BatchSubscriptionStream, SubscriptionStream, subscribe, subscribe_batches};
 
 /// Implements `sluice.v1.Log` on a broker.
 #[derive(Debug)]
 pub(crate) struct LogService {
     broker: Arc<Broker>,
-    subscribe_limits: SubscribeLimits,
     max_request_bytes: usize,
-    slots: SubscriptionSlots,
-    shutdown: Shutdown,
 }
 
 impl LogService {
-    /// The service for `broker`, decoding requests of up to `max_request_bytes`; each
-    /// subscription takes one of `slots`, and `shutdown` cuts long-running calls short.
-    pub(crate) fn new(
-        broker: Arc<Broker>,
-        subscribe_limits: SubscribeLimits,
-        max_request_bytes: usize,
-        slots: SubscriptionSlots,
-        shutdown: Shutdown,
-    ) -> Self {
+    /// The service for `broker`, decoding requests of up to `max_request_bytes`.
+    pub(crate) fn new(broker: Arc<Broker>, max_request_bytes: usize) -> Self {
         LogService {
             broker,
-            subscribe_limits,
             max_request_bytes,
-            slots,
-            shutdown,
         }
     }
 
@@ -56,12 +38,13 @@ impl LogService {
         require_topic("topic", &request.topic)?;
         let max_bytes = usize::try_from(request.max_bytes).unwrap_or(usize::MAX);
         let wait = Duration::from_millis(request.max_wait_ms.into());
+        let draining = self.broker.draining();
         tokio::select! {
             biased;
             fetched = self.broker.fetch(
                 &request.topic, request.partition, request.offset, max_bytes, wait,
             ) => fetched.map_err(to_status),
-            () = self.shutdown.wait() => Err(shutting_down()),
+            () = draining.wait() => Err(shutting_down()),
         }
     }
 }
@@ -87,7 +70,6 @@ impl Log for LogService {
             Arc::clone(&self.broker),
             request.into_inner(),
             self.max_request_bytes,
-            self.shutdown.clone(),
         )))
     }
 
@@ -117,38 +99,26 @@ impl Log for LogService {
         }))
     }
 
-    type SubscribeBatchesStream = Held<BatchSubscriptionStream>;
+    type SubscribeBatchesStream = BatchSubscriptionStream;
 
     async fn subscribe_batches(
         &self,
         request: Request<SubscribeRequest>,
-    ) -> Result<Response<Held<BatchSubscriptionStream>>, Status> {
-        let slot = self.slots.take()?;
-        subscribe_batches(
-            &self.broker,
-            request.into_inner(),
-            self.subscribe_limits,
-            &self.shutdown,
-        )
-        .await
-        .map(|stream| Response::new(Held::new(stream, slot)))
+    ) -> Result<Response<BatchSubscriptionStream>, Status> {
+        subscribe_batches(&self.broker, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
-    type SubscribeStream = Held<SubscriptionStream>;
+    type SubscribeStream = SubscriptionStream;
 
     async fn subscribe(
         &self,
         request: Request<SubscribeRequest>,
-    ) -> Result<Response<Held<SubscriptionStream>>, Status> {
-        let slot = self.slots.take()?;
-        subscribe(
-            &self.broker,
-            request.into_inner(),
-            self.subscribe_limits,
-            &self.shutdown,
-        )
-        .await
-        .map(|stream| Response::new(Held::new(stream, slot)))
+    ) -> Result<Response<SubscriptionStream>, Status> {
+        subscribe(&self.broker, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn list_offsets(
@@ -159,16 +129,27 @@ impl Log for LogService {
         require_topic("topic", &request.topic)?;
         let spec = match position(request.spec, "spec")? {
             Position::Lookup(spec) => spec,
-            Position::Exact(_) => {
+            Position::Offset(_) => {
                 return Err(invalid_field(
                     "spec",
                     "an explicit offset cannot be looked up; use earliest, latest or timestamp_ms",
                 ));
             }
         };
-        let partitions = partitions(&self.broker, &request.topic, request.partitions)?;
-        let offsets = offsets(&self.broker, &request.topic, partitions, spec)
-            .await?
+        let partitions = if request.partitions.is_empty() {
+            let count = self
+                .broker
+                .partition_count(&request.topic)
+                .map_err(to_status)?;
+            (0..count).collect()
+        } else {
+            request.partitions
+        };
+        let offsets = self
+            .broker
+            .list_offsets(&request.topic, partitions, spec)
+            .await
+            .map_err(to_status)?
             .into_iter()
             .map(|(partition, offset)| PartitionOffset { partition, offset })
             .collect();

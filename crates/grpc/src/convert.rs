@@ -1,7 +1,8 @@
 //! Conversions between the wire types of `sluice.v1` and the broker's types.
 
 use sluice_broker::{
-    Fetched, OffsetSpec, PartitionAppend, PartitionInfo, ProduceRecord, RecordView, TopicInfo,
+    Fetched, OffsetSpec, PartitionAppend, PartitionInfo, Position, ProduceRecord, RecordView,
+    TopicInfo,
 };
 use sluice_proto::v1::{
     self as proto, FetchedRecord, Header, PartitionDescription, PartitionProduced, ProduceResponse,
@@ -114,22 +115,13 @@ fn partition_description(info: PartitionInfo) -> PartitionDescription {
     }
 }
 
-/// A position requested through [`proto::OffsetSpec`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Position {
-    /// A position the broker looks up per partition.
-    Lookup(OffsetSpec),
-    /// An explicit offset.
-    Exact(u64),
-}
-
 /// The position `spec` asks for; `field` names the request field in errors.
 pub fn position(spec: Option<proto::OffsetSpec>, field: &str) -> Result<Position, Status> {
     match spec.and_then(|spec| spec.kind) {
         Some(offset_spec::Kind::Earliest(_)) => Ok(Position::Lookup(OffsetSpec::Earliest)),
         Some(offset_spec::Kind::Latest(_)) => Ok(Position::Lookup(OffsetSpec::Latest)),
         Some(offset_spec::Kind::TimestampMs(ts)) => Ok(Position::Lookup(OffsetSpec::Timestamp(ts))),
-        Some(offset_spec::Kind::Offset(offset)) => Ok(Position::Exact(offset)),
+        Some(offset_spec::Kind::Offset(offset)) => Ok(Position::Offset(offset)),
         None => Err(invalid_field(
             field,
             "required: set one of earliest, latest, timestamp_ms or offset",
@@ -208,7 +200,7 @@ mod tests {
         );
         assert_eq!(
             position(spec(offset_spec::Kind::Offset(3)), "start").ok(),
-            Some(Position::Exact(3))
+            Some(Position::Offset(3))
         );
         for missing in [None, Some(proto::OffsetSpec { kind: None })] {
             let status = position(missing, "start").expect_err("missing");

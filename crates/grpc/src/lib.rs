@@ -1,0 +1,66 @@
+//! Sluice's gRPC front end.
+//!
+//! The `sluice.v1.Admin`, `sluice.v1.Log` and `sluice.v1.Groups` services map each call onto
+//! the [`sluice_broker::Broker`] and each broker error onto a gRPC status ([`status`]); the
+//! broker holds every behaviour (produce, fetch, live follow, group sessions, limits,
+//! draining), so nothing here streams or keeps state of its own beyond turning broker
+//! events into messages. The host (`sluice-server`) adds health, reflection and the
+//! listener; [`routes`] is what it serves.
+#![warn(missing_docs)]
+
+mod admin;
+mod convert;
+mod groups;
+mod log_service;
+mod observe;
+mod produce;
+mod request_limit;
+mod status;
+mod subscribe;
+
+use std::sync::Arc;
+
+use sluice_broker::Broker;
+use sluice_proto::v1::admin_server::AdminServer;
+use sluice_proto::v1::groups_server::GroupsServer;
+use sluice_proto::v1::log_server::LogServer;
+use tonic::codec::CompressionEncoding;
+use tonic::service::Routes;
+
+use crate::admin::AdminService;
+use crate::groups::GroupsService;
+use crate::log_service::LogService;
+use crate::request_limit::RequestLimit;
+
+pub use observe::{Accept, Connection, ObserveCalls, Observed};
+pub use status::{shutting_down, to_status};
+
+/// The checks the services run on request messages before they reach the broker, callable
+/// without a server (the fuzz targets drive them with arbitrary messages).
+pub mod validation {
+    pub use crate::convert::position;
+    pub use crate::groups::wire::join_request;
+    pub use crate::status::require_topic;
+}
+
+/// The `sluice.v1` services over `broker`, decoding request messages of up to
+/// `max_request_bytes` (larger ones get RESOURCE_EXHAUSTED naming the limit). Responses
+/// are bounded by the broker's fetch and subscribe limits, so they are never refused;
+/// both directions accept and send gzip.
+pub fn routes(broker: &Arc<Broker>, max_request_bytes: usize) -> Routes {
+    let admin = AdminServer::new(AdminService::new(Arc::clone(broker)))
+        .max_decoding_message_size(max_request_bytes);
+    let log = LogServer::new(LogService::new(Arc::clone(broker), max_request_bytes))
+        .max_decoding_message_size(max_request_bytes)
+        .max_encoding_message_size(usize::MAX)
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip);
+    let groups = GroupsServer::new(GroupsService::new(Arc::clone(broker), max_request_bytes))
+        .max_decoding_message_size(max_request_bytes)
+        .max_encoding_message_size(usize::MAX)
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip);
+    Routes::new(RequestLimit::new(admin, max_request_bytes))
+        .add_service(RequestLimit::new(log, max_request_bytes))
+        .add_service(RequestLimit::new(groups, max_request_bytes))
+}

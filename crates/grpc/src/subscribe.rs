@@ -1,0 +1,85 @@
+//! `Log.Subscribe` and `Log.SubscribeBatches`: a broker [`Subscription`] as a response stream.
+//!
+//! Deliveries wait in the subscription as stored (slices of the segment files) and are
+//! decoded only when the response stream takes them: decoded, small records take several
+//! times their stored size, and a subscriber that does not read would otherwise hold every
+//! buffered delivery decoded.
+
+use std::sync::Arc;
+
+use sluice_broker::{Broker, BrokerError, Delivery, Subscribe, Subscription};
+use sluice_proto::v1::{SubscribeBatchesResponse, SubscribeRequest, SubscribeResponse};
+use tokio_stream::StreamExt;
+use tonic::Status;
+
+use crate::convert::{fetched_records, position};
+use crate::status::{require_topic, to_status};
+
+/// The messages of one subscription.
+pub(crate) type SubscriptionStream = tokio_stream::adapters::Map<
+    Subscription,
+    fn(Result<Delivery, BrokerError>) -> Result<SubscribeResponse, Status>,
+>;
+
+/// The messages of one batch subscription.
+pub(crate) type BatchSubscriptionStream = tokio_stream::adapters::Map<
+    Subscription,
+    fn(Result<Delivery, BrokerError>) -> Result<SubscribeBatchesResponse, Status>,
+>;
+
+/// Starts a subscription; problems with the request (unknown topic or partition, duplicate
+/// partition, bad start, too many subscriptions) fail the call before anything is streamed.
+async fn start(broker: &Arc<Broker>, request: SubscribeRequest) -> Result<Subscription, Status> {
+    require_topic("topic", &request.topic)?;
+    let start = position(request.start, "start")?;
+    broker
+        .subscribe(Subscribe {
+            topic: request.topic,
+            partitions: request.partitions,
+            start,
+            max_bytes: usize::try_from(request.max_bytes).unwrap_or(usize::MAX),
+        })
+        .await
+        .map_err(to_status)
+}
+
+/// `Log.Subscribe`: decoded records.
+pub(crate) async fn subscribe(
+    broker: &Arc<Broker>,
+    request: SubscribeRequest,
+) -> Result<SubscriptionStream, Status> {
+    Ok(start(broker, request).await?.map(records as fn(_) -> _))
+}
+
+/// `Log.SubscribeBatches`: the stored batches as they are.
+pub(crate) async fn subscribe_batches(
+    broker: &Arc<Broker>,
+    request: SubscribeRequest,
+) -> Result<BatchSubscriptionStream, Status> {
+    Ok(start(broker, request).await?.map(batches as fn(_) -> _))
+}
+
+/// The Subscribe message of a delivery (a corrupt batch ends the stream with its status).
+fn records(delivery: Result<Delivery, BrokerError>) -> Result<SubscribeResponse, Status> {
+    let Delivery {
+        partition, fetched, ..
+    } = delivery.map_err(to_status)?;
+    Ok(SubscribeResponse {
+        partition,
+        records: fetched_records(&fetched)?,
+        high_watermark: fetched.high_watermark,
+    })
+}
+
+/// The SubscribeBatches message of a delivery.
+fn batches(delivery: Result<Delivery, BrokerError>) -> Result<SubscribeBatchesResponse, Status> {
+    let Delivery {
+        partition, fetched, ..
+    } = delivery.map_err(to_status)?;
+    Ok(SubscribeBatchesResponse {
+        partition,
+        next_offset: fetched.next_offset(),
+        record_batches: fetched.batches,
+        high_watermark: fetched.high_watermark,
+    })
+}
