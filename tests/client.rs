@@ -112,6 +112,7 @@ async fn every_send_resolves_to_the_offset_where_its_record_is() -> Result<()> {
                 partition: None,
                 records: vec![record(Some(key), "server-side", 0)],
                 request_id: 0,
+                ..Default::default()
             })
             .await?
             .into_inner();

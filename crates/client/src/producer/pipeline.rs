@@ -388,6 +388,7 @@ impl Pipeline {
             partition: Some(batch.partition),
             records: batch.records.clone(),
             request_id,
+            ..Default::default()
         };
         self.in_flight.insert(request_id, batch);
         Some(request)
