@@ -28,6 +28,9 @@ use pipeline::Config;
 /// after the linger time, and up to `max_in_flight` batches await their answers at once,
 /// all over a single `ProduceStream`.
 ///
+/// Each batch goes as a Kafka RecordBatch v2 the producer encodes itself (raw-batch
+/// produce, see [`ProducerBuilder::raw_batches`]): the server stores it as it is.
+///
 /// Partitions are chosen like Kafka's default partitioner: the record's own partition if
 /// set, else murmur2 of its key (the same partition the server and Kafka pick), else a
 /// "sticky" partition that takes every keyless record until its batch is sent, then moves
@@ -190,6 +193,18 @@ impl ProducerBuilder {
     /// answers make room. Default 32 MiB, as Kafka's `buffer.memory`.
     pub fn max_buffered_bytes(mut self, bytes: usize) -> Self {
         self.config.max_buffered_bytes = bytes.max(1);
+        self
+    }
+
+    /// Whether batches go to the server as Kafka RecordBatch v2 bytes the producer encodes
+    /// (raw-batch produce: the server checks them without decoding and stores them as they
+    /// are). Default `true`. A record with timestamp 0 is then stamped with this machine's
+    /// clock when it is sent, as a Kafka producer does, and a batch must fit in the topic's
+    /// `max.message.bytes` as a whole. `false` sends records for the server to encode
+    /// (timestamp 0 is stamped by the server's clock, and `max.message.bytes` applies to
+    /// each record).
+    pub fn raw_batches(mut self, raw: bool) -> Self {
+        self.config.raw_batches = raw;
         self
     }
 
