@@ -14,18 +14,23 @@
 //! (the disk is full) would kill the process with SIGBUS. So the pages ahead of the entries are
 //! backed with ordinary writes of zeros before the map touches them, a page at a time, and an
 //! entry that cannot be backed is refused like an entry of a full index.
+//!
+//! Index files are opened, grown, backed, trimmed and fsynced through the [`FileIo`] seam;
+//! only the entries go through the map. The module is private to the crate: two writable maps
+//! of one file would let safe code corrupt it, and the segment is the one owner of each.
 #![allow(unsafe_code)]
 
-use std::fs::{File, OpenOptions};
 use std::io;
 use std::marker::PhantomData;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use memmap2::{Mmap, MmapMut};
 
+use crate::io::{FileIo, SegmentFile};
+
 /// A fixed-size index entry with a sort key.
-pub trait IndexEntry: Copy + std::fmt::Debug {
+pub(crate) trait IndexEntry: Copy + std::fmt::Debug {
     /// Encoded size in bytes.
     const SIZE: usize;
     /// Decodes an entry from exactly `SIZE` bytes.
@@ -38,11 +43,11 @@ pub trait IndexEntry: Copy + std::fmt::Debug {
 
 /// Offset index entry: the batch starting at `relative_offset` begins at byte `position`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OffsetEntry {
+pub(crate) struct OffsetEntry {
     /// Offset minus the segment's base offset.
-    pub relative_offset: u32,
+    pub(crate) relative_offset: u32,
     /// Byte position of the batch in the segment's log file.
-    pub position: u32,
+    pub(crate) position: u32,
 }
 
 impl IndexEntry for OffsetEntry {
@@ -65,11 +70,11 @@ impl IndexEntry for OffsetEntry {
 /// Time index entry: the segment's maximum timestamp first reached `timestamp` in the batch
 /// starting at `relative_offset`, so every record before that batch has a smaller timestamp.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TimeEntry {
+pub(crate) struct TimeEntry {
     /// Running maximum timestamp, in ms.
-    pub timestamp: i64,
+    pub(crate) timestamp: i64,
     /// Base offset of the batch where it was reached, minus the segment's base offset.
-    pub relative_offset: u32,
+    pub(crate) relative_offset: u32,
 }
 
 impl IndexEntry for TimeEntry {
@@ -113,9 +118,9 @@ const BACKING_CHUNK: usize = 4096;
 /// include the slot of entry `len` (when `len < capacity`): the last entry pushed before
 /// sealing never needs new space.
 #[derive(Debug)]
-pub struct Index<E: IndexEntry> {
+pub(crate) struct Index<E: IndexEntry> {
     path: PathBuf,
-    file: File,
+    file: Arc<dyn SegmentFile>,
     map: Map,
     len: usize,
     capacity: usize,
@@ -126,9 +131,9 @@ pub struct Index<E: IndexEntry> {
 impl<E: IndexEntry> Index<E> {
     /// Opens (creating if needed) a sealed, trimmed index file read-only. The entries are not
     /// checked here; see [`Index::is_consistent`].
-    pub fn open_sealed(path: &Path) -> io::Result<Self> {
-        let file = open_rw(path)?;
-        let bytes = file.metadata()?.len();
+    pub(crate) fn open_sealed(io: &dyn FileIo, path: &Path) -> io::Result<Self> {
+        let file = io.open(path)?;
+        let bytes = file.len()?;
         if bytes % E::SIZE as u64 != 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -141,9 +146,11 @@ impl<E: IndexEntry> Index<E> {
             Map::Empty
         } else {
             // SAFETY: the file is private to this partition directory and only this process
-            // changes it; it is never truncated while this read-only map exists (sealed indexes
-            // are immutable until deleted, and deletion only unlinks the name).
-            Map::Sealed(unsafe { Mmap::map(&file)? })
+            // changes it, through this `Index` alone (the module is crate-private and each
+            // segment owns its two indexes, so no second map of the file exists); it is never
+            // truncated while this read-only map exists (sealed indexes are immutable until
+            // deleted, and deletion only unlinks the name).
+            Map::Sealed(unsafe { Mmap::map(file.std_file())? })
         };
         Ok(Index {
             path: path.to_path_buf(),
@@ -157,10 +164,10 @@ impl<E: IndexEntry> Index<E> {
     }
 
     /// Creates an empty writable index with room for `capacity` entries, replacing any file there.
-    pub fn create(path: &Path, capacity: usize) -> io::Result<Self> {
-        let file = open_rw(path)?;
+    pub(crate) fn create(io: &dyn FileIo, path: &Path, capacity: usize) -> io::Result<Self> {
+        let file = io.open(path)?;
         // Only a stale file needs emptying (see `Segment::create` on ext4 and truncation).
-        if file.metadata()?.len() > 0 {
+        if file.len()? > 0 {
             file.set_len(0)?;
         }
         let mut index = Index {
@@ -179,7 +186,7 @@ impl<E: IndexEntry> Index<E> {
     /// Turns a sealed index back into a writable one with room for `capacity` entries
     /// (used when a log reopens its last segment as the active one). Fails when the disk has
     /// no room for the next entry.
-    pub fn make_writable(&mut self, capacity: usize) -> io::Result<()> {
+    pub(crate) fn make_writable(&mut self, capacity: usize) -> io::Result<()> {
         let capacity = capacity.max(self.len + 1);
         self.map = Map::Empty;
         self.file.set_len((capacity * E::SIZE) as u64)?;
@@ -188,8 +195,8 @@ impl<E: IndexEntry> Index<E> {
         self.backed = self.len * E::SIZE;
         self.back((self.len + 1) * E::SIZE)?;
         // SAFETY: as in `open_sealed`; in addition the file length was just set to the mapped
-        // size and is changed again only in `seal`, after this map has been dropped.
-        self.map = Map::Writable(unsafe { MmapMut::map_mut(&self.file)? });
+        // size and is changed again only in `trim`, after this map has been dropped.
+        self.map = Map::Writable(unsafe { MmapMut::map_mut(self.file.std_file())? });
         Ok(())
     }
 
@@ -209,23 +216,18 @@ impl<E: IndexEntry> Index<E> {
         Ok(())
     }
 
-    /// Number of valid entries.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
     /// True when there are no entries.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// True when no further entry fits.
-    pub fn is_full(&self) -> bool {
+    pub(crate) fn is_full(&self) -> bool {
         self.len >= self.capacity
     }
 
     /// The index file's path.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
@@ -238,7 +240,7 @@ impl<E: IndexEntry> Index<E> {
     }
 
     /// Entry `i`, if `i < len`.
-    pub fn get(&self, i: usize) -> Option<E> {
+    pub(crate) fn get(&self, i: usize) -> Option<E> {
         if i >= self.len {
             return None;
         }
@@ -247,12 +249,12 @@ impl<E: IndexEntry> Index<E> {
     }
 
     /// The last entry.
-    pub fn last(&self) -> Option<E> {
+    pub(crate) fn last(&self) -> Option<E> {
         self.len.checked_sub(1).and_then(|i| self.get(i))
     }
 
     /// The entry with the largest key `<= key`; `None` when every key is larger or there are none.
-    pub fn floor(&self, key: i64) -> Option<E> {
+    pub(crate) fn floor(&self, key: i64) -> Option<E> {
         // First index whose key is > `key`; the floor is the one before it.
         let (mut lo, mut hi) = (0usize, self.len);
         while lo < hi {
@@ -268,13 +270,13 @@ impl<E: IndexEntry> Index<E> {
     /// Appends an entry. Returns `false` (and changes nothing) when the index is full, not
     /// writable, the key does not exceed the last one, or the disk has no room to keep a slot
     /// free after it for [`Index::push_last`] (treat that like a full index: seal it).
-    pub fn push(&mut self, entry: E) -> bool {
+    pub(crate) fn push(&mut self, entry: E) -> bool {
         self.push_entry(entry, true)
     }
 
     /// Appends the last entry before [`Index::seal`]: like [`Index::push`], but it may take
     /// the slot `push` keeps free, so it succeeds on a full disk too.
-    pub fn push_last(&mut self, entry: E) -> bool {
+    pub(crate) fn push_last(&mut self, entry: E) -> bool {
         self.push_entry(entry, false)
     }
 
@@ -298,43 +300,42 @@ impl<E: IndexEntry> Index<E> {
     }
 
     /// Drops every entry (before a rebuild).
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.len = 0;
     }
 
-    /// Drops the entries whose key is `>= key` (after the log behind them was truncated).
-    pub fn truncate_from(&mut self, key: i64) {
-        while self.last().is_some_and(|l| l.key() >= key) {
-            self.len -= 1;
-        }
+    /// Trims the file to its entries, maps it read-only and fsyncs it: [`Index::trim`], then
+    /// [`Index::sync`].
+    pub(crate) fn seal(&mut self) -> io::Result<()> {
+        self.trim()?;
+        self.sync()
     }
 
-    /// Writes the mapped entries back to the file (msync).
-    pub fn flush(&self) -> io::Result<()> {
-        match &self.map {
-            Map::Writable(m) => m.flush(),
-            Map::Empty | Map::Sealed(_) => Ok(()),
-        }
-    }
-
-    /// Flushes, trims the file to its entries, fsyncs it and maps it read-only.
-    pub fn seal(&mut self) -> io::Result<()> {
-        self.flush()?;
+    /// Trims the file to its entries and maps it read-only, without waiting for the disk.
+    /// Unmapping the writable map leaves the entries written through it as dirty pages of
+    /// the file, which [`Index::sync`] writes out. Split from the sync so that a caller can
+    /// do the slow part under a shared guard.
+    pub(crate) fn trim(&mut self) -> io::Result<()> {
         self.map = Map::Empty;
         self.file.set_len((self.len * E::SIZE) as u64)?;
-        self.file.sync_all()?;
         self.capacity = self.len;
         if self.len > 0 {
             // SAFETY: as in `open_sealed`: the file now has exactly the mapped length and is
             // not resized again while sealed.
-            self.map = Map::Sealed(unsafe { Mmap::map(&self.file)? });
+            self.map = Map::Sealed(unsafe { Mmap::map(self.file.std_file())? });
         }
         Ok(())
     }
 
+    /// Forces the index file, entries and length, to stable storage (`fdatasync`, which
+    /// covers a changed length).
+    pub(crate) fn sync(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
     /// Checks the structural invariant: keys strictly increase and no slot is all zeros
     /// (an unused preallocated slot), and `valid(entry)` holds for every entry.
-    pub fn is_consistent(&self, valid: impl Fn(&E) -> bool) -> bool {
+    pub(crate) fn is_consistent(&self, valid: impl Fn(&E) -> bool) -> bool {
         let zero = vec![0u8; E::SIZE];
         let mut prev: Option<i64> = None;
         for (i, chunk) in self
@@ -356,21 +357,13 @@ impl<E: IndexEntry> Index<E> {
     }
 }
 
-fn open_rw(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::io::StdIo;
 
     fn offset_index(dir: &Path, cap: usize) -> Index<OffsetEntry> {
-        Index::create(&dir.join("0.index"), cap).unwrap()
+        Index::create(&StdIo, &dir.join("0.index"), cap).unwrap()
     }
 
     #[test]
@@ -417,7 +410,7 @@ mod tests {
     fn seal_trims_and_reopens_with_the_same_entries() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0.timeindex");
-        let mut idx: Index<TimeEntry> = Index::create(&path, 100).unwrap();
+        let mut idx: Index<TimeEntry> = Index::create(&StdIo, &path, 100).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 1200);
         idx.push(TimeEntry {
             timestamp: -5,
@@ -430,8 +423,8 @@ mod tests {
         idx.seal().unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 24);
         drop(idx);
-        let idx: Index<TimeEntry> = Index::open_sealed(&path).unwrap();
-        assert_eq!(idx.len(), 2);
+        let idx: Index<TimeEntry> = Index::open_sealed(&StdIo, &path).unwrap();
+        assert_eq!(idx.len, 2);
         assert_eq!(
             idx.floor(0).unwrap(),
             TimeEntry {
@@ -451,27 +444,11 @@ mod tests {
             relative_offset: 4,
             position: 4096,
         });
-        idx.flush().unwrap();
         drop(idx);
         // A crash before sealing leaves the preallocated zeros behind.
-        let idx: Index<OffsetEntry> = Index::open_sealed(&path).unwrap();
-        assert_eq!(idx.len(), 10);
+        let idx: Index<OffsetEntry> = Index::open_sealed(&StdIo, &path).unwrap();
+        assert_eq!(idx.len, 10);
         assert!(!idx.is_consistent(|_| true));
-    }
-
-    #[test]
-    fn truncate_from_drops_the_tail() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut idx = offset_index(dir.path(), 10);
-        for o in 1..=5 {
-            idx.push(OffsetEntry {
-                relative_offset: o,
-                position: o * 10,
-            });
-        }
-        idx.truncate_from(3);
-        assert_eq!(idx.len(), 2);
-        assert_eq!(idx.last().unwrap().relative_offset, 2);
     }
 
     /// Bytes of the file allocated on disk.
@@ -484,7 +461,7 @@ mod tests {
     fn pages_are_allocated_before_the_map_writes_to_them() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0.index");
-        let mut idx: Index<OffsetEntry> = Index::create(&path, 100_000).unwrap();
+        let mut idx: Index<OffsetEntry> = Index::create(&StdIo, &path, 100_000).unwrap();
         // The preallocated file is sparse but for the slot of the first entry.
         assert!(allocated(&path) >= OffsetEntry::SIZE as u64);
         assert!(allocated(&path) < 100_000 * OffsetEntry::SIZE as u64 / 2);
@@ -500,6 +477,6 @@ mod tests {
         idx.seal().unwrap();
         idx.make_writable(100_000).unwrap();
         assert!(allocated(&path) >= 2_001 * OffsetEntry::SIZE as u64);
-        assert_eq!(idx.len(), 2_000);
+        assert_eq!(idx.len, 2_000);
     }
 }

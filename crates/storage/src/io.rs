@@ -1,24 +1,35 @@
-//! The seam between the log and its segment files.
+//! The seam between the log and its files.
 //!
-//! Every byte of log data goes through [`SegmentFile`]; [`FileIo`] opens them. Production uses
-//! [`StdIo`] (positional reads and writes on a `std::fs::File`). [`FaultyIo`] wraps it to inject
-//! the failures a log must survive: a write that fails or tears after N writes (a crash or a full
-//! disk), a failing `fsync`, and a power loss that drops everything not yet synced.
+//! Every file operation of the log goes through [`FileIo`]: it opens segment and index files
+//! (as [`SegmentFile`]s), fsyncs the partition directory, replaces the small marker files
+//! (recovery point, log start, clean shutdown) atomically and removes files. Every byte of log
+//! data goes through [`SegmentFile`]; index files are memory-mapped, so for them the seam
+//! covers their creation, allocation (growing the file and backing its pages), trimming and
+//! fsync, not each entry stored through the map. Production uses [`StdIo`] (positional reads
+//! and writes on a `std::fs::File`).
+//!
+//! With the `fault-injection` feature, `FaultyIo` wraps [`StdIo`] to inject the failures a log
+//! must survive: a write that fails or tears after N writes (a crash or a full disk), a failing
+//! `fsync` (of a file or of the directory), a failing marker write, index allocation or file
+//! removal, and a power loss that drops everything not yet synced. It is for tests only and not
+//! part of the default API.
 
+#[cfg(feature = "fault-injection")]
+mod faulty;
 mod mapped;
 
-use std::collections::HashMap;
 use std::fmt::Debug;
-use std::fs::{File, OpenOptions};
-use std::io;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use parking_lot::Mutex;
 
+#[cfg(feature = "fault-injection")]
+pub use faulty::{FaultyIo, WriteFault};
 use mapped::MappedReads;
 
 /// Told how long every fsync of segment data took, once set (see [`observe_syncs`]).
@@ -41,7 +52,7 @@ pub(crate) fn timed_sync(file: &dyn SegmentFile) -> io::Result<()> {
     synced
 }
 
-/// A segment's log file, addressed by position.
+/// A segment's log file or index file, addressed by position.
 #[allow(clippy::len_without_is_empty)] // a file's length is not a collection's
 pub trait SegmentFile: Send + Sync + Debug {
     /// Reads up to `buf.len()` bytes at `pos`; fewer only at end of file.
@@ -62,6 +73,9 @@ pub trait SegmentFile: Send + Sync + Debug {
     fn set_len(&self, len: u64) -> io::Result<()>;
     /// Current length in bytes.
     fn len(&self) -> io::Result<u64>;
+    /// The open file itself, for memory-mapping it (index files are mapped). Changes made
+    /// through it bypass the seam.
+    fn std_file(&self) -> &File;
 
     /// Fills `buf` from `pos`, failing with `UnexpectedEof` at end of file.
     fn read_exact_at(&self, mut buf: &mut [u8], mut pos: u64) -> io::Result<()> {
@@ -80,10 +94,18 @@ pub trait SegmentFile: Send + Sync + Debug {
     }
 }
 
-/// Opens segment files.
+/// Opens, removes and syncs the files of a partition directory.
 pub trait FileIo: Send + Sync + Debug {
     /// Opens `path` for reading and writing, creating it if missing.
     fn open(&self, path: &Path) -> io::Result<Arc<dyn SegmentFile>>;
+    /// Forces the directory's entries (file creations, renames, removals) to stable storage.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Replaces `path` with a file holding `contents`, atomically and durably: a new file
+    /// beside it (`<path>.tmp`) is written and fsynced, renamed over `path`, and the directory
+    /// fsynced. A crash leaves either the old file or the new one (and maybe the `.tmp`).
+    fn write_file_atomic(&self, path: &Path, contents: &[u8]) -> io::Result<()>;
+    /// Removes the file at `path`; a file that is already gone counts as removed.
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
 }
 
 /// Real files: positional writes, and reads through a memory map.
@@ -104,6 +126,43 @@ impl FileIo for StdIo {
             reads: MappedReads::new(len),
         }))
     }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        File::open(dir)?.sync_all()
+    }
+
+    fn write_file_atomic(&self, path: &Path, contents: &[u8]) -> io::Result<()> {
+        replace_file(path, contents)?;
+        self.sync_dir(parent_dir(path))
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        match fs::remove_file(path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            done => done,
+        }
+    }
+}
+
+/// The directory holding `path` (`.` for a bare file name).
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
+}
+
+/// Writes `contents` to `<path>.tmp`, fsyncs it and renames it over `path`; the rename is
+/// durable only once the directory is fsynced.
+fn replace_file(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = Path::new(&tmp);
+    let mut file = File::create(tmp)?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    drop(file);
+    fs::rename(tmp, path)
 }
 
 #[derive(Debug)]
@@ -134,159 +193,7 @@ impl SegmentFile for StdFile {
     fn len(&self) -> io::Result<u64> {
         Ok(self.file.metadata()?.len())
     }
-}
-
-/// What [`FaultyIo`] does to the next write once its budget is spent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WriteFault {
-    /// Write the first `n` bytes of the buffer, then fail (a torn write).
-    Torn(usize),
-    /// Write nothing and fail with "no space left on device".
-    DiskFull,
-}
-
-#[derive(Debug, Default)]
-struct FaultState {
-    /// Writes that still succeed; `None` = unlimited.
-    writes_left: Option<u64>,
-    fault: Option<WriteFault>,
-    /// Once a torn write happened every later write fails, as after a crash.
-    crashed: bool,
-    fail_sync: bool,
-    /// Per file: the length at its last successful sync.
-    synced_len: HashMap<PathBuf, u64>,
-    files: HashMap<PathBuf, Arc<dyn SegmentFile>>,
-}
-
-/// Fault-injecting [`FileIo`] over real files, for crash and I/O error tests.
-///
-/// Cloning shares the fault state, so a test keeps a handle while the log owns another.
-#[derive(Debug, Clone, Default)]
-pub struct FaultyIo {
-    state: Arc<Mutex<FaultState>>,
-}
-
-impl FaultyIo {
-    /// No faults until one is armed.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Lets `writes` more writes succeed; the one after suffers `fault`. A torn write also makes
-    /// every later write fail, like a process that died mid-write; a full disk does not.
-    pub fn fail_after_writes(&self, writes: u64, fault: WriteFault) {
-        let mut s = self.state.lock();
-        s.writes_left = Some(writes);
-        s.fault = Some(fault);
-    }
-
-    /// Lets writes succeed again (space was freed).
-    pub fn heal(&self) {
-        let mut s = self.state.lock();
-        s.writes_left = None;
-        s.fault = None;
-        s.crashed = false;
-        s.fail_sync = false;
-    }
-
-    /// Makes every `sync_data` fail (or succeed again).
-    pub fn fail_syncs(&self, fail: bool) {
-        self.state.lock().fail_sync = fail;
-    }
-
-    /// Simulates a power loss: every file opened through this `FaultyIo` is cut back to its
-    /// length at its last successful sync (files never synced are emptied).
-    pub fn power_loss(&self) -> io::Result<()> {
-        let s = self.state.lock();
-        for (path, file) in &s.files {
-            let keep = s.synced_len.get(path).copied().unwrap_or(0);
-            if file.len()? > keep {
-                file.set_len(keep)?;
-            }
-        }
-        Ok(())
-    }
-}
-
-impl FileIo for FaultyIo {
-    fn open(&self, path: &Path) -> io::Result<Arc<dyn SegmentFile>> {
-        let inner = StdIo.open(path)?;
-        let len = inner.len()?;
-        let mut s = self.state.lock();
-        // What was there before this test opened it counts as durable.
-        s.synced_len.entry(path.to_path_buf()).or_insert(len);
-        s.files.insert(path.to_path_buf(), inner.clone());
-        Ok(Arc::new(FaultyFile {
-            path: path.to_path_buf(),
-            inner,
-            state: self.state.clone(),
-        }))
-    }
-}
-
-#[derive(Debug)]
-struct FaultyFile {
-    path: PathBuf,
-    inner: Arc<dyn SegmentFile>,
-    state: Arc<Mutex<FaultState>>,
-}
-
-impl SegmentFile for FaultyFile {
-    fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize> {
-        self.inner.read_at(buf, pos)
-    }
-
-    fn write_all_at(&self, buf: &[u8], pos: u64) -> io::Result<()> {
-        let mut s = self.state.lock();
-        if s.crashed {
-            return Err(io::Error::other("injected: process crashed"));
-        }
-        match s.writes_left {
-            Some(0) => match s.fault {
-                Some(WriteFault::Torn(n)) => {
-                    s.crashed = true;
-                    let n = n.min(buf.len());
-                    self.inner.write_all_at(&buf[..n], pos)?;
-                    Err(io::Error::other("injected: torn write"))
-                }
-                Some(WriteFault::DiskFull) | None => {
-                    Err(io::Error::from_raw_os_error(28 /* ENOSPC */))
-                }
-            },
-            Some(ref mut left) => {
-                *left -= 1;
-                self.inner.write_all_at(buf, pos)
-            }
-            None => self.inner.write_all_at(buf, pos),
-        }
-    }
-
-    fn sync_data(&self) -> io::Result<()> {
-        let mut s = self.state.lock();
-        if s.fail_sync || s.crashed {
-            return Err(io::Error::other("injected: fsync failed"));
-        }
-        self.inner.sync_data()?;
-        let len = self.inner.len()?;
-        s.synced_len.insert(self.path.clone(), len);
-        Ok(())
-    }
-
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        let mut s = self.state.lock();
-        if s.crashed {
-            return Err(io::Error::other("injected: process crashed"));
-        }
-        self.inner.set_len(len)?;
-        // A truncation below the synced length is itself as durable as the sync that follows;
-        // never count bytes as durable beyond the file's end.
-        if let Some(synced) = s.synced_len.get_mut(&self.path) {
-            *synced = (*synced).min(len);
-        }
-        Ok(())
-    }
-
-    fn len(&self) -> io::Result<u64> {
-        self.inner.len()
+    fn std_file(&self) -> &File {
+        &self.file
     }
 }

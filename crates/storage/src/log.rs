@@ -1,4 +1,27 @@
 //! The partition log: segments in a directory, one writer, any number of readers.
+//!
+//! # Lock order
+//!
+//! These are every lock of the storage crate. A thread may take them only in this order
+//! (skipping any), never one higher in the list while it holds one lower down:
+//!
+//! 1. [`Log`]'s `retention` mutex: one retention pass at a time. Held across the pass's
+//!    file I/O (the log-start marker's fsync, the deletions).
+//! 2. [`Log`]'s `durable` mutex: the fsynced offset. Held across the fsyncs of a group
+//!    commit, [`Log::checkpoint`] and [`Log::close`].
+//! 3. [`Log`]'s `writer` mutex: one append at a time. Held across the append's write and a
+//!    roll's file creation, directory fsync and index sealing.
+//! 4. [`Log`]'s `state` `RwLock`: what readers see (segment list, high watermark). Held only
+//!    to copy or change those, never across I/O.
+//! 5. A segment's offset `index` or its `time_index` `RwLock` (crate `segment`). These are
+//!    leaves among the log's locks: a thread holds at most one of them, of one segment, at a
+//!    time, and takes no other lock of this list while it does. Lookups copy an entry out
+//!    and drop the guard before taking the other index's lock; sealing trims each index
+//!    under its write guard and fsyncs it under a read guard, so lookups never wait for a
+//!    disk.
+//! 6. Locks private to the `io` module, each taken with nothing below it and never held
+//!    across a call out of that module: the fault injector's state, then a segment file's
+//!    read map.
 
 mod recovery;
 
@@ -121,6 +144,10 @@ pub struct Log {
     end_offset: AtomicU64,
     /// Set once by the first failed write or fsync; the log then refuses appends.
     failure: OnceLock<String>,
+    /// Segments retention has removed from the log (the persisted log start is past them)
+    /// whose files are still to be deleted. Held for a whole retention pass, so passes run
+    /// one at a time.
+    retention: Mutex<Vec<Arc<Segment>>>,
 }
 
 impl Log {
@@ -163,6 +190,7 @@ impl Log {
             durable: Mutex::new(next_offset),
             end_offset: AtomicU64::new(next_offset),
             failure: OnceLock::new(),
+            retention: Mutex::new(Vec::new()),
             dir,
             config,
             io,
@@ -371,13 +399,12 @@ impl Log {
             if segment.max_timestamp.load(Ordering::Acquire) < timestamp_ms {
                 continue;
             }
-            let from = segment
-                .time_index
-                .read()
-                .floor(timestamp_ms)
-                .map_or(0, |e| {
-                    segment.position_for(segment.base_offset + u64::from(e.relative_offset))
-                });
+            // Copied out, so the time index guard is gone before `position_for` takes the
+            // offset index lock (see "Lock order" above).
+            let floor = segment.time_index.read().floor(timestamp_ms);
+            let from = floor.map_or(0, |e| {
+                segment.position_for(segment.base_offset + u64::from(e.relative_offset))
+            });
             let mut hit = None;
             let outcome = segment.scan(from, readable, None, false, |pos, h| {
                 if h.max_timestamp >= timestamp_ms {
@@ -428,51 +455,44 @@ impl Log {
             self.sync_segment(segment)?;
         }
         self.writer.lock().forget_synced(&sealed);
-        recovery::write_recovery_point(&self.dir, active_base);
+        recovery::write_recovery_point(self.io.as_ref(), &self.dir, active_base);
         Ok(())
     }
 
     /// Deletes the oldest sealed segments while the log is over `retention.bytes`, and those
     /// whose newest record is older than `retention.ms` (relative to `now_ms`). The active
     /// segment is never deleted. Blocking.
+    ///
+    /// Crash-safe, in this order: the new log start is decided, persisted (the `log-start`
+    /// marker, replaced atomically), published to readers, and only then are the files
+    /// deleted. A failure before the marker is durable changes nothing; a failure to delete
+    /// leaves the log start where it was moved to, and the files are deleted by the next pass
+    /// or, after a restart, by recovery. The log start never moves backwards.
     pub fn enforce_retention(&self, now_ms: i64) -> Result<RetentionOutcome> {
-        // The writer lock keeps rolls out while segments go, and lets doomed segments leave
-        // the queue of segments waiting for an fsync: syncing deleted data is wasted I/O.
-        let mut w = self.writer.lock();
-        let doomed: Vec<Arc<Segment>> = {
-            let mut st = self.state.write();
-            let mut remaining: u64 = st.segments.iter().map(|s| s.size()).sum();
-            let sealed = st.segments.len() - 1;
-            let mut n = 0;
-            for segment in &st.segments[..sealed] {
-                let size = segment.size();
-                // A sealed segment still waiting for its fsync is not fully visible yet.
-                if segment.readable() < size {
-                    break;
-                }
-                let too_old = self.config.retention_ms.is_some_and(|ms| {
-                    let max = segment.max_timestamp.load(Ordering::Acquire);
-                    max < now_ms.saturating_sub(i64::try_from(ms).unwrap_or(i64::MAX))
-                });
-                let too_big = self
-                    .config
-                    .retention_bytes
-                    .is_some_and(|limit| remaining - size >= limit);
-                if !(too_old || too_big) {
-                    break;
-                }
-                remaining -= size;
-                n += 1;
-            }
-            st.segments.drain(..n).collect()
+        let mut undeleted = self.retention.lock();
+        // Only retention removes segments, and passes run one at a time, so the decided
+        // prefix stays the front of the list until it is drained below; rolls only append.
+        let (n, new_start) = {
+            let st = self.state.read();
+            let n = self.expired_segments(&st, now_ms);
+            (n, st.segments[n].base_offset)
         };
-        w.forget_synced(&doomed);
-        drop(w);
-        let mut bytes_deleted = 0;
-        for segment in &doomed {
-            bytes_deleted += segment.size();
-            segment.delete_files()?;
+        let mut doomed = Vec::new();
+        if n > 0 {
+            recovery::write_log_start(self.io.as_ref(), &self.dir, new_start)?;
+            // The writer lock lets doomed segments leave the queue of segments waiting for
+            // an fsync: syncing deleted data is wasted I/O.
+            let mut w = self.writer.lock();
+            doomed = self.state.write().segments.drain(..n).collect::<Vec<_>>();
+            w.forget_synced(&doomed);
+            drop(w);
+            undeleted.extend(doomed.iter().cloned());
         }
+        while let Some(segment) = undeleted.first() {
+            segment.delete_files(self.io.as_ref())?;
+            undeleted.remove(0);
+        }
+        let bytes_deleted = doomed.iter().map(|s| s.size()).sum();
         let log_start_offset = self.log_start_offset();
         if !doomed.is_empty() {
             tracing::info!(
@@ -488,6 +508,35 @@ impl Log {
             bytes_deleted,
             log_start_offset,
         })
+    }
+
+    /// How many of the oldest segments retention should delete now: a prefix of the sealed
+    /// ones that are fully visible and too old or beyond `retention.bytes`.
+    fn expired_segments(&self, st: &LogState, now_ms: i64) -> usize {
+        let mut remaining: u64 = st.segments.iter().map(|s| s.size()).sum();
+        let sealed = st.segments.len() - 1;
+        let mut n = 0;
+        for segment in &st.segments[..sealed] {
+            let size = segment.size();
+            // A sealed segment still waiting for its fsync is not fully visible yet.
+            if segment.readable() < size {
+                break;
+            }
+            let too_old = self.config.retention_ms.is_some_and(|ms| {
+                let max = segment.max_timestamp.load(Ordering::Acquire);
+                max < now_ms.saturating_sub(i64::try_from(ms).unwrap_or(i64::MAX))
+            });
+            let too_big = self
+                .config
+                .retention_bytes
+                .is_some_and(|limit| remaining - size >= limit);
+            if !(too_old || too_big) {
+                break;
+            }
+            remaining -= size;
+            n += 1;
+        }
+        n
     }
 
     /// Fsyncs everything, trims the active segment's indexes and writes the clean-shutdown
@@ -507,9 +556,9 @@ impl Log {
         w.active.seal_indexes(&w.cursor)?;
         self.publish(&sealed, &w.active, w.write_pos, w.next_offset);
         *durable = w.next_offset;
-        recovery::write_recovery_point(&self.dir, w.active.base_offset);
+        recovery::write_recovery_point(self.io.as_ref(), &self.dir, w.active.base_offset);
         if self.failure.get().is_none() {
-            recovery::mark_clean(&self.dir)?;
+            recovery::mark_clean(self.io.as_ref(), &self.dir)?;
         }
         Ok(())
     }
@@ -567,7 +616,7 @@ impl Log {
         self.sync_segment(&active)?;
         if !sealed.is_empty() {
             self.writer.lock().forget_synced(&sealed);
-            recovery::write_recovery_point(&self.dir, active.base_offset);
+            recovery::write_recovery_point(self.io.as_ref(), &self.dir, active.base_offset);
         }
         self.publish(&sealed, &active, readable, end);
         *durable = end;
@@ -629,7 +678,8 @@ impl Log {
             w.next_offset,
             capacity,
         )?);
-        recovery::sync_dir(&self.dir)?;
+        recovery::sync_dir(self.io.as_ref(), &self.dir)
+            .map_err(|e| self.fail(format!("could not make a new segment durable: {e}")))?;
         w.active
             .seal_indexes(&w.cursor)
             .map_err(|e| self.fail(format!("could not seal segment indexes: {e}")))?;

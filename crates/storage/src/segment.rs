@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use parking_lot::RwLock;
 
 use crate::batch::{self, BatchHeader, HEADER_LEN};
-use crate::index::{Index, OffsetEntry, TimeEntry};
+use crate::index::{Index, IndexEntry, OffsetEntry, TimeEntry};
 use crate::io::{FileIo, SegmentFile};
 use crate::{Result, StorageError};
 
@@ -91,7 +91,7 @@ impl Segment {
         base_offset: u64,
         index_capacity: usize,
     ) -> Result<Segment> {
-        let log_path = dir.join(format!("{}{LOG_SUFFIX}", file_stem(base_offset)));
+        let log_path = log_path(dir, base_offset);
         let file = io
             .open(&log_path)
             .map_err(|e| StorageError::io("create segment", &log_path, e))?;
@@ -106,9 +106,9 @@ impl Segment {
                 .map_err(|e| StorageError::io("truncate segment", &log_path, e))?;
         }
         let (ip, tp) = index_paths(dir, base_offset);
-        let index = Index::create(&ip, index_capacity)
+        let index = Index::create(io, &ip, index_capacity)
             .map_err(|e| StorageError::io("create index", &ip, e))?;
-        let time_index = Index::create(&tp, index_capacity)
+        let time_index = Index::create(io, &tp, index_capacity)
             .map_err(|e| StorageError::io("create time index", &tp, e))?;
         Ok(Segment {
             base_offset,
@@ -125,7 +125,7 @@ impl Segment {
     /// Opens an existing segment with its indexes as they are on disk (trimmed, read-only).
     /// A missing or malformed index file opens as empty; callers check and rebuild.
     pub(crate) fn open(io: &dyn FileIo, dir: &Path, base_offset: u64) -> Result<Segment> {
-        let log_path = dir.join(format!("{}{LOG_SUFFIX}", file_stem(base_offset)));
+        let log_path = log_path(dir, base_offset);
         let file = io
             .open(&log_path)
             .map_err(|e| StorageError::io("open segment", &log_path, e))?;
@@ -133,8 +133,8 @@ impl Segment {
             .len()
             .map_err(|e| StorageError::io("stat segment", &log_path, e))?;
         let (ip, tp) = index_paths(dir, base_offset);
-        let index: Index<OffsetEntry> = open_index_or_empty(&ip)?;
-        let time_index: Index<TimeEntry> = open_index_or_empty(&tp)?;
+        let index: Index<OffsetEntry> = open_index_or_empty(io, &ip)?;
+        let time_index: Index<TimeEntry> = open_index_or_empty(io, &tp)?;
         let max_timestamp = time_index.last().map_or(i64::MIN, |e| e.timestamp);
         Ok(Segment {
             base_offset,
@@ -243,12 +243,17 @@ impl Segment {
 
     /// Makes the indexes writable again with room for `capacity` entries (the log reopened
     /// this segment as its active one).
+    /// Makes the indexes writable again with room for `capacity` entries (the log reopened
+    /// this segment as its active one). Takes one index lock at a time (see the lock order in
+    /// the `log` module).
     pub(crate) fn reopen_indexes(&self, capacity: usize) -> Result<()> {
-        let mut index = self.index.write();
-        let path = index.path().to_path_buf();
-        index
-            .make_writable(capacity)
-            .map_err(|e| StorageError::io("map index", path, e))?;
+        {
+            let mut index = self.index.write();
+            let path = index.path().to_path_buf();
+            index
+                .make_writable(capacity)
+                .map_err(|e| StorageError::io("map index", path, e))?;
+        }
         let mut ti = self.time_index.write();
         let path = ti.path().to_path_buf();
         ti.make_writable(capacity)
@@ -256,16 +261,13 @@ impl Segment {
     }
 
     /// Ends the segment's active life: a final time entry for its maximum timestamp, then both
-    /// indexes trimmed, synced and mapped read-only.
+    /// indexes trimmed, mapped read-only and fsynced. Takes one index lock at a time, and
+    /// fsyncs under a read guard only, so lookups proceed while the disk works (see the lock
+    /// order in the `log` module).
     pub(crate) fn seal_indexes(&self, cursor: &IndexCursor) -> Result<()> {
         self.push_time_entry(cursor, true);
-        let mut index = self.index.write();
-        index
-            .seal()
-            .map_err(|e| StorageError::io("seal index", index.path().to_path_buf(), e))?;
-        let mut ti = self.time_index.write();
-        ti.seal()
-            .map_err(|e| StorageError::io("seal time index", ti.path().to_path_buf(), e))
+        seal_index(&self.index, "seal index")?;
+        seal_index(&self.time_index, "seal time index")
     }
 
     /// Walks the batches in `from..end`, starting at a batch boundary whose base offset is
@@ -372,18 +374,38 @@ impl Segment {
 
     /// Removes the segment's three files. Readers that still hold the segment keep reading
     /// through their open handles.
-    pub(crate) fn delete_files(&self) -> Result<()> {
+    pub(crate) fn delete_files(&self, io: &dyn FileIo) -> Result<()> {
         let dir = self.log_path.parent().unwrap_or(Path::new("."));
-        let (ip, tp) = index_paths(dir, self.base_offset);
-        for path in [&self.log_path, &ip, &tp] {
-            match std::fs::remove_file(path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(StorageError::io("delete segment file", path, e)),
-            }
-        }
-        Ok(())
+        remove_segment_files(io, dir, self.base_offset)
     }
+}
+
+/// Removes the three files of the segment at `base_offset` in `dir`, the log file first, so
+/// that an interrupted removal leaves no log file without its indexes (indexes without a log
+/// file are removed at the next open). Files already gone count as removed.
+pub(crate) fn remove_segment_files(io: &dyn FileIo, dir: &Path, base_offset: u64) -> Result<()> {
+    let log_path = log_path(dir, base_offset);
+    let (ip, tp) = index_paths(dir, base_offset);
+    for path in [&log_path, &ip, &tp] {
+        io.remove_file(path)
+            .map_err(|e| StorageError::io("delete segment file", path, e))?;
+    }
+    Ok(())
+}
+
+/// Trims `index` under its write guard, then fsyncs it under a read guard.
+fn seal_index<E: IndexEntry>(index: &RwLock<Index<E>>, op: &'static str) -> Result<()> {
+    let err = |i: &Index<E>, e| StorageError::io(op, i.path().to_path_buf(), e);
+    {
+        let mut i = index.write();
+        i.trim().map_err(|e| err(&i, e))?;
+    }
+    let i = index.read();
+    i.sync().map_err(|e| err(&i, e))
+}
+
+fn log_path(dir: &Path, base_offset: u64) -> PathBuf {
+    dir.join(format!("{}{LOG_SUFFIX}", file_stem(base_offset)))
 }
 
 fn index_paths(dir: &Path, base_offset: u64) -> (PathBuf, PathBuf) {
@@ -394,12 +416,12 @@ fn index_paths(dir: &Path, base_offset: u64) -> (PathBuf, PathBuf) {
     )
 }
 
-fn open_index_or_empty<E: crate::index::IndexEntry>(path: &Path) -> Result<Index<E>> {
-    match Index::open_sealed(path) {
+fn open_index_or_empty<E: IndexEntry>(io: &dyn FileIo, path: &Path) -> Result<Index<E>> {
+    match Index::open_sealed(io, path) {
         Ok(index) => Ok(index),
         Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
             tracing::warn!(path = %path.display(), error = %e, "malformed index file; it will be rebuilt");
-            Index::create(path, 0)
+            Index::create(io, path, 0)
                 .and_then(|mut i| i.seal().map(|()| i))
                 .map_err(|e| StorageError::io("reset index", path, e))
         }

@@ -1,8 +1,150 @@
-//! Retention deletes whole sealed segments by size and age, and moves the log start.
+//! Retention deletes whole sealed segments by size and age, and moves the log start, which
+//! never moves backwards: not after a failed deletion, nor after a crash in the middle of one.
 mod common;
 
+use std::path::Path;
+use std::sync::Arc;
+
 use common::*;
+use sluice_storage::io::FaultyIo;
 use sluice_storage::{FlushPolicy, Log, LogConfig, StorageError};
+
+/// A log over `io` with small segments, kept under 40 KiB by `retention.bytes`.
+fn open_retained(dir: &Path, io: &FaultyIo) -> Log {
+    let config = LogConfig {
+        retention_bytes: Some(40 * 1024),
+        ..small_config(FlushPolicy::None)
+    };
+    Log::open_with_io(dir, config, Arc::new(io.clone())).unwrap()
+}
+
+/// A log with well over 40 KiB in many segments.
+fn filled(dir: &Path, io: &FaultyIo) -> Log {
+    let log = open_retained(dir, io);
+    for i in 0..400 {
+        append(&log, "r", 2, 200, i);
+    }
+    log
+}
+
+/// Base offsets of the segment files (of any of the three kinds) in `dir`, sorted.
+fn segment_files_on_disk(dir: &Path) -> Vec<u64> {
+    let mut bases: Vec<u64> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            let (stem, ext) = name.split_once('.')?;
+            ["log", "index", "timeindex"]
+                .contains(&ext)
+                .then(|| stem.parse().unwrap())
+        })
+        .collect();
+    bases.sort_unstable();
+    bases.dedup();
+    bases
+}
+
+/// Asserts the log starts at `start`, serves densely from there and refuses what is below.
+fn assert_starts_at(log: &Log, dir: &Path, start: u64) {
+    assert_eq!(log.log_start_offset(), start);
+    assert!(matches!(
+        log.read(start - 1, 100),
+        Err(StorageError::OffsetOutOfRange { .. })
+    ));
+    let rest = read_all(log, start);
+    assert_dense(&rest, start);
+    assert_eq!(rest.len() as u64, log.log_end_offset() - start);
+    assert!(
+        segment_files_on_disk(dir).iter().all(|&b| b >= start),
+        "files below the log start {start} remain: {:?}",
+        segment_files_on_disk(dir)
+    );
+}
+
+#[test]
+fn a_failed_deletion_moves_the_log_start_forward_only_even_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let io = FaultyIo::new();
+    let log = filled(dir.path(), &io);
+    // The first doomed segment's log and offset index go, then removals fail.
+    io.fail_removes_after(2);
+    match log.enforce_retention(0) {
+        Err(StorageError::Io { op, path, .. }) => {
+            assert_eq!(op, "delete segment file");
+            assert!(path.to_string_lossy().ends_with(".timeindex"), "{path:?}");
+        }
+        other => panic!("expected the injected delete failure, got {other:?}"),
+    }
+    let start = log.log_start_offset();
+    assert!(start > 0, "the pass decided to delete segments");
+    io.heal();
+    // A crash now: the next open finishes the deletion and starts where retention left it.
+    drop(log);
+    let log = open_retained(dir.path(), &io);
+    assert_starts_at(&log, dir.path(), start);
+}
+
+#[test]
+fn the_next_pass_finishes_a_failed_deletion() {
+    let dir = tempfile::tempdir().unwrap();
+    let io = FaultyIo::new();
+    let log = filled(dir.path(), &io);
+    io.fail_removes_after(4);
+    assert!(log.enforce_retention(0).is_err());
+    let start = log.log_start_offset();
+    io.heal();
+    let out = log.enforce_retention(0).unwrap();
+    assert_eq!(out.segments_deleted, 0, "nothing more is due");
+    assert_eq!(out.log_start_offset, start);
+    assert_starts_at(&log, dir.path(), start);
+}
+
+#[test]
+fn a_crash_between_persisting_the_log_start_and_deleting_is_finished_by_recovery() {
+    let dir = tempfile::tempdir().unwrap();
+    let io = FaultyIo::new();
+    let log = filled(dir.path(), &io);
+    let before = segment_files_on_disk(dir.path());
+    // Every removal fails: the log start is persisted, no file is gone.
+    io.fail_removes_after(0);
+    assert!(log.enforce_retention(0).is_err());
+    let start = log.log_start_offset();
+    assert!(start > 0);
+    assert_eq!(segment_files_on_disk(dir.path()), before);
+    io.heal();
+    drop(log); // the crash: no close
+    let log = open_retained(dir.path(), &io);
+    assert_starts_at(&log, dir.path(), start);
+    // And again after a clean close.
+    log.close().unwrap();
+    drop(log);
+    let log = open_retained(dir.path(), &io);
+    assert_starts_at(&log, dir.path(), start);
+}
+
+#[test]
+fn a_failed_log_start_write_deletes_nothing_and_moves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let io = FaultyIo::new();
+    let log = filled(dir.path(), &io);
+    let (segments, end) = (log.segment_count(), log.log_end_offset());
+    for fault in [FaultyIo::fail_atomic_writes, FaultyIo::fail_dir_syncs] {
+        fault(&io, true);
+        match log.enforce_retention(0) {
+            Err(StorageError::Io { path, .. }) => assert!(
+                path.ends_with("log-start") || path == dir.path(),
+                "the error names the marker or its directory: {path:?}"
+            ),
+            other => panic!("expected the injected failure, got {other:?}"),
+        }
+        io.heal();
+        assert_eq!(log.log_start_offset(), 0);
+        assert_eq!(log.segment_count(), segments);
+        assert_eq!(read_all(&log, 0).len() as u64, end);
+        assert!(log.failure().is_none(), "no data write failed");
+    }
+    assert!(log.enforce_retention(0).unwrap().segments_deleted > 0);
+}
 
 #[test]
 fn retention_bytes_keeps_the_log_under_the_limit() {

@@ -38,6 +38,15 @@ impl FileIo for TestIo {
             io: self.clone(),
         }))
     }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        StdIo.sync_dir(dir)
+    }
+    fn write_file_atomic(&self, path: &Path, contents: &[u8]) -> io::Result<()> {
+        StdIo.write_file_atomic(path, contents)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        StdIo.remove_file(path)
+    }
 }
 
 #[derive(Debug)]
@@ -70,6 +79,9 @@ impl SegmentFile for TestFile {
     }
     fn len(&self) -> io::Result<u64> {
         self.inner.len()
+    }
+    fn std_file(&self) -> &std::fs::File {
+        self.inner.std_file()
     }
 }
 

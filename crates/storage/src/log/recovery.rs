@@ -1,14 +1,16 @@
 //! Opening a partition directory: finding its segments, checking or rebuilding their indexes,
 //! and healing a torn tail after a crash.
 //!
-//! Two small files steer the work:
+//! Three small files steer the work, each replaced atomically through [`FileIo`]:
+//! - `log-start`, the log start offset retention decided on, persisted before it deletes the
+//!   segments below it: segments wholly below it are deleted as the log opens, finishing an
+//!   interrupted retention pass, so the log start never moves backwards.
 //! - `clean-shutdown`, written by [`crate::Log::close`] after everything was fsynced: its
 //!   presence means no scan is needed. It is removed (durably) as the log opens.
 //! - `recovery-point`, the base offset of the first segment that may hold data not known to
 //!   be fsynced. After a crash only segments from there on are scanned batch by batch.
 
 use std::fs;
-use std::io::{self, Write};
 use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::Arc;
@@ -17,6 +19,7 @@ use std::sync::atomic::Ordering;
 use crate::io::FileIo;
 use crate::segment::{
     INDEX_SUFFIX, IndexCursor, LOG_SUFFIX, ScanOutcome, Segment, TIME_INDEX_SUFFIX, file_stem,
+    remove_segment_files,
 };
 use crate::{LogConfig, Result, StorageError};
 
@@ -24,7 +27,10 @@ use crate::{LogConfig, Result, StorageError};
 pub(crate) const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
 /// Name of the recovery checkpoint file.
 pub(crate) const RECOVERY_POINT_FILE: &str = "recovery-point";
-const RECOVERY_POINT_VERSION: &str = "v1";
+/// Name of the persisted log start offset.
+pub(crate) const LOG_START_FILE: &str = "log-start";
+/// First word of the offset marker files (`recovery-point`, `log-start`).
+const MARKER_VERSION: &str = "v1";
 
 /// The segments of an opened log, ready for appending to the last one.
 #[derive(Debug)]
@@ -40,12 +46,14 @@ pub(super) struct Recovered {
 /// Opens every segment in `dir` (creating the directory and a first segment if needed).
 pub(super) fn recover(dir: &Path, config: &LogConfig, io: &dyn FileIo) -> Result<Recovered> {
     fs::create_dir_all(dir).map_err(|e| StorageError::io("create log directory", dir, e))?;
-    let mut bases = list_segments(dir)?;
-    let clean = take_clean_marker(dir)?;
+    let mut bases = list_segments(io, dir)?;
+    let log_start = read_marker(dir, LOG_START_FILE).unwrap_or(0);
+    delete_below_log_start(io, dir, &mut bases, log_start)?;
+    let clean = take_clean_marker(io, dir)?;
     let recovery_point = if clean {
         u64::MAX
     } else {
-        read_recovery_point(dir)
+        read_marker(dir, RECOVERY_POINT_FILE).unwrap_or(0)
     };
     if !clean && !bases.is_empty() {
         tracing::info!(dir = %dir.display(), recovery_point, "log was not closed cleanly; recovering");
@@ -93,10 +101,12 @@ pub(super) fn recover(dir: &Path, config: &LogConfig, io: &dyn FileIo) -> Result
 
     let (cursor, next_offset) = match (segments.last(), tail) {
         (None, _) => {
-            let segment = Segment::create(io, dir, 0, capacity_for(config, 0))?;
+            // A new log, or one whose every segment retention removed: it starts where
+            // retention left it.
+            let segment = Segment::create(io, dir, log_start, capacity_for(config, 0))?;
             segments.push(Arc::new(segment));
-            sync_dir(dir)?;
-            (IndexCursor::new(0), 0)
+            sync_dir(io, dir)?;
+            (IndexCursor::new(log_start), log_start)
         }
         (Some(_), Some(tail)) => tail,
         (Some(last), None) => scan_tail(last)?,
@@ -116,8 +126,8 @@ pub(super) fn recover(dir: &Path, config: &LogConfig, io: &dyn FileIo) -> Result
                 .sync_data()
                 .map_err(|e| segment.io_err("sync recovered segment", e))?;
         }
-        sync_dir(dir)?;
-        write_recovery_point(dir, active.base_offset);
+        sync_dir(io, dir)?;
+        write_recovery_point(io, dir, active.base_offset);
     }
     Ok(Recovered {
         segments,
@@ -126,12 +136,39 @@ pub(super) fn recover(dir: &Path, config: &LogConfig, io: &dyn FileIo) -> Result
     })
 }
 
+/// Finishes an interrupted retention pass: deletes the segments wholly below the persisted
+/// `log_start` (those the next segment starts at or before) and drops them from `bases`.
+fn delete_below_log_start(
+    io: &dyn FileIo,
+    dir: &Path,
+    bases: &mut Vec<u64>,
+    log_start: u64,
+) -> Result<()> {
+    let below = bases
+        .windows(2)
+        .take_while(|pair| pair[1] <= log_start)
+        .count();
+    for &base in &bases[..below] {
+        tracing::info!(dir = %dir.display(), base_offset = base, log_start,
+            "deleting segment below the log start (retention was interrupted)");
+        remove_segment_files(io, dir, base)?;
+    }
+    bases.drain(..below);
+    if let Some(&first) = bases.first()
+        && first < log_start
+    {
+        tracing::warn!(dir = %dir.display(), first_segment = first, log_start,
+            "the first segment starts below the persisted log start");
+    }
+    Ok(())
+}
+
 /// Deletes segments that follow a torn or missing one: their data was never fsynced.
 fn delete_segments(io: &dyn FileIo, dir: &Path, bases: &[u64]) -> Result<()> {
     for &base in bases {
         tracing::warn!(dir = %dir.display(), base_offset = base,
             "deleting segment after a torn one: its data was never fsynced");
-        Segment::open(io, dir, base)?.delete_files()?;
+        remove_segment_files(io, dir, base)?;
     }
     Ok(())
 }
@@ -237,7 +274,7 @@ fn capacity_for(config: &LogConfig, size: u64) -> usize {
 }
 
 /// Base offsets of the segments in `dir`, sorted; removes leftovers of interrupted work.
-fn list_segments(dir: &Path) -> Result<Vec<u64>> {
+fn list_segments(io: &dyn FileIo, dir: &Path) -> Result<Vec<u64>> {
     let mut bases = Vec::new();
     let mut index_files = Vec::new();
     let entries = fs::read_dir(dir).map_err(|e| StorageError::io("list log directory", dir, e))?;
@@ -259,14 +296,14 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>> {
             index_files.push((stem.to_string(), entry.path()));
         } else if name.ends_with(".tmp") || name.ends_with(".deleted") {
             tracing::warn!(dir = %dir.display(), file = name, "removing leftover file");
-            remove_file(&entry.path())?;
+            remove_file(io, &entry.path())?;
         }
     }
     bases.sort_unstable();
     for (stem, path) in index_files {
         if parse_stem(&stem).is_none_or(|b| bases.binary_search(&b).is_err()) {
             tracing::warn!(file = %path.display(), "removing index without a log file");
-            remove_file(&path)?;
+            remove_file(io, &path)?;
         }
     }
     Ok(bases)
@@ -280,71 +317,68 @@ fn parse_stem(stem: &str) -> Option<u64> {
     }
 }
 
-fn remove_file(path: &Path) -> Result<()> {
-    match fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(StorageError::io("remove file", path, e)),
-    }
+fn remove_file(io: &dyn FileIo, path: &Path) -> Result<()> {
+    io.remove_file(path)
+        .map_err(|e| StorageError::io("remove file", path, e))
 }
 
 /// Removes the clean-shutdown marker, durably; returns whether it was there.
-fn take_clean_marker(dir: &Path) -> Result<bool> {
+fn take_clean_marker(io: &dyn FileIo, dir: &Path) -> Result<bool> {
     let path = dir.join(CLEAN_SHUTDOWN_FILE);
-    match fs::remove_file(&path) {
-        Ok(()) => {
-            sync_dir(dir)?;
-            Ok(true)
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(StorageError::io("remove clean-shutdown marker", path, e)),
+    let there = path
+        .try_exists()
+        .map_err(|e| StorageError::io("look for clean-shutdown marker", &path, e))?;
+    if there {
+        io.remove_file(&path)
+            .map_err(|e| StorageError::io("remove clean-shutdown marker", &path, e))?;
+        sync_dir(io, dir)?;
     }
+    Ok(there)
 }
 
 /// Writes the clean-shutdown marker, durably.
-pub(super) fn mark_clean(dir: &Path) -> Result<()> {
+pub(super) fn mark_clean(io: &dyn FileIo, dir: &Path) -> Result<()> {
     let path = dir.join(CLEAN_SHUTDOWN_FILE);
-    fs::File::create(&path)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| StorageError::io("write clean-shutdown marker", &path, e))?;
-    sync_dir(dir)
+    io.write_file_atomic(&path, b"")
+        .map_err(|e| StorageError::io("write clean-shutdown marker", &path, e))
 }
 
-/// The recovery checkpoint; 0 (scan everything) when missing or unreadable.
-fn read_recovery_point(dir: &Path) -> u64 {
-    let path = dir.join(RECOVERY_POINT_FILE);
-    let Ok(text) = fs::read_to_string(&path) else {
-        return 0;
-    };
+/// The offset in marker file `name`; `None` when it is missing or unreadable (logged).
+fn read_marker(dir: &Path, name: &str) -> Option<u64> {
+    let path = dir.join(name);
+    let text = fs::read_to_string(&path).ok()?;
     let mut words = text.split_whitespace();
     match (words.next(), words.next().and_then(|w| w.parse().ok())) {
-        (Some(RECOVERY_POINT_VERSION), Some(offset)) => offset,
+        (Some(MARKER_VERSION), Some(offset)) => Some(offset),
         _ => {
-            tracing::warn!(path = %path.display(), "unreadable recovery point; scanning every segment");
-            0
+            tracing::warn!(path = %path.display(), "unreadable marker file; ignoring it");
+            None
         }
     }
 }
 
-/// Atomically replaces the recovery checkpoint (write, fsync, rename, fsync the directory).
-/// A failure only makes the next recovery scan more, so it is logged, not returned.
-pub(super) fn write_recovery_point(dir: &Path, offset: u64) {
-    let tmp = dir.join(format!("{RECOVERY_POINT_FILE}.tmp"));
-    let result = fs::File::create(&tmp)
-        .and_then(|mut f| {
-            writeln!(f, "{RECOVERY_POINT_VERSION} {offset}")?;
-            f.sync_all()
-        })
-        .and_then(|()| fs::rename(&tmp, dir.join(RECOVERY_POINT_FILE)))
-        .and_then(|()| fs::File::open(dir)?.sync_all());
-    if let Err(e) = result {
+/// Atomically and durably replaces marker file `name` with `offset`.
+fn write_marker(io: &dyn FileIo, dir: &Path, name: &str, offset: u64) -> Result<()> {
+    let path = dir.join(name);
+    io.write_file_atomic(&path, format!("{MARKER_VERSION} {offset}\n").as_bytes())
+        .map_err(|e| StorageError::io("write marker file", &path, e))
+}
+
+/// Replaces the recovery checkpoint. A failure only makes the next recovery scan more, so it
+/// is logged, not returned.
+pub(super) fn write_recovery_point(io: &dyn FileIo, dir: &Path, offset: u64) {
+    if let Err(e) = write_marker(io, dir, RECOVERY_POINT_FILE, offset) {
         tracing::warn!(dir = %dir.display(), error = %e, "could not write the recovery point");
     }
 }
 
+/// Persists the log start offset before retention deletes the segments below it.
+pub(super) fn write_log_start(io: &dyn FileIo, dir: &Path, offset: u64) -> Result<()> {
+    write_marker(io, dir, LOG_START_FILE, offset)
+}
+
 /// Fsyncs a directory, making file creations, renames and removals in it durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
+pub(crate) fn sync_dir(io: &dyn FileIo, dir: &Path) -> Result<()> {
+    io.sync_dir(dir)
         .map_err(|e| StorageError::io("sync directory", dir, e))
 }
