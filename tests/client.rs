@@ -112,6 +112,7 @@ async fn every_send_resolves_to_the_offset_where_its_record_is() -> Result<()> {
                 partition: None,
                 records: vec![record(Some(key), "server-side", 0)],
                 request_id: 0,
+                ..Default::default()
             })
             .await?
             .into_inner();
@@ -580,5 +581,45 @@ async fn a_group_member_rejoins_after_a_server_restart() -> Result<()> {
         bail!("the lost partition was not reported");
     }
     assert_eq!((record.offset, text(&record.value)), (10, "10".into()));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_producer_buffer_holds_records_back_in_order() -> Result<()> {
+    const BUFFER: usize = 16 << 10;
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path(), &[])?;
+    let client = connect(&server).await?;
+    client
+        .admin()
+        .create_topic(NewTopic::new("buffered", 1))
+        .await?;
+    let producer = client
+        .producer()
+        .batch_size(4096)
+        .max_buffered_bytes(BUFFER)
+        .build()?;
+    // Far more than the buffer holds, all sent before any is awaited.
+    let value = "v".repeat(1000);
+    let sends: Vec<_> = (0..300)
+        .map(|i| producer.send(ProducerRecord::new("buffered", format!("{i:04}{value}"))))
+        .collect();
+    let mut most = 0;
+    for (i, send) in sends.into_iter().enumerate() {
+        most = most.max(producer.buffered_bytes());
+        let written = send.await?;
+        assert_eq!(
+            (written.partition, written.offset),
+            (0, i as u64),
+            "send order kept"
+        );
+    }
+    ensure!(most > 0, "the buffer never held anything");
+    // At most the buffer and the one record that filled it (1004 bytes plus framing).
+    ensure!(
+        most <= BUFFER + 1100,
+        "{most} bytes buffered, over {BUFFER}"
+    );
+    assert_eq!(producer.buffered_bytes(), 0);
     Ok(())
 }

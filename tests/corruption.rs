@@ -67,6 +67,7 @@ async fn fill(server: &Server, topic: &str, partition: u32) -> Result<()> {
             partition: Some(partition),
             records,
             request_id: 0,
+            ..Default::default()
         })
         .await?;
     }

@@ -26,6 +26,7 @@ fn produce(topic: &str, partition: Option<u32>, records: Vec<pb::Record>) -> pb:
         partition,
         records,
         request_id: 0,
+        ..Default::default()
     }
 }
 

@@ -22,6 +22,7 @@ async fn fetch_batches_returns_kafka_decodable_batches_from_any_offset() -> Resu
             partition: Some(0),
             records,
             request_id: 0,
+            ..Default::default()
         })
         .await?;
     }
@@ -80,6 +81,7 @@ async fn subscribe_batches_replays_then_tails_kafka_batches() -> Result<()> {
             partition: Some(p),
             records,
             request_id: 0,
+            ..Default::default()
         })
         .await?;
     }
@@ -105,6 +107,7 @@ async fn subscribe_batches_replays_then_tails_kafka_batches() -> Result<()> {
                 partition: Some(0),
                 records: vec![record(None, "live", 0)],
                 request_id: 0,
+                ..Default::default()
             })
             .await?;
             live_sent = true;

@@ -204,6 +204,7 @@ async fn serves_normally(server: &Server, topic: &str, within: Duration) -> Resu
             partition: Some(0),
             records: vec![record(None, &value, 0)],
             request_id: 0,
+            ..Default::default()
         })
         .await?
         .into_inner();
@@ -383,6 +384,7 @@ async fn malformed_names_are_invalid_argument() -> Result<()> {
             partition: None,
             records: vec![record(None, "v", 0)],
             request_id: 0,
+            ..Default::default()
         })
         .await
         .map(|_| ()),
@@ -521,6 +523,7 @@ async fn absurd_numbers_get_the_right_code_without_hanging() -> Result<()> {
             partition: Some(1),
             records: extremes,
             request_id: 0,
+            ..Default::default()
         })
         .await?
         .into_inner();
@@ -619,6 +622,7 @@ async fn oversized_batches_and_messages_are_resource_exhausted() -> Result<()> {
             partition: Some(0),
             records,
             request_id: 0,
+            ..Default::default()
         })
         .await,
         Code::ResourceExhausted,
@@ -647,6 +651,7 @@ async fn oversized_batches_and_messages_are_resource_exhausted() -> Result<()> {
             partition: Some(0),
             records: vec![heavy],
             request_id: 0,
+            ..Default::default()
         })
         .await,
         Code::ResourceExhausted,
@@ -659,6 +664,7 @@ async fn oversized_batches_and_messages_are_resource_exhausted() -> Result<()> {
         partition: Some(0),
         records: vec![record(None, &"y".repeat(300_000), 0)],
         request_id: 2,
+        ..Default::default()
     };
     let small = pb::ProduceRequest {
         request_id: 1,
@@ -1175,6 +1181,7 @@ async fn clients_that_vanish_mid_request_leave_nothing_behind() -> Result<()> {
             partition: Some(1),
             records: vec![record(None, &format!("{round}-{id}"), 0); 20],
             request_id: id,
+            ..Default::default()
         });
         let mut answers = log
             .produce_stream(tokio_stream::iter(requests))

@@ -103,6 +103,7 @@ async fn produce_until_killed(url: String, producer: u32, round: u64) -> Acked {
             partition: None,
             records,
             request_id: 0,
+            ..Default::default()
         };
         let Ok(resp) = log.produce(req).await else {
             return acked;

@@ -95,6 +95,7 @@ async fn timestamp_lookups_racing_segment_rolls_never_hang_the_server() -> Resul
                     partition: None,
                     records,
                     request_id: 0,
+                    ..Default::default()
                 };
                 timeout(CALL_BOUND, log.produce(request))
                     .await

@@ -28,6 +28,7 @@ async fn produce_keyed(server: &Server, topic: &str) -> Result<()> {
                 partition: None,
                 records,
                 request_id: 0,
+                ..Default::default()
             })
             .await?
             .into_inner();

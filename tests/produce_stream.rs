@@ -26,6 +26,7 @@ async fn many_requests_in_flight_are_answered_by_request_id() -> Result<()> {
                     .map(|i| record(None, &format!("{id}/{i}"), 0))
                     .collect(),
                 request_id: id,
+                ..Default::default()
             }
         })
         .collect();
@@ -79,6 +80,7 @@ async fn pipelined_requests_keep_their_order_within_a_partition() -> Result<()> 
                 .map(|i| record(None, &format!("{id}/{i}"), 0))
                 .collect(),
             request_id: id,
+            ..Default::default()
         })
         .collect();
     let mut answers = log

@@ -56,6 +56,7 @@ async fn produce(server: &Server, id: usize, until: Instant, acked: Acked) -> Re
                 partition: Some(partition),
                 records: values.iter().map(|v| record(None, v, 0)).collect(),
                 request_id: 0,
+                ..Default::default()
             })
             .await
             .with_context(|| format!("producer {id} request {requests}"))?

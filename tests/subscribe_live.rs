@@ -47,6 +47,7 @@ async fn subscribe_before_producing_receives_everything_once_in_order() -> Resul
                     partition: None,
                     records,
                     request_id: 0,
+                    ..Default::default()
                 })
                 .await
                 .expect("produce");
@@ -101,6 +102,7 @@ async fn subscribe_from_latest_sees_only_new_records_and_from_offset_replays() -
         partition: Some(0),
         records: old,
         request_id: 0,
+        ..Default::default()
     })
     .await?;
 
@@ -129,6 +131,7 @@ async fn subscribe_from_latest_sees_only_new_records_and_from_offset_replays() -
         partition: Some(0),
         records: vec![record(None, "new", 0)],
         request_id: 0,
+        ..Default::default()
     })
     .await?;
 

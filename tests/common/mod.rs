@@ -419,6 +419,7 @@ pub async fn produce_values(
         partition: Some(partition),
         records: values.into_iter().map(|v| record(None, &v, 0)).collect(),
         request_id: 0,
+        ..Default::default()
     })
     .await?;
     Ok(())
@@ -452,6 +453,7 @@ pub async fn produce_one(
             partition: Some(partition),
             records: vec![record(None, value, 0)],
             request_id: 0,
+            ..Default::default()
         })
         .await?
         .into_inner();

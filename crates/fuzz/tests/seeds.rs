@@ -101,6 +101,7 @@ fn write_seed_corpus() {
         partition: Some(1),
         records: vec![record("a"), record("b")],
         request_id: 7,
+        ..Default::default()
     };
     write(
         "request_validation",

@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use bytes::BytesMut;
+
 use sluice_broker::{Broker, PendingProduce};
 use sluice_proto::v1::{
     Error, ProduceRequest, ProduceResponse, ProduceStreamResponse, produce_stream_response,
@@ -12,7 +14,7 @@ use tonic::{Status, Streaming};
 
 use crate::convert::{WireRecord, produce_response};
 use crate::request_limit::request_error;
-use crate::status::{require_topic, shutting_down, to_status};
+use crate::status::{invalid_field, require_topic, shutting_down, to_status};
 
 /// Most requests of one ProduceStream being processed at once. Past it the server stops
 /// reading the stream until an answer goes out, so a client cannot make it buffer
@@ -30,15 +32,35 @@ pub(crate) async fn produce(
     wait(submit(broker, request)).await
 }
 
-/// Validates a request and queues its appends (in call order, per partition).
+/// Validates a request and queues its appends (in call order, per partition): its records,
+/// or its client-encoded batches (raw-batch produce).
 fn submit(broker: &Broker, request: &ProduceRequest) -> Result<PendingProduce, Status> {
     require_topic("topic", &request.topic)?;
+    if request.record_batches.is_empty() {
+        return broker
+            .submit_produce(
+                &request.topic,
+                request.partition,
+                request.records.iter().map(WireRecord),
+            )
+            .map_err(to_status);
+    }
+    if !request.records.is_empty() {
+        return Err(invalid_field(
+            "record_batches",
+            "set either records or record_batches, not both",
+        ));
+    }
+    let Some(partition) = request.partition else {
+        return Err(invalid_field(
+            "partition",
+            "must be set when the request carries record_batches",
+        ));
+    };
+    // The log rewrites each batch's base offset in place: the one copy of the bytes.
+    let batches = BytesMut::from(&request.record_batches[..]);
     broker
-        .submit_produce(
-            &request.topic,
-            request.partition,
-            request.records.iter().map(WireRecord),
-        )
+        .submit_batches(&request.topic, partition, batches)
         .map_err(to_status)
 }
 

@@ -266,6 +266,7 @@ async fn produce_fetch_and_list_offsets() -> TestResult {
                 record(Some("b"), "three"),
             ],
             request_id: 0,
+            ..Default::default()
         })
         .await?
         .into_inner()
@@ -343,6 +344,7 @@ async fn produce_fetch_and_list_offsets() -> TestResult {
             ..pb::Record::default()
         }],
         request_id: 5,
+        ..Default::default()
     };
     let too_large = log
         .produce(oversized())
@@ -385,6 +387,7 @@ async fn produce_fetch_and_list_offsets() -> TestResult {
         partition: Some(0),
         records: vec![record(None, "late")],
         request_id: 0,
+        ..Default::default()
     })
     .await?;
     let polled = poll.await??.into_inner();
@@ -445,6 +448,7 @@ async fn produce_stream_answers_every_request_by_id() -> TestResult {
             partition: None,
             records: vec![record(None, "x"), record(None, "y")],
             request_id: id,
+            ..Default::default()
         })
         .collect();
     let mut answers = log
@@ -491,6 +495,7 @@ async fn subscribe_replays_then_tails() -> TestResult {
             partition: Some(partition),
             records: vec![record(None, "old-1"), record(None, "old-2")],
             request_id: 0,
+            ..Default::default()
         })
         .await?;
     }
@@ -516,6 +521,7 @@ async fn subscribe_replays_then_tails() -> TestResult {
         partition: Some(1),
         records: vec![record(None, "new")],
         request_id: 0,
+        ..Default::default()
     })
     .await?;
     let message = next(&mut stream).await?;
@@ -605,4 +611,99 @@ fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_takes_client_encoded_batches_as_they_are() -> TestResult {
+    let server = Running::start().await?;
+    let channel = server.channel().await?;
+    let mut admin = AdminClient::new(channel.clone());
+    let mut log = LogClient::new(channel);
+    create(&mut admin, "source", 1).await?;
+    create(&mut admin, "mirror", 2).await?;
+    log.produce(ProduceRequest {
+        topic: "source".into(),
+        partition: Some(0),
+        records: vec![record(Some("k"), "a"), record(None, "b")],
+        ..Default::default()
+    })
+    .await?;
+    let fetch = |topic: &str, partition| FetchRequest {
+        topic: topic.into(),
+        partition,
+        ..FetchRequest::default()
+    };
+    // Encoded batches, as a Kafka client would send them: here, those the server stored.
+    let batches = log
+        .fetch_batches(fetch("source", 0))
+        .await?
+        .into_inner()
+        .record_batches;
+    let raw = |batches: Bytes, partition| ProduceRequest {
+        topic: "mirror".into(),
+        partition,
+        record_batches: batches,
+        ..Default::default()
+    };
+    for _ in 0..2 {
+        let written = log
+            .produce(raw(batches.clone(), Some(1)))
+            .await?
+            .into_inner();
+        assert_eq!(written.partitions.len(), 1);
+        assert_eq!(written.partitions[0].partition, 1);
+        assert_eq!(written.partitions[0].record_count, 2);
+    }
+    let mirrored = log.fetch(fetch("mirror", 1)).await?.into_inner();
+    let seen: Vec<(u64, &[u8])> = mirrored
+        .records
+        .iter()
+        .map(|r| (r.offset, &r.value[..]))
+        .collect();
+    assert_eq!(
+        seen,
+        [(0, &b"a"[..]), (1, b"b"), (2, b"a"), (3, b"b")],
+        "stored as sent, with offsets assigned"
+    );
+    let stored = log
+        .fetch_batches(fetch("mirror", 1))
+        .await?
+        .into_inner()
+        .record_batches;
+    assert_eq!(
+        stored[8..batches.len()],
+        batches[8..],
+        "only the base offset differs"
+    );
+
+    let mut corrupt = batches.to_vec();
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 1;
+    let refused = log
+        .produce(raw(Bytes::from(corrupt), Some(1)))
+        .await
+        .expect_err("bad CRC");
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    assert!(refused.message().contains("crc"), "{}", refused.message());
+    let unrouted = log
+        .produce(raw(batches.clone(), None))
+        .await
+        .expect_err("no partition");
+    assert_eq!(unrouted.code(), Code::InvalidArgument);
+    assert!(
+        unrouted.message().contains("partition"),
+        "{}",
+        unrouted.message()
+    );
+    let both = log
+        .produce(ProduceRequest {
+            records: vec![record(None, "c")],
+            ..raw(batches, Some(1))
+        })
+        .await
+        .expect_err("records and batches");
+    assert_eq!(both.code(), Code::InvalidArgument);
+    assert!(both.message().contains("not both"), "{}", both.message());
+    server.stop().await?;
+    Ok(())
 }

@@ -174,6 +174,7 @@ async fn produce(mut log: LogClient<Channel>, plan: Plan, stats: Arc<Stats>) -> 
                     partition: None,
                     records,
                     request_id: next_id,
+                    ..Default::default()
                 };
                 if requests.send(request).await.is_err() {
                     bail!("the server ended the produce stream");

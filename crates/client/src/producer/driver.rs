@@ -17,7 +17,7 @@ use crate::admin::Admin;
 use crate::backoff::Backoff;
 use crate::client::Client;
 use crate::error::{Error, Result};
-use crate::producer::pipeline::{Ack, Config, Pipeline};
+use crate::producer::pipeline::{Ack, Config, Pipeline, TopicShape};
 use crate::record::ProducerRecord;
 
 /// Most commands handled in one go before the pipeline gets to send.
@@ -36,7 +36,7 @@ pub(crate) enum Command {
 /// The partition count of a topic, or the records waiting for it.
 #[derive(Debug)]
 enum Topic {
-    Known { name: Arc<str>, partitions: u32 },
+    Known { name: Arc<str>, shape: TopicShape },
     LookingUp(Vec<(u64, ProducerRecord, Ack)>),
 }
 
@@ -57,8 +57,8 @@ pub(crate) struct Driver {
     pipeline: Pipeline,
     commands: mpsc::UnboundedReceiver<Command>,
     topics: HashMap<Arc<str>, Topic>,
-    lookups: mpsc::UnboundedReceiver<(Arc<str>, Result<u32>)>,
-    lookup_results: mpsc::UnboundedSender<(Arc<str>, Result<u32>)>,
+    lookups: mpsc::UnboundedReceiver<(Arc<str>, Result<TopicShape>)>,
+    lookup_results: mpsc::UnboundedSender<(Arc<str>, Result<TopicShape>)>,
     /// Flushes waiting, each with the sequence number of the first record sent after it.
     flushes: Vec<(u64, oneshot::Sender<()>)>,
     next_seq: u64,
@@ -96,6 +96,11 @@ impl Driver {
         }
     }
 
+    /// The count of bytes the pipeline holds.
+    pub(crate) fn buffered(&self) -> &Arc<std::sync::atomic::AtomicUsize> {
+        self.pipeline.buffered()
+    }
+
     /// Runs until every handle is dropped and every record has its outcome.
     pub(crate) async fn run(mut self) {
         loop {
@@ -108,9 +113,14 @@ impl Driver {
             let wake = self.next_wake(Instant::now());
             tokio::select! {
                 answer = next_answer(&mut self.connection) => self.on_answer(answer),
-                command = self.commands.recv(), if !self.closing => {
+                // With the buffer full, records wait in the command queue, in send order,
+                // until answers make room.
+                command = self.commands.recv(), if !self.closing && self.pipeline.has_room() => {
                     self.on_command(command);
                     for _ in 1..COMMANDS_PER_TURN {
+                        if !self.pipeline.has_room() {
+                            break;
+                        }
                         match self.commands.try_recv() {
                             Ok(command) => self.on_command(Some(command)),
                             Err(_) => break,
@@ -140,10 +150,17 @@ impl Driver {
     fn on_send(&mut self, record: ProducerRecord, ack: Ack) {
         let seq = self.next_seq;
         self.next_seq += 1;
+        if !matches!(
+            self.topics.get(record.topic.as_str()),
+            Some(Topic::Known { .. })
+        ) {
+            // Counted while it waits for its topic, like the records in batches.
+            self.pipeline.hold(held_size(&record));
+        }
         match self.topics.get_mut(record.topic.as_str()) {
-            Some(Topic::Known { name, partitions }) => {
+            Some(Topic::Known { name, shape }) => {
                 self.pipeline
-                    .push(name, *partitions, record, seq, ack, Instant::now());
+                    .push(name, *shape, record, seq, ack, Instant::now());
             }
             Some(Topic::LookingUp(waiting)) => waiting.push((seq, record, ack)),
             None => {
@@ -169,23 +186,24 @@ impl Driver {
 
     /// Places the records that waited for `topic`'s partition count, or fails them. A failed
     /// lookup is not remembered: the next record of the topic tries again.
-    fn on_lookup(&mut self, topic: Arc<str>, result: Result<u32>) {
+    fn on_lookup(&mut self, topic: Arc<str>, result: Result<TopicShape>) {
         let Some(Topic::LookingUp(waiting)) = self.topics.remove(&topic) else {
             return;
         };
+        self.pipeline
+            .release(waiting.iter().map(|(_, record, _)| held_size(record)).sum());
         match result {
-            Ok(partitions) => {
+            Ok(shape) => {
                 let now = Instant::now();
                 for (seq, record, ack) in waiting {
-                    self.pipeline
-                        .push(&topic, partitions, record, seq, ack, now);
+                    self.pipeline.push(&topic, shape, record, seq, ack, now);
                 }
                 if !self.flushes.is_empty() || self.closing {
                     self.pipeline.close_all();
                 }
                 let known = Topic::Known {
                     name: Arc::clone(&topic),
-                    partitions,
+                    shape,
                 };
                 self.topics.insert(topic, known);
             }
@@ -310,6 +328,17 @@ impl Driver {
     }
 }
 
+/// Bytes a record waiting for its topic's partition count holds in the buffer: its key,
+/// value and header bytes.
+fn held_size(record: &ProducerRecord) -> usize {
+    let headers: usize = record
+        .headers
+        .iter()
+        .map(|h| h.key.len() + h.value.len())
+        .sum();
+    record.key.as_ref().map_or(0, |k| k.len()) + record.value.len() + headers
+}
+
 /// The next answer of the open stream; never resolves without one.
 async fn next_answer(
     connection: &mut Option<Connection>,
@@ -328,20 +357,29 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-/// The number of partitions of `topic`, retrying while the server is unreachable.
+/// The partition count and `max.message.bytes` of `topic`, retrying while the server is
+/// unreachable.
 async fn partition_count(
     admin: &Admin,
     topic: &str,
     backoff: Backoff,
     timeout: Duration,
-) -> Result<u32> {
+) -> Result<TopicShape> {
     let deadline = Instant::now() + timeout;
     let mut failures = 0;
     loop {
         match admin.describe_topic(topic).await {
             Ok(description) => {
-                return u32::try_from(description.partitions.len()).map_err(|_| {
+                let partitions = u32::try_from(description.partitions.len()).map_err(|_| {
                     Error::Protocol(format!("topic '{topic}' has too many partitions"))
+                })?;
+                let max_message_bytes = description
+                    .config
+                    .get("max.message.bytes")
+                    .and_then(|v| v.parse().ok());
+                return Ok(TopicShape {
+                    partitions,
+                    max_message_bytes,
                 });
             }
             Err(err) if err.is_transient() => {

@@ -7,6 +7,8 @@ mod pipeline;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -25,6 +27,9 @@ use pipeline::Config;
 /// grouped into one batch per partition; a batch is sent when it reaches the batch size or
 /// after the linger time, and up to `max_in_flight` batches await their answers at once,
 /// all over a single `ProduceStream`.
+///
+/// Each batch goes as a Kafka RecordBatch v2 the producer encodes itself (raw-batch
+/// produce, see [`ProducerBuilder::raw_batches`]): the server stores it as it is.
 ///
 /// Partitions are chosen like Kafka's default partitioner: the record's own partition if
 /// set, else murmur2 of its key (the same partition the server and Kafka pick), else a
@@ -56,6 +61,8 @@ use pipeline::Config;
 #[derive(Debug, Clone)]
 pub struct Producer {
     commands: mpsc::UnboundedSender<Command>,
+    /// Encoded bytes of the records the producer holds that have no outcome yet.
+    buffered: Arc<AtomicUsize>,
 }
 
 impl Producer {
@@ -63,14 +70,24 @@ impl Producer {
     /// (or it failed). The record is queued even if the future is never polled; dropping
     /// the future only gives up on learning the outcome.
     ///
-    /// `send` never waits: records wait in memory until they are sent. A caller that
-    /// produces faster than the server stores should bound the records it has outstanding,
-    /// for example by awaiting the oldest future once it holds a few thousand.
+    /// The producer takes records into its batches while it holds less than
+    /// `max_buffered_bytes` (see [`ProducerBuilder::max_buffered_bytes`]); past that, a
+    /// record sent waits, in send order, until acknowledgements make room, and its future
+    /// completes only after that. So a caller that awaits its futures waits while the buffer
+    /// is full. `send` itself never blocks the thread, so the records of futures made but
+    /// not awaited are the caller's to bound: for example await the oldest future once a
+    /// few thousand are outstanding.
     pub fn send(&self, record: ProducerRecord) -> SendFuture {
         let (ack, outcome) = oneshot::channel();
         // If the task is gone, the dropped ack resolves the future with ProducerClosed.
         let _ = self.commands.send(Command::Send { record, ack });
         SendFuture { outcome }
+    }
+
+    /// Encoded bytes of the records taken into batches that are not yet acknowledged or
+    /// failed: at most `max_buffered_bytes` plus one record.
+    pub fn buffered_bytes(&self) -> usize {
+        self.buffered.load(Ordering::Acquire)
     }
 
     /// Sends every queued record without waiting for the linger time and waits until each
@@ -171,12 +188,33 @@ impl ProducerBuilder {
         self
     }
 
+    /// Encoded bytes of unacknowledged records the producer takes into its batches (at
+    /// least 1; one record always fits). Past it, sent records wait in send order until
+    /// answers make room. Default 32 MiB, as Kafka's `buffer.memory`.
+    pub fn max_buffered_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_buffered_bytes = bytes.max(1);
+        self
+    }
+
+    /// Whether batches go to the server as Kafka RecordBatch v2 bytes the producer encodes
+    /// (raw-batch produce: the server checks them without decoding and stores them as they
+    /// are). Default `true`. A record with timestamp 0 is then stamped with this machine's
+    /// clock when it is sent, as a Kafka producer does, and a batch must fit in the topic's
+    /// `max.message.bytes` as a whole. `false` sends records for the server to encode
+    /// (timestamp 0 is stamped by the server's clock, and `max.message.bytes` applies to
+    /// each record).
+    pub fn raw_batches(mut self, raw: bool) -> Self {
+        self.config.raw_batches = raw;
+        self
+    }
+
     /// Starts the producer's background task. Fails outside a Tokio runtime.
     pub fn build(self) -> Result<Producer> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
         let (commands, receiver) = mpsc::unbounded_channel();
         let driver = Driver::new(&self.client, self.config, receiver);
+        let buffered = Arc::clone(driver.buffered());
         runtime.spawn(driver.run());
-        Ok(Producer { commands })
+        Ok(Producer { commands, buffered })
     }
 }

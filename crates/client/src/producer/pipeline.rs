@@ -9,7 +9,11 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use sluice_storage::batch::{HEADER_LEN, RecordBatchBuilder};
 
 use prost::Message as _;
 use sluice_proto::v1 as pb;
@@ -22,6 +26,32 @@ use crate::record::{ProducerRecord, RecordMetadata};
 
 /// Most records in one batch, below the server's default `max_records_per_request`.
 const MAX_BATCH_RECORDS: usize = 16_384;
+
+/// What the pipeline needs to know of a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TopicShape {
+    /// Its partition count.
+    pub(crate) partitions: u32,
+    /// Its `max.message.bytes`, if the server said: a raw batch must fit in it whole.
+    pub(crate) max_message_bytes: Option<usize>,
+}
+
+/// Bytes a record can take in a RecordBatch on top of its key, value and header bytes: the
+/// length, attributes, timestamp delta, offset delta, key length, value length and header
+/// count varints.
+const RAW_RECORD_OVERHEAD: usize = 5 + 1 + 10 + 5 + 5 + 5 + 5;
+/// Bytes a header can take on top of its key and value: the two length varints.
+const RAW_HEADER_OVERHEAD: usize = 10;
+
+/// The most bytes `record` can take in a RecordBatch.
+fn raw_size(record: &pb::Record) -> usize {
+    let headers: usize = record
+        .headers
+        .iter()
+        .map(|h| h.key.len() + h.value.len() + RAW_HEADER_OVERHEAD)
+        .sum();
+    record.key.as_ref().map_or(0, Bytes::len) + record.value.len() + headers + RAW_RECORD_OVERHEAD
+}
 
 /// Where the outcome of one record is sent.
 pub(crate) type Ack = oneshot::Sender<Result<RecordMetadata>>;
@@ -41,6 +71,11 @@ pub(crate) struct Config {
     pub(crate) backoff: Backoff,
     /// How long after its first record a batch may still be sent or retried.
     pub(crate) delivery_timeout: Duration,
+    /// Encoded bytes of records the pipeline takes on before it waits for outcomes.
+    pub(crate) max_buffered_bytes: usize,
+    /// Send each batch as a Kafka RecordBatch v2 the producer encoded (raw-batch produce),
+    /// rather than as records for the server to encode.
+    pub(crate) raw_batches: bool,
 }
 
 impl Default for Config {
@@ -55,6 +90,8 @@ impl Default for Config {
                 max: Duration::from_secs(1),
             },
             delivery_timeout: Duration::from_secs(120),
+            max_buffered_bytes: 32 << 20,
+            raw_batches: true,
         }
     }
 }
@@ -74,12 +111,20 @@ struct Batch {
     first_seq: u64,
     /// How many times it was sent.
     attempts: u32,
+    /// The pipeline's count of buffered bytes, which this batch's `bytes` are part of.
+    buffered: Arc<AtomicUsize>,
     /// Why the last attempt failed.
     last_error: Option<Error>,
 }
 
 impl Batch {
-    fn new(topic: &Arc<str>, partition: u32, first_seq: u64, created: Instant) -> Self {
+    fn new(
+        topic: &Arc<str>,
+        partition: u32,
+        first_seq: u64,
+        created: Instant,
+        buffered: &Arc<AtomicUsize>,
+    ) -> Self {
         Batch {
             topic: Arc::clone(topic),
             partition,
@@ -89,6 +134,7 @@ impl Batch {
             created,
             first_seq,
             attempts: 0,
+            buffered: Arc::clone(buffered),
             last_error: None,
         }
     }
@@ -104,8 +150,15 @@ impl Batch {
         self.bytes >= batch_size || self.records.len() >= MAX_BATCH_RECORDS
     }
 
+    /// Takes the batch's bytes off the buffered count: its records have their outcome.
+    /// Done before the outcome is told, so a caller that hears of it finds the room.
+    fn unbuffer(&self) {
+        self.buffered.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+
     /// Acknowledges every record: the n-th was written at `base_offset + n`.
     fn complete(self, base_offset: u64) {
+        self.unbuffer();
         let partition = self.partition;
         for (offset, ack) in (base_offset..).zip(self.acks) {
             // A dropped send future just means nobody waits for this record.
@@ -115,6 +168,7 @@ impl Batch {
 
     /// Fails every record with `err`.
     fn fail(self, err: &Error) {
+        self.unbuffer();
         for ack in self.acks {
             let _ = ack.send(Err(err.clone()));
         }
@@ -204,6 +258,8 @@ pub(crate) struct Pipeline {
     /// Requests awaiting an answer, by request id (ids grow in sending order).
     in_flight: BTreeMap<u64, Batch>,
     next_request_id: u64,
+    /// Encoded bytes of the records pushed that have no outcome yet.
+    buffered: Arc<AtomicUsize>,
 }
 
 impl Pipeline {
@@ -214,7 +270,29 @@ impl Pipeline {
             partitions: BTreeMap::new(),
             in_flight: BTreeMap::new(),
             next_request_id: 0,
+            buffered: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// The count of buffered bytes, shared with whoever reports it.
+    pub(crate) fn buffered(&self) -> &Arc<AtomicUsize> {
+        &self.buffered
+    }
+
+    /// Counts `bytes` the producer holds outside the batches (records waiting for their
+    /// topic's partition count) until [`release`](Self::release).
+    pub(crate) fn hold(&self, bytes: usize) {
+        self.buffered.fetch_add(bytes, Ordering::AcqRel);
+    }
+
+    /// Stops counting `bytes` taken by [`hold`](Self::hold).
+    pub(crate) fn release(&self, bytes: usize) {
+        self.buffered.fetch_sub(bytes, Ordering::AcqRel);
+    }
+
+    /// Whether the pipeline takes more records: it holds less than `max_buffered_bytes`.
+    pub(crate) fn has_room(&self) -> bool {
+        self.buffered.load(Ordering::Acquire) < self.config.max_buffered_bytes
     }
 
     /// Adds a record of `topic`, which has `partitions` partitions, to its partition's open
@@ -223,19 +301,31 @@ impl Pipeline {
     pub(crate) fn push(
         &mut self,
         topic: &Arc<str>,
-        partitions: u32,
+        shape: TopicShape,
         record: ProducerRecord,
         seq: u64,
         ack: Ack,
         now: Instant,
     ) {
+        let partitions = shape.partitions;
         let sticky = record.partition.is_none() && record.key.is_none();
         let mut chosen =
             self.partitioner
                 .choose(topic, partitions, record.partition, record.key.as_deref());
-        let record = record.into_wire();
-        let size = record.encoded_len();
-        let batch_size = self.config.batch_size;
+        let mut record = record.into_wire();
+        if self.config.raw_batches && record.timestamp_ms == 0 {
+            // Nobody downstream stamps a raw batch: the producer's clock does, as Kafka's.
+            record.timestamp_ms = wall_clock_ms();
+        }
+        // A raw batch is sized as the server will measure it against `max.message.bytes`.
+        let (size, batch_size) = if self.config.raw_batches {
+            let room = shape
+                .max_message_bytes
+                .map_or(usize::MAX, |max| max.saturating_sub(HEADER_LEN).max(1));
+            (raw_size(&record), self.config.batch_size.min(room))
+        } else {
+            (record.encoded_len(), self.config.batch_size)
+        };
         if let Ok(partition) = chosen
             && let Some(state) = self.partitions.get_mut(&(Arc::clone(topic), partition))
             && state
@@ -262,10 +352,11 @@ impl Pipeline {
             .or_default();
         let batch = state
             .open
-            .get_or_insert_with(|| Batch::new(topic, partition, seq, now));
+            .get_or_insert_with(|| Batch::new(topic, partition, seq, now, &self.buffered));
         batch.records.push(record);
         batch.acks.push(ack);
         batch.bytes += size;
+        self.buffered.fetch_add(size, Ordering::AcqRel);
         if batch.is_full(batch_size) {
             state.close(&mut self.partitioner);
         }
@@ -337,12 +428,17 @@ impl Pipeline {
         batch.attempts += 1;
         let request_id = self.next_request_id;
         self.next_request_id += 1;
-        let request = pb::ProduceRequest {
+        let mut request = pb::ProduceRequest {
             topic: batch.topic.to_string(),
             partition: Some(batch.partition),
-            records: batch.records.clone(),
             request_id,
+            ..Default::default()
         };
+        // A batch that cannot be encoded (only past the format's 2 GiB limit) goes as records.
+        match encode_batch(&batch.records).filter(|_| self.config.raw_batches) {
+            Some(encoded) => request.record_batches = encoded,
+            None => request.records = batch.records.clone(),
+        }
         self.in_flight.insert(request_id, batch);
         Some(request)
     }
@@ -477,6 +573,35 @@ impl Pipeline {
     }
 }
 
+/// `records` as one uncompressed Kafka RecordBatch v2 (base offset 0, for the server to
+/// assign), or `None` if the format cannot hold them.
+fn encode_batch(records: &[pb::Record]) -> Option<Bytes> {
+    let capacity = records.iter().map(|r| r.encoded_len() + 16).sum::<usize>() + HEADER_LEN;
+    let mut builder = RecordBatchBuilder::with_capacity(capacity);
+    for record in records {
+        let headers = record
+            .headers
+            .iter()
+            .map(|h| (h.key.as_bytes(), Some(&h.value[..])));
+        builder
+            .push(
+                record.timestamp_ms,
+                record.key.as_deref(),
+                Some(&record.value),
+                headers,
+            )
+            .ok()?;
+    }
+    builder.finish().map(BytesMut::freeze)
+}
+
+/// Milliseconds since the Unix epoch by the wall clock (0 before 1970).
+fn wall_clock_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
@@ -498,6 +623,8 @@ mod tests {
                 max: Duration::from_secs(1),
             },
             delivery_timeout: Duration::from_secs(60),
+            max_buffered_bytes: 1 << 20,
+            raw_batches: false,
         }
     }
 
@@ -523,14 +650,12 @@ mod tests {
 
         fn push(&mut self, record: ProducerRecord) -> Outcome {
             let (ack, outcome) = oneshot::channel();
-            self.pipeline.push(
-                &self.topic,
-                self.partitions,
-                record,
-                self.seq,
-                ack,
-                self.now,
-            );
+            let shape = TopicShape {
+                partitions: self.partitions,
+                max_message_bytes: None,
+            };
+            self.pipeline
+                .push(&self.topic, shape, record, self.seq, ack, self.now);
             self.seq += 1;
             outcome
         }
@@ -593,6 +718,105 @@ mod tests {
             Some(Ok(meta)) => Some((meta.partition, meta.offset)),
             _ => None,
         }
+    }
+
+    #[test]
+    fn raw_batches_carry_the_records_encoded_and_stamped() {
+        let mut f = Fixture::new(
+            Config {
+                raw_batches: true,
+                ..config()
+            },
+            1,
+        );
+        let before = wall_clock_ms();
+        let _a = f.push(
+            ProducerRecord::new("t", "a")
+                .key("k")
+                .header("h", "1")
+                .partition(0),
+        );
+        let _b = f.push(ProducerRecord::new("t", "b").timestamp_ms(42).partition(0));
+        f.advance(Duration::from_millis(5));
+        let requests = f.drain();
+        assert_eq!(requests.len(), 1);
+        assert!(requests[0].records.is_empty(), "sent as a batch only");
+        let mut decoded = Vec::new();
+        for batch in sluice_storage::batch::batches(requests[0].record_batches.clone()) {
+            let (_, bytes) = batch.expect("a whole batch");
+            sluice_storage::batch::verify_crc(&bytes).expect("a valid CRC");
+            for record in sluice_storage::batch::records(bytes).expect("records") {
+                decoded.push(record.expect("a record"));
+            }
+        }
+        assert_eq!(decoded.len(), 2);
+        assert_eq!(decoded[0].key.as_deref(), Some(&b"k"[..]));
+        assert_eq!(decoded[0].value.as_deref(), Some(&b"a"[..]));
+        assert_eq!(&decoded[0].headers[0].0[..], b"h");
+        assert!(decoded[0].timestamp_ms >= before, "stamped by the producer");
+        assert_eq!(decoded[1].timestamp_ms, 42);
+        assert_eq!(decoded[1].offset, 1);
+    }
+
+    #[test]
+    fn raw_batches_fit_in_the_topics_max_message_bytes() {
+        let mut pipeline = Pipeline::new(Config {
+            raw_batches: true,
+            ..config()
+        });
+        let topic: Arc<str> = Arc::from("t");
+        let shape = TopicShape {
+            partitions: 1,
+            max_message_bytes: Some(600),
+        };
+        let now = Instant::now();
+        let mut outcomes = Vec::new();
+        for seq in 0..6 {
+            let (ack, outcome) = oneshot::channel();
+            let record = ProducerRecord::new("t", "x".repeat(100)).partition(0);
+            pipeline.push(&topic, shape, record, seq, ack, now);
+            outcomes.push(outcome);
+        }
+        pipeline.close_all();
+        let requests: Vec<_> = std::iter::from_fn(|| pipeline.next_request(now)).collect();
+        assert!(
+            requests.len() >= 2,
+            "six 100-byte records do not fit in 600 bytes"
+        );
+        for request in &requests {
+            let len = request.record_batches.len();
+            assert!(len <= 600, "a {len}-byte batch for max.message.bytes 600");
+        }
+    }
+
+    #[test]
+    fn buffered_bytes_count_records_until_their_outcome() {
+        let mut f = Fixture::new(
+            Config {
+                max_buffered_bytes: 1000,
+                ..config()
+            },
+            2,
+        );
+        let value = "x".repeat(400);
+        let mut a = f.push_to(0, &value);
+        assert!(f.pipeline.has_room());
+        let mut b = f.push_to(1, &value);
+        let mut c = f.push_to(1, &value);
+        let held = f.pipeline.buffered().load(Ordering::Acquire);
+        assert!(held > 1200, "three 400-byte records: {held}");
+        assert!(!f.pipeline.has_room(), "full at {held} of 1000");
+        f.advance(Duration::from_millis(5));
+        let requests = f.drain();
+        assert_eq!(requests.len(), 2);
+        f.answer_ok(&requests[1], 10);
+        assert_eq!(acked(&mut b), Some((1, 10)));
+        assert_eq!(acked(&mut c), Some((1, 11)));
+        assert!(f.pipeline.has_room(), "partition 1's records are done");
+        // A failure gives the room back too.
+        f.answer_err(&requests[0], Code::InvalidArgument);
+        assert!(matches!(outcome(&mut a), Some(Err(_))));
+        assert_eq!(f.pipeline.buffered().load(Ordering::Acquire), 0);
     }
 
     #[test]
