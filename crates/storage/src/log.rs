@@ -636,19 +636,6 @@ impl Log {
         }
     }
 
-    /// Whether an append of `bytes` bytes (at most that many records) would be written to the
-    /// page cache without waiting: the log does not fsync appends, no other work holds the
-    /// writer (retention deletes files under it), and no roll is due (a roll creates files and
-    /// syncs the directory and the sealed indexes). Callers that must not block, such as an
-    /// async worker, append themselves only then.
-    pub fn appends_without_blocking(&self, bytes: u64) -> bool {
-        self.config.flush != FlushPolicy::Fsync
-            && self
-                .writer
-                .try_lock()
-                .is_some_and(|w| !self.roll_due(&w, bytes, bytes))
-    }
-
     /// Whether the active segment is full, too old, or its index cannot take more.
     fn roll_due(&self, w: &Writer, incoming_bytes: u64, incoming_records: u64) -> bool {
         if w.write_pos == 0 {

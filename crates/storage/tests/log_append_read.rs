@@ -164,29 +164,3 @@ fn append_all_writes_in_order_with_one_result_each() {
     let values: Vec<_> = read_all(&log, 0).into_iter().map(|r| r.2).collect();
     assert!(values[3].starts_with(b"c-0"));
 }
-
-#[test]
-fn appends_without_blocking_only_without_fsync_and_before_a_roll() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(dir.path(), small_config(FlushPolicy::None)).unwrap();
-    // An empty segment never rolls.
-    assert!(log.appends_without_blocking(1 << 20));
-    append(&log, "a", 10, 100, 1);
-    assert!(log.appends_without_blocking(1_000));
-    // Past `segment_bytes` the append would first roll: create files and sync them.
-    assert!(!log.appends_without_blocking(16 * 1024));
-    let segments = log.segment_count();
-    append(&log, "b", 10, 2_000, 1);
-    assert_eq!(
-        log.segment_count(),
-        segments + 1,
-        "the check predicted a roll"
-    );
-
-    let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(dir.path(), small_config(FlushPolicy::Fsync)).unwrap();
-    assert!(
-        !log.appends_without_blocking(1),
-        "fsync appends wait for the disk"
-    );
-}
