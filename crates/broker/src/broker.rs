@@ -147,6 +147,8 @@ pub struct Broker {
     pub(crate) groups: Arc<GroupCoordinator>,
     /// Bytes of produce requests queued or being appended, within `max_in_flight_bytes`.
     in_flight: Arc<InFlight>,
+    /// The data directory's cluster id (see [`Broker::cluster_id`]).
+    cluster_id: String,
     /// Its lock keeps other brokers out of the data directory while this one lives.
     _lock: File,
 }
@@ -184,6 +186,7 @@ impl Broker {
         let dirs = DataDir::new(config.data_dir.clone());
         metadata::create_dir(&config.data_dir)?;
         let lock = metadata::lock_data_dir(&dirs.lock_file())?;
+        let cluster_id = crate::cluster::load_or_create(&config.data_dir)?;
         metadata::create_dir(&dirs.topics())?;
         metadata::create_dir(&dirs.trash())?;
         metadata::empty_dir(&dirs.trash())?;
@@ -204,6 +207,7 @@ impl Broker {
         );
         Ok(Arc::new(Broker {
             config,
+            cluster_id,
             dirs,
             topics: RwLock::new(topics),
             reservations: Reservations::new(),
@@ -216,6 +220,22 @@ impl Broker {
             in_flight,
             _lock: lock,
         }))
+    }
+
+    /// The limits this broker enforces.
+    pub fn limits(&self) -> &crate::Limits {
+        &self.config.limits
+    }
+
+    /// The config of topics that override nothing.
+    pub fn topic_defaults(&self) -> &TopicConfig {
+        &self.config.topic_defaults
+    }
+
+    /// The cluster id: made at the first open of the data directory and kept in it
+    /// (`cluster.id`), so it stays the same across restarts.
+    pub fn cluster_id(&self) -> &str {
+        &self.cluster_id
     }
 
     /// Starts the background work: flushing partitions of `flush.policy = interval` topics

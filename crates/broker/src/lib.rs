@@ -36,6 +36,7 @@
 mod append_queue;
 mod background;
 mod broker;
+mod cluster;
 pub mod config;
 mod error;
 mod fetch;
@@ -54,6 +55,7 @@ mod subscriptions;
 mod topic;
 
 pub use broker::{Broker, PendingProduce};
+pub use cluster::NODE_ID;
 pub use config::{BrokerConfig, FlushMode, Limits, TopicConfig};
 pub use error::{BrokerError, CorruptSource, ErrorKind};
 pub use fetch::{Fetched, OffsetSpec, Position};

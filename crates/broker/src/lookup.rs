@@ -23,6 +23,27 @@ impl Broker {
         .await
     }
 
+    /// The first offset of each partition whose record timestamp is at or after
+    /// `timestamp_ms`, with that record's timestamp (what Kafka's ListOffsets answers);
+    /// `None` for a partition with no record that recent. On a blocking thread.
+    pub async fn offsets_for_time(
+        self: &Arc<Self>,
+        topic: &str,
+        partitions: Vec<u32>,
+        timestamp_ms: i64,
+    ) -> Result<Vec<(u32, Option<(u64, i64)>)>, BrokerError> {
+        self.per_partition(topic, partitions, move |broker, topic, partition| {
+            let Some(offset) =
+                broker.list_offset(topic, partition, OffsetSpec::Timestamp(timestamp_ms))?
+            else {
+                return Ok(None);
+            };
+            let found = broker.record_timestamp(topic, partition, offset)?;
+            Ok(Some((offset, found.unwrap_or(timestamp_ms))))
+        })
+        .await
+    }
+
     /// Where reading from `start` begins in each partition, in order. A lookup that finds no
     /// record that recent gives the high watermark (see [`Broker::start_offset`]); an explicit
     /// offset must lie within each partition's `[log_start_offset, high_watermark]`, else

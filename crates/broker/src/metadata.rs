@@ -3,6 +3,7 @@
 //! ```text
 //! data_dir/
 //!   .lock                      held (flock) while a broker has the directory open
+//!   cluster.id                 the cluster id, made at the first open (cluster.rs)
 //!   topics/<name>/topic.json   TopicMeta, written atomically; its presence commits the topic
 //!   topics/<name>/<partition>/ partition logs
 //!   trash/                     topics being deleted; emptied at open
@@ -68,23 +69,15 @@ pub(crate) struct TopicMeta {
 }
 
 impl TopicMeta {
-    /// Writes `topic_dir/topic.json` atomically: temporary file, fsync, rename, fsync of the directory.
+    /// Writes `topic_dir/topic.json` atomically (see [`write_atomically`]).
     pub(crate) fn write(&self, topic_dir: &Path) -> Result<(), BrokerError> {
-        let tmp = topic_dir.join(META_TMP_FILE);
         let path = topic_dir.join(META_FILE);
         let json = serde_json::to_vec_pretty(self).map_err(|source| BrokerError::Metadata {
             path: path.clone(),
             reason: "cannot serialize".to_owned(),
             source: Some(source),
         })?;
-        let mut file = File::create(&tmp).map_err(|e| BrokerError::io("create", &tmp, e))?;
-        file.write_all(&json)
-            .map_err(|e| BrokerError::io("write", &tmp, e))?;
-        file.sync_all()
-            .map_err(|e| BrokerError::io("fsync", &tmp, e))?;
-        drop(file);
-        fs::rename(&tmp, &path).map_err(|e| BrokerError::io("rename", &tmp, e))?;
-        sync_dir(topic_dir)
+        write_atomically(topic_dir, META_TMP_FILE, META_FILE, &json)
     }
 
     /// Reads `topic_dir/topic.json`; `None` when there is none (creation never finished).
@@ -152,6 +145,24 @@ pub(crate) fn lock_data_dir(path: &Path) -> Result<File, BrokerError> {
         }),
         Err(TryLockError::Error(e)) => Err(BrokerError::io("lock", path, e)),
     }
+}
+
+/// Writes `dir/name` atomically: `dir/tmp_name` first, fsync, rename, fsync of the directory.
+pub(crate) fn write_atomically(
+    dir: &Path,
+    tmp_name: &str,
+    name: &str,
+    bytes: &[u8],
+) -> Result<(), BrokerError> {
+    let tmp = dir.join(tmp_name);
+    let mut file = File::create(&tmp).map_err(|e| BrokerError::io("create", &tmp, e))?;
+    file.write_all(bytes)
+        .map_err(|e| BrokerError::io("write", &tmp, e))?;
+    file.sync_all()
+        .map_err(|e| BrokerError::io("fsync", &tmp, e))?;
+    drop(file);
+    fs::rename(&tmp, dir.join(name)).map_err(|e| BrokerError::io("rename", &tmp, e))?;
+    sync_dir(dir)
 }
 
 /// Creates `path` (and parents) if missing.

@@ -3,7 +3,9 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use crate::config::{GroupSettings, LimitSettings, LogFormat, MetricsListen, Settings};
+use sluice_kafka::Advertised;
+
+use crate::config::{GroupSettings, KafkaSettings, LimitSettings, ListenAddr, LogFormat, Settings};
 
 /// Flags of `sluice serve`. Each overrides the same setting from the environment and the
 /// config file.
@@ -18,7 +20,13 @@ pub struct ServeArgs {
     /// Address of the metrics endpoint (/metrics, /healthz, /readyz), or `off`
     /// [env: SLUICE_METRICS_LISTEN] [default: 127.0.0.1:9644]
     #[arg(long, value_name = "ADDR|off")]
-    pub metrics_listen: Option<MetricsListen>,
+    pub metrics_listen: Option<ListenAddr>,
+    /// Address of the Kafka wire-protocol listener, or `off` [env: SLUICE_KAFKA_LISTEN] [default: 127.0.0.1:9092]
+    #[arg(long, value_name = "ADDR|off")]
+    pub kafka_listen: Option<ListenAddr>,
+    /// HOST:PORT that Kafka Metadata hands out as this broker's address [env: SLUICE_KAFKA_ADVERTISED] [default: the address each client connected to]
+    #[arg(long, value_name = "HOST:PORT")]
+    pub kafka_advertised: Option<Advertised>,
     /// TOML file with settings [env: SLUICE_CONFIG]
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -96,6 +104,11 @@ impl ServeArgs {
             },
             // Group timing is set in the config file or the environment only.
             groups: GroupSettings::default(),
+            kafka: KafkaSettings {
+                listen: self.kafka_listen,
+                advertised: self.kafka_advertised.clone(),
+                ..KafkaSettings::default()
+            },
             topic_defaults: self.topic_defaults.iter().cloned().collect(),
         }
     }

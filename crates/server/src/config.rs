@@ -18,6 +18,7 @@ use std::time::Duration;
 use clap::ValueEnum;
 use serde::{Deserialize, Deserializer};
 use sluice_broker::{BrokerConfig, GroupConfig, Limits, TopicConfig};
+use sluice_kafka::{Advertised, KafkaConfig};
 
 use crate::cli::ServeArgs;
 use crate::error::ServerError;
@@ -25,6 +26,9 @@ use crate::error::ServerError;
 /// Address the server listens on when none is configured.
 pub const DEFAULT_LISTEN: SocketAddr =
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 50051));
+/// Address the Kafka listener listens on when none is configured (Kafka's port).
+pub const DEFAULT_KAFKA_LISTEN: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9092));
 /// Address the metrics endpoint listens on when none is configured.
 pub const DEFAULT_METRICS_LISTEN: SocketAddr =
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9644));
@@ -59,31 +63,31 @@ pub enum LogFormat {
     Json,
 }
 
-/// Where the metrics endpoint (`/metrics`, `/healthz`, `/readyz`) listens.
+/// Where a listener (the metrics endpoint, the Kafka listener) listens, or `off`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MetricsListen {
-    /// No metrics endpoint, and no metrics recorded.
+pub enum ListenAddr {
+    /// Not at all (for the metrics endpoint: and no metrics recorded).
     Off,
     /// This address; port 0 picks a free port.
     Addr(SocketAddr),
 }
 
-impl FromStr for MetricsListen {
+impl FromStr for ListenAddr {
     type Err = String;
 
     /// `off`, or a socket address such as `127.0.0.1:9644`.
-    fn from_str(text: &str) -> Result<MetricsListen, String> {
+    fn from_str(text: &str) -> Result<ListenAddr, String> {
         let text = text.trim();
         if text.eq_ignore_ascii_case("off") {
-            return Ok(MetricsListen::Off);
+            return Ok(ListenAddr::Off);
         }
         text.parse()
-            .map(MetricsListen::Addr)
+            .map(ListenAddr::Addr)
             .map_err(|e| format!("expected an address like 127.0.0.1:9644 or off ({e})"))
     }
 }
 
-impl<'de> Deserialize<'de> for MetricsListen {
+impl<'de> Deserialize<'de> for ListenAddr {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         String::deserialize(deserializer)?
             .parse()
@@ -98,6 +102,10 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Address of the metrics endpoint; `None` when it is off.
     pub metrics_listen: Option<SocketAddr>,
+    /// Address of the Kafka listener; `None` when it is off.
+    pub kafka_listen: Option<SocketAddr>,
+    /// How the Kafka front end behaves.
+    pub kafka: KafkaConfig,
     /// Data directory, topic defaults, broker limits and retention interval.
     pub broker: BrokerConfig,
     /// Largest gRPC request message accepted (`limits.max_request_bytes`).
@@ -138,7 +146,7 @@ pub struct Settings {
     /// `listen`: address to listen on.
     pub listen: Option<SocketAddr>,
     /// `metrics_listen`: address of the metrics endpoint, or `off`.
-    pub metrics_listen: Option<MetricsListen>,
+    pub metrics_listen: Option<ListenAddr>,
     /// `data_dir`: where topics are stored.
     pub data_dir: Option<PathBuf>,
     /// `log`: `tracing` filter directives, e.g. `info,sluice_broker=debug`.
@@ -153,6 +161,9 @@ pub struct Settings {
     /// `[groups]`: consumer group timing.
     #[serde(default)]
     pub groups: GroupSettings,
+    /// `[kafka]`: the Kafka listener.
+    #[serde(default)]
+    pub kafka: KafkaSettings,
     /// `[topic_defaults]`: Kafka topic config keys and values for topics that do not
     /// override them.
     #[serde(default, deserialize_with = "scalar_map")]
@@ -185,6 +196,103 @@ pub struct LimitSettings {
     pub max_in_flight_bytes: Option<usize>,
     /// How long a produce may wait for room in `max_in_flight_bytes`, in milliseconds.
     pub produce_wait_ms: Option<u64>,
+}
+
+/// The `[kafka]` table: the Kafka wire-protocol listener.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSettings {
+    /// `kafka.listen`: address of the Kafka listener, or `off`.
+    pub listen: Option<ListenAddr>,
+    /// `kafka.advertised`: `HOST:PORT` that Metadata hands out.
+    #[serde(default, deserialize_with = "from_text")]
+    pub advertised: Option<Advertised>,
+    /// `kafka.auto_create_topics_enable`: Kafka's `auto.create.topics.enable`.
+    pub auto_create_topics_enable: Option<bool>,
+    /// `kafka.num_partitions`: Kafka's `num.partitions`.
+    pub num_partitions: Option<u32>,
+    /// `kafka.max_request_bytes`: Kafka's `socket.request.max.bytes`.
+    pub max_request_bytes: Option<usize>,
+    /// `kafka.max_in_flight_requests`: requests one connection may have waiting for answers.
+    pub max_in_flight_requests: Option<usize>,
+}
+
+impl KafkaSettings {
+    /// These settings with every one of `higher` that is set taking precedence.
+    fn overlay(self, higher: KafkaSettings) -> KafkaSettings {
+        KafkaSettings {
+            listen: higher.listen.or(self.listen),
+            advertised: higher.advertised.or(self.advertised),
+            auto_create_topics_enable: higher
+                .auto_create_topics_enable
+                .or(self.auto_create_topics_enable),
+            num_partitions: higher.num_partitions.or(self.num_partitions),
+            max_request_bytes: higher.max_request_bytes.or(self.max_request_bytes),
+            max_in_flight_requests: higher
+                .max_in_flight_requests
+                .or(self.max_in_flight_requests),
+        }
+    }
+
+    /// Sets `name` (a field name) from text; `false` when there is no such field.
+    fn set(&mut self, key: &str, name: &str, value: &str) -> Result<bool, ServerError> {
+        match name {
+            "listen" => self.listen = Some(parse(key, value)?),
+            "advertised" => self.advertised = Some(parse(key, value)?),
+            "auto_create_topics_enable" => {
+                self.auto_create_topics_enable = Some(parse(key, value)?);
+            }
+            "num_partitions" => self.num_partitions = Some(parse(key, value)?),
+            "max_request_bytes" => self.max_request_bytes = Some(parse(key, value)?),
+            "max_in_flight_requests" => self.max_in_flight_requests = Some(parse(key, value)?),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// The listen address (`None`: off) and the front end's config, checked.
+    fn resolve(&self) -> Result<(Option<SocketAddr>, KafkaConfig), ServerError> {
+        let defaults = KafkaConfig::default();
+        let listen = match self.listen {
+            None => Some(DEFAULT_KAFKA_LISTEN),
+            Some(ListenAddr::Off) => None,
+            Some(ListenAddr::Addr(addr)) => Some(addr),
+        };
+        let config = KafkaConfig {
+            advertised: self.advertised.clone(),
+            auto_create_topics: self
+                .auto_create_topics_enable
+                .unwrap_or(defaults.auto_create_topics),
+            num_partitions: positive(
+                "kafka.num_partitions",
+                self.num_partitions,
+                defaults.num_partitions,
+            )?,
+            max_request_bytes: positive(
+                "kafka.max_request_bytes",
+                self.max_request_bytes,
+                defaults.max_request_bytes,
+            )?,
+            max_in_flight_requests: positive(
+                "kafka.max_in_flight_requests",
+                self.max_in_flight_requests,
+                defaults.max_in_flight_requests,
+            )?,
+        };
+        Ok((listen, config))
+    }
+}
+
+/// Deserializes an optional setting written as text and parsed with [`FromStr`].
+fn from_text<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr,
+    T::Err: Display,
+{
+    Option::<String>::deserialize(deserializer)?
+        .map(|text| text.parse().map_err(serde::de::Error::custom))
+        .transpose()
 }
 
 /// The `[groups]` table: consumer group timing, in milliseconds, and when the offsets log is
@@ -306,6 +414,7 @@ impl Settings {
                 .or(self.retention_check_interval_ms),
             limits: self.limits.overlay(higher.limits),
             groups: self.groups.overlay(higher.groups),
+            kafka: self.kafka.overlay(higher.kafka),
             topic_defaults,
         }
     }
@@ -353,6 +462,8 @@ impl Settings {
                         .insert(topic_key.to_owned(), value.to_owned());
                 } else if let Some(name) = key.strip_prefix("groups.") {
                     return self.groups.set(key, name, value);
+                } else if let Some(name) = key.strip_prefix("kafka.") {
+                    return self.kafka.set(key, name, value);
                 } else {
                     return Ok(false);
                 }
@@ -432,6 +543,7 @@ impl Settings {
                 .map_err(ServerError::TopicDefaults)?;
         broker.limits = limits;
         broker.groups = self.groups.resolve()?;
+        let (kafka_listen, kafka) = self.kafka.resolve()?;
         broker.retention_check_interval = match self.retention_check_interval_ms {
             None => broker.retention_check_interval,
             Some(0) => {
@@ -448,9 +560,11 @@ impl Settings {
             listen: self.listen.unwrap_or(DEFAULT_LISTEN),
             metrics_listen: match self.metrics_listen {
                 None => Some(DEFAULT_METRICS_LISTEN),
-                Some(MetricsListen::Off) => None,
-                Some(MetricsListen::Addr(addr)) => Some(addr),
+                Some(ListenAddr::Off) => None,
+                Some(ListenAddr::Addr(addr)) => Some(addr),
             },
+            kafka_listen,
+            kafka,
             broker,
             max_request_bytes,
             max_streams_per_connection,
@@ -532,7 +646,8 @@ impl Environment {
 /// The setting path an environment variable name stands for:
 /// `SLUICE_LIMITS_MAX_WAIT_MS` -> `limits.max_wait_ms`,
 /// `SLUICE_TOPIC_DEFAULTS_MAX_MESSAGE_BYTES` -> `topic_defaults.max.message.bytes`,
-/// `SLUICE_GROUPS_HEARTBEAT_INTERVAL_MS` -> `groups.heartbeat_interval_ms`.
+/// `SLUICE_GROUPS_HEARTBEAT_INTERVAL_MS` -> `groups.heartbeat_interval_ms`,
+/// `SLUICE_KAFKA_LISTEN` -> `kafka.listen`.
 fn setting_key(env_name: &str) -> String {
     let name = env_name
         .strip_prefix(ENV_PREFIX)
@@ -544,6 +659,8 @@ fn setting_key(env_name: &str) -> String {
         format!("limits.{limit}")
     } else if let Some(group) = name.strip_prefix("groups_") {
         format!("groups.{group}")
+    } else if let Some(kafka) = name.strip_prefix("kafka_") {
+        format!("kafka.{kafka}")
     } else {
         name
     }

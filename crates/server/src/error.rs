@@ -67,6 +67,9 @@ pub enum ServerError {
         #[source]
         source: io::Error,
     },
+    /// The Kafka listener could not start (its message names `kafka.listen`).
+    #[error("{0} (set kafka.listen to another address, or to off)")]
+    Kafka(#[from] sluice_kafka::KafkaError),
     /// The metrics endpoint's address could not be bound.
     #[error(
         "cannot listen on {addr} for the metrics endpoint (set metrics_listen to another \

@@ -18,10 +18,10 @@ mod server;
 
 pub use cli::{ServeArgs, key_value};
 pub use config::{
-    DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_MAX_REQUEST_BYTES,
+    DEFAULT_DATA_DIR, DEFAULT_KAFKA_LISTEN, DEFAULT_LISTEN, DEFAULT_MAX_REQUEST_BYTES,
     DEFAULT_MAX_STREAMS_PER_CONNECTION, DEFAULT_MAX_SUBSCRIBE_BYTES, DEFAULT_MAX_SUBSCRIPTIONS,
-    DEFAULT_METRICS_LISTEN, GroupSettings, LimitSettings, LogFormat, MetricsListen, ServerConfig,
-    Settings,
+    DEFAULT_METRICS_LISTEN, GroupSettings, KafkaSettings, LimitSettings, ListenAddr, LogFormat,
+    ServerConfig, Settings,
 };
 pub use error::ServerError;
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use sluice_broker::Broker;
 use sluice_grpc::{Accept, ObserveCalls};
+use sluice_kafka::KafkaListener;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -35,6 +36,8 @@ pub struct Server {
     health: Arc<Health>,
     /// The metrics endpoint's address and task, unless it is off.
     metrics: Option<(SocketAddr, AbortOnDrop)>,
+    /// The Kafka listener, unless it is off.
+    kafka: Option<KafkaListener>,
 }
 
 impl Server {
@@ -60,6 +63,10 @@ impl Server {
             addr: config.listen,
             source,
         };
+        let kafka = match config.kafka_listen {
+            Some(addr) => Some(KafkaListener::bind(addr, config.kafka.clone()).await?),
+            None => None,
+        };
         let listener = TcpListener::bind(config.listen).await.map_err(bind_error)?;
         let local_addr = listener.local_addr().map_err(bind_error)?;
         let listener = Arc::new(listener);
@@ -78,6 +85,7 @@ impl Server {
             broker,
             health,
             metrics,
+            kafka,
         })
     }
 
@@ -92,6 +100,12 @@ impl Server {
         self.metrics.as_ref().map(|(addr, _)| *addr)
     }
 
+    /// The address of the Kafka listener (with the real port when port 0 was asked for), or
+    /// `None` when it is off.
+    pub fn kafka_addr(&self) -> Option<SocketAddr> {
+        self.kafka.as_ref().map(KafkaListener::local_addr)
+    }
+
     /// Serves until `shutdown` resolves. Then stops accepting connections, reports
     /// NOT_SERVING, ends long-running calls, lets in-flight requests finish (for up to
     /// 10 s) and closes the broker's logs cleanly.
@@ -103,6 +117,7 @@ impl Server {
             broker,
             health,
             metrics: _metrics,
+            kafka,
         } = self;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(sluice_proto::FILE_DESCRIPTOR_SET)
@@ -111,6 +126,8 @@ impl Server {
             .map_err(ServerError::Reflection)?;
         broker.start_background();
         health.serving(Arc::clone(&broker)).await;
+        // Ends by itself once the broker drains.
+        let kafka = kafka.map(|listener| tokio::spawn(listener.serve(Arc::clone(&broker))));
 
         let routes = sluice_grpc::routes(&broker, config.max_request_bytes)
             .add_service(health.service())
@@ -143,6 +160,11 @@ impl Server {
                 Ok(())
             }
         };
+        if let Some(kafka) = kafka {
+            // Its connections end once their current request is answered; the grace
+            // period above bounds how long those take.
+            kafka.abort();
+        }
         let closed = broker.shutdown().await.map_err(ServerError::Shutdown);
         match (served, closed) {
             (Err(serve_error), Err(close_error)) => {
@@ -208,6 +230,9 @@ pub async fn run(
     let server = Server::start(config).await?;
     if let Some(addr) = server.metrics_addr() {
         println!("sluice metrics on {addr}");
+    }
+    if let Some(addr) = server.kafka_addr() {
+        println!("sluice kafka on {addr}");
     }
     println!("sluice listening on {}", server.local_addr());
     server.serve(shutdown).await

@@ -13,7 +13,7 @@ use sluice_proto::v1::{
     ListOffsetsRequest, ListTopicsRequest, ProduceRequest, SubscribeRequest, offset_spec,
     produce_stream_response,
 };
-use sluice_server::{MetricsListen, ServeArgs, Server, ServerConfig, ServerError};
+use sluice_server::{ListenAddr, ServeArgs, Server, ServerConfig, ServerError};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_stream::StreamExt as _;
@@ -42,7 +42,7 @@ impl Running {
         let args = ServeArgs {
             data_dir: Some(data.path().to_owned()),
             listen: Some("127.0.0.1:0".parse()?),
-            metrics_listen: Some(MetricsListen::Addr("127.0.0.1:0".parse()?)),
+            metrics_listen: Some(ListenAddr::Addr("127.0.0.1:0".parse()?)),
             ..ServeArgs::default()
         };
         let env = [

@@ -1,0 +1,87 @@
+//! One client connection: requests read in order, answered in order.
+//!
+//! The reader decodes one request at a time. A Produce is queued with the broker at once, so
+//! pipelined produce requests are appended in the order they came, and its answer (which
+//! waits for the appends) is handed to the writer to send when its turn comes; every other
+//! request is answered before the next one is read, as a Kafka broker does. At most
+//! `max_in_flight_requests` answers wait for the writer; past that the connection is not
+//! read. A frame that is too large, malformed, or names an API or version not served ends
+//! the connection with one log line, as in Kafka.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+
+use bytes::Bytes;
+use kafka_protocol::messages::{ApiKey, ProduceRequest};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::mpsc;
+
+use crate::KafkaError;
+use crate::api::{self, Context, produce};
+use crate::frame::read_frame;
+
+/// An answer on its way: resolves to the frame to send (`None`: nothing to send).
+type Answer = Pin<Box<dyn Future<Output = Result<Option<Bytes>, KafkaError>> + Send>>;
+
+/// Serves one connection until the client closes it, an error ends it, or the broker
+/// drains.
+pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Context) {
+    let _ = stream.set_nodelay(true);
+    let draining = ctx.broker.draining();
+    let (mut reader, writer) = stream.into_split();
+    let (answers, queue) = mpsc::channel::<Answer>(ctx.config.max_in_flight_requests.max(1));
+    let writing = tokio::spawn(write_answers(writer, queue));
+    let read = async {
+        loop {
+            let Some(frame) = read_frame(&mut reader, ctx.config.max_request_bytes).await? else {
+                return Ok(());
+            };
+            let answer = answer(&ctx, frame).await?;
+            if answers.send(answer).await.is_err() {
+                // The writer stopped: it logs why.
+                return Ok(());
+            }
+        }
+    };
+    let ended: Result<(), KafkaError> = tokio::select! {
+        ended = read => ended,
+        () = draining.wait() => Ok(()),
+    };
+    drop(answers);
+    let written = writing.await.unwrap_or(Ok(()));
+    match ended.and(written) {
+        Ok(()) => tracing::debug!(%peer, "Kafka connection closed"),
+        Err(KafkaError::Io(e)) => tracing::debug!(%peer, error = %e, "Kafka connection lost"),
+        Err(err) => tracing::warn!(%peer, error = %err, "Kafka connection closed"),
+    }
+}
+
+/// Reads one request and starts its answer.
+async fn answer(ctx: &Context, frame: Bytes) -> Result<Answer, KafkaError> {
+    let mut incoming = api::parse_header(frame)?;
+    if incoming.key == ApiKey::Produce {
+        let request: ProduceRequest = api::decode(&mut incoming)?;
+        let submitted = produce::submit(ctx, incoming.header, request);
+        let ctx = ctx.clone();
+        return Ok(Box::pin(async move { submitted.answer(&ctx).await }));
+    }
+    let frame = api::handle(ctx, incoming).await?;
+    Ok(Box::pin(std::future::ready(Ok(Some(frame)))))
+}
+
+/// Sends the answers in the order they were queued.
+async fn write_answers(
+    mut writer: OwnedWriteHalf,
+    mut queue: mpsc::Receiver<Answer>,
+) -> Result<(), KafkaError> {
+    while let Some(answer) = queue.recv().await {
+        if let Some(frame) = answer.await? {
+            writer.write_all(&frame).await?;
+        }
+    }
+    writer.shutdown().await?;
+    Ok(())
+}

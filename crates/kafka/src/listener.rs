@@ -1,0 +1,72 @@
+//! The Kafka listener: accepts clients and serves each connection on its own task.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use sluice_broker::Broker;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+use crate::api::Context;
+use crate::{KafkaConfig, KafkaError, connection};
+
+/// A bound Kafka listener, not yet serving.
+#[derive(Debug)]
+pub struct KafkaListener {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    config: Arc<KafkaConfig>,
+}
+
+impl KafkaListener {
+    /// Binds `addr` (port 0 picks a free port).
+    pub async fn bind(addr: SocketAddr, config: KafkaConfig) -> Result<KafkaListener, KafkaError> {
+        let bind_error = |source| KafkaError::Bind { addr, source };
+        let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+        let local_addr = listener.local_addr().map_err(bind_error)?;
+        Ok(KafkaListener {
+            listener,
+            local_addr,
+            config: Arc::new(config),
+        })
+    }
+
+    /// The bound address (with the real port when port 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves clients until the broker starts draining; then stops accepting, and ends each
+    /// connection once its current request is answered (waiting requests get their answers
+    /// first).
+    pub async fn serve(self, broker: Arc<Broker>) {
+        let draining = broker.draining();
+        let mut connections = JoinSet::new();
+        tracing::info!(addr = %self.local_addr, "serving Kafka clients");
+        loop {
+            let accepted = tokio::select! {
+                accepted = self.listener.accept() => accepted,
+                () = draining.wait() => break,
+                Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            };
+            match accepted {
+                Ok((stream, peer)) => {
+                    let local_addr = stream.local_addr().unwrap_or(self.local_addr);
+                    let ctx = Context {
+                        broker: Arc::clone(&broker),
+                        config: Arc::clone(&self.config),
+                        local_addr,
+                    };
+                    connections.spawn(connection::serve(stream, peer, ctx));
+                }
+                Err(err) => {
+                    // Out of file descriptors or similar: keep the listener, slow down.
+                    tracing::warn!(error = %err, "cannot accept a Kafka connection");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+        }
+        drop(self.listener);
+        while connections.join_next().await.is_some() {}
+    }
+}
