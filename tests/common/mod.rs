@@ -26,6 +26,8 @@ pub struct Server {
     pub data_dir: PathBuf,
     /// `host:port` of its metrics endpoint, unless that is off.
     metrics_addr: Option<String>,
+    /// `host:port` of its Kafka listener, unless that is off.
+    kafka_addr: Option<String>,
     /// What it wrote to stderr so far, when started with [`Server::start_capturing_stderr`].
     stderr: Option<Arc<Mutex<String>>>,
 }
@@ -84,6 +86,11 @@ impl Server {
             } else {
                 &["--metrics-listen", "127.0.0.1:0"][..]
             })
+            .args(if extra.contains(&"--kafka-listen") {
+                &[][..]
+            } else {
+                &["--kafka-listen", "127.0.0.1:0"][..]
+            })
             .args(extra)
             .env("SLUICE_LOG", "warn")
             // A setting of the soak test, not of the server.
@@ -118,19 +125,22 @@ impl Server {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             let mut sent = false;
-            let mut metrics_addr = None;
+            let (mut metrics_addr, mut kafka_addr) = (None, None);
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 if let Some(addr) = line.strip_prefix("sluice metrics on ") {
                     metrics_addr = Some(addr.trim().to_string());
                 }
+                if let Some(addr) = line.strip_prefix("sluice kafka on ") {
+                    kafka_addr = Some(addr.trim().to_string());
+                }
                 if !sent && let Some(addr) = line.split("listening on ").nth(1) {
-                    let _ = tx.send((addr.trim().to_string(), metrics_addr.take()));
+                    let _ = tx.send((addr.trim().to_string(), metrics_addr.take(), kafka_addr.take()));
                     sent = true;
                 }
             }
         });
-        let (addr, metrics_addr) = match rx.recv_timeout(Duration::from_secs(60)) {
+        let (addr, metrics_addr, kafka_addr) = match rx.recv_timeout(Duration::from_secs(60)) {
             Ok(addrs) => addrs,
             Err(_) => {
                 let _ = child.kill();
@@ -142,8 +152,15 @@ impl Server {
             addr,
             data_dir: data_dir.to_path_buf(),
             metrics_addr,
+            kafka_addr,
             stderr,
         })
+    }
+
+    /// `host:port` of the server's Kafka listener (`None` when it is off or the server is
+    /// attached).
+    pub fn kafka_addr(&self) -> Option<&str> {
+        self.kafka_addr.as_deref()
     }
 
     /// `host:port` of the server's metrics endpoint (`None` when it is off or the server
@@ -167,6 +184,7 @@ impl Server {
             addr: url.trim_start_matches("http://").to_string(),
             data_dir: PathBuf::new(),
             metrics_addr: None,
+            kafka_addr: None,
             stderr: None,
         }
     }
