@@ -135,7 +135,11 @@ impl Server {
                     kafka_addr = Some(addr.trim().to_string());
                 }
                 if !sent && let Some(addr) = line.split("listening on ").nth(1) {
-                    let _ = tx.send((addr.trim().to_string(), metrics_addr.take(), kafka_addr.take()));
+                    let _ = tx.send((
+                        addr.trim().to_string(),
+                        metrics_addr.take(),
+                        kafka_addr.take(),
+                    ));
                     sent = true;
                 }
             }

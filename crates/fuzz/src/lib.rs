@@ -13,6 +13,8 @@
 //!   numbered batches, and it accepts appends after them.
 //! - [`request_validation`]: arbitrary bytes decoded as request messages and run through the
 //!   checks the server applies before a request reaches the broker.
+//! - [`kafka_request`]: arbitrary bytes read as a stream of Kafka request frames and decoded
+//!   as the Kafka listener decodes them.
 #![warn(missing_docs)]
 
 use bytes::Bytes;
@@ -24,7 +26,16 @@ use sluice_storage::batch::{self, BatchHeader, RecordBatchBuilder, RecordView};
 use sluice_storage::{FlushPolicy, Log, LogConfig};
 
 /// Names of the targets, as used for their corpus and regression directories.
-pub const TARGETS: [&str; 3] = ["batch_decode", "segment_recovery", "request_validation"];
+pub const TARGETS: [&str; 4] = [
+    "batch_decode",
+    "segment_recovery",
+    "request_validation",
+    "kafka_request",
+];
+
+/// Largest frame [`kafka_request`] reads (the listener's limit is configurable; the check
+/// is the same).
+const KAFKA_FRAME_LIMIT: usize = 1 << 20;
 
 /// Runs the target named `name` (one of [`TARGETS`]) on `data`.
 ///
@@ -36,6 +47,7 @@ pub fn run(name: &str, data: &[u8]) {
         "batch_decode" => batch_decode(data),
         "segment_recovery" => segment_recovery(data),
         "request_validation" => request_validation(data),
+        "kafka_request" => kafka_request(data),
         other => panic!("no fuzz target named {other:?}"),
     }
 }
@@ -286,4 +298,32 @@ fn check_produce(request: &pb::ProduceRequest) {
             .collect();
         assert_eq!(got_headers, sent_headers, "headers");
     }
+}
+
+/// Reads `data` as a Kafka connection's byte stream: frames (size-checked before anything is
+/// allocated), each decoded as the listener decodes requests. Reading stops at the first
+/// frame error, as the listener closes the connection there. A decoded request must name a
+/// served API in a served version.
+pub fn kafka_request(data: &[u8]) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let mut stream = data;
+        while let Ok(Some(frame)) = sluice_kafka::read_frame(&mut stream, KAFKA_FRAME_LIMIT).await {
+            assert!(frame.len() <= KAFKA_FRAME_LIMIT, "frame over the limit");
+            let Ok(request) = sluice_kafka::decode_request(frame) else {
+                break;
+            };
+            let version = request.header.request_api_version;
+            let served = sluice_kafka::api::SUPPORTED
+                .iter()
+                .any(|&(key, min, max)| key == request.key && (min..=max).contains(&version));
+            assert!(
+                served || request.key == sluice_kafka::api::ApiKey::ApiVersions,
+                "decoded an unserved request: {:?} v{version}",
+                request.key
+            );
+        }
+    });
 }

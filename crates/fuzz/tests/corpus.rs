@@ -7,6 +7,12 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use sluice_fuzz::{TARGETS, run};
 
+// The server's allocator. The Kafka codec reserves a vector for an array's declared length
+// before reading it; mimalloc reserves such a block lazily (nothing resident), as in the
+// server, where the system allocator would abort the process on a length like 2^31.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The `fuzz/` directory at the root of the repository.
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz")
@@ -117,4 +123,9 @@ fn segment_recovery_survives_random_and_mutated_input() {
 #[test]
 fn request_validation_survives_random_and_mutated_input() {
     fuzz("request_validation", 3000);
+}
+
+#[test]
+fn kafka_request_survives_random_and_mutated_input() {
+    fuzz("kafka_request", 3000);
 }

@@ -4,6 +4,17 @@
 
 use std::path::Path;
 
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, CreateTopicsRequest, FetchRequest, ListOffsetsRequest,
+    MetadataRequest, ProduceRequest, RequestHeader, TopicName,
+};
+use kafka_protocol::protocol::{Encodable, HeaderVersion, StrBytes};
 use prost::Message;
 use sluice_proto::v1 as pb;
 use sluice_storage::batch::RecordBatchBuilder;
@@ -166,5 +177,128 @@ fn write_seed_corpus() {
         "request_validation",
         "list-offsets",
         &request(5, list.encode_to_vec()),
+    );
+
+    write_kafka_seeds();
+}
+
+/// One Kafka request frame: size, header (client id `seed`, correlation id 1), body.
+fn kafka_frame<R: Encodable + HeaderVersion>(key: ApiKey, version: i16, request: &R) -> Vec<u8> {
+    let header = RequestHeader::default()
+        .with_request_api_key(key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(1)
+        .with_client_id(Some(StrBytes::from_static_str("seed")));
+    let mut body = BytesMut::new();
+    header
+        .encode(&mut body, R::header_version(version))
+        .expect("header");
+    request.encode(&mut body, version).expect("body");
+    let mut frame = (body.len() as i32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    frame
+}
+
+/// Seeds of the `kafka_request` target: requests as current clients send them.
+fn write_kafka_seeds() {
+    let topic = || TopicName(StrBytes::from_static_str("orders"));
+    let api_versions = ApiVersionsRequest::default()
+        .with_client_software_name(StrBytes::from_static_str("seed"))
+        .with_client_software_version(StrBytes::from_static_str("1"));
+    let metadata = MetadataRequest::default()
+        .with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(topic())),
+        ]))
+        .with_allow_auto_topic_creation(true);
+    let mut both = kafka_frame(ApiKey::ApiVersions, 3, &api_versions);
+    both.extend(kafka_frame(ApiKey::Metadata, 12, &metadata));
+    write("kafka_request", "api-versions-then-metadata", &both);
+    write(
+        "kafka_request",
+        "metadata-v0-all",
+        &kafka_frame(
+            ApiKey::Metadata,
+            0,
+            &MetadataRequest::default().with_topics(Some(vec![])),
+        ),
+    );
+    let produce = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(30_000)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(topic())
+                .with_partition_data(vec![
+                    PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(Bytes::from(batch(3, false)))),
+                ]),
+        ]);
+    write(
+        "kafka_request",
+        "produce-v9",
+        &kafka_frame(ApiKey::Produce, 9, &produce),
+    );
+    write(
+        "kafka_request",
+        "produce-v3",
+        &kafka_frame(ApiKey::Produce, 3, &produce),
+    );
+    let fetch = FetchRequest::default()
+        .with_max_wait_ms(500)
+        .with_min_bytes(1)
+        .with_max_bytes(52_428_800)
+        .with_session_epoch(-1)
+        .with_topics(vec![
+            FetchTopic::default()
+                .with_topic(topic())
+                .with_partitions(vec![
+                    FetchPartition::default()
+                        .with_partition(0)
+                        .with_fetch_offset(0)
+                        .with_partition_max_bytes(1_048_576),
+                ]),
+        ]);
+    write(
+        "kafka_request",
+        "fetch-v12",
+        &kafka_frame(ApiKey::Fetch, 12, &fetch),
+    );
+    write(
+        "kafka_request",
+        "fetch-v4",
+        &kafka_frame(ApiKey::Fetch, 4, &fetch),
+    );
+    let list = ListOffsetsRequest::default().with_topics(vec![
+        ListOffsetsTopic::default()
+            .with_name(topic())
+            .with_partitions(vec![
+                ListOffsetsPartition::default()
+                    .with_partition_index(0)
+                    .with_timestamp(-2),
+            ]),
+    ]);
+    write(
+        "kafka_request",
+        "list-offsets-v6",
+        &kafka_frame(ApiKey::ListOffsets, 6, &list),
+    );
+    let create = CreateTopicsRequest::default()
+        .with_timeout_ms(5_000)
+        .with_topics(vec![
+            CreatableTopic::default()
+                .with_name(topic())
+                .with_num_partitions(3)
+                .with_replication_factor(1)
+                .with_configs(vec![
+                    CreatableTopicConfig::default()
+                        .with_name(StrBytes::from_static_str("retention.ms"))
+                        .with_value(Some(StrBytes::from_static_str("60000"))),
+                ]),
+        ]);
+    write(
+        "kafka_request",
+        "create-topics-v7",
+        &kafka_frame(ApiKey::CreateTopics, 7, &create),
     );
 }

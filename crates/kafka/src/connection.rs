@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 
 use bytes::Bytes;
-use kafka_protocol::messages::{ApiKey, ProduceRequest};
+use kafka_protocol::messages::RequestKind;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
@@ -61,14 +61,13 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Context) {
 
 /// Reads one request and starts its answer.
 async fn answer(ctx: &Context, frame: Bytes) -> Result<Answer, KafkaError> {
-    let mut incoming = api::parse_header(frame)?;
-    if incoming.key == ApiKey::Produce {
-        let request: ProduceRequest = api::decode(&mut incoming)?;
-        let submitted = produce::submit(ctx, incoming.header, request);
+    let request = api::decode_request(frame)?;
+    if let RequestKind::Produce(produce) = request.body {
+        let submitted = produce::submit(ctx, request.header, produce);
         let ctx = ctx.clone();
         return Ok(Box::pin(async move { submitted.answer(&ctx).await }));
     }
-    let frame = api::handle(ctx, incoming).await?;
+    let frame = api::handle(ctx, request).await?;
     Ok(Box::pin(std::future::ready(Ok(Some(frame)))))
 }
 

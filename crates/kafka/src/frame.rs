@@ -9,7 +9,7 @@ use crate::KafkaError;
 /// Reads one request frame (without its size prefix). `Ok(None)` when the client closed the
 /// connection between frames. The declared size is checked against `limit` before a byte
 /// is allocated for the frame.
-pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
+pub async fn read_frame<R: AsyncRead + Unpin>(
     reader: &mut R,
     limit: usize,
 ) -> Result<Option<Bytes>, KafkaError> {

@@ -19,8 +19,10 @@ mod errors;
 mod frame;
 mod listener;
 
+pub use api::{Request, decode_request};
 pub use config::{
     Advertised, DEFAULT_MAX_IN_FLIGHT_REQUESTS, DEFAULT_MAX_REQUEST_BYTES, KafkaConfig,
 };
 pub use error::KafkaError;
+pub use frame::read_frame;
 pub use listener::KafkaListener;

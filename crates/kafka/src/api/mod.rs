@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+pub use kafka_protocol::messages::ApiKey;
+use kafka_protocol::messages::{ApiVersionsRequest, RequestHeader, RequestKind, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use sluice_broker::Broker;
 
@@ -71,18 +72,22 @@ impl Context {
     }
 }
 
-/// A decoded request header and the body still to decode.
+/// A request read off the wire: its header and its decoded body.
 #[derive(Debug)]
-pub(crate) struct Incoming {
-    pub(crate) key: ApiKey,
-    pub(crate) header: RequestHeader,
-    pub(crate) body: Bytes,
+pub struct Request {
+    /// The API named by the header.
+    pub key: ApiKey,
+    /// The header, with the version and correlation id.
+    pub header: RequestHeader,
+    /// The decoded body.
+    pub body: RequestKind,
 }
 
-/// Reads the header of a request frame and checks the API and version are served. An
-/// ApiVersions request in a version newer than served is let through: Kafka answers it
-/// with UNSUPPORTED_VERSION in version 0 (see [`api_versions`]).
-pub(crate) fn parse_header(mut frame: Bytes) -> Result<Incoming, KafkaError> {
+/// Decodes one request frame (without its size prefix), checking first that its API and
+/// version are served. An ApiVersions request in a version newer than served is let
+/// through with an empty body: Kafka answers it with UNSUPPORTED_VERSION in version 0 (see
+/// [`api_versions`]).
+pub fn decode_request(mut frame: Bytes) -> Result<Request, KafkaError> {
     if frame.len() < 4 {
         return Err(KafkaError::Malformed {
             api: "unknown".to_owned(),
@@ -109,30 +114,21 @@ pub(crate) fn parse_header(mut frame: Bytes) -> Result<Incoming, KafkaError> {
             max,
         });
     }
+    let malformed = |reason: String| KafkaError::Malformed {
+        api: format!("{key:?}"),
+        version,
+        reason,
+    };
     // A newer ApiVersions request is read with the newest header we know; only the
     // correlation id matters for the answer.
-    let header_version = key.request_header_version(version.min(max));
-    let header =
-        RequestHeader::decode(&mut frame, header_version).map_err(|e| KafkaError::Malformed {
-            api: format!("{key:?}"),
-            version,
-            reason: e.to_string(),
-        })?;
-    Ok(Incoming {
-        key,
-        header,
-        body: frame,
-    })
-}
-
-/// Decodes the body of `incoming` as `R`.
-pub(crate) fn decode<R: Decodable>(incoming: &mut Incoming) -> Result<R, KafkaError> {
-    let version = incoming.header.request_api_version;
-    R::decode(&mut incoming.body, version).map_err(|e| KafkaError::Malformed {
-        api: format!("{:?}", incoming.key),
-        version,
-        reason: e.to_string(),
-    })
+    let header = RequestHeader::decode(&mut frame, key.request_header_version(version.min(max)))
+        .map_err(|e| malformed(e.to_string()))?;
+    let body = if api_versions_probe {
+        RequestKind::ApiVersions(ApiVersionsRequest::default())
+    } else {
+        RequestKind::decode(key, &mut frame, version).map_err(|e| malformed(format!("{e:#}")))?
+    };
+    Ok(Request { key, header, body })
 }
 
 /// Encodes a response frame: size, response header (with the request's correlation id),
@@ -178,32 +174,30 @@ pub(crate) fn respond_in<M: Encodable + HeaderVersion>(
     Ok(finish_frame(frame))
 }
 
-/// Answers one request that needs no ordering with others (everything but Produce): decodes
-/// it, runs its handler and encodes the response.
-pub(crate) async fn handle(ctx: &Context, mut incoming: Incoming) -> Result<Bytes, KafkaError> {
-    let header = incoming.header.clone();
+/// Answers one request that needs no ordering with others (everything but Produce): runs
+/// its handler and encodes the response.
+pub(crate) async fn handle(ctx: &Context, request: Request) -> Result<Bytes, KafkaError> {
+    let Request { key, header, body } = request;
     macro_rules! serve {
-        ($request:ty, $handler:path) => {{
-            let request: $request = decode(&mut incoming)?;
-            let response = $handler(ctx, &header, request).await;
-            respond(incoming.key, &header, &response)
+        ($handler:path, $request:expr) => {{
+            let response = $handler(ctx, &header, $request).await;
+            respond(key, &header, &response)
         }};
     }
-    use kafka_protocol::messages as m;
-    match incoming.key {
-        ApiKey::ApiVersions => api_versions::answer(&header),
-        ApiKey::Metadata => serve!(m::MetadataRequest, metadata::metadata),
-        ApiKey::Fetch => serve!(m::FetchRequest, fetch::fetch),
-        ApiKey::ListOffsets => serve!(m::ListOffsetsRequest, list_offsets::list_offsets),
-        ApiKey::CreateTopics => serve!(m::CreateTopicsRequest, topics::create_topics),
-        ApiKey::DeleteTopics => serve!(m::DeleteTopicsRequest, topics::delete_topics),
-        ApiKey::CreatePartitions => {
-            serve!(m::CreatePartitionsRequest, topics::create_partitions)
-        }
-        ApiKey::DescribeConfigs => serve!(m::DescribeConfigsRequest, configs::describe_configs),
-        ApiKey::FindCoordinator => serve!(m::FindCoordinatorRequest, cluster::find_coordinator),
-        ApiKey::DescribeCluster => serve!(m::DescribeClusterRequest, cluster::describe_cluster),
-        key => Err(KafkaError::UnsupportedApi {
+    match body {
+        RequestKind::ApiVersions(_) => api_versions::answer(&header),
+        RequestKind::Metadata(r) => serve!(metadata::metadata, r),
+        RequestKind::Fetch(r) => serve!(fetch::fetch, r),
+        RequestKind::ListOffsets(r) => serve!(list_offsets::list_offsets, r),
+        RequestKind::CreateTopics(r) => serve!(topics::create_topics, r),
+        RequestKind::DeleteTopics(r) => serve!(topics::delete_topics, r),
+        RequestKind::CreatePartitions(r) => serve!(topics::create_partitions, r),
+        RequestKind::DescribeConfigs(r) => serve!(configs::describe_configs, r),
+        RequestKind::FindCoordinator(r) => serve!(cluster::find_coordinator, r),
+        RequestKind::DescribeCluster(r) => serve!(cluster::describe_cluster, r),
+        // Produce is answered by the connection (it must be queued in order); an API in
+        // SUPPORTED without a handler here would be a bug, answered like an unknown one.
+        _ => Err(KafkaError::UnsupportedApi {
             key: key as i16,
             version: header.request_api_version,
         }),
