@@ -8,12 +8,15 @@
 //! - `consume` replays the topic with `Log.SubscribeBatches` from the earliest offset up to
 //!   the high watermark seen at the start, counting records from the batch headers only.
 //!   Latency is per streamed message: how long the consumer waited for it.
+//! - With `--kafka HOST:PORT`, produce and consume speak the Kafka protocol instead
+//!   ([`kafka`]): Produce v9 (`acks=-1`, one batch per request) and Fetch v12.
 //! - `e2e` produces as above, stamping every record's value with its intended send time in
 //!   microseconds, while consumers (the client `Consumer`) tail the topic; latency is per
 //!   record, receipt time minus that stamp.
 
 mod consume;
 mod e2e;
+mod kafka;
 mod produce;
 mod stats;
 
@@ -92,6 +95,10 @@ pub(crate) struct BenchArgs {
     /// flush.policy of the topic if it is created (default: the server's)
     #[arg(long, value_enum)]
     flush: Option<Flush>,
+    /// Speak the Kafka protocol to this Kafka listener (`host:port`) for produce and consume;
+    /// the topic is still created over gRPC
+    #[arg(long, value_name = "HOST:PORT")]
+    kafka: Option<String>,
     /// Output format of the summary
     #[arg(long, value_enum, default_value_t)]
     output: Output,
@@ -159,10 +166,17 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let deadline = args.duration.map(|d| clock.start + d);
     let stats = Stats::new()?;
     let progress = stats::spawn_progress(stats.clone(), clock.start);
-    let outcome = match args.mode {
-        Mode::Produce => produce::run_all(&client, &args, &clock, deadline, &stats).await,
-        Mode::Consume => consume::run_all(&client, &args, &topic, deadline, &stats).await,
-        Mode::E2e => e2e::run(&client, &args, &topic, &clock, deadline, &stats).await,
+    let outcome = match (args.mode, args.kafka.as_deref()) {
+        (Mode::Produce, None) => produce::run_all(&client, &args, &clock, deadline, &stats).await,
+        (Mode::Produce, Some(addr)) => {
+            kafka::produce_all(addr, &args, &topic, &clock, deadline, &stats).await
+        }
+        (Mode::Consume, None) => consume::run_all(&client, &args, &topic, deadline, &stats).await,
+        (Mode::Consume, Some(addr)) => {
+            kafka::consume_all(addr, &args, &topic, deadline, &stats).await
+        }
+        (Mode::E2e, None) => e2e::run(&client, &args, &topic, &clock, deadline, &stats).await,
+        (Mode::E2e, Some(_)) => bail!("--kafka measures produce and consume, not e2e"),
     };
     progress.abort();
     let finished = outcome?;

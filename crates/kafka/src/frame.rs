@@ -27,8 +27,14 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
             size: i64::from(size),
             limit,
         })?;
-    let mut frame = BytesMut::zeroed(len);
-    reader.read_exact(&mut frame).await?;
+    // Read into spare capacity: no zero-filling of a buffer about to be overwritten.
+    let mut frame = BytesMut::with_capacity(len);
+    let mut body = reader.take(len as u64);
+    while frame.len() < len {
+        if body.read_buf(&mut frame).await? == 0 {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+        }
+    }
     Ok(Some(frame.freeze()))
 }
 

@@ -110,7 +110,7 @@ async fn replay(
 
 /// The records with offsets in `[from, end)` of the record batches `batches`, counted from
 /// each batch header's base offset and last offset delta (the records are never decoded).
-fn count_records(batches: &Bytes, from: u64, end: u64) -> anyhow::Result<u64> {
+pub(super) fn count_records(batches: &Bytes, from: u64, end: u64) -> anyhow::Result<u64> {
     let mut count = 0;
     for item in batch::batches(batches.clone()) {
         let (header, _) = item.context("damaged record batch")?;

@@ -16,7 +16,7 @@ use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, RequestH
 use kafka_protocol::protocol::StrBytes;
 use sluice_broker::{BrokerError, OffsetSpec, PendingProduce};
 
-use super::{Context, respond};
+use super::{Context, respond_in};
 use crate::{KafkaError, errors};
 
 /// One partition of a produce request: queued, or refused before it was.
@@ -29,12 +29,13 @@ enum Queued {
 /// A produce request whose batches are queued and whose answer is still to come.
 #[derive(Debug)]
 pub(crate) struct Submitted {
-    header: RequestHeader,
+    correlation_id: i32,
+    version: i16,
     /// `acks`: 0 means no answer.
     acks: i16,
     /// How long `acks=-1` waits for an append (`timeout_ms`; `None` for no limit).
     timeout: Option<Duration>,
-    topics: Vec<(TopicName, Vec<(i32, Queued)>)>,
+    topics: Vec<(String, Vec<(i32, Queued)>)>,
 }
 
 /// Queues every partition's batches of `request` with the broker, in request order.
@@ -52,51 +53,66 @@ pub(crate) fn submit(ctx: &Context, header: RequestHeader, request: ProduceReque
     } else {
         None
     };
-    let topics = request
+    // Every other view of the request frame is let go first (names become strings), so the
+    // last partition's records are the frame's only view and are appended without a copy.
+    let (correlation_id, version) = (header.correlation_id, header.request_api_version);
+    drop(header);
+    let (acks, timeout_ms) = (request.acks, request.timeout_ms);
+    let parts: Vec<(String, Vec<(i32, Option<Bytes>)>)> = request
         .topic_data
         .into_iter()
         .map(|topic| {
-            let name = topic.name.0.to_string();
             let partitions = topic
                 .partition_data
                 .into_iter()
-                .map(|data| {
-                    let queued = match (&refuse_all, u32::try_from(data.index)) {
+                .map(|data| (data.index, data.records))
+                .collect();
+            (topic.name.0.to_string(), partitions)
+        })
+        .collect();
+    let topics = parts
+        .into_iter()
+        .map(|(name, partitions)| {
+            let partitions = partitions
+                .into_iter()
+                .map(|(index, records)| {
+                    let queued = match (&refuse_all, u32::try_from(index)) {
                         (Some((code, message)), _) => Queued::Refused(*code, message.clone()),
                         (None, Err(_)) => Queued::Refused(
                             ResponseError::UnknownTopicOrPartition.code(),
-                            format!("partition {} of topic {name:?} does not exist", data.index),
+                            format!("partition {index} of topic {name:?} does not exist"),
                         ),
                         (None, Ok(partition)) => {
-                            let records = data.records.unwrap_or_default();
-                            queue(ctx, &name, partition, records)
+                            queue(ctx, &name, partition, records.unwrap_or_default())
                         }
                     };
-                    (data.index, queued)
+                    (index, queued)
                 })
                 .collect();
-            (topic.name, partitions)
+            (name, partitions)
         })
         .collect();
     Submitted {
-        header,
-        acks: request.acks,
+        correlation_id,
+        version,
+        acks,
         // As in Kafka, the timeout bounds only the wait of acks=-1 (there for replication).
-        timeout: u64::try_from(request.timeout_ms)
+        timeout: u64::try_from(timeout_ms)
             .ok()
-            .filter(|&ms| ms > 0 && request.acks == -1)
+            .filter(|&ms| ms > 0 && acks == -1)
             .map(Duration::from_millis),
         topics,
     }
 }
 
-/// Queues one partition's batches. The request's bytes are shared with its other parts, so
-/// they are copied once into a buffer the log may rewrite base offsets in.
+/// Queues one partition's batches. The log rewrites base offsets in place, so it needs the
+/// bytes to itself: when `records` is the request's only remaining view they are taken as
+/// they are, else copied once.
 fn queue(ctx: &Context, topic: &str, partition: u32, records: Bytes) -> Queued {
-    match ctx
-        .broker
-        .submit_batches(topic, partition, BytesMut::from(&records[..]))
-    {
+    let batches = records
+        .try_into_mut()
+        .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+    match ctx.broker.submit_batches(topic, partition, batches) {
         Ok(pending) => Queued::Pending(pending),
         Err(err) => {
             let (code, message) = errors::answer(&err);
@@ -111,7 +127,8 @@ impl Submitted {
     /// telling such a client).
     pub(crate) async fn answer(self, ctx: &Context) -> Result<Option<Bytes>, KafkaError> {
         let Submitted {
-            header,
+            correlation_id,
+            version,
             acks,
             timeout,
             topics,
@@ -124,7 +141,7 @@ impl Submitted {
             }
             responses.push(
                 TopicProduceResponse::default()
-                    .with_name(name)
+                    .with_name(TopicName(StrBytes::from_string(name)))
                     .with_partition_responses(answered),
             );
         }
@@ -144,14 +161,14 @@ impl Submitted {
             };
         }
         let response = ProduceResponse::default().with_responses(responses);
-        respond(ApiKey::Produce, &header, &response).map(Some)
+        respond_in(ApiKey::Produce, correlation_id, version, &response).map(Some)
     }
 }
 
 /// Waits for one partition's append (up to the request's timeout) and answers it.
 async fn partition_answer(
     ctx: &Context,
-    topic: &TopicName,
+    topic: &str,
     index: i32,
     queued: Queued,
     timeout: Option<Duration>,
@@ -190,7 +207,7 @@ async fn partition_answer(
                 .ok()
                 .and_then(|p| {
                     ctx.broker
-                        .list_offset(topic.0.as_str(), p, OffsetSpec::Earliest)
+                        .list_offset(topic, p, OffsetSpec::Earliest)
                         .ok()
                         .flatten()
                 })
