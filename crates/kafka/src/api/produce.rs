@@ -26,6 +26,9 @@ enum Queued {
     Refused(i16, String),
 }
 
+/// One partition's index and record batches, as a produce request carries them.
+type PartitionRecords = (i32, Option<Bytes>);
+
 /// A produce request whose batches are queued and whose answer is still to come.
 #[derive(Debug)]
 pub(crate) struct Submitted {
@@ -58,7 +61,7 @@ pub(crate) fn submit(ctx: &Context, header: RequestHeader, request: ProduceReque
     let (correlation_id, version) = (header.correlation_id, header.request_api_version);
     drop(header);
     let (acks, timeout_ms) = (request.acks, request.timeout_ms);
-    let parts: Vec<(String, Vec<(i32, Option<Bytes>)>)> = request
+    let parts: Vec<(String, Vec<PartitionRecords>)> = request
         .topic_data
         .into_iter()
         .map(|topic| {
