@@ -910,6 +910,57 @@ mod tests {
     }
 
     #[test]
+    fn kafka_settings_come_from_file_environment_and_flags() {
+        let config = ServerConfig::load(&ServeArgs::default(), env(&[])).expect("defaults");
+        assert_eq!(config.kafka_listen, Some(DEFAULT_KAFKA_LISTEN));
+        assert_eq!(config.kafka, KafkaConfig::default());
+
+        let file = config_file(
+            "[kafka]\nlisten = \"127.0.0.1:9000\"\nadvertised = \"kafka.example.com:9093\"\n\
+             auto_create_topics_enable = false\nnum_partitions = 3\nmax_request_bytes = 1024\n",
+        );
+        let config = ServerConfig::load(&args_with_file(&file), env(&[])).expect("file");
+        assert_eq!(config.kafka_listen.map(|a| a.port()), Some(9000));
+        let advertised = config.kafka.advertised.expect("advertised");
+        assert_eq!(
+            (advertised.host.as_str(), advertised.port),
+            ("kafka.example.com", 9093)
+        );
+        assert!(!config.kafka.auto_create_topics);
+        assert_eq!(config.kafka.num_partitions, 3);
+        assert_eq!(config.kafka.max_request_bytes, 1024);
+
+        let vars = env(&[
+            ("SLUICE_KAFKA_LISTEN", "off"),
+            ("SLUICE_KAFKA_NUM_PARTITIONS", "5"),
+        ]);
+        let config = ServerConfig::load(&args_with_file(&file), vars).expect("env");
+        assert_eq!(config.kafka_listen, None);
+        assert_eq!(config.kafka.num_partitions, 5);
+
+        let mut args = args_with_file(&file);
+        args.kafka_listen = Some(ListenAddr::Addr("127.0.0.1:9001".parse().expect("addr")));
+        args.kafka_advertised = Some("localhost:9001".parse().expect("advertised"));
+        let config =
+            ServerConfig::load(&args, env(&[("SLUICE_KAFKA_LISTEN", "off")])).expect("flags");
+        assert_eq!(config.kafka_listen.map(|a| a.port()), Some(9001));
+        assert_eq!(
+            config.kafka.advertised.map(|a| a.host),
+            Some("localhost".to_owned())
+        );
+
+        for (name, value, key) in [
+            ("SLUICE_KAFKA_NUM_PARTITIONS", "0", "kafka.num_partitions"),
+            ("SLUICE_KAFKA_ADVERTISED", "no-port", "kafka.advertised"),
+            ("SLUICE_KAFKA_LISTEN", "nowhere", "kafka.listen"),
+        ] {
+            let err = ServerConfig::load(&ServeArgs::default(), env(&[(name, value)]))
+                .expect_err("bad setting");
+            assert!(err.to_string().contains(key), "{name}: {err}");
+        }
+    }
+
+    #[test]
     fn metrics_listen_takes_an_address_or_off() {
         let file = config_file("metrics_listen = \"127.0.0.1:9000\"");
         let config = ServerConfig::load(&args_with_file(&file), env(&[])).expect("load");
