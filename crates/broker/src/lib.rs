@@ -64,9 +64,8 @@ pub use groups::{
     ClassicSync, ClassicSynced, Committed, CommittedOffset, GroupConfig, GroupDescription,
     GroupKind, GroupMember, GroupSession, GroupState, GroupSummary, JoinGroup, JoinedMember,
     Keepalive, LeavingMember, MAX_GROUP_NAME_LEN, MIN_OFFSETS_COMPACTION_BYTES,
-    MIN_OFFSETS_COMPACTION_RATIO, MemberAssignment, MemberDescription, OffsetReset,
-    PartitionLag, ResetTo, SessionAssignment, SessionEvent, SessionHandle, TopicPartition,
-    validate_group_name,
+    MIN_OFFSETS_COMPACTION_RATIO, MemberAssignment, MemberDescription, OffsetReset, PartitionLag,
+    ResetTo, SessionAssignment, SessionEvent, SessionHandle, TopicPartition, validate_group_name,
 };
 pub use lifecycle::Draining;
 pub use name::validate_topic_name;

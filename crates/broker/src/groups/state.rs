@@ -125,7 +125,9 @@ impl GroupData {
     /// The current generation (of the client-assigned members while there are some).
     pub(crate) fn generation(&self) -> u64 {
         match self.kind() {
-            Some(GroupKind::ClientAssigned) => u64::try_from(self.classic.generation()).unwrap_or(0),
+            Some(GroupKind::ClientAssigned) => {
+                u64::try_from(self.classic.generation()).unwrap_or(0)
+            }
             _ => self.generation,
         }
     }
@@ -492,20 +494,19 @@ impl GroupData {
     /// members), sorted by id.
     pub(crate) fn describe_members(&self) -> Vec<MemberDescription> {
         let mut members: Vec<MemberDescription> = self.classic.describe_members().collect();
-        members.extend(self.members.iter()
-            .map(|(id, member)| {
-                let assignment = self.assignment_of(id);
-                MemberDescription {
-                    member_id: id.clone(),
-                    instance_id: member.spec.instance_id.clone(),
-                    client_host: member.spec.client_host.clone(),
-                    topics: member.spec.topics.iter().cloned().collect(),
-                    assigned: assignment.partitions,
-                    revoking: assignment.revoking,
-                    connected: member.connected,
-                    session_timeout: member.spec.session_timeout,
-                }
-            }));
+        members.extend(self.members.iter().map(|(id, member)| {
+            let assignment = self.assignment_of(id);
+            MemberDescription {
+                member_id: id.clone(),
+                instance_id: member.spec.instance_id.clone(),
+                client_host: member.spec.client_host.clone(),
+                topics: member.spec.topics.iter().cloned().collect(),
+                assigned: assignment.partitions,
+                revoking: assignment.revoking,
+                connected: member.connected,
+                session_timeout: member.spec.session_timeout,
+            }
+        }));
         // Only one of the two kinds has members at a time.
         members
     }

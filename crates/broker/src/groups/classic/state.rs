@@ -18,13 +18,13 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use crate::BrokerError;
 use crate::groups::classic::{
     ClassicJoined, ClassicMemberDescription, ClassicSync, ClassicSynced, JoinedMember,
     LeavingMember,
 };
 use crate::groups::{GroupState, MemberDescription};
 use crate::metadata::unique_suffix;
-use crate::BrokerError;
 
 /// Where a waiting member's answer arrives.
 pub(crate) type Reply<T> = oneshot::Receiver<Result<T, BrokerError>>;
@@ -289,7 +289,11 @@ impl ClassicGroup {
         request: ClassicSync,
     ) -> Result<Reply<ClassicSynced>, BrokerError> {
         let member_id = request.member_id.as_str();
-        self.check_member(member_id, request.instance_id.as_deref(), request.generation)?;
+        self.check_member(
+            member_id,
+            request.instance_id.as_deref(),
+            request.generation,
+        )?;
         let mismatch = |asked: &Option<String>, actual: &Option<String>, what: &str| {
             asked
                 .as_ref()
@@ -348,7 +352,11 @@ impl ClassicGroup {
 
     /// Removes a member (by its id, or by its instance id when it has one); the others
     /// rebalance.
-    pub(crate) fn leave(&mut self, now: Instant, leaving: &LeavingMember) -> Result<(), BrokerError> {
+    pub(crate) fn leave(
+        &mut self,
+        now: Instant,
+        leaving: &LeavingMember,
+    ) -> Result<(), BrokerError> {
         let member_id = match &leaving.instance_id {
             Some(instance) => {
                 let current = self
@@ -596,7 +604,8 @@ impl ClassicGroup {
         old.fail_waiters(|| self.fenced(old_id, &instance));
         let unchanged = self.phase == Phase::Stable
             && self.protocol.as_deref().is_some_and(|protocol| {
-                spec.metadata(protocol).is_some() && spec.metadata(protocol) == old.spec.metadata(protocol)
+                spec.metadata(protocol).is_some()
+                    && spec.metadata(protocol) == old.spec.metadata(protocol)
             });
         self.instances.insert(instance, new_id.clone());
         if self.leader.as_deref() == Some(old_id) {
@@ -738,8 +747,11 @@ impl ClassicGroup {
     /// The protocol every member supports that most members prefer (each votes for the
     /// first of its protocols that all support); ties go to the leader's preference.
     fn select_protocol(&self) -> String {
-        let supported_by_all =
-            |name: &str| self.members.values().all(|m| m.spec.metadata(name).is_some());
+        let supported_by_all = |name: &str| {
+            self.members
+                .values()
+                .all(|m| m.spec.metadata(name).is_some())
+        };
         let mut votes: BTreeMap<&str, usize> = BTreeMap::new();
         for member in self.members.values() {
             if let Some((name, _)) = member
@@ -756,7 +768,9 @@ impl ClassicGroup {
             .as_ref()
             .and_then(|leader| self.members.get(leader))
             .or_else(|| self.members.values().next());
-        let preference = leader.map(|m| m.spec.protocols.as_slice()).unwrap_or_default();
+        let preference = leader
+            .map(|m| m.spec.protocols.as_slice())
+            .unwrap_or_default();
         let mut best: Option<(&str, usize)> = None;
         for (name, _) in preference {
             if let Some(&count) = votes.get(name.as_str())
