@@ -660,6 +660,57 @@ mod tests {
     }
 
     #[test]
+    fn client_assigned_group_errors_map_to_kinds() {
+        let group = || "g".to_owned();
+        check(
+            BrokerError::IllegalGeneration {
+                group: group(),
+                generation: 3,
+                current: 4,
+            },
+            ErrorKind::Fenced,
+            &["generation 3", "generation 4", "rejoin"],
+        );
+        check(
+            BrokerError::RebalanceInProgress { group: group() },
+            ErrorKind::RebalanceInProgress,
+            &["\"g\"", "rejoin"],
+        );
+        check(
+            BrokerError::MemberIdRequired {
+                group: group(),
+                member_id: "client-1".into(),
+            },
+            ErrorKind::FailedPrecondition,
+            &["\"client-1\""],
+        );
+        check(
+            BrokerError::InconsistentGroupProtocol {
+                group: group(),
+                reason: "protocol type \"connect\" differs".into(),
+            },
+            ErrorKind::FailedPrecondition,
+            &["connect"],
+        );
+        check(
+            BrokerError::GroupKindMismatch {
+                group: group(),
+                kind: GroupKind::ServerAssigned,
+            },
+            ErrorKind::FailedPrecondition,
+            &["server-assigned members"],
+        );
+        check(
+            BrokerError::GroupFull {
+                group: group(),
+                limit: 1000,
+            },
+            ErrorKind::ResourceExhausted,
+            &["groups.max_members = 1000"],
+        );
+    }
+
+    #[test]
     fn storage_errors_map_to_their_broker_variants() {
         let path = PathBuf::from("p");
         let corrupt = StorageError::Corrupt {

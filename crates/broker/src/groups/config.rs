@@ -201,6 +201,8 @@ mod tests {
     fn defaults_are_valid_and_requests_are_bounded() {
         let config = GroupConfig::default();
         assert!(config.validate().is_ok());
+        assert_eq!(config.initial_rebalance_delay, Duration::from_secs(3));
+        assert_eq!(config.max_members, 1000);
         assert_eq!(
             config.session_timeout("g", None).ok(),
             Some(Duration::from_secs(45))

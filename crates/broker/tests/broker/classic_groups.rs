@@ -496,8 +496,10 @@ async fn a_static_member_rejoins_without_a_rebalance_and_its_old_id_is_fenced() 
         old.member_id
     );
 
-    // The process restarts: it joins with its instance id and no member id, and is
-    // answered at once, in the same generation, as the leader it was.
+    // The process restarts, silent for most of its session timeout, then joins with its
+    // instance id and no member id: it is answered at once, in the same generation, as the
+    // leader it was.
+    sleep(SESSION - Duration::from_secs(2)).await;
     let new = t.broker.join_classic(a.clone()).await.expect("rejoined");
     assert_ne!(new.member_id, old.member_id);
     assert_eq!(new.generation, old.generation);
