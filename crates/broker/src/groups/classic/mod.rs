@@ -17,11 +17,14 @@
 //! receiver out of the handler and awaits it after releasing the lock. The coordinator's
 //! timer ends phases whose deadline passed.
 
+mod member;
 mod operations;
+mod protocol;
 mod state;
 mod types;
 
-pub(crate) use state::{ClassicGroup, ClassicSpec, JoinLimits, Reply};
+pub(crate) use member::{ClassicSpec, Reply};
+pub(crate) use state::{ClassicGroup, JoinLimits};
 pub use types::{
     ClassicCommit, ClassicGroupDescription, ClassicJoin, ClassicJoined, ClassicMemberDescription,
     ClassicSync, ClassicSynced, JoinedMember, LeavingMember,

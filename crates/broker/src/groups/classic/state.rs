@@ -19,40 +19,14 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::BrokerError;
+use crate::groups::classic::member::{ClassicSpec, Member, Reply};
+use crate::groups::classic::protocol;
 use crate::groups::classic::{
     ClassicJoined, ClassicMemberDescription, ClassicSync, ClassicSynced, JoinedMember,
     LeavingMember,
 };
 use crate::groups::{GroupState, MemberDescription};
 use crate::metadata::unique_suffix;
-
-/// Where a waiting member's answer arrives.
-pub(crate) type Reply<T> = oneshot::Receiver<Result<T, BrokerError>>;
-/// Where a waiting member's answer is sent.
-type Waiter<T> = oneshot::Sender<Result<T, BrokerError>>;
-
-/// What a joining member brings, checked.
-#[derive(Debug, Clone)]
-pub(crate) struct ClassicSpec {
-    pub(crate) instance_id: Option<String>,
-    pub(crate) client_id: String,
-    pub(crate) client_host: String,
-    pub(crate) session_timeout: Duration,
-    pub(crate) rebalance_timeout: Duration,
-    pub(crate) protocol_type: String,
-    pub(crate) protocols: Vec<(String, Bytes)>,
-    pub(crate) topics: BTreeSet<String>,
-}
-
-impl ClassicSpec {
-    /// The member's metadata for `protocol`, if it supports it.
-    fn metadata(&self, protocol: &str) -> Option<&Bytes> {
-        self.protocols
-            .iter()
-            .find(|(name, _)| name == protocol)
-            .map(|(_, metadata)| metadata)
-    }
-}
 
 /// The broker's settings a join needs.
 #[derive(Debug, Clone, Copy)]
@@ -61,51 +35,6 @@ pub(crate) struct JoinLimits {
     pub(crate) initial_delay: Duration,
     /// Most members (and ids handed out but not yet used) a group may have.
     pub(crate) max_members: usize,
-}
-
-#[derive(Debug)]
-struct Member {
-    spec: ClassicSpec,
-    /// What the leader assigned it in the current generation.
-    assignment: Bytes,
-    last_seen: Instant,
-    /// Set once the member has joined the current join phase, until the phase ends.
-    joining: Option<Waiter<ClassicJoined>>,
-    /// Set while it waits for the leader's assignment.
-    syncing: Option<Waiter<ClassicSynced>>,
-    /// Whether it asked for its assignment since the last join phase ended.
-    synced: bool,
-}
-
-impl Member {
-    fn new(spec: ClassicSpec, now: Instant, joining: Option<Waiter<ClassicJoined>>) -> Member {
-        Member {
-            spec,
-            assignment: Bytes::new(),
-            last_seen: now,
-            joining,
-            syncing: None,
-            synced: false,
-        }
-    }
-
-    /// Whether the session timeout applies now: not while it waits for a phase to end
-    /// (those phases have deadlines of their own).
-    fn is_silent_since(&self, now: Instant) -> bool {
-        self.joining.is_none()
-            && self.syncing.is_none()
-            && now >= self.last_seen + self.spec.session_timeout
-    }
-
-    /// Answers whatever the member waits for with `err`.
-    fn fail_waiters(&mut self, err: impl Fn() -> BrokerError) {
-        if let Some(waiter) = self.joining.take() {
-            let _ = waiter.send(Err(err()));
-        }
-        if let Some(waiter) = self.syncing.take() {
-            let _ = waiter.send(Err(err()));
-        }
-    }
 }
 
 /// The phase of a group (Kafka's group states).
@@ -482,45 +411,27 @@ impl ClassicGroup {
         })
     }
 
-    /// Refuses a member whose protocols cannot go with the others': its protocol type must
-    /// be the group's, and one of its protocols supported by every member but those in
-    /// `excluding` (itself, or the static member it replaces).
+    /// Refuses a member whose protocols cannot go with the others' (see
+    /// [`protocol::incompatibility`]); `excluding` are itself, or the static member it
+    /// replaces.
     fn check_protocols(&self, spec: &ClassicSpec, excluding: &[&str]) -> Result<(), BrokerError> {
-        let inconsistent = |reason: String| BrokerError::InconsistentGroupProtocol {
-            group: self.name.clone(),
-            reason,
-        };
-        if spec.protocol_type.is_empty() || spec.protocols.is_empty() {
-            return Err(inconsistent(
-                "a member must name its protocol type and at least one protocol".to_owned(),
-            ));
-        }
-        let others: Vec<&Member> = self
+        let group_type = self
+            .protocol_type
+            .as_deref()
+            .filter(|_| !self.members.is_empty());
+        let others: Vec<&ClassicSpec> = self
             .members
             .iter()
             .filter(|(id, _)| !excluding.contains(&id.as_str()))
-            .map(|(_, m)| m)
+            .map(|(_, m)| &m.spec)
             .collect();
-        if let Some(group_type) = self.protocol_type.as_deref()
-            && !self.members.is_empty()
-            && group_type != spec.protocol_type
-        {
-            return Err(inconsistent(format!(
-                "protocol type {:?} differs from the group's {group_type:?}",
-                spec.protocol_type
-            )));
+        match protocol::incompatibility(spec, group_type, &others) {
+            Some(reason) => Err(BrokerError::InconsistentGroupProtocol {
+                group: self.name.clone(),
+                reason,
+            }),
+            None => Ok(()),
         }
-        let shared = spec
-            .protocols
-            .iter()
-            .any(|(name, _)| others.iter().all(|m| m.spec.metadata(name).is_some()));
-        if !shared {
-            let names: Vec<&str> = spec.protocols.iter().map(|(n, _)| n.as_str()).collect();
-            return Err(inconsistent(format!(
-                "none of the protocols {names:?} is supported by every member"
-            )));
-        }
-        Ok(())
     }
 
     /// Refuses a request naming a static member's instance id with another member id.
@@ -719,7 +630,13 @@ impl ClassicGroup {
         {
             self.leader = self.members.keys().next().cloned();
         }
-        self.protocol = Some(self.select_protocol());
+        let members: Vec<&ClassicSpec> = self.members.values().map(|m| &m.spec).collect();
+        let leader = self
+            .leader
+            .as_ref()
+            .and_then(|leader| self.members.get(leader))
+            .map(|m| &m.spec);
+        self.protocol = Some(protocol::select(&members, leader));
         let timeout = self
             .members
             .values()
@@ -742,48 +659,6 @@ impl ClassicGroup {
                 let _ = waiter.send(Ok(view));
             }
         }
-    }
-
-    /// The protocol every member supports that most members prefer (each votes for the
-    /// first of its protocols that all support); ties go to the leader's preference.
-    fn select_protocol(&self) -> String {
-        let supported_by_all = |name: &str| {
-            self.members
-                .values()
-                .all(|m| m.spec.metadata(name).is_some())
-        };
-        let mut votes: BTreeMap<&str, usize> = BTreeMap::new();
-        for member in self.members.values() {
-            if let Some((name, _)) = member
-                .spec
-                .protocols
-                .iter()
-                .find(|(name, _)| supported_by_all(name))
-            {
-                *votes.entry(name.as_str()).or_default() += 1;
-            }
-        }
-        let leader = self
-            .leader
-            .as_ref()
-            .and_then(|leader| self.members.get(leader))
-            .or_else(|| self.members.values().next());
-        let preference = leader
-            .map(|m| m.spec.protocols.as_slice())
-            .unwrap_or_default();
-        let mut best: Option<(&str, usize)> = None;
-        for (name, _) in preference {
-            if let Some(&count) = votes.get(name.as_str())
-                && best.is_none_or(|(_, most)| count > most)
-            {
-                best = Some((name, count));
-            }
-        }
-        // Joins keep one protocol common to all members; the fallback is never needed.
-        best.map(|(name, _)| name)
-            .or_else(|| preference.first().map(|(name, _)| name.as_str()))
-            .unwrap_or_default()
-            .to_owned()
     }
 
     /// Sets every member's assignment from the leader's and answers the waiting members:
