@@ -7,7 +7,12 @@ use std::time::Duration;
 
 use sluice_storage::{BatchError, StorageError};
 
+use crate::groups::GroupKind;
+
 /// Everything a broker operation can fail with.
+///
+/// The consumer group variants say which Kafka error code a Kafka front end answers them
+/// with.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BrokerError {
@@ -146,7 +151,7 @@ pub enum BrokerError {
         /// The lock file.
         path: PathBuf,
     },
-    /// The name breaks the consumer group naming rules.
+    /// The name breaks the consumer group naming rules (Kafka's `INVALID_GROUP_ID`).
     #[error("invalid group name {name:?}: {reason}")]
     InvalidGroupName {
         /// The rejected name.
@@ -154,7 +159,9 @@ pub enum BrokerError {
         /// Which rule it breaks.
         reason: String,
     },
-    /// A join request asks for something the broker does not allow.
+    /// A join request asks for something the broker does not allow; from a client-assigned
+    /// member, a session or rebalance timeout outside the limits (Kafka's
+    /// `INVALID_SESSION_TIMEOUT`).
     #[error("invalid join request for group {group:?}: {reason}")]
     InvalidJoin {
         /// The group.
@@ -162,13 +169,14 @@ pub enum BrokerError {
         /// What is wrong, with the accepted values.
         reason: String,
     },
-    /// No group of that name exists (it has no members and no committed offsets).
+    /// No group of that name exists: it has no members and no committed offsets (Kafka's
+    /// `GROUP_ID_NOT_FOUND`; DescribeGroups shows it as `Dead`).
     #[error("group {group:?} does not exist")]
     GroupNotFound {
         /// The group asked for.
         group: String,
     },
-    /// The operation needs a group without members.
+    /// The operation needs a group without members (Kafka's `NON_EMPTY_GROUP`).
     #[error(
         "group {group:?} has {members} member(s); stop its consumers (and wait out the session timeout of static ones) first"
     )]
@@ -178,7 +186,8 @@ pub enum BrokerError {
         /// How many members it has.
         members: usize,
     },
-    /// The member is not (or no longer) in the group: it left, expired or was replaced.
+    /// The member is not (or no longer) in the group: it left, expired or was replaced
+    /// (Kafka's `UNKNOWN_MEMBER_ID`).
     #[error(
         "group {group:?} has no member {member_id:?}; it left, expired or was replaced: rejoin"
     )]
@@ -240,7 +249,8 @@ pub enum BrokerError {
         /// The expired member.
         member_id: String,
     },
-    /// A newer member with the same instance id took this member's place.
+    /// A newer member with the same instance id took this member's place (Kafka's
+    /// `FENCED_INSTANCE_ID`).
     #[error(
         "member {member_id:?} of group {group:?} was replaced by a newer member with instance id {instance_id:?}"
     )]
@@ -251,6 +261,64 @@ pub enum BrokerError {
         member_id: String,
         /// The instance id both used.
         instance_id: String,
+    },
+    /// A client-assigned member's request carries another generation than the group's
+    /// (Kafka's `ILLEGAL_GENERATION`): it must rejoin.
+    #[error(
+        "generation {generation} is not the current generation {current} of group {group:?}: rejoin"
+    )]
+    IllegalGeneration {
+        /// The group.
+        group: String,
+        /// The generation the request carried.
+        generation: i32,
+        /// The group's current generation.
+        current: i32,
+    },
+    /// A client-assigned group is rebalancing (Kafka's `REBALANCE_IN_PROGRESS`): the member
+    /// must rejoin, or wait until the leader's assignment is in before it commits.
+    #[error("group {group:?} is rebalancing: rejoin")]
+    RebalanceInProgress {
+        /// The group.
+        group: String,
+    },
+    /// A new client-assigned member must join again with the id it was given (Kafka's
+    /// `MEMBER_ID_REQUIRED`, KIP-394).
+    #[error("group {group:?} requires a known member id: join again as {member_id:?}")]
+    MemberIdRequired {
+        /// The group.
+        group: String,
+        /// The id to join with.
+        member_id: String,
+    },
+    /// A client-assigned member's protocols cannot go with the group's (Kafka's
+    /// `INCONSISTENT_GROUP_PROTOCOL`).
+    #[error("inconsistent group protocol in group {group:?}: {reason}")]
+    InconsistentGroupProtocol {
+        /// The group.
+        group: String,
+        /// What does not match.
+        reason: String,
+    },
+    /// The group has members of the other kind: a group takes members of one kind at a time
+    /// (Kafka's `INCONSISTENT_GROUP_PROTOCOL`).
+    #[error(
+        "group {group:?} has {kind} members; members of another kind may join once they have all left"
+    )]
+    GroupKindMismatch {
+        /// The group.
+        group: String,
+        /// The kind of members it has.
+        kind: GroupKind,
+    },
+    /// The group has `groups.max_members` members already (Kafka's
+    /// `GROUP_MAX_SIZE_REACHED`).
+    #[error("group {group:?} has the most members allowed, groups.max_members = {limit}")]
+    GroupFull {
+        /// The group.
+        group: String,
+        /// The configured `groups.max_members`.
+        limit: usize,
     },
     /// A group's offsets file failed its checks.
     #[error("corrupt offsets file {}: {reason}; remove it to start the group afresh", path.display())]
@@ -371,6 +439,8 @@ pub enum ErrorKind {
     FailedPrecondition,
     /// A group member that is stale: unknown, expired, replaced or of an old generation.
     Fenced,
+    /// A group is rebalancing: the member must rejoin (or retry once the rebalance is over).
+    RebalanceInProgress,
     /// The broker or the partition cannot serve now (shutting down, failed log); retry later.
     Unavailable,
     /// Stored data failed its checks and is not served.
@@ -402,16 +472,20 @@ impl BrokerError {
             | BrokerError::TooManyRecords { .. }
             | BrokerError::BatchTooLarge { .. }
             | BrokerError::ProduceTooLarge { .. } => ErrorKind::TooLarge,
-            BrokerError::GroupNotEmpty { .. } | BrokerError::NotPartitionOwner { .. } => {
-                ErrorKind::FailedPrecondition
-            }
+            BrokerError::GroupNotEmpty { .. }
+            | BrokerError::NotPartitionOwner { .. }
+            | BrokerError::MemberIdRequired { .. }
+            | BrokerError::InconsistentGroupProtocol { .. }
+            | BrokerError::GroupKindMismatch { .. } => ErrorKind::FailedPrecondition,
             BrokerError::UnknownMember { .. }
             | BrokerError::StaleGeneration { .. }
+            | BrokerError::IllegalGeneration { .. }
             | BrokerError::SessionExpired { .. }
             | BrokerError::MemberFenced { .. } => ErrorKind::Fenced,
-            BrokerError::TooManySubscriptions { .. } | BrokerError::Overloaded { .. } => {
-                ErrorKind::ResourceExhausted
-            }
+            BrokerError::RebalanceInProgress { .. } => ErrorKind::RebalanceInProgress,
+            BrokerError::TooManySubscriptions { .. }
+            | BrokerError::Overloaded { .. }
+            | BrokerError::GroupFull { .. } => ErrorKind::ResourceExhausted,
             BrokerError::ShuttingDown
             | BrokerError::SessionClosed
             | BrokerError::LogFailed(_)
@@ -582,6 +656,57 @@ mod tests {
             },
             ErrorKind::ResourceExhausted,
             &["g.offsets.tmp"],
+        );
+    }
+
+    #[test]
+    fn client_assigned_group_errors_map_to_kinds() {
+        let group = || "g".to_owned();
+        check(
+            BrokerError::IllegalGeneration {
+                group: group(),
+                generation: 3,
+                current: 4,
+            },
+            ErrorKind::Fenced,
+            &["generation 3", "generation 4", "rejoin"],
+        );
+        check(
+            BrokerError::RebalanceInProgress { group: group() },
+            ErrorKind::RebalanceInProgress,
+            &["\"g\"", "rejoin"],
+        );
+        check(
+            BrokerError::MemberIdRequired {
+                group: group(),
+                member_id: "client-1".into(),
+            },
+            ErrorKind::FailedPrecondition,
+            &["\"client-1\""],
+        );
+        check(
+            BrokerError::InconsistentGroupProtocol {
+                group: group(),
+                reason: "protocol type \"connect\" differs".into(),
+            },
+            ErrorKind::FailedPrecondition,
+            &["connect"],
+        );
+        check(
+            BrokerError::GroupKindMismatch {
+                group: group(),
+                kind: GroupKind::ServerAssigned,
+            },
+            ErrorKind::FailedPrecondition,
+            &["server-assigned members"],
+        );
+        check(
+            BrokerError::GroupFull {
+                group: group(),
+                limit: 1000,
+            },
+            ErrorKind::ResourceExhausted,
+            &["groups.max_members = 1000"],
         );
     }
 

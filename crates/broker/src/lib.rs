@@ -62,11 +62,12 @@ pub use fetch::{Fetched, OffsetSpec, Position};
 pub use fetch_many::{FetchMany, PartitionFetch, PartitionFetched};
 pub use follow::{Delivery, Subscribe, Subscription};
 pub use groups::{
-    Committed, CommittedOffset, GroupConfig, GroupDescription, GroupMember, GroupSession,
-    GroupState, GroupSummary, JoinGroup, Keepalive, MAX_GROUP_NAME_LEN,
-    MIN_OFFSETS_COMPACTION_BYTES, MIN_OFFSETS_COMPACTION_RATIO, MemberAssignment,
-    MemberDescription, OffsetReset, PartitionLag, ResetTo, SessionAssignment, SessionEvent,
-    SessionHandle, TopicPartition, validate_group_name,
+    ClassicCommit, ClassicGroupDescription, ClassicJoin, ClassicJoined, ClassicMemberDescription,
+    ClassicSync, ClassicSynced, Committed, CommittedOffset, GroupConfig, GroupDescription,
+    GroupKind, GroupMember, GroupSession, GroupState, GroupSummary, JoinGroup, JoinedMember,
+    Keepalive, LeavingMember, MAX_GROUP_NAME_LEN, MIN_OFFSETS_COMPACTION_BYTES,
+    MIN_OFFSETS_COMPACTION_RATIO, MemberAssignment, MemberDescription, OffsetReset, PartitionLag,
+    ResetTo, SessionAssignment, SessionEvent, SessionHandle, TopicPartition, validate_group_name,
 };
 pub use lifecycle::Draining;
 pub use name::validate_topic_name;

@@ -52,6 +52,7 @@ fn broker_code(err: &BrokerError) -> Code {
         ErrorKind::OutOfRange => Code::OutOfRange,
         ErrorKind::TooLarge | ErrorKind::ResourceExhausted => Code::ResourceExhausted,
         ErrorKind::FailedPrecondition | ErrorKind::Fenced => Code::FailedPrecondition,
+        ErrorKind::RebalanceInProgress => Code::Aborted,
         ErrorKind::Unavailable => Code::Unavailable,
         ErrorKind::DataLoss => Code::DataLoss,
         _ => Code::Internal,
@@ -243,6 +244,27 @@ mod tests {
             },
             Code::FailedPrecondition,
             &["replaced"],
+        );
+        check(
+            BrokerError::GroupKindMismatch {
+                group: group(),
+                kind: sluice_broker::GroupKind::ClientAssigned,
+            },
+            Code::FailedPrecondition,
+            &["client-assigned", "once they have all left"],
+        );
+        check(
+            BrokerError::GroupFull {
+                group: group(),
+                limit: 3,
+            },
+            Code::ResourceExhausted,
+            &["groups.max_members = 3"],
+        );
+        check(
+            BrokerError::RebalanceInProgress { group: group() },
+            Code::Aborted,
+            &["rebalancing"],
         );
         check(
             BrokerError::CommitOutOfRange {

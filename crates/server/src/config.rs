@@ -310,6 +310,11 @@ pub struct GroupSettings {
     pub default_rebalance_timeout_ms: Option<u64>,
     /// How often the server asks a member for a sign of life.
     pub heartbeat_interval_ms: Option<u64>,
+    /// How long the first rebalance of an empty client-assigned group waits for more
+    /// members.
+    pub initial_rebalance_delay_ms: Option<u64>,
+    /// Most members a group may have.
+    pub max_members: Option<usize>,
     /// Bytes the offsets log must hold before it is compacted.
     pub offsets_compaction_min_bytes: Option<u64>,
     /// Times the live offsets the offsets log must hold before it is compacted.
@@ -333,6 +338,10 @@ impl GroupSettings {
                 .default_rebalance_timeout_ms
                 .or(self.default_rebalance_timeout_ms),
             heartbeat_interval_ms: higher.heartbeat_interval_ms.or(self.heartbeat_interval_ms),
+            initial_rebalance_delay_ms: higher
+                .initial_rebalance_delay_ms
+                .or(self.initial_rebalance_delay_ms),
+            max_members: higher.max_members.or(self.max_members),
             offsets_compaction_min_bytes: higher
                 .offsets_compaction_min_bytes
                 .or(self.offsets_compaction_min_bytes),
@@ -358,6 +367,11 @@ impl GroupSettings {
                 defaults.default_rebalance_timeout,
             ),
             heartbeat_interval: ms(self.heartbeat_interval_ms, defaults.heartbeat_interval),
+            initial_rebalance_delay: ms(
+                self.initial_rebalance_delay_ms,
+                defaults.initial_rebalance_delay,
+            ),
+            max_members: self.max_members.unwrap_or(defaults.max_members),
             offsets_compaction_min_bytes: self
                 .offsets_compaction_min_bytes
                 .unwrap_or(defaults.offsets_compaction_min_bytes),
@@ -377,8 +391,13 @@ impl GroupSettings {
             "default_session_timeout_ms" => &mut self.default_session_timeout_ms,
             "default_rebalance_timeout_ms" => &mut self.default_rebalance_timeout_ms,
             "heartbeat_interval_ms" => &mut self.heartbeat_interval_ms,
+            "initial_rebalance_delay_ms" => &mut self.initial_rebalance_delay_ms,
             "offsets_compaction_min_bytes" => &mut self.offsets_compaction_min_bytes,
             "offsets_compaction_ratio" => &mut self.offsets_compaction_ratio,
+            "max_members" => {
+                self.max_members = Some(parse(key, value)?);
+                return Ok(true);
+            }
             _ => return Ok(false),
         };
         *field = Some(parse(key, value)?);
@@ -1093,6 +1112,29 @@ mod tests {
         let bad = env(&[("SLUICE_GROUPS_MIN_SESSION_TIMEOUT_MS", "0")]);
         let err = ServerConfig::load(&ServeArgs::default(), bad).expect_err("0 ms refused");
         assert!(err.to_string().contains("min_session_timeout"), "{err}");
+    }
+
+    #[test]
+    fn client_assigned_group_settings_come_from_file_and_env_and_are_checked() {
+        let defaults = ServerConfig::load(&ServeArgs::default(), env(&[])).expect("load");
+        assert_eq!(
+            defaults.broker.groups.initial_rebalance_delay,
+            Duration::from_secs(3)
+        );
+        assert_eq!(defaults.broker.groups.max_members, 1000);
+        let file = config_file(
+            r#"
+            [groups]
+            initial_rebalance_delay_ms = 0
+            "#,
+        );
+        let vars = env(&[("SLUICE_GROUPS_MAX_MEMBERS", "50")]);
+        let config = ServerConfig::load(&args_with_file(&file), vars).expect("load");
+        assert_eq!(config.broker.groups.initial_rebalance_delay, Duration::ZERO);
+        assert_eq!(config.broker.groups.max_members, 50);
+        let bad = env(&[("SLUICE_GROUPS_MAX_MEMBERS", "0")]);
+        let err = ServerConfig::load(&ServeArgs::default(), bad).expect_err("0 members refused");
+        assert!(err.to_string().contains("max_members"), "{err}");
     }
 
     #[test]

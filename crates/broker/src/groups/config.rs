@@ -21,6 +21,15 @@ pub struct GroupConfig {
     /// How often the server asks a member for a sign of life (default 3 s); a member with a
     /// short session timeout is asked three times per session timeout.
     pub heartbeat_interval: Duration,
+    /// How long the first rebalance of a client-assigned group that was empty waits for
+    /// more members, extended by as much while they keep joining, up to the rebalance
+    /// timeout (default 3 s, Kafka's `group.initial.rebalance.delay.ms`; at most
+    /// [`GroupConfig::max_session_timeout`]).
+    pub initial_rebalance_delay: Duration,
+    /// Most members a group may have, of either kind; for client-assigned groups, member
+    /// ids handed out and not yet used count too (default 1000, at least 1; Kafka's
+    /// `group.max.size`).
+    pub max_members: usize,
     /// The offsets log is compacted once its files hold at least this many bytes (default
     /// 16 MiB, at least [`MIN_OFFSETS_COMPACTION_BYTES`]) and at least
     /// [`GroupConfig::offsets_compaction_ratio`] times the live offsets.
@@ -45,6 +54,8 @@ impl Default for GroupConfig {
             default_session_timeout: Duration::from_secs(45),
             default_rebalance_timeout: Duration::from_secs(30),
             heartbeat_interval: Duration::from_secs(3),
+            initial_rebalance_delay: Duration::from_secs(3),
+            max_members: 1000,
             offsets_compaction_min_bytes: 16 << 20,
             offsets_compaction_ratio: 4,
         }
@@ -54,7 +65,8 @@ impl Default for GroupConfig {
 impl GroupConfig {
     /// Checks the limits are consistent: `0 < min <= default <= max` for the session
     /// timeout, the default rebalance timeout within the limits, a non-zero heartbeat
-    /// interval, and the compaction settings at least their minimums.
+    /// interval, an initial rebalance delay of at most the longest session timeout, room for
+    /// one member, and the compaction settings at least their minimums.
     pub fn validate(&self) -> Result<(), BrokerError> {
         let millis = |d: Duration| d.as_millis().to_string();
         let limits = self.min_session_timeout..=self.max_session_timeout;
@@ -92,6 +104,23 @@ impl GroupConfig {
                 "groups.heartbeat_interval",
                 "0",
                 "must be at least 1 ms",
+            ));
+        }
+        if self.initial_rebalance_delay > self.max_session_timeout {
+            return Err(BrokerError::invalid_config(
+                "groups.initial_rebalance_delay",
+                &millis(self.initial_rebalance_delay),
+                format!(
+                    "must be at most groups.max_session_timeout ({} ms)",
+                    millis(self.max_session_timeout)
+                ),
+            ));
+        }
+        if self.max_members == 0 {
+            return Err(BrokerError::invalid_config(
+                "groups.max_members",
+                "0",
+                "must be at least 1",
             ));
         }
         if self.offsets_compaction_min_bytes < MIN_OFFSETS_COMPACTION_BYTES {
@@ -172,6 +201,8 @@ mod tests {
     fn defaults_are_valid_and_requests_are_bounded() {
         let config = GroupConfig::default();
         assert!(config.validate().is_ok());
+        assert_eq!(config.initial_rebalance_delay, Duration::from_secs(3));
+        assert_eq!(config.max_members, 1000);
         assert_eq!(
             config.session_timeout("g", None).ok(),
             Some(Duration::from_secs(45))
@@ -223,6 +254,23 @@ mod tests {
             ..GroupConfig::default()
         };
         assert!(config.validate().is_err());
+        config = GroupConfig {
+            initial_rebalance_delay: Duration::from_secs(31 * 60),
+            ..GroupConfig::default()
+        };
+        assert!(matches!(
+            config.validate(),
+            Err(BrokerError::InvalidConfig { ref key, ref reason, .. })
+                if key == "groups.initial_rebalance_delay" && reason.contains("1800000")
+        ));
+        config = GroupConfig {
+            max_members: 0,
+            ..GroupConfig::default()
+        };
+        assert!(matches!(
+            config.validate(),
+            Err(BrokerError::InvalidConfig { ref key, .. }) if key == "groups.max_members"
+        ));
         config = GroupConfig {
             offsets_compaction_min_bytes: 4095,
             ..GroupConfig::default()

@@ -163,14 +163,14 @@ impl GroupCoordinator {
     }
 
     /// Whether the timer should go on: while the coordinator runs and some group has
-    /// members. When not, the timer is marked stopped, so the next join starts a new one.
+    /// members (or member ids handed out). When not, the timer is marked stopped, so the next join starts a new one.
     fn keep_ticking(&self) -> bool {
         let mut ticker = self.ticker.lock();
         let needed = !self.stopped.load(Ordering::SeqCst)
             && self
                 .snapshot()
                 .iter()
-                .any(|group| group.data.lock().member_count() > 0);
+                .any(|group| group.data.lock().needs_ticks());
         if !needed {
             *ticker = None;
         }

@@ -1,7 +1,13 @@
 //! Consumer groups: members sharing the partitions of their topics, cooperative sticky
 //! rebalancing, and durable committed offsets.
 //!
-//! A member joins with [`Broker::join_group`](crate::Broker::join_group) and holds a
+//! Groups come in two kinds ([`GroupKind`]): server-assigned, described here, and
+//! client-assigned (Kafka's classic group protocol, [`classic`]), whose leader assigns the
+//! partitions. One registry holds both, so a group name is one group whichever protocol
+//! uses it; a group takes members of one kind at a time, and the committed offsets are
+//! shared.
+//!
+//! A server-assigned member joins with [`Broker::join_group`](crate::Broker::join_group) and holds a
 //! [`GroupMember`] for as long as its stream is open. The coordinator assigns the
 //! partitions of the subscribed topics to the members, balanced and sticky; when the
 //! members change it revokes only the partitions that move, and hands each one over only
@@ -12,6 +18,7 @@
 //! The state machine and the guarantees are described in `docs/consumer-groups.md`.
 
 mod assignment;
+mod classic;
 mod config;
 pub(crate) mod coordinator;
 mod member;
@@ -26,11 +33,15 @@ mod state;
 mod store;
 mod types;
 
+pub use classic::{
+    ClassicCommit, ClassicGroupDescription, ClassicJoin, ClassicJoined, ClassicMemberDescription,
+    ClassicSync, ClassicSynced, JoinedMember, LeavingMember,
+};
 pub use config::{GroupConfig, MIN_OFFSETS_COMPACTION_BYTES, MIN_OFFSETS_COMPACTION_RATIO};
 pub use member::{GroupMember, Keepalive};
 pub use session::{GroupSession, SessionAssignment, SessionEvent, SessionHandle};
 pub use types::{
-    Committed, CommittedOffset, GroupDescription, GroupState, GroupSummary, JoinGroup,
+    Committed, CommittedOffset, GroupDescription, GroupKind, GroupState, GroupSummary, JoinGroup,
     MemberAssignment, MemberDescription, OffsetReset, PartitionLag, ResetTo, TopicPartition,
 };
 

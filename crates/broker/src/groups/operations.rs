@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use crate::broker::wall_clock_ms;
 use crate::groups::coordinator::wait_durable;
-use crate::groups::state::MemberSpec;
+use crate::groups::state::{GroupData, MemberSpec};
 use crate::groups::store::OffsetChange;
 use crate::groups::{
     Committed, CommittedOffset, GroupDescription, GroupMember, GroupSummary, JoinGroup,
@@ -22,7 +22,9 @@ impl Broker {
     /// does not exist ([`BrokerError::TopicNotFound`]) or the broker is shutting down.
     ///
     /// A member with an instance id that is already in the group replaces it (the old one's
-    /// stream is ended with [`BrokerError::MemberFenced`]) and keeps its partitions.
+    /// stream is ended with [`BrokerError::MemberFenced`]) and keeps its partitions. Refused
+    /// with [`BrokerError::GroupKindMismatch`] while the group has client-assigned members,
+    /// and with [`BrokerError::GroupFull`] past `groups.max_members`.
     pub async fn join_group(
         self: &Arc<Self>,
         request: JoinGroup,
@@ -58,9 +60,11 @@ impl Broker {
             reset: request.auto_offset_reset,
         };
         let topics = |topic: &str| self.partition_count(topic).ok();
+        let max_members = config.max_members;
         let (group, joined) = coordinator.with_group(&request.group, |group, data| {
             coordinator.check_running()?;
-            Ok::<_, BrokerError>((Arc::clone(group), data.join(Instant::now(), spec, &topics)))
+            let joined = data.join(Instant::now(), spec, &topics, max_members)?;
+            Ok::<_, BrokerError>((Arc::clone(group), joined))
         })?;
         coordinator.start_ticker(self);
         Ok(GroupMember::new(
@@ -89,6 +93,26 @@ impl Broker {
         member_id: &str,
         offsets: &[(TopicPartition, u64)],
     ) -> Result<(), BrokerError> {
+        self.commit_with(group, offsets, |data, now| {
+            data.check_commit(member_id, generation, offsets.iter().map(|(tp, _)| tp))?;
+            if member_id.is_empty() {
+                Ok(())
+            } else {
+                data.touch(member_id, now)
+            }
+        })
+        .await
+    }
+
+    /// Commits offsets once `check` (run on the group's state, under its lock) accepted
+    /// them, and returns once they are durable. Every offset must be at most its
+    /// partition's high watermark, in a topic that still exists when the commit is queued.
+    pub(crate) async fn commit_with(
+        &self,
+        group: &str,
+        offsets: &[(TopicPartition, u64)],
+        check: impl FnOnce(&mut GroupData, Instant) -> Result<(), BrokerError>,
+    ) -> Result<(), BrokerError> {
         let coordinator = &self.groups;
         coordinator.check_running()?;
         validate_group_name(group)?;
@@ -116,36 +140,20 @@ impl Broker {
                 (tp.clone(), committed)
             })
             .collect();
-        let partitions = || offsets.iter().map(|(tp, _)| tp);
         // Checked again under the group's lock: a topic deleted since is not committed to.
         let topics_exist = || {
             offsets
                 .iter()
                 .try_for_each(|(tp, _)| self.partition_count(&tp.topic).map(drop))
         };
-        let durable = if member_id.is_empty() {
-            coordinator.with_group(group, |handle, data| {
-                data.check_commit(member_id, generation, partitions())?;
-                topics_exist()?;
-                Ok::<_, BrokerError>(
-                    (!entries.is_empty()).then(|| {
-                        coordinator.queue_change(handle, data, OffsetChange::Set(entries))
-                    }),
-                )
-            })?
-        } else {
-            let unknown = || BrokerError::UnknownMember {
-                group: group.to_owned(),
-                member_id: member_id.to_owned(),
-            };
-            let handle = coordinator.existing(group).ok_or_else(unknown)?;
-            let mut data = handle.data.lock();
-            data.check_commit(member_id, generation, partitions())?;
-            data.touch(member_id, Instant::now())?;
+        let durable = coordinator.with_group(group, |handle, data| {
+            check(data, Instant::now())?;
             topics_exist()?;
-            (!entries.is_empty())
-                .then(|| coordinator.queue_change(&handle, &mut data, OffsetChange::Set(entries)))
-        };
+            Ok::<_, BrokerError>(
+                (!entries.is_empty())
+                    .then(|| coordinator.queue_change(handle, data, OffsetChange::Set(entries))),
+            )
+        })?;
         match durable {
             Some(durable) => wait_durable(group, durable).await,
             None => Ok(()),
@@ -193,6 +201,8 @@ impl Broker {
                     name: group.name.clone(),
                     state: data.state(),
                     members: data.member_count(),
+                    kind: data.kind(),
+                    protocol_type: data.protocol_type().to_owned(),
                 })
             })
             .collect();
@@ -208,7 +218,7 @@ impl Broker {
             group: group.to_owned(),
         };
         let handle = self.groups.existing(group).ok_or_else(not_found)?;
-        let (state, generation, members, partitions) = {
+        let (state, kind, generation, members, mut partitions, client_assigned_topics) = {
             let data = handle.data.lock();
             let mut partitions: BTreeMap<TopicPartition, (Option<Committed>, Option<String>)> =
                 data.subscribed_partitions()
@@ -222,11 +232,21 @@ impl Broker {
             }
             (
                 data.state(),
+                data.kind(),
                 data.generation(),
                 data.describe_members(),
                 partitions,
+                data.client_assigned_topics(),
             )
         };
+        // The broker does not know which client-assigned member reads which partition.
+        for topic in client_assigned_topics {
+            for p in 0..self.partition_count(&topic).unwrap_or(0) {
+                partitions
+                    .entry(TopicPartition::new(topic.clone(), p))
+                    .or_default();
+            }
+        }
         let now_ms = wall_clock_ms();
         let partitions = partitions
             .into_iter()
@@ -269,6 +289,7 @@ impl Broker {
         Ok(GroupDescription {
             name: group.to_owned(),
             state,
+            kind,
             generation,
             members,
             partitions,

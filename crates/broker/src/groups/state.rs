@@ -11,9 +11,15 @@ use tokio::time::Instant;
 
 use crate::BrokerError;
 use crate::groups::assignment::assign;
+use crate::groups::classic::{
+    ClassicGroup, ClassicGroupDescription, ClassicJoined, ClassicMemberDescription, ClassicSpec,
+    JoinLimits, Reply,
+};
 use crate::groups::offsets_state::Offsets;
 use crate::groups::store::PendingWrites;
-use crate::groups::{GroupState, MemberAssignment, MemberDescription, OffsetReset, TopicPartition};
+use crate::groups::{
+    GroupKind, GroupState, MemberAssignment, MemberDescription, OffsetReset, TopicPartition,
+};
 use crate::metadata::unique_suffix;
 
 /// Partition counts of topics, by name; `None` for a topic that does not exist.
@@ -76,7 +82,8 @@ pub(crate) struct Joined {
     pub(crate) view: watch::Receiver<MemberView>,
 }
 
-/// The state of one group.
+/// The state of one group: the membership of its server-assigned members, that of its
+/// client-assigned ones (one of the two is empty), and the committed offsets both share.
 #[derive(Debug)]
 pub(crate) struct GroupData {
     name: String,
@@ -90,6 +97,8 @@ pub(crate) struct GroupData {
     target: BTreeMap<TopicPartition, String>,
     /// Who holds each partition now.
     owners: BTreeMap<TopicPartition, Ownership>,
+    /// The client-assigned members.
+    pub(crate) classic: ClassicGroup,
     /// Durable committed offsets.
     pub(crate) offsets: Offsets,
     /// Offset writes waiting or in progress.
@@ -100,6 +109,7 @@ impl GroupData {
     /// A group without members holding `offsets`.
     pub(crate) fn new(name: String, offsets: Offsets) -> GroupData {
         GroupData {
+            classic: ClassicGroup::new(name.clone()),
             name,
             generation: 0,
             members: BTreeMap::new(),
@@ -112,19 +122,50 @@ impl GroupData {
         }
     }
 
-    /// The current generation.
+    /// The current generation (of the client-assigned members while there are some).
     pub(crate) fn generation(&self) -> u64 {
-        self.generation
+        match self.kind() {
+            Some(GroupKind::ClientAssigned) => {
+                u64::try_from(self.classic.generation()).unwrap_or(0)
+            }
+            _ => self.generation,
+        }
     }
 
-    /// How many members the group has (connected or not).
+    /// How many members the group has (connected or not), of either kind.
     pub(crate) fn member_count(&self) -> usize {
-        self.members.len()
+        self.members.len() + self.classic.member_count()
+    }
+
+    /// Which kind of members the group has, if any.
+    pub(crate) fn kind(&self) -> Option<GroupKind> {
+        if !self.members.is_empty() {
+            Some(GroupKind::ServerAssigned)
+        } else if self.classic.member_count() > 0 {
+            Some(GroupKind::ClientAssigned)
+        } else {
+            None
+        }
     }
 
     /// Whether the group exists for those asking: it has members or committed offsets.
     pub(crate) fn exists(&self) -> bool {
-        !self.members.is_empty() || !self.offsets.is_empty()
+        self.member_count() > 0 || !self.offsets.is_empty()
+    }
+
+    /// Whether the timer has work here: members to expire or member ids to forget.
+    pub(crate) fn needs_ticks(&self) -> bool {
+        !self.members.is_empty() || !self.classic.is_idle()
+    }
+
+    /// The protocol type of the client-assigned members; empty without any.
+    pub(crate) fn protocol_type(&self) -> &str {
+        self.classic.protocol_type()
+    }
+
+    /// Every topic a client-assigned member said it consumes.
+    pub(crate) fn client_assigned_topics(&self) -> BTreeSet<String> {
+        self.classic.topics()
     }
 
     /// Every topic some member subscribes to.
@@ -134,25 +175,43 @@ impl GroupData {
             .flat_map(|m| m.spec.topics.iter().cloned())
     }
 
-    /// No members, no committed offsets, no offset writes: nothing worth keeping.
+    /// No members, no member ids handed out, no committed offsets, no offset writes:
+    /// nothing worth keeping.
     pub(crate) fn is_forgettable(&self) -> bool {
-        self.members.is_empty() && self.offsets.is_empty() && self.store.is_idle()
+        self.members.is_empty()
+            && self.classic.is_idle()
+            && self.offsets.is_empty()
+            && self.store.is_idle()
     }
 
     /// Adds a member, or replaces the static member with the same instance id; rebalances
-    /// unless the replacement keeps the same topics.
+    /// unless the replacement keeps the same topics. Refused while the group has
+    /// client-assigned members, and for a new member past `max_members`.
     pub(crate) fn join(
         &mut self,
         now: Instant,
         spec: MemberSpec,
         topics: TopicLookup<'_>,
-    ) -> Joined {
-        let prefix = spec.instance_id.as_deref().unwrap_or("member");
-        let member_id = format!("{prefix}-{}", unique_suffix());
+        max_members: usize,
+    ) -> Result<Joined, BrokerError> {
+        if self.classic.member_count() > 0 {
+            return Err(BrokerError::GroupKindMismatch {
+                group: self.name.clone(),
+                kind: GroupKind::ClientAssigned,
+            });
+        }
         let replaced = spec
             .instance_id
             .as_ref()
             .and_then(|instance| self.instances.get(instance).cloned());
+        if replaced.is_none() && self.members.len() >= max_members {
+            return Err(BrokerError::GroupFull {
+                group: self.name.clone(),
+                limit: max_members,
+            });
+        }
+        let prefix = spec.instance_id.as_deref().unwrap_or("member");
+        let member_id = format!("{prefix}-{}", unique_suffix());
         let same_topics = replaced
             .as_ref()
             .and_then(|old| self.members.get(old))
@@ -200,7 +259,73 @@ impl GroupData {
                 self.rebalance(now, topics);
             }
         }
-        Joined { member_id, view }
+        Ok(Joined { member_id, view })
+    }
+
+    /// A client-assigned member joins (see [`ClassicGroup::join`]); refused while the group
+    /// has server-assigned members.
+    pub(crate) fn join_classic(
+        &mut self,
+        now: Instant,
+        member_id: &str,
+        spec: ClassicSpec,
+        require_known_member_id: bool,
+        limits: JoinLimits,
+    ) -> Result<Reply<ClassicJoined>, BrokerError> {
+        if !self.members.is_empty() {
+            return Err(BrokerError::GroupKindMismatch {
+                group: self.name.clone(),
+                kind: GroupKind::ServerAssigned,
+            });
+        }
+        self.classic
+            .join(now, member_id, spec, require_known_member_id, limits)
+    }
+
+    /// Checks a client-assigned member's commit (see [`ClassicGroup::check_commit`]); a
+    /// group with server-assigned members knows no such member.
+    pub(crate) fn check_classic_commit(
+        &mut self,
+        now: Instant,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+    ) -> Result<(), BrokerError> {
+        if !self.members.is_empty() {
+            return Err(self.unknown_member(member_id));
+        }
+        self.classic
+            .check_commit(now, generation, member_id, instance_id)
+    }
+
+    /// The group as Kafka's DescribeGroups shows it.
+    pub(crate) fn describe_classic(&self) -> ClassicGroupDescription {
+        let (protocol, members) = match self.kind() {
+            Some(GroupKind::ServerAssigned) => {
+                let members = self
+                    .describe_members()
+                    .into_iter()
+                    .map(|m| ClassicMemberDescription {
+                        member_id: m.member_id,
+                        instance_id: m.instance_id,
+                        client_id: String::new(),
+                        client_host: m.client_host,
+                        metadata: Default::default(),
+                        assignment: Default::default(),
+                    })
+                    .collect();
+                (String::new(), members)
+            }
+            _ => self.classic.describe(),
+        };
+        ClassicGroupDescription {
+            name: self.name.clone(),
+            state: self.state(),
+            kind: self.kind(),
+            protocol_type: self.protocol_type().to_owned(),
+            protocol,
+            members,
+        }
     }
 
     /// Records a sign of life.
@@ -265,7 +390,7 @@ impl GroupData {
         partitions: impl IntoIterator<Item = &'a TopicPartition>,
     ) -> Result<(), BrokerError> {
         if member_id.is_empty() {
-            return match self.members.len() {
+            return match self.member_count() {
                 0 => Ok(()),
                 members => Err(BrokerError::GroupNotEmpty {
                     group: self.name.clone(),
@@ -302,6 +427,7 @@ impl GroupData {
     /// Periodic work: expires silent members, releases revocations past their deadline and
     /// rebalances when a subscribed topic's partitions changed (deleted, created again).
     pub(crate) fn tick(&mut self, now: Instant, topics: TopicLookup<'_>) {
+        self.classic.tick(now);
         let expired: Vec<String> = self
             .members
             .iter()
@@ -328,11 +454,13 @@ impl GroupData {
         self.release(&overdue);
     }
 
-    /// Ends every member's stream (at broker shutdown).
+    /// Ends every member's stream and answers every waiting client-assigned member (at
+    /// broker shutdown).
     pub(crate) fn end_all(&mut self, end: MemberEnd) {
         for member in self.members.values() {
             member.view.send_replace(MemberView::Ended(end));
         }
+        self.classic.end_all();
     }
 
     /// Where `member_id` starts reading without a usable committed offset.
@@ -343,9 +471,13 @@ impl GroupData {
             .ok_or_else(|| self.unknown_member(member_id))
     }
 
-    /// Empty without members; stable when every partition is owned, without revocation,
-    /// by its target member (and nothing else is owned); rebalancing otherwise.
+    /// Empty without members. With client-assigned members, their phase. With
+    /// server-assigned ones, stable when every partition is owned, without revocation, by
+    /// its target member (and nothing else is owned); rebalancing otherwise.
     pub(crate) fn state(&self) -> GroupState {
+        if self.kind() == Some(GroupKind::ClientAssigned) {
+            return self.classic.state();
+        }
         let settled = self.owners.len() == self.target.len()
             && self
                 .owners
@@ -358,24 +490,25 @@ impl GroupData {
         }
     }
 
-    /// Every member, with its partitions.
+    /// Every member, with its partitions (unknown to the broker for client-assigned
+    /// members), sorted by id.
     pub(crate) fn describe_members(&self) -> Vec<MemberDescription> {
-        self.members
-            .iter()
-            .map(|(id, member)| {
-                let assignment = self.assignment_of(id);
-                MemberDescription {
-                    member_id: id.clone(),
-                    instance_id: member.spec.instance_id.clone(),
-                    client_host: member.spec.client_host.clone(),
-                    topics: member.spec.topics.iter().cloned().collect(),
-                    assigned: assignment.partitions,
-                    revoking: assignment.revoking,
-                    connected: member.connected,
-                    session_timeout: member.spec.session_timeout,
-                }
-            })
-            .collect()
+        let mut members: Vec<MemberDescription> = self.classic.describe_members().collect();
+        members.extend(self.members.iter().map(|(id, member)| {
+            let assignment = self.assignment_of(id);
+            MemberDescription {
+                member_id: id.clone(),
+                instance_id: member.spec.instance_id.clone(),
+                client_host: member.spec.client_host.clone(),
+                topics: member.spec.topics.iter().cloned().collect(),
+                assigned: assignment.partitions,
+                revoking: assignment.revoking,
+                connected: member.connected,
+                session_timeout: member.spec.session_timeout,
+            }
+        }));
+        // Only one of the two kinds has members at a time.
+        members
     }
 
     /// The partitions of the subscribed topics, as of the last rebalance.

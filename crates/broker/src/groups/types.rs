@@ -111,15 +111,45 @@ pub struct CommittedOffset {
 /// Where [`crate::Broker::reset_offsets`] sets a group's offsets.
 pub type ResetTo = crate::Position;
 
-/// The state of a group.
+/// Which kind of members a group has: who assigns its partitions. A group has members of
+/// one kind at a time; a member of the other kind is refused
+/// ([`crate::BrokerError::GroupKindMismatch`]) until they have all left. Committed offsets
+/// belong to the group whatever the kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GroupKind {
+    /// The broker assigns the partitions and hands them over between members
+    /// ([`crate::Broker::join_group`], the gRPC `Groups.Consume` call).
+    ServerAssigned,
+    /// The group's leader assigns them and the broker passes the assignment on, unread
+    /// (Kafka's classic group protocol, [`crate::Broker::join_classic`]).
+    ClientAssigned,
+}
+
+impl fmt::Display for GroupKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            GroupKind::ServerAssigned => "server-assigned",
+            GroupKind::ClientAssigned => "client-assigned (Kafka classic)",
+        })
+    }
+}
+
+/// The state of a group. Kafka's `Dead` is a group that does not exist
+/// ([`crate::BrokerError::GroupNotFound`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GroupState {
-    /// No members; only committed offsets.
+    /// No members; only committed offsets (Kafka's `Empty`).
     Empty,
-    /// Every partition is owned by the member the assignment targets.
+    /// Server-assigned: every partition is owned by the member the assignment targets.
+    /// Client-assigned: every member has its assignment (Kafka's `Stable`).
     Stable,
-    /// Partitions are being handed over between members.
+    /// Server-assigned: partitions are being handed over between members.
     Rebalancing,
+    /// Client-assigned: waiting for the members to rejoin (Kafka's `PreparingRebalance`).
+    PreparingRebalance,
+    /// Client-assigned: waiting for the leader's assignment (Kafka's
+    /// `CompletingRebalance`).
+    CompletingRebalance,
 }
 
 /// A group, as listed.
@@ -131,6 +161,11 @@ pub struct GroupSummary {
     pub state: GroupState,
     /// How many members it has.
     pub members: usize,
+    /// Which kind of members it has; `None` when it has none.
+    pub kind: Option<GroupKind>,
+    /// The protocol type of its client-assigned members (Kafka's consumers say
+    /// `consumer`); empty otherwise.
+    pub protocol_type: String,
 }
 
 /// A group's members and consumption state.
@@ -140,11 +175,14 @@ pub struct GroupDescription {
     pub name: String,
     /// Its state.
     pub state: GroupState,
+    /// Which kind of members it has; `None` when it has none.
+    pub kind: Option<GroupKind>,
     /// Its current generation.
     pub generation: u64,
     /// Its members, sorted by id.
     pub members: Vec<MemberDescription>,
-    /// The partitions of the subscribed topics and those with a committed offset, sorted.
+    /// The partitions of the subscribed topics (for client-assigned members, those they
+    /// named: [`crate::ClassicJoin::topics`]) and those with a committed offset, sorted.
     pub partitions: Vec<PartitionLag>,
 }
 
@@ -157,13 +195,15 @@ pub struct MemberDescription {
     pub instance_id: Option<String>,
     /// Where it connected from.
     pub client_host: String,
-    /// The topics it consumes, sorted.
+    /// The topics it consumes, sorted (for a client-assigned member, those it named).
     pub topics: Vec<String>,
-    /// The partitions it owns and consumes, sorted.
+    /// The partitions it owns and consumes, sorted; empty for a client-assigned member,
+    /// whose assignment only its protocol can read.
     pub assigned: Vec<TopicPartition>,
     /// The partitions it owns but is asked to release, sorted.
     pub revoking: Vec<TopicPartition>,
-    /// `false` for a static member whose stream closed and that may still come back.
+    /// `false` for a server-assigned static member whose stream closed and that may still
+    /// come back.
     pub connected: bool,
     /// Its session timeout.
     pub session_timeout: Duration,

@@ -1,6 +1,7 @@
 //! Integration tests of the broker against real partition logs in temporary directories.
 
 mod background;
+mod classic_groups;
 mod common;
 mod errors;
 mod faults;

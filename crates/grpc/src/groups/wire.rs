@@ -123,7 +123,10 @@ pub(crate) fn group_state(state: GroupState) -> pb::GroupState {
     match state {
         GroupState::Empty => pb::GroupState::Empty,
         GroupState::Stable => pb::GroupState::Stable,
-        GroupState::Rebalancing => pb::GroupState::Rebalancing,
+        // The join and sync phases of client-assigned members are rebalancing too.
+        GroupState::Rebalancing
+        | GroupState::PreparingRebalance
+        | GroupState::CompletingRebalance => pb::GroupState::Rebalancing,
     }
 }
 

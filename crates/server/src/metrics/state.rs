@@ -223,11 +223,80 @@ impl fmt::Display for Escaped<'_> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use sluice_broker::{
+        BrokerConfig, ClassicCommit, ClassicJoin, ClassicSync, NewRecord, TopicPartition,
+    };
+
     use super::*;
 
     #[test]
     fn label_values_are_escaped() {
         assert_eq!(Escaped("a\"b\\c\nd").to_string(), "a\\\"b\\\\c\\nd");
         assert_eq!(Escaped("orders.v1").to_string(), "orders.v1");
+    }
+
+    #[tokio::test]
+    async fn client_assigned_groups_show_their_members_and_lag() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = BrokerConfig::new(dir.path());
+        config.groups.initial_rebalance_delay = Duration::ZERO;
+        let broker = Broker::open(config).expect("open broker");
+        broker
+            .create_topic("t", 1, &BTreeMap::new())
+            .await
+            .expect("create topic");
+        broker
+            .produce("t", Some(0), ["a", "b", "c"].map(NewRecord::new))
+            .await
+            .expect("produce");
+        let protocols = vec![("range".to_owned(), Bytes::from_static(b"subscription"))];
+        let joined = broker
+            .join_classic(ClassicJoin::new("kafka-readers", "consumer", protocols))
+            .await
+            .expect("join");
+        broker
+            .sync_classic(ClassicSync {
+                group: "kafka-readers".to_owned(),
+                generation: joined.generation,
+                member_id: joined.member_id.clone(),
+                instance_id: None,
+                protocol_type: None,
+                protocol: None,
+                assignments: vec![(joined.member_id.clone(), Bytes::from_static(b"t/0"))],
+            })
+            .await
+            .expect("sync");
+        broker
+            .commit_classic(&ClassicCommit {
+                group: "kafka-readers".to_owned(),
+                generation: joined.generation,
+                member_id: joined.member_id.clone(),
+                instance_id: None,
+                offsets: vec![(TopicPartition::new("t", 0), 1)],
+            })
+            .await
+            .expect("commit");
+        let scraped = Arc::clone(&broker);
+        let out = tokio::task::spawn_blocking(move || {
+            let mut out = String::new();
+            render(&scraped, &mut out);
+            out
+        })
+        .await
+        .expect("render");
+        let labels = r#"{group="kafka-readers",topic="t",partition="0"}"#;
+        for line in [
+            r#"sluice_group_members{group="kafka-readers"} 1"#.to_owned(),
+            format!("sluice_group_committed_offset{labels} 1"),
+            format!("sluice_group_lag_records{labels} 2"),
+        ] {
+            assert!(out.lines().any(|l| l == line), "{line} missing in\n{out}");
+        }
+        broker.shutdown().await.expect("shutdown");
     }
 }
