@@ -22,6 +22,20 @@ pub(crate) fn code(err: &BrokerError) -> ResponseError {
         BrokerError::InvalidGroupName { .. } => return ResponseError::InvalidGroupId,
         BrokerError::GroupNotEmpty { .. } => return ResponseError::NonEmptyGroup,
         BrokerError::GroupNotFound { .. } => return ResponseError::GroupIdNotFound,
+        BrokerError::UnknownMember { .. } | BrokerError::SessionExpired { .. } => {
+            return ResponseError::UnknownMemberId;
+        }
+        BrokerError::IllegalGeneration { .. } | BrokerError::StaleGeneration { .. } => {
+            return ResponseError::IllegalGeneration;
+        }
+        BrokerError::RebalanceInProgress { .. } => return ResponseError::RebalanceInProgress,
+        BrokerError::MemberIdRequired { .. } => return ResponseError::MemberIdRequired,
+        BrokerError::MemberFenced { .. } => return ResponseError::FencedInstanceId,
+        BrokerError::InconsistentGroupProtocol { .. } | BrokerError::GroupKindMismatch { .. } => {
+            return ResponseError::InconsistentGroupProtocol;
+        }
+        BrokerError::GroupFull { .. } => return ResponseError::GroupMaxSizeReached,
+        BrokerError::InvalidJoin { .. } => return ResponseError::InvalidSessionTimeout,
         _ => {}
     }
     match err.kind() {
@@ -33,6 +47,7 @@ pub(crate) fn code(err: &BrokerError) -> ResponseError {
         ErrorKind::ResourceExhausted => ResponseError::ThrottlingQuotaExceeded,
         ErrorKind::FailedPrecondition => ResponseError::InvalidRequest,
         ErrorKind::Fenced => ResponseError::UnknownMemberId,
+        ErrorKind::RebalanceInProgress => ResponseError::RebalanceInProgress,
         ErrorKind::Unavailable | ErrorKind::DataLoss => ResponseError::KafkaStorageError,
         _ => ResponseError::UnknownServerError,
     }

@@ -56,6 +56,7 @@ impl KafkaListener {
                         broker: Arc::clone(&broker),
                         config: Arc::clone(&self.config),
                         local_addr,
+                        peer,
                     };
                     connections.spawn(connection::serve(stream, peer, ctx));
                 }

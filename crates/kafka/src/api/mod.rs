@@ -17,6 +17,7 @@ mod api_versions;
 mod cluster;
 mod configs;
 mod fetch;
+mod groups;
 mod list_offsets;
 mod metadata;
 pub(crate) mod produce;
@@ -29,10 +30,19 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Fetch, 4, 12),
     (ApiKey::ListOffsets, 1, 6),
     (ApiKey::Metadata, 0, 12),
+    (ApiKey::OffsetCommit, 2, 8),
+    (ApiKey::OffsetFetch, 1, 7),
     (ApiKey::FindCoordinator, 0, 4),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::ListGroups, 0, 4),
     (ApiKey::ApiVersions, 0, 4),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 5),
+    (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DescribeCluster, 0, 1),
@@ -54,6 +64,8 @@ pub(crate) struct Context {
     pub(crate) config: Arc<KafkaConfig>,
     /// The address the client connected to.
     pub(crate) local_addr: SocketAddr,
+    /// The client's address.
+    pub(crate) peer: SocketAddr,
 }
 
 impl Context {
@@ -193,6 +205,15 @@ pub(crate) async fn handle(ctx: &Context, request: Request) -> Result<Bytes, Kaf
         RequestKind::DeleteTopics(r) => serve!(topics::delete_topics, r),
         RequestKind::CreatePartitions(r) => serve!(topics::create_partitions, r),
         RequestKind::DescribeConfigs(r) => serve!(configs::describe_configs, r),
+        RequestKind::JoinGroup(r) => serve!(groups::join_group, r),
+        RequestKind::SyncGroup(r) => serve!(groups::sync_group, r),
+        RequestKind::Heartbeat(r) => serve!(groups::heartbeat, r),
+        RequestKind::LeaveGroup(r) => serve!(groups::leave_group, r),
+        RequestKind::OffsetCommit(r) => serve!(groups::offset_commit, r),
+        RequestKind::OffsetFetch(r) => serve!(groups::offset_fetch, r),
+        RequestKind::DescribeGroups(r) => serve!(groups::describe_groups, r),
+        RequestKind::ListGroups(r) => serve!(groups::list_groups, r),
+        RequestKind::DeleteGroups(r) => serve!(groups::delete_groups, r),
         RequestKind::FindCoordinator(r) => serve!(cluster::find_coordinator, r),
         RequestKind::DescribeCluster(r) => serve!(cluster::describe_cluster, r),
         // Produce is answered by the connection (it must be queued in order); an API in
@@ -201,5 +222,194 @@ pub(crate) async fn handle(ctx: &Context, request: Request) -> Result<Bytes, Kaf
             key: key as i16,
             version: header.request_api_version,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Every served version of every API answers, on its success and its error paths: an
+    //! answer holding a field its version lacks fails to encode, which would close the
+    //! client's connection.
+
+    use std::collections::BTreeMap;
+
+    use kafka_protocol::messages as m;
+    use sluice_broker::BrokerConfig;
+
+    use super::*;
+
+    /// A request for `key` naming topic `t`, partition 0 and group `g` where it names any
+    /// (`populated`), or the codec's default (empty names: the error paths).
+    fn request(key: ApiKey, populated: bool) -> RequestKind {
+        let topic = || m::TopicName(StrBytes::from_static_str("t"));
+        let group = || m::GroupId(StrBytes::from_static_str("g"));
+        if !populated {
+            return match key {
+                ApiKey::Produce => RequestKind::Produce(m::ProduceRequest::default()),
+                ApiKey::Fetch => RequestKind::Fetch(m::FetchRequest::default()),
+                ApiKey::ListOffsets => RequestKind::ListOffsets(Default::default()),
+                ApiKey::Metadata => RequestKind::Metadata(Default::default()),
+                ApiKey::OffsetCommit => RequestKind::OffsetCommit(Default::default()),
+                ApiKey::OffsetFetch => RequestKind::OffsetFetch(Default::default()),
+                ApiKey::FindCoordinator => RequestKind::FindCoordinator(Default::default()),
+                ApiKey::JoinGroup => RequestKind::JoinGroup(Default::default()),
+                ApiKey::Heartbeat => RequestKind::Heartbeat(Default::default()),
+                ApiKey::LeaveGroup => RequestKind::LeaveGroup(Default::default()),
+                ApiKey::SyncGroup => RequestKind::SyncGroup(Default::default()),
+                ApiKey::DescribeGroups => RequestKind::DescribeGroups(Default::default()),
+                ApiKey::ListGroups => RequestKind::ListGroups(Default::default()),
+                ApiKey::ApiVersions => RequestKind::ApiVersions(Default::default()),
+                ApiKey::CreateTopics => RequestKind::CreateTopics(Default::default()),
+                ApiKey::DeleteTopics => RequestKind::DeleteTopics(Default::default()),
+                ApiKey::DeleteGroups => RequestKind::DeleteGroups(Default::default()),
+                ApiKey::DescribeConfigs => RequestKind::DescribeConfigs(Default::default()),
+                ApiKey::CreatePartitions => RequestKind::CreatePartitions(Default::default()),
+                ApiKey::DescribeCluster => RequestKind::DescribeCluster(Default::default()),
+                other => panic!("no test request for {other:?}"),
+            };
+        }
+        match key {
+            ApiKey::Metadata => {
+                RequestKind::Metadata(m::MetadataRequest::default().with_topics(Some(vec![
+                    m::metadata_request::MetadataRequestTopic::default().with_name(Some(topic())),
+                    m::metadata_request::MetadataRequestTopic::default()
+                        .with_name(Some(m::TopicName(StrBytes::from_static_str("bad/name")))),
+                ])))
+            }
+            ApiKey::Fetch => RequestKind::Fetch(
+                m::FetchRequest::default()
+                    .with_max_bytes(1 << 20)
+                    .with_topics(vec![
+                        m::fetch_request::FetchTopic::default()
+                            .with_topic(topic())
+                            .with_partitions(vec![
+                                m::fetch_request::FetchPartition::default()
+                                    .with_partition_max_bytes(1 << 20),
+                                m::fetch_request::FetchPartition::default().with_partition(7),
+                            ]),
+                    ]),
+            ),
+            ApiKey::ListOffsets => {
+                RequestKind::ListOffsets(m::ListOffsetsRequest::default().with_topics(vec![
+                    m::list_offsets_request::ListOffsetsTopic::default()
+                        .with_name(topic())
+                        .with_partitions(vec![
+                            m::list_offsets_request::ListOffsetsPartition::default()
+                                .with_timestamp(-2),
+                            m::list_offsets_request::ListOffsetsPartition::default()
+                                .with_timestamp(0),
+                        ]),
+                ]))
+            }
+            ApiKey::OffsetFetch => RequestKind::OffsetFetch(
+                m::OffsetFetchRequest::default()
+                    .with_group_id(group())
+                    .with_topics(Some(vec![
+                        m::offset_fetch_request::OffsetFetchRequestTopic::default()
+                            .with_name(topic())
+                            .with_partition_indexes(vec![0]),
+                    ])),
+            ),
+            ApiKey::OffsetCommit => RequestKind::OffsetCommit(
+                m::OffsetCommitRequest::default()
+                    .with_group_id(group())
+                    .with_generation_id_or_member_epoch(-1)
+                    .with_topics(vec![
+                        m::offset_commit_request::OffsetCommitRequestTopic::default()
+                            .with_name(topic())
+                            .with_partitions(vec![
+                                m::offset_commit_request::OffsetCommitRequestPartition::default(),
+                            ]),
+                    ]),
+            ),
+            ApiKey::DescribeGroups => RequestKind::DescribeGroups(
+                m::DescribeGroupsRequest::default().with_groups(vec![group()]),
+            ),
+            ApiKey::FindCoordinator => RequestKind::FindCoordinator(
+                m::FindCoordinatorRequest::default()
+                    .with_key(StrBytes::from_static_str("g"))
+                    .with_coordinator_keys(vec![StrBytes::from_static_str("g")]),
+            ),
+            ApiKey::DescribeConfigs => RequestKind::DescribeConfigs(
+                m::DescribeConfigsRequest::default().with_resources(vec![
+                    m::describe_configs_request::DescribeConfigsResource::default()
+                        .with_resource_type(2)
+                        .with_resource_name(StrBytes::from_static_str("t")),
+                    m::describe_configs_request::DescribeConfigsResource::default()
+                        .with_resource_type(2)
+                        .with_resource_name(StrBytes::from_static_str("missing")),
+                ]),
+            ),
+            ApiKey::CreateTopics => {
+                RequestKind::CreateTopics(m::CreateTopicsRequest::default().with_topics(vec![
+                    m::create_topics_request::CreatableTopic::default()
+                        .with_name(topic())
+                        .with_num_partitions(1)
+                        .with_replication_factor(1),
+                ]))
+            }
+            ApiKey::LeaveGroup => RequestKind::LeaveGroup(
+                m::LeaveGroupRequest::default()
+                    .with_group_id(group())
+                    .with_member_id(StrBytes::from_static_str("nobody"))
+                    .with_members(vec![
+                        m::leave_group_request::MemberIdentity::default()
+                            .with_member_id(StrBytes::from_static_str("nobody")),
+                    ]),
+            ),
+            other => request(other, false),
+        }
+    }
+
+    #[tokio::test]
+    async fn every_served_version_answers_success_and_error_paths() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let broker = Broker::open(BrokerConfig::new(dir.path())).expect("broker");
+        broker
+            .create_topic("t", 1, &BTreeMap::new())
+            .await
+            .expect("topic");
+        let ctx = Context {
+            broker: Arc::clone(&broker),
+            config: Arc::new(KafkaConfig::default()),
+            local_addr: "127.0.0.1:9092".parse().expect("addr"),
+            peer: "127.0.0.1:40000".parse().expect("addr"),
+        };
+        for &(key, min, max) in SUPPORTED {
+            for version in min..=max {
+                for populated in [false, true] {
+                    let header = RequestHeader::default()
+                        .with_request_api_key(key as i16)
+                        .with_request_api_version(version)
+                        .with_correlation_id(7);
+                    let answered = match request(key, populated) {
+                        RequestKind::Produce(produce) => {
+                            let mut produce = produce.with_acks(1);
+                            if populated {
+                                produce.topic_data = vec![
+                                    m::produce_request::TopicProduceData::default()
+                                        .with_name(m::TopicName(StrBytes::from_static_str(
+                                            "missing",
+                                        )))
+                                        .with_partition_data(vec![
+                                            m::produce_request::PartitionProduceData::default(),
+                                        ]),
+                                ];
+                            }
+                            produce::submit(&ctx, header, produce)
+                                .answer(&ctx)
+                                .await
+                                .map(|frame| frame.expect("acks=1 is answered"))
+                        }
+                        body => handle(&ctx, Request { key, header, body }).await,
+                    };
+                    let frame = answered.unwrap_or_else(|e| {
+                        panic!("{key:?} v{version} (populated: {populated}): {e}")
+                    });
+                    assert!(frame.len() > 8, "{key:?} v{version}: a frame");
+                }
+            }
+        }
+        broker.shutdown().await.expect("shutdown");
     }
 }
