@@ -2,6 +2,7 @@
 
 mod background;
 mod common;
+mod compression;
 mod errors;
 mod faults;
 mod fetch_many;

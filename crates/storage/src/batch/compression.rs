@@ -94,7 +94,10 @@ pub(super) fn decompress(
     let out = match codec {
         Compression::None => return Ok(input.to_vec()),
         Compression::Gzip => read_capped(flate2::read::MultiGzDecoder::new(input), guess, limit),
-        Compression::Lz4 => read_capped(lz4_flex::frame::FrameDecoder::new(input), guess, limit),
+        Compression::Lz4 => {
+            lz4_frame_is_whole(input).map_err(|what| failed(what.to_owned()))?;
+            read_capped(lz4_flex::frame::FrameDecoder::new(input), guess, limit)
+        }
         Compression::Zstd => {
             let decoder = zstd::stream::read::Decoder::with_buffer(input)
                 .map_err(|e| failed(e.to_string()))?;
@@ -107,6 +110,23 @@ pub(super) fn decompress(
         Ok(None) => Err(too_large),
         Err(e) => Err(failed(e.to_string())),
     }
+}
+
+/// Checks that an LZ4 frame ends with its end mark (a zero block size), followed by the
+/// content checksum when its descriptor announces one. The decoder takes a frame cut at a
+/// block boundary for a whole one; Kafka's own reader does not, so neither does Sluice.
+fn lz4_frame_is_whole(frame: &[u8]) -> Result<(), &'static str> {
+    // Bit 2 of the descriptor's FLG byte (after the 4-byte magic): a content checksum follows.
+    let flags = *frame.get(4).ok_or("the LZ4 frame is cut short")?;
+    let trailer = if flags & 0b100 != 0 { 8 } else { 4 };
+    let end_mark = frame
+        .len()
+        .checked_sub(trailer)
+        .and_then(|at| frame.get(at..at + 4));
+    if end_mark != Some(&[0; 4][..]) {
+        return Err("the LZ4 frame has no end mark: it is cut short");
+    }
+    Ok(())
 }
 
 /// Reads `reader` to its end into a buffer presized to `guess`; `None` once it yields more
@@ -288,6 +308,31 @@ mod tests {
                 "{codec}: {err:?}"
             );
         }
+    }
+
+    #[test]
+    fn an_lz4_frame_cut_at_a_block_boundary_is_refused() {
+        let data = sample();
+        for checksum in [false, true] {
+            let info = lz4_flex::frame::FrameInfo::new()
+                .block_size(lz4_flex::frame::BlockSize::Max64KB)
+                .content_checksum(checksum);
+            let mut w = lz4_flex::frame::FrameEncoder::with_frame_info(info, Vec::new());
+            w.write_all(&data).expect("lz4");
+            let whole = w.finish().expect("lz4");
+            assert_eq!(
+                decompress(Compression::Lz4, &whole, data.len()).as_deref(),
+                Ok(&data[..])
+            );
+            let trailer = if checksum { 8 } else { 4 };
+            let cut = &whole[..whole.len() - trailer];
+            let err = decompress(Compression::Lz4, cut, data.len());
+            assert!(
+                matches!(&err, Err(BatchError::Decompress { reason, .. }) if reason.contains("end mark")),
+                "{err:?}"
+            );
+        }
+        assert!(decompress(Compression::Lz4, &[0x04, 0x22], 10).is_err());
     }
 
     /// The Java client's framing of `data` in blocks of `block` bytes.
