@@ -144,3 +144,32 @@ impl LogConfig {
         self.segment_bytes / u64::from(self.index_interval_bytes) + 2
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamp_types_go_by_kafkas_names() {
+        for t in [TimestampType::CreateTime, TimestampType::LogAppendTime] {
+            assert_eq!(TimestampType::from_name(t.name()), Some(t));
+        }
+        assert_eq!(TimestampType::from_name("createtime"), None);
+        assert_eq!(TimestampType::default(), TimestampType::CreateTime);
+    }
+
+    #[test]
+    fn a_zero_decompression_cap_is_refused() {
+        let config = LogConfig {
+            max_decompressed_batch_bytes: 0,
+            ..LogConfig::default()
+        };
+        let err = config.validate().map_err(|e| e.to_string());
+        assert!(
+            err.as_ref()
+                .is_err_and(|e| e.contains("max_decompressed_batch_bytes")),
+            "{err:?}"
+        );
+        assert!(LogConfig::default().validate().is_ok());
+    }
+}

@@ -293,3 +293,15 @@ fn now_ms() -> i64 {
         .map(|d| d.as_millis() as i64)
         .expect("clock after 1970")
 }
+
+#[test]
+fn a_zero_decompression_cap_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = crate::common::config(dir.path());
+    config.limits.max_decompressed_batch_bytes = 0;
+    let err = sluice_broker::Broker::open(config).map(|_| ());
+    assert!(
+        matches!(&err, Err(BrokerError::InvalidConfig { key, .. }) if key == "max_decompressed_batch_bytes"),
+        "{err:?}"
+    );
+}
