@@ -27,6 +27,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server until SIGINT or SIGTERM.
+    // Boxed: the server's many flags make it far larger than the client commands.
     Serve(Box<ServeArgs>),
     #[command(flatten)]
     Client(cli::ClientCommand),

@@ -137,3 +137,136 @@ async fn subscribe_batches_replays_then_tails_kafka_batches() -> Result<()> {
     assert_eq!(seen[0].last().map(String::as_str), Some("live"));
     Ok(())
 }
+
+/// One batch of `values` as a Kafka client compresses it with `codec`.
+fn kafka_batch(
+    codec: kafka_protocol::records::Compression,
+    values: &[String],
+) -> Result<bytes::Bytes> {
+    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    let records: Vec<Record> = values
+        .iter()
+        .zip(0i64..)
+        .map(|(value, i)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i,
+            sequence: i as i32 - 1,
+            timestamp: 1_000 + i,
+            key: None,
+            value: Some(bytes::Bytes::from(value.clone())),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = bytes::BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: codec,
+    };
+    RecordBatchEncoder::encode(&mut buf, &records, &options)?;
+    Ok(buf.freeze())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_client_batches_are_fetched_decompressed_and_stamped_by_the_topic() -> Result<()>
+{
+    use kafka_protocol::records::Compression;
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path(), &[])?;
+    let mut admin = server.admin().await?;
+    create_topic(&mut admin, "zipped", 1, &[]).await?;
+    create_topic(
+        &mut admin,
+        "stamped",
+        1,
+        &[("message.timestamp.type", "LogAppendTime")],
+    )
+    .await?;
+    let mut log = server.log().await?;
+    let mut sent = Vec::new();
+    for (n, codec) in [
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let values: Vec<String> = (0..50).map(|i| format!("{n}-{i}-").repeat(10)).collect();
+        for topic in ["zipped", "stamped"] {
+            let produced = log
+                .produce(pb::ProduceRequest {
+                    topic: topic.into(),
+                    partition: Some(0),
+                    record_batches: kafka_batch(codec, &values)?,
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            assert_eq!(produced.partitions[0].record_count, 50);
+        }
+        sent.extend(values);
+    }
+    // Fetch decodes the compressed batches into records.
+    let records = fetch_all(&mut log, "zipped", 0, 0).await?;
+    assert_eq!(records.iter().map(value_str).collect::<Vec<_>>(), sent);
+    assert_eq!(records[0].timestamp_ms, 1_000);
+    // FetchBatches serves them as stored: still compressed, decodable by a Kafka client.
+    let resp = log
+        .fetch_batches(pb::FetchRequest {
+            topic: "zipped".into(),
+            partition: 0,
+            offset: 0,
+            max_bytes: 1 << 20,
+            max_wait_ms: 0,
+        })
+        .await?
+        .into_inner();
+    let mut bytes = resp.record_batches.clone();
+    let mut codecs = Vec::new();
+    while !bytes.is_empty() {
+        codecs.push(RecordBatchDecoder::decode(&mut bytes)?.compression);
+    }
+    assert_eq!(
+        codecs,
+        [
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd
+        ]
+    );
+    // Under LogAppendTime every record carries the time it was appended, not the producer's.
+    let stamped = fetch_all(&mut log, "stamped", 0, 0).await?;
+    assert_eq!(stamped.len(), 200);
+    assert!(
+        stamped.iter().all(|r| r.timestamp_ms > 1_600_000_000_000),
+        "{:?}",
+        stamped[0]
+    );
+    // A damaged compressed batch is refused naming the records.
+    let mut bad = kafka_batch(Compression::Zstd, &sent[..10])?.to_vec();
+    let len = bad.len() - 6;
+    bad.truncate(len);
+    bad[8..12].copy_from_slice(&(len as i32 - 12).to_be_bytes());
+    let crc = crc32c::crc32c(&bad[21..]);
+    bad[17..21].copy_from_slice(&crc.to_be_bytes());
+    let err = log
+        .produce(pb::ProduceRequest {
+            topic: "zipped".into(),
+            partition: Some(0),
+            record_batches: bad.into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("damaged records");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().contains("records"), "{}", err.message());
+    Ok(())
+}

@@ -183,6 +183,13 @@ impl Broker {
                 "must be at least 1 byte",
             ));
         }
+        if config.limits.max_decompressed_batch_bytes == 0 {
+            return Err(BrokerError::invalid_config(
+                "max_decompressed_batch_bytes",
+                "0",
+                "must be at least 1 byte",
+            ));
+        }
         let dirs = DataDir::new(config.data_dir.clone());
         metadata::create_dir(&config.data_dir)?;
         let lock = metadata::lock_data_dir(&dirs.lock_file())?;
@@ -190,7 +197,7 @@ impl Broker {
         metadata::create_dir(&dirs.topics())?;
         metadata::create_dir(&dirs.trash())?;
         metadata::empty_dir(&dirs.trash())?;
-        let topics = load_topics(&dirs, &config.topic_defaults, &io)?;
+        let topics = load_topics(&dirs, &config, &io)?;
         let groups = GroupCoordinator::open(&config.data_dir, config.groups.clone(), |topic| {
             topics.contains_key(topic)
         })?;
@@ -286,10 +293,10 @@ impl Broker {
             created_ms: wall_clock_ms(),
         };
         let dirs = self.dirs.clone();
-        let defaults = self.config.topic_defaults.clone();
+        let settings = self.config.clone();
         let io = Arc::clone(&self.io);
         let topic = join(tokio::task::spawn_blocking(move || {
-            Topic::create(&dirs, meta, &defaults, &io)
+            Topic::create(&dirs, meta, &settings, &io)
         }))
         .await??;
         let topic = Arc::new(topic);
@@ -448,17 +455,23 @@ impl Broker {
     /// [`Broker::submit_produce`], with one entry for `partition` counting the records of
     /// every batch.
     ///
-    /// The batches are checked without decoding their records: magic 2, lengths (whole
-    /// batches, no trailing bytes), attributes (uncompressed, not transactional), record count
-    /// against the last offset delta, the first and max timestamps, each batch's total size
-    /// against the topic's `max.message.bytes` ([`BrokerError::BatchTooLarge`]) and the
-    /// records of all of them against `max_records_per_request`
-    /// ([`BrokerError::TooManyRecords`]). A failure is a [`BrokerError::InvalidBatch`] naming
-    /// the field, and nothing is queued. The CRC-32C is verified once, by the log, before it
-    /// writes anything: a mismatch fails the returned [`PendingProduce`] with an
-    /// [`BrokerError::InvalidBatch`] naming `crc`. The log then assigns offsets by rewriting
-    /// each batch's base offset (outside the CRC) and stores every other byte as it came;
-    /// timestamps are the producer's.
+    /// The batches are checked from their headers: magic 2, lengths (whole batches, no
+    /// trailing bytes), attributes (codec 0-4: none, gzip, snappy, lz4 or zstd; not
+    /// transactional), record count against the last offset delta, the first and max
+    /// timestamps, each batch's total size as sent (compressed, if it is) against the topic's
+    /// `max.message.bytes` ([`BrokerError::BatchTooLarge`]) and the records of all of them
+    /// against `max_records_per_request` ([`BrokerError::TooManyRecords`]). A compressed
+    /// batch is also CRC-checked and decompressed, and its records checked (they must be
+    /// exactly `record_count` well-framed records, field `records`; decompressing to more than
+    /// `max_decompressed_batch_bytes` is [`BrokerError::DecompressedTooLarge`]), as Kafka's
+    /// broker does, on the caller's thread. A failure is a [`BrokerError::InvalidBatch`]
+    /// naming the field, and nothing is queued. The CRC-32C of an uncompressed batch is
+    /// verified once, by the log, before it writes anything: a mismatch fails the returned
+    /// [`PendingProduce`] with an [`BrokerError::InvalidBatch`] naming `crc`. The log then
+    /// assigns offsets by rewriting each batch's base offset (outside the CRC) and stores
+    /// every other byte as it came, compressed batches still compressed; timestamps are the
+    /// producer's unless the topic's `message.timestamp.type` is `LogAppendTime`, where the
+    /// log stamps each batch with its append time (and a new CRC), as Kafka does.
     ///
     /// Queued in call order with every other produce to the partition, as
     /// [`Broker::submit_produce`] is.
@@ -477,6 +490,7 @@ impl Broker {
         let limits = RawLimits {
             max_message_bytes: topic.config.max_message_bytes,
             max_records: self.config.limits.max_records_per_request,
+            max_decompressed_bytes: self.config.limits.max_decompressed_batch_bytes,
         };
         let record_count = raw_batch::validate(&batches, limits)?;
         self.admit(
@@ -596,6 +610,7 @@ impl Broker {
             offset,
             high_watermark: read.high_watermark,
             log_start_offset: read.log_start_offset,
+            max_decompressed_batch_bytes: self.config.limits.max_decompressed_batch_bytes,
         };
         fetched
             .records()
@@ -719,6 +734,7 @@ impl Broker {
                 offset,
                 high_watermark,
                 log_start_offset,
+                max_decompressed_batch_bytes: self.config.limits.max_decompressed_batch_bytes,
             });
         }
         let source = Arc::clone(partition);
@@ -734,6 +750,7 @@ impl Broker {
             offset,
             high_watermark: read.high_watermark,
             log_start_offset: read.log_start_offset,
+            max_decompressed_batch_bytes: self.config.limits.max_decompressed_batch_bytes,
         };
         partition.count_fetched(fetched.next_offset() - offset, fetched.batches.len() as u64);
         Ok(fetched)
@@ -744,7 +761,7 @@ impl Broker {
 /// that never finished. Blocking.
 fn load_topics(
     dirs: &DataDir,
-    defaults: &TopicConfig,
+    config: &BrokerConfig,
     io: &Arc<dyn FileIo>,
 ) -> Result<HashMap<String, Arc<Topic>>, BrokerError> {
     let root = dirs.topics();
@@ -767,7 +784,7 @@ fn load_topics(
         TopicMeta::remove_stray_tmp(&path)?;
         match TopicMeta::read(&path, &name)? {
             Some(meta) => {
-                let topic = Topic::open(dirs, meta, defaults, io)?;
+                let topic = Topic::open(dirs, meta, config, io)?;
                 topics.insert(name, Arc::new(topic));
             }
             None => {

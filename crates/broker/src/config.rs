@@ -5,7 +5,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use sluice_storage::{FlushPolicy, LogConfig};
+use sluice_storage::batch::DEFAULT_MAX_DECOMPRESSED_BYTES;
+use sluice_storage::{FlushPolicy, LogConfig, TimestampType};
 
 use crate::{BrokerError, GroupConfig};
 
@@ -17,8 +18,11 @@ pub const RETENTION_BYTES: &str = "retention.bytes";
 pub const SEGMENT_BYTES: &str = "segment.bytes";
 /// `segment.ms`: roll to a new segment once the active one is this old; `-1` = never.
 pub const SEGMENT_MS: &str = "segment.ms";
-/// `max.message.bytes`: the largest single record (key, value and headers).
+/// `max.message.bytes`: the largest single record (key, value and headers), and the largest
+/// client-encoded batch as stored (compressed, if it is).
 pub const MAX_MESSAGE_BYTES: &str = "max.message.bytes";
+/// `message.timestamp.type`: `CreateTime` (the producer's) or `LogAppendTime` (the broker's).
+pub const MESSAGE_TIMESTAMP_TYPE: &str = "message.timestamp.type";
 /// `index.interval.bytes`: bytes of log between two sparse index entries.
 pub const INDEX_INTERVAL_BYTES: &str = "index.interval.bytes";
 /// `flush.policy`: `fsync`, `interval` or `none`.
@@ -27,11 +31,12 @@ pub const FLUSH_POLICY: &str = "flush.policy";
 pub const FLUSH_MS: &str = "flush.ms";
 
 /// Every topic config key, in the order [`TopicConfig::to_map`] would sort them.
-pub const TOPIC_CONFIG_KEYS: [&str; 8] = [
+pub const TOPIC_CONFIG_KEYS: [&str; 9] = [
     FLUSH_MS,
     FLUSH_POLICY,
     INDEX_INTERVAL_BYTES,
     MAX_MESSAGE_BYTES,
+    MESSAGE_TIMESTAMP_TYPE,
     RETENTION_BYTES,
     RETENTION_MS,
     SEGMENT_BYTES,
@@ -95,8 +100,11 @@ pub struct TopicConfig {
     pub segment_bytes: u64,
     /// `segment.ms`; `None` = roll by size only.
     pub segment_ms: Option<u64>,
-    /// `max.message.bytes`: the largest single record, `1..=2147483647`.
+    /// `max.message.bytes`: the largest single record, and the largest client-encoded batch
+    /// as stored, `1..=2147483647`.
     pub max_message_bytes: usize,
+    /// `message.timestamp.type`: which time the records' timestamps are.
+    pub message_timestamp_type: TimestampType,
     /// `index.interval.bytes`, `1..=2147483647`.
     pub index_interval_bytes: u32,
     /// `flush.policy`.
@@ -113,6 +121,7 @@ impl Default for TopicConfig {
             segment_bytes: 1 << 30,
             segment_ms: Some(WEEK_MS),
             max_message_bytes: 1 << 20,
+            message_timestamp_type: TimestampType::CreateTime,
             index_interval_bytes: 4096,
             flush_policy: FlushMode::Fsync,
             flush_ms: 1000,
@@ -161,6 +170,11 @@ impl TopicConfig {
                 })?;
             }
             FLUSH_MS => self.flush_ms = parse_range(key, text, 1, MAX_LONG_CONFIG)?,
+            MESSAGE_TIMESTAMP_TYPE => {
+                self.message_timestamp_type = TimestampType::from_name(text).ok_or_else(|| {
+                    BrokerError::invalid_config(key, value, "expected CreateTime or LogAppendTime")
+                })?;
+            }
             _ => {
                 return Err(BrokerError::invalid_config(
                     key,
@@ -194,6 +208,10 @@ impl TopicConfig {
             (SEGMENT_BYTES, self.segment_bytes.to_string()),
             (SEGMENT_MS, optional(self.segment_ms)),
             (MAX_MESSAGE_BYTES, self.max_message_bytes.to_string()),
+            (
+                MESSAGE_TIMESTAMP_TYPE,
+                self.message_timestamp_type.name().to_owned(),
+            ),
             (INDEX_INTERVAL_BYTES, self.index_interval_bytes.to_string()),
             (FLUSH_POLICY, self.flush_policy.to_string()),
             (FLUSH_MS, self.flush_ms.to_string()),
@@ -208,7 +226,8 @@ impl TopicConfig {
         (self.flush_policy == FlushMode::Interval).then(|| Duration::from_millis(self.flush_ms))
     }
 
-    /// The storage settings for each partition log of the topic.
+    /// The storage settings for each partition log of the topic (the broker-wide limits that
+    /// also reach the logs are at their defaults).
     pub fn to_log_config(&self) -> LogConfig {
         let flush = match self.flush_policy {
             FlushMode::Fsync => FlushPolicy::Fsync,
@@ -222,6 +241,7 @@ impl TopicConfig {
             retention_bytes: self.retention_bytes,
             retention_ms: self.retention_ms,
             flush,
+            timestamp_type: self.message_timestamp_type,
             ..LogConfig::default()
         }
     }
@@ -286,6 +306,11 @@ pub struct Limits {
     /// How long a produce request may wait for room in `max_in_flight_bytes` before it is
     /// refused as overloaded (default 30 s; zero refuses at once when there is no room).
     pub produce_wait: Duration,
+    /// The most bytes the records of one compressed batch may decompress to (default 64
+    /// MiB, at least 1): client-encoded batches that decompress to more are refused at
+    /// produce, and decoding a stored one past it fails with
+    /// [`BrokerError::DecompressedTooLarge`].
+    pub max_decompressed_batch_bytes: usize,
 }
 
 impl Default for Limits {
@@ -300,6 +325,7 @@ impl Default for Limits {
             max_subscriptions: 10_000,
             max_in_flight_bytes: 256 << 20,
             produce_wait: Duration::from_secs(30),
+            max_decompressed_batch_bytes: DEFAULT_MAX_DECOMPRESSED_BYTES,
         }
     }
 }
@@ -373,6 +399,7 @@ mod tests {
                 ("index.interval.bytes", "128"),
                 ("flush.policy", "interval"),
                 ("flush.ms", "250"),
+                ("message.timestamp.type", "LogAppendTime"),
             ]),
         )
         .map_err(|e| e.to_string());
@@ -384,6 +411,7 @@ mod tests {
                 segment_bytes: 4096,
                 segment_ms: Some(60_000),
                 max_message_bytes: 2048,
+                message_timestamp_type: TimestampType::LogAppendTime,
                 index_interval_bytes: 128,
                 flush_policy: FlushMode::Interval,
                 flush_ms: 250,
@@ -399,6 +427,7 @@ mod tests {
             segment_bytes: 2048,
             segment_ms: None,
             max_message_bytes: 77,
+            message_timestamp_type: TimestampType::LogAppendTime,
             index_interval_bytes: 9,
             flush_policy: FlushMode::None,
             flush_ms: 3,
@@ -410,6 +439,11 @@ mod tests {
         );
         assert_eq!(map["retention.ms"], "-1");
         assert_eq!(map["flush.policy"], "none");
+        assert_eq!(map["message.timestamp.type"], "LogAppendTime");
+        assert_eq!(
+            TopicConfig::default().to_map()["message.timestamp.type"],
+            "CreateTime"
+        );
         let back = TopicConfig::from_overrides(&TopicConfig::default(), &map);
         assert!(matches!(back, Ok(ref c) if *c == config), "{back:?}");
         assert!(config.validate().is_ok());
@@ -432,6 +466,10 @@ mod tests {
         assert!(rejection("index.interval.bytes", "").contains("integer"));
         assert!(rejection("flush.policy", "always").contains("fsync, interval or none"));
         assert!(rejection("flush.ms", "0").contains("1..="));
+        assert!(
+            rejection("message.timestamp.type", "logappendtime")
+                .contains("CreateTime or LogAppendTime")
+        );
         let err = TopicConfig::default().set("segment.bytes", "12");
         assert!(
             err.as_ref().is_err_and(|e| e.to_string()
@@ -471,6 +509,12 @@ mod tests {
         );
         assert_eq!(log.segment_ms, Some(WEEK_MS));
         assert_eq!(log.index_interval_bytes, 4096);
+        assert_eq!(log.timestamp_type, TimestampType::CreateTime);
         assert!(log.validate().is_ok());
+        config.message_timestamp_type = TimestampType::LogAppendTime;
+        assert_eq!(
+            config.to_log_config().timestamp_type,
+            TimestampType::LogAppendTime
+        );
     }
 }

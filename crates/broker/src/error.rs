@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use sluice_storage::batch::Compression;
 use sluice_storage::{BatchError, StorageError};
 
 use crate::groups::GroupKind;
@@ -94,6 +95,17 @@ pub enum BrokerError {
         log_start_offset: u64,
         /// First offset not yet readable.
         high_watermark: u64,
+    },
+    /// The records of a compressed batch decompress to more than the broker allows.
+    #[error(
+        "the {codec} compressed records of a batch decompress to more than \
+         limits.max_decompressed_batch_bytes = {limit} bytes"
+    )]
+    DecompressedTooLarge {
+        /// The batch's codec.
+        codec: Compression,
+        /// The broker's `limits.max_decompressed_batch_bytes`.
+        limit: usize,
     },
     /// The broker is shutting down and takes no new requests.
     #[error("the broker is shutting down")]
@@ -471,6 +483,7 @@ impl BrokerError {
             BrokerError::RecordTooLarge { .. }
             | BrokerError::TooManyRecords { .. }
             | BrokerError::BatchTooLarge { .. }
+            | BrokerError::DecompressedTooLarge { .. }
             | BrokerError::ProduceTooLarge { .. } => ErrorKind::TooLarge,
             BrokerError::GroupNotEmpty { .. }
             | BrokerError::NotPartitionOwner { .. }

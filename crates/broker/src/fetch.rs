@@ -40,22 +40,34 @@ pub struct Fetched {
     pub high_watermark: u64,
     /// The partition's log start offset when the data was read.
     pub log_start_offset: u64,
+    /// The most bytes [`Fetched::records`] lets the records of one compressed batch
+    /// decompress to (the broker's `limits.max_decompressed_batch_bytes`).
+    pub max_decompressed_batch_bytes: usize,
 }
 
 impl Fetched {
-    /// The records from `offset` on, decoded without copying their bytes.
+    /// The records from `offset` on, decoded without copying their bytes; a compressed
+    /// batch's records are decompressed, once per batch, into one buffer they are views of.
     ///
-    /// A batch that does not decode yields one [`BrokerError::Corrupt`] and ends the iteration.
+    /// A batch that does not decode yields one [`BrokerError::Corrupt`] (or
+    /// [`BrokerError::DecompressedTooLarge`] past `max_decompressed_batch_bytes`) and ends the
+    /// iteration.
     pub fn records(&self) -> impl Iterator<Item = Result<RecordView, BrokerError>> + use<> {
         let from = self.offset;
-        let corrupt = move |source: BatchError| BrokerError::Corrupt {
-            source: CorruptSource::Record {
-                fetch_offset: from,
-                source,
+        let limit = self.max_decompressed_batch_bytes;
+        let failed = move |source: BatchError| match source {
+            BatchError::DecompressedTooLarge { codec, limit } => {
+                BrokerError::DecompressedTooLarge { codec, limit }
+            }
+            source => BrokerError::Corrupt {
+                source: CorruptSource::Record {
+                    fetch_offset: from,
+                    source,
+                },
             },
         };
         batch::batches(self.batches.clone())
-            .map(|item| item.and_then(|(_, bytes)| batch::records(bytes)))
+            .map(move |item| item.and_then(|(_, bytes)| batch::records_within(bytes, limit)))
             .flat_map(|item| {
                 let (records, error) = match item {
                     Ok(records) => (Some(records), None),
@@ -71,7 +83,7 @@ impl Fetched {
                 Some(item)
             })
             .filter(move |item| item.as_ref().map_or(true, |record| record.offset >= from))
-            .map(move |item| item.map_err(corrupt))
+            .map(move |item| item.map_err(failed))
     }
 
     /// The offset after the last record returned, or [`Fetched::offset`] when there is none:
@@ -119,6 +131,7 @@ mod tests {
             offset,
             high_watermark: 100,
             log_start_offset: 0,
+            max_decompressed_batch_bytes: 1 << 20,
         }
     }
 

@@ -154,6 +154,7 @@ impl Broker {
             .zip(targets.iter().cloned())
             .collect();
         let started = Instant::now();
+        let decompress_limit = self.config.limits.max_decompressed_batch_bytes;
         let reads = join(tokio::task::spawn_blocking(move || {
             let mut left = max_bytes;
             let mut first = true;
@@ -166,7 +167,8 @@ impl Broker {
                     } else {
                         p.max_bytes.min(left)
                     };
-                    let mut result = read_partition(&topic, &partition, p.offset, budget);
+                    let mut result =
+                        read_partition(&topic, &partition, p.offset, budget, decompress_limit);
                     if let Ok(fetched) = &mut result {
                         let len = fetched.batches.len();
                         if !first && len > budget {
@@ -190,12 +192,14 @@ impl Broker {
 }
 
 /// Reads up to `budget` bytes of one partition (none at all when the budget is 0, after
-/// checking the offset). Blocking.
+/// checking the offset); `decompress_limit` is the result's `max_decompressed_batch_bytes`.
+/// Blocking.
 fn read_partition(
     topic: &Topic,
     partition: &Partition,
     offset: u64,
     budget: usize,
+    decompress_limit: usize,
 ) -> Result<Fetched, BrokerError> {
     if topic.is_deleted() {
         return Err(BrokerError::TopicNotFound {
@@ -217,6 +221,7 @@ fn read_partition(
             offset,
             high_watermark,
             log_start_offset,
+            max_decompressed_batch_bytes: decompress_limit,
         });
     }
     let read = log
@@ -227,5 +232,6 @@ fn read_partition(
         offset,
         high_watermark: read.high_watermark,
         log_start_offset: read.log_start_offset,
+        max_decompressed_batch_bytes: decompress_limit,
     })
 }

@@ -73,7 +73,8 @@ pub use lifecycle::Draining;
 pub use name::validate_topic_name;
 pub use produce::{NewRecord, ProduceRecord};
 pub use sluice_partitioner::{murmur2, partition_for_key};
-pub use sluice_storage::batch::RecordView;
+pub use sluice_storage::TimestampType;
+pub use sluice_storage::batch::{Compression, RecordView};
 pub use sluice_storage::io::observe_syncs;
 pub use topic::{
     PartitionAppend, PartitionFault, PartitionInfo, PartitionTraffic, TopicInfo, TopicSummary,

@@ -1,14 +1,17 @@
-//! Raw-batch produce: checking Kafka RecordBatch v2 bytes that a client encoded, without
-//! decoding a single record.
+//! Raw-batch produce: checking Kafka RecordBatch v2 bytes that a client encoded.
 //!
-//! Everything but the CRC is checked here, from the 61-byte headers alone, before anything is
-//! queued. The CRC-32C is computed once, by the log, when it appends the batches
-//! ([`sluice_storage::Log::append`] verifies every batch before it writes any); a mismatch
+//! An uncompressed batch is checked from its 61-byte header alone, before anything is queued;
+//! its CRC-32C is computed once, by the log, when it appends the batches
+//! ([`sluice_storage::Log::append`] verifies every batch before it writes any), and a mismatch
 //! comes back from the append as [`BrokerError::InvalidBatch`] naming the `crc` field (see
-//! [`batch_error`]). The log then rewrites only the base offsets, which the CRC does not cover.
+//! [`batch_error`]). A compressed batch (gzip, snappy, lz4 or zstd) is, as Kafka's broker
+//! does, also decompressed and its records checked here (their count and framing, nothing
+//! kept per record), so that no consumer is ever served a batch it cannot decode; its CRC is
+//! checked first, so that damage in transit is reported as such. The log then rewrites only
+//! the base offsets, which the CRC does not cover, and stores the batch still compressed.
 
 use sluice_storage::BatchError;
-use sluice_storage::batch::{BatchHeader, HEADER_LEN, LOG_OVERHEAD, MAGIC};
+use sluice_storage::batch::{self, BatchHeader, Compression, HEADER_LEN, LOG_OVERHEAD, MAGIC};
 
 use crate::BrokerError;
 
@@ -16,8 +19,6 @@ use crate::BrokerError;
 /// format is named as such before its other fields are misread as v2 ones.
 const MAGIC_AT: usize = 16;
 
-/// Attribute bits 0-2: the compression codec.
-const COMPRESSION_MASK: i16 = 0b111;
 /// Attribute bit 4: part of a transaction.
 const TRANSACTIONAL: i16 = 1 << 4;
 /// Attribute bit 5: a control batch (transaction markers).
@@ -33,17 +34,23 @@ pub(crate) struct RawLimits {
     pub(crate) max_message_bytes: usize,
     /// The broker's `max_records_per_request`, applied to the records of all batches.
     pub(crate) max_records: usize,
+    /// The broker's `max_decompressed_batch_bytes`, applied to each compressed batch's
+    /// records once decompressed.
+    pub(crate) max_decompressed_bytes: usize,
 }
 
 /// Checks that `buf` holds one or more whole RecordBatch v2 batches and nothing else, each
 /// within `limits`; returns how many records they hold.
 ///
 /// Checked per batch: the magic byte (2), the batch length against the bytes present (no
-/// partial batch, no trailing bytes), the attributes (no compression, transaction or control
-/// flag: the log stores uncompressed batches only), the record count against
-/// `last_offset_delta + 1`, the total size against `max.message.bytes`
-/// ([`BrokerError::BatchTooLarge`]), and the first and max timestamps (non-negative, or -1
-/// for none; max not below first). Then the sum of record counts against
+/// partial batch, no trailing bytes), the attributes (codec 0-4, no transaction or control
+/// flag), the record count against `last_offset_delta + 1`, the total size as sent (so
+/// compressed, if it is) against `max.message.bytes` ([`BrokerError::BatchTooLarge`]), and
+/// the first and max timestamps (non-negative, or -1 for none; max not below first). A
+/// compressed batch's CRC (field `crc`) and records (field `records`: they must decompress,
+/// to at most `max_decompressed_bytes` ([`BrokerError::DecompressedTooLarge`]), and be
+/// exactly `record_count` well-framed records) are checked too. Then the sum of record
+/// counts against
 /// `max_records_per_request` ([`BrokerError::TooManyRecords`]). Any other failure is a
 /// [`BrokerError::InvalidBatch`] naming the field; an empty buffer is
 /// [`BrokerError::EmptyBatch`].
@@ -94,6 +101,15 @@ pub(crate) fn validate(buf: &[u8], limits: RawLimits) -> Result<u32, BrokerError
             });
         }
         check_timestamps(&header).map_err(|(field, reason)| invalid(field, at(reason)))?;
+        if header.compression() != Some(Compression::None) {
+            let bytes = &rest[..total];
+            batch::verify_crc(bytes)
+                .and_then(|()| batch::validate_records(bytes, limits.max_decompressed_bytes))
+                .map_err(|e| match batch_error(&e) {
+                    BrokerError::InvalidBatch { field, reason } => invalid(field, at(reason)),
+                    other => other,
+                })?;
+        }
         // `parse` guarantees 1 <= record_count.
         records += u64::from(header.record_count.unsigned_abs());
         pos += total;
@@ -140,9 +156,13 @@ fn invalid(field: &'static str, reason: String) -> BrokerError {
 }
 
 /// The broker error for a batch the storage layer refused: [`BrokerError::InvalidBatch`]
-/// naming the header field at fault.
+/// naming the header field at fault (`records` for what is wrong inside the records), or
+/// [`BrokerError::DecompressedTooLarge`].
 pub(crate) fn batch_error(err: &BatchError) -> BrokerError {
     let (field, reason) = match *err {
+        BatchError::DecompressedTooLarge { codec, limit } => {
+            return BrokerError::DecompressedTooLarge { codec, limit };
+        }
         BatchError::CrcMismatch { stored, computed } => (
             "crc",
             format!("is {stored:#010x} but the bytes it covers give {computed:#010x}"),
@@ -183,25 +203,21 @@ pub(crate) fn batch_error(err: &BatchError) -> BrokerError {
 
 /// Why a batch with these attributes is refused.
 fn unsupported_attributes(attributes: i16) -> String {
-    let codec = match attributes & COMPRESSION_MASK {
-        0 => None,
-        1 => Some("gzip"),
-        2 => Some("snappy"),
-        3 => Some("lz4"),
-        4 => Some("zstd"),
-        _ => Some("an unknown codec"),
-    };
-    if let Some(codec) = codec {
+    if Compression::from_attributes(attributes).is_none() {
         format!(
-            "{attributes:#06x} asks for {codec} compression; the log stores uncompressed \
-             batches only, so send them uncompressed"
+            "{attributes:#06x} asks for compression codec {}, which Kafka does not define; \
+             codecs 0-4 (none, gzip, snappy, lz4, zstd) are accepted",
+            attributes & 0b111
         )
     } else if attributes & TRANSACTIONAL != 0 {
         format!("{attributes:#06x} marks a transactional batch; transactions are not supported")
     } else if attributes & CONTROL != 0 {
         format!("{attributes:#06x} marks a control batch; transactions are not supported")
     } else {
-        format!("{attributes:#06x} sets unknown bits; only bit 3 (log-append time) may be set")
+        format!(
+            "{attributes:#06x} sets unknown bits; only bits 0-2 (the codec) and 3 (log-append \
+             time) may be set"
+        )
     }
 }
 
@@ -213,6 +229,7 @@ mod tests {
     const LIMITS: RawLimits = RawLimits {
         max_message_bytes: 1 << 20,
         max_records: 1000,
+        max_decompressed_bytes: 1 << 20,
     };
 
     /// A valid batch of `count` records with 10-byte values, timestamps from 1000.
@@ -306,15 +323,13 @@ mod tests {
     }
 
     #[test]
-    fn names_the_codec_of_a_compressed_batch_and_other_flags() {
+    fn names_unknown_codecs_and_other_flags() {
         for (bits, word) in [
-            (1i16, "gzip"),
-            (2, "snappy"),
-            (3, "lz4"),
-            (4, "zstd"),
-            (5, "unknown codec"),
+            (5i16, "codec 5, which Kafka does not define"),
+            (7, "codec 7"),
             (TRANSACTIONAL, "transactional"),
             (CONTROL, "control"),
+            (1 | TRANSACTIONAL, "transactional"),
             (1 << 6, "unknown bits"),
         ] {
             let (field, reason) = field_of(validate(
@@ -324,8 +339,135 @@ mod tests {
             assert_eq!(field, "attributes");
             assert!(reason.contains(word), "{bits}: {reason}");
         }
-        // Log-append time is the one flag accepted.
+        // Log-append time is accepted.
         assert!(validate(&patched(batch(1), 21, &8i16.to_be_bytes()), LIMITS).is_ok());
+    }
+
+    /// The records of `plain` (a batch from [`batch`]) encoded again by an independent Kafka
+    /// implementation, compressed with `codec` as a Kafka client would.
+    fn compressed(plain: &[u8], codec: kafka_protocol::records::Compression) -> Vec<u8> {
+        use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions};
+        let records: Vec<Record> =
+            sluice_storage::batch::records(bytes::Bytes::copy_from_slice(plain))
+                .expect("a valid batch")
+                .map(|r| {
+                    let r = r.expect("a valid record");
+                    Record {
+                        transactional: false,
+                        control: false,
+                        delete_horizon: false,
+                        partition_leader_epoch: 0,
+                        producer_id: -1,
+                        producer_epoch: -1,
+                        timestamp_type: kafka_protocol::records::TimestampType::Creation,
+                        offset: r.offset as i64,
+                        sequence: r.offset as i32 - 1,
+                        timestamp: r.timestamp_ms,
+                        key: r.key,
+                        value: r.value,
+                        headers: Default::default(),
+                    }
+                })
+                .collect();
+        let mut out = bytes::BytesMut::new();
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression: codec,
+        };
+        RecordBatchEncoder::encode(&mut out, &records, &options).expect("encode");
+        out.to_vec()
+    }
+
+    /// `batch` with its CRC recomputed, so that only what was patched is wrong.
+    fn resigned(mut batch: Vec<u8>) -> Vec<u8> {
+        let crc = crc32c::crc32c(&batch[21..]);
+        batch[17..21].copy_from_slice(&crc.to_be_bytes());
+        batch
+    }
+
+    const CODECS: [kafka_protocol::records::Compression; 4] = [
+        kafka_protocol::records::Compression::Gzip,
+        kafka_protocol::records::Compression::Snappy,
+        kafka_protocol::records::Compression::Lz4,
+        kafka_protocol::records::Compression::Zstd,
+    ];
+
+    #[test]
+    fn accepts_batches_of_every_codec() {
+        for codec in CODECS {
+            let mut buf = compressed(&batch(30), codec);
+            buf.extend(batch(2));
+            buf.extend(compressed(&batch(1), codec));
+            assert_eq!(validate(&buf, LIMITS).expect("valid"), 33, "{codec:?}");
+        }
+    }
+
+    #[test]
+    fn checks_the_crc_and_the_records_of_compressed_batches() {
+        for codec in CODECS {
+            let good = compressed(&batch(30), codec);
+            let (field, _) = field_of(validate(&patched(good.clone(), 70, &[0xee]), LIMITS));
+            assert_eq!(field, "crc", "{codec:?}");
+
+            // Damaged after compression (and signed again, as a buggy client would).
+            let cut = good.len() - 10;
+            let cut = resigned(patched(
+                good[..cut].to_vec(),
+                8,
+                &(cut as i32 - 12).to_be_bytes(),
+            ));
+            let (field, reason) = field_of(validate(&cut, LIMITS));
+            assert_eq!(field, "records", "{codec:?}: {reason}");
+            assert!(reason.contains("batch 0 at byte 0"), "{reason}");
+
+            // One record more, and one fewer, than the header counts.
+            for count in [31i32, 29] {
+                let miscounted = resigned(patched(
+                    patched(good.clone(), 57, &count.to_be_bytes()),
+                    23,
+                    &(count - 1).to_be_bytes(),
+                ));
+                let (field, reason) = field_of(validate(&miscounted, LIMITS));
+                assert_eq!(field, "records", "{codec:?} {count}: {reason}");
+                assert!(reason.contains("malformed record"), "{reason}");
+            }
+        }
+    }
+
+    #[test]
+    fn caps_the_decompressed_size_of_compressed_batches() {
+        let packed = compressed(&batch(30), kafka_protocol::records::Compression::Zstd);
+        let limits = RawLimits {
+            max_decompressed_bytes: 100,
+            ..LIMITS
+        };
+        let err = validate(&packed, limits);
+        assert!(
+            matches!(
+                err,
+                Err(BrokerError::DecompressedTooLarge {
+                    codec: Compression::Zstd,
+                    limit: 100
+                })
+            ),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn applies_max_message_bytes_to_the_compressed_size() {
+        let plain = batch(50);
+        let packed = compressed(&plain, kafka_protocol::records::Compression::Gzip);
+        assert!(packed.len() < plain.len());
+        let limits = RawLimits {
+            max_message_bytes: packed.len(),
+            ..LIMITS
+        };
+        assert_eq!(validate(&packed, limits).expect("fits compressed"), 50);
+        assert!(matches!(
+            validate(&plain, limits),
+            Err(BrokerError::BatchTooLarge { .. })
+        ));
     }
 
     #[test]

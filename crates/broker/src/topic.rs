@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use crate::append_queue::{AppendJob, AppendQueue};
 
 use crate::metadata::{self, DataDir, TopicMeta};
-use crate::{BrokerError, TopicConfig};
+use crate::{BrokerConfig, BrokerError, TopicConfig};
 
 /// A topic and its partition count, as listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -303,14 +303,15 @@ impl Topic {
     pub(crate) fn open(
         dirs: &DataDir,
         meta: TopicMeta,
-        defaults: &TopicConfig,
+        broker: &BrokerConfig,
         io: &Arc<dyn FileIo>,
     ) -> Result<Topic, BrokerError> {
-        let config = TopicConfig::from_overrides(defaults, &meta.config)?;
+        let config = TopicConfig::from_overrides(&broker.topic_defaults, &meta.config)?;
         let log_config = sluice_storage::LogConfig {
             // A produce request becomes one batch per partition, however large the
             // request the server let through.
             max_append_bytes: MAX_BATCH_LEN,
+            max_decompressed_batch_bytes: broker.limits.max_decompressed_batch_bytes,
             ..config.to_log_config()
         };
         let partitions = (0..meta.partitions)
@@ -343,7 +344,7 @@ impl Topic {
     pub(crate) fn create(
         dirs: &DataDir,
         meta: TopicMeta,
-        defaults: &TopicConfig,
+        broker: &BrokerConfig,
         io: &Arc<dyn FileIo>,
     ) -> Result<Topic, BrokerError> {
         let dir = dirs.topic(&meta.name);
@@ -356,7 +357,7 @@ impl Topic {
             metadata::remove_path(&dir)?;
         }
         let result = metadata::create_dir(&dir)
-            .and_then(|()| Topic::open(dirs, meta.clone(), defaults, io))
+            .and_then(|()| Topic::open(dirs, meta.clone(), broker, io))
             .and_then(|topic| {
                 if let Some(failed) = topic.partitions.iter().find_map(|p| p.log().err()) {
                     return Err(failed);

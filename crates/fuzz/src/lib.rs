@@ -52,9 +52,10 @@ pub fn run(name: &str, data: &[u8]) {
     }
 }
 
-/// Splits `data` into record batches and decodes every record of each. Whatever decodes is
-/// rebuilt with [`RecordBatchBuilder`], and the rebuilt batch must decode to the same
-/// records.
+/// Splits `data` into record batches and decodes every record of each (decompressing the
+/// records of compressed ones). The record check ([`batch::validate_records`]) must fail
+/// exactly as decoding does. Whatever decodes is rebuilt with [`RecordBatchBuilder`], and
+/// the rebuilt batch must decode to the same records.
 pub fn batch_decode(data: &[u8]) {
     for item in batch::batches(Bytes::copy_from_slice(data)) {
         let Ok((header, bytes)) = item else { break };
@@ -62,10 +63,15 @@ pub fn batch_decode(data: &[u8]) {
         assert_eq!(BatchHeader::parse(&bytes), Ok(header), "header reparses");
         // Only its outcome matters: a CRC mismatch must be an error, not a panic.
         let _ = batch::verify_crc(&bytes);
-        let Ok(records) = batch::records(bytes) else {
-            continue;
-        };
-        let Ok(records) = records.collect::<Result<Vec<_>, _>>() else {
+        let checked = batch::validate_records(&bytes, batch::DEFAULT_MAX_DECOMPRESSED_BYTES);
+        let decoded =
+            batch::records(bytes).and_then(|records| records.collect::<Result<Vec<_>, _>>());
+        assert_eq!(
+            checked.err(),
+            decoded.as_ref().err().cloned(),
+            "the record check and decoding disagree"
+        );
+        let Ok(records) = decoded else {
             continue;
         };
         assert_eq!(

@@ -15,6 +15,9 @@ use kafka_protocol::messages::{
     MetadataRequest, ProduceRequest, RequestHeader, TopicName,
 };
 use kafka_protocol::protocol::{Encodable, HeaderVersion, StrBytes};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
 use prost::Message;
 use sluice_proto::v1 as pb;
 use sluice_storage::batch::RecordBatchBuilder;
@@ -51,6 +54,34 @@ fn batch(count: usize, log_append_time: bool) -> Vec<u8> {
     bytes
 }
 
+/// A batch of `count` records compressed with `codec`, as a Kafka client encodes it.
+fn compressed(count: i64, codec: Compression) -> Vec<u8> {
+    let records: Vec<Record> = (0..count)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i,
+            sequence: i as i32 - 1,
+            timestamp: 1_700_000_000_000 + i,
+            key: Some(format!("key-{i}").into()),
+            value: Some(format!("value-{i}-value-{i}").into()),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut out = bytes::BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: codec,
+    };
+    RecordBatchEncoder::encode(&mut out, &records, &options).expect("encode");
+    out.to_vec()
+}
+
 #[test]
 #[ignore = "writes the seed corpus into the source tree"]
 fn write_seed_corpus() {
@@ -60,6 +91,14 @@ fn write_seed_corpus() {
     two.extend(batch(2, false));
     write("batch_decode", "two-batches", &two);
     write("batch_decode", "log-append-time", &batch(2, true));
+    for (name, codec) in [
+        ("gzip", Compression::Gzip),
+        ("snappy", Compression::Snappy),
+        ("lz4", Compression::Lz4),
+        ("zstd", Compression::Zstd),
+    ] {
+        write("batch_decode", name, &compressed(4, codec));
+    }
 
     let dir = tempfile::tempdir().expect("temp dir");
     let config = LogConfig {

@@ -165,6 +165,14 @@ mod tests {
             Code::ResourceExhausted,
             &["max_records_per_request"],
         );
+        check(
+            BrokerError::DecompressedTooLarge {
+                codec: sluice_broker::Compression::Zstd,
+                limit: 4096,
+            },
+            Code::ResourceExhausted,
+            &["zstd", "max_decompressed_batch_bytes = 4096"],
+        );
         check(BrokerError::ShuttingDown, Code::Unavailable, &[]);
     }
 

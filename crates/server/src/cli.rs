@@ -77,6 +77,9 @@ pub struct ServeArgs {
     /// How long a produce may wait for room in max_in_flight_bytes before it fails [env: SLUICE_LIMITS_PRODUCE_WAIT_MS] [default: 30000]
     #[arg(long, value_name = "MS", help_heading = "Limits")]
     pub produce_wait_ms: Option<u64>,
+    /// Most bytes the records of one compressed batch may decompress to; produce refuses past it [env: SLUICE_LIMITS_MAX_DECOMPRESSED_BATCH_BYTES] [default: 67108864]
+    #[arg(long, value_name = "BYTES", help_heading = "Limits")]
+    pub max_decompressed_batch_bytes: Option<usize>,
 }
 
 impl ServeArgs {
@@ -101,6 +104,7 @@ impl ServeArgs {
                 max_streams_per_connection: self.max_streams_per_connection,
                 max_in_flight_bytes: self.max_in_flight_bytes,
                 produce_wait_ms: self.produce_wait_ms,
+                max_decompressed_batch_bytes: self.max_decompressed_batch_bytes,
             },
             // Group timing is set in the config file or the environment only.
             groups: GroupSettings::default(),

@@ -196,6 +196,8 @@ pub struct LimitSettings {
     pub max_in_flight_bytes: Option<usize>,
     /// How long a produce may wait for room in `max_in_flight_bytes`, in milliseconds.
     pub produce_wait_ms: Option<u64>,
+    /// Most bytes the records of one compressed batch may decompress to.
+    pub max_decompressed_batch_bytes: Option<usize>,
 }
 
 /// The `[kafka]` table: the Kafka wire-protocol listener.
@@ -464,6 +466,9 @@ impl Settings {
                 limits.max_in_flight_bytes = Some(parse(key, value)?);
             }
             "limits.produce_wait_ms" => limits.produce_wait_ms = Some(parse(key, value)?),
+            "limits.max_decompressed_batch_bytes" => {
+                limits.max_decompressed_batch_bytes = Some(parse(key, value)?);
+            }
             "limits.max_records_per_request" => {
                 limits.max_records_per_request = Some(parse(key, value)?);
             }
@@ -541,6 +546,11 @@ impl Settings {
             produce_wait: settings
                 .produce_wait_ms
                 .map_or(defaults.produce_wait, Duration::from_millis),
+            max_decompressed_batch_bytes: positive(
+                "limits.max_decompressed_batch_bytes",
+                settings.max_decompressed_batch_bytes,
+                defaults.max_decompressed_batch_bytes,
+            )?,
         };
         let max_request_bytes = positive(
             "limits.max_request_bytes",
@@ -616,6 +626,9 @@ impl LimitSettings {
                 .or(self.max_streams_per_connection),
             max_in_flight_bytes: higher.max_in_flight_bytes.or(self.max_in_flight_bytes),
             produce_wait_ms: higher.produce_wait_ms.or(self.produce_wait_ms),
+            max_decompressed_batch_bytes: higher
+                .max_decompressed_batch_bytes
+                .or(self.max_decompressed_batch_bytes),
         }
     }
 }
@@ -747,7 +760,7 @@ where
 mod tests {
     use std::io::Write as _;
 
-    use sluice_broker::FlushMode;
+    use sluice_broker::{FlushMode, TimestampType};
 
     use super::*;
 
@@ -816,10 +829,12 @@ mod tests {
             max_streams_per_connection = 40
             max_in_flight_bytes = 1000000
             produce_wait_ms = 1500
+            max_decompressed_batch_bytes = 8192
 
             [topic_defaults]
             "retention.ms" = 60000
             "flush.policy" = "none"
+            "message.timestamp.type" = "LogAppendTime"
             "#,
         );
         let config = ServerConfig::load(&args_with_file(&file), env(&[])).expect("load");
@@ -847,6 +862,11 @@ mod tests {
         );
         assert_eq!(config.broker.topic_defaults.retention_ms, Some(60_000));
         assert_eq!(config.broker.topic_defaults.flush_policy, FlushMode::None);
+        assert_eq!(config.broker.limits.max_decompressed_batch_bytes, 8192);
+        assert_eq!(
+            config.broker.topic_defaults.message_timestamp_type,
+            TimestampType::LogAppendTime
+        );
     }
 
     #[test]
@@ -1032,6 +1052,11 @@ mod tests {
                 "SLUICE_LIMITS_MAX_SUBSCRIPTIONS",
                 "0",
                 "limits.max_subscriptions",
+            ),
+            (
+                "SLUICE_LIMITS_MAX_DECOMPRESSED_BATCH_BYTES",
+                "0",
+                "limits.max_decompressed_batch_bytes",
             ),
             (
                 "SLUICE_LIMITS_MAX_STREAMS_PER_CONNECTION",

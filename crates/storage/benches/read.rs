@@ -12,6 +12,12 @@
 //! - `lookup/offset/...`: `read(offset, 1)` at random offsets (the cost of finding and returning
 //!   the batch that holds one offset);
 //! - `lookup/timestamp/...`: `offset_for_timestamp` at random timestamps.
+//! - `decode/<codec>`: every record of one scan-log batch (100 records of 1 KiB) decoded as
+//!   `RecordView`s, the batch stored uncompressed (`none`: views into the batch) or compressed
+//!   as a Kafka client does it (views into its records, decompressed once); MB/s count the
+//!   uncompressed batch, so the codecs compare on the same records;
+//! - `check/<codec>`: the record check a compressed client batch gets at produce
+//!   (`batch::validate_records`).
 //!
 //! Criterion reports means; a separate loop timing each lookup into an HDR histogram gives the
 //! percentiles. Run with `cargo bench -p sluice-storage --bench read`.
@@ -20,10 +26,13 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use criterion::{Criterion, SamplingMode, Throughput};
 use hdrhistogram::Histogram;
-use sluice_storage::batch;
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use sluice_storage::batch::{self, DEFAULT_MAX_DECOMPRESSED_BYTES};
 use sluice_storage::{FlushPolicy, Log, LogConfig};
 use support::{MIB, Meter, batch, bench_dir, criterion, measuring};
 use tempfile::TempDir;
@@ -251,6 +260,115 @@ fn bench_lookup(
     }
 }
 
+/// `batch` (uncompressed) encoded again with `codec` by an independent Kafka implementation,
+/// as a Kafka client would send it.
+fn kafka_encoded(batch: &Bytes, codec: Compression) -> Bytes {
+    let records: Vec<Record> = batch::records(batch.clone())
+        .expect("a valid batch")
+        .map(|r| {
+            let r = r.expect("a valid record");
+            Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: r.offset as i64,
+                sequence: r.offset as i32 - 1,
+                timestamp: r.timestamp_ms,
+                key: r.key,
+                value: r.value,
+                headers: Default::default(),
+            }
+        })
+        .collect();
+    let mut out = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: codec,
+    };
+    RecordBatchEncoder::encode(&mut out, &records, &options).expect("encode");
+    out.freeze()
+}
+
+/// Decodes every record of `batch`; returns the value bytes seen.
+fn decode_all(batch: &Bytes) -> u64 {
+    batch::records(batch.clone())
+        .expect("a valid batch")
+        .map(|r| {
+            r.expect("a valid record")
+                .value
+                .map_or(0, |v| v.len() as u64)
+        })
+        .sum()
+}
+
+/// Times `work` on one batch whose records take `plain_len` bytes uncompressed.
+fn bench_batch(
+    c: &mut Criterion,
+    group: &str,
+    codec: &str,
+    plain_len: usize,
+    work: impl Fn() -> u64,
+) -> Meter {
+    let mut meter = Meter::new(format!("{group}/{codec}"), plain_len as u64, 100);
+    let mut g = c.benchmark_group(group);
+    g.sampling_mode(SamplingMode::Flat);
+    g.throughput(Throughput::BytesDecimal(plain_len as u64));
+    g.bench_function(codec, |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                std::hint::black_box(work());
+            }
+            let elapsed = start.elapsed();
+            meter.add(iters, elapsed);
+            elapsed
+        });
+    });
+    g.finish();
+    meter
+}
+
+/// The decode and record-check scenarios, on one batch of the scan log's kind per codec.
+fn bench_codecs(c: &mut Criterion) -> Vec<Meter> {
+    let plain = batch(100, BASE_TS).freeze();
+    let values = decode_all(&plain);
+    let codecs = [
+        ("none", Compression::None),
+        ("gzip", Compression::Gzip),
+        ("snappy", Compression::Snappy),
+        ("lz4", Compression::Lz4),
+        ("zstd", Compression::Zstd),
+    ];
+    let mut meters = Vec::new();
+    for (name, codec) in codecs {
+        let stored = if codec == Compression::None {
+            plain.clone()
+        } else {
+            kafka_encoded(&plain, codec)
+        };
+        assert_eq!(
+            decode_all(&stored),
+            values,
+            "{name} decodes to the same records"
+        );
+        meters.push(bench_batch(c, "decode", name, plain.len(), || {
+            decode_all(&stored)
+        }));
+        if codec != Compression::None {
+            meters.push(bench_batch(c, "check", name, plain.len(), || {
+                batch::validate_records(&stored, DEFAULT_MAX_DECOMPRESSED_BYTES)
+                    .expect("a valid batch");
+                stored.len() as u64
+            }));
+        }
+    }
+    meters
+}
+
 fn main() {
     let mut c = criterion(Duration::from_secs(1), Duration::from_secs(3));
     let measuring = measuring();
@@ -263,6 +381,7 @@ fn main() {
     let lookups = BenchLog::build(log_bytes, 1, 1000);
 
     let sequential = bench_sequential_read(&mut c, &scan);
+    let codecs = bench_codecs(&mut c);
     let latencies = [
         bench_lookup(&mut c, "offset", &lookups, offset_lookup, samples),
         bench_lookup(&mut c, "offset", &scan, offset_lookup, samples),
@@ -276,6 +395,9 @@ fn main() {
 
     println!("\nsummary (MB = 10^6 bytes; lookup times include ~25 ns of clock reads)");
     println!("  {}", sequential.line());
+    for meter in &codecs {
+        println!("  {}", meter.line());
+    }
     for latency in &latencies {
         println!("  {}", latency.line());
     }

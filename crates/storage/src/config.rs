@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::StorageError;
+use crate::batch::DEFAULT_MAX_DECOMPRESSED_BYTES;
 
 /// When appended data is forced to stable storage.
 ///
@@ -24,6 +25,36 @@ pub enum FlushPolicy {
     None,
 }
 
+/// Which time a log's batches carry as their records' timestamps (Kafka's
+/// `message.timestamp.type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TimestampType {
+    /// The producer's create time, as each batch carries it.
+    #[default]
+    CreateTime,
+    /// The time the log appended the batch: the log marks each batch as log-append time
+    /// (attribute bit 3) and writes the append time as its max timestamp, which readers then
+    /// report for every record of the batch.
+    LogAppendTime,
+}
+
+impl TimestampType {
+    /// Kafka's name for it: `CreateTime` or `LogAppendTime`.
+    pub fn name(self) -> &'static str {
+        match self {
+            TimestampType::CreateTime => "CreateTime",
+            TimestampType::LogAppendTime => "LogAppendTime",
+        }
+    }
+
+    /// The type Kafka names `name` ([`TimestampType::name`]), if any.
+    pub fn from_name(name: &str) -> Option<TimestampType> {
+        [TimestampType::CreateTime, TimestampType::LogAppendTime]
+            .into_iter()
+            .find(|t| t.name() == name)
+    }
+}
+
 /// Settings of one partition log. Names follow Kafka's topic configs.
 #[derive(Debug, Clone)]
 pub struct LogConfig {
@@ -41,6 +72,11 @@ pub struct LogConfig {
     pub flush: FlushPolicy,
     /// The largest single call to [`crate::Log::append`], in bytes.
     pub max_append_bytes: usize,
+    /// The timestamps appended batches carry (`message.timestamp.type`).
+    pub timestamp_type: TimestampType,
+    /// The most bytes the records of one compressed batch may decompress to when the log
+    /// decodes them ([`crate::Log::offset_for_timestamp`]).
+    pub max_decompressed_batch_bytes: usize,
 }
 
 /// Smallest accepted `segment_bytes`.
@@ -58,6 +94,8 @@ impl Default for LogConfig {
             retention_ms: None,
             flush: FlushPolicy::Fsync,
             max_append_bytes: 64 << 20,
+            timestamp_type: TimestampType::CreateTime,
+            max_decompressed_batch_bytes: DEFAULT_MAX_DECOMPRESSED_BYTES,
         }
     }
 }
@@ -86,6 +124,11 @@ impl LogConfig {
                 "max_append_bytes must be at least 1".into(),
             ));
         }
+        if self.max_decompressed_batch_bytes == 0 {
+            return Err(StorageError::InvalidConfig(
+                "max_decompressed_batch_bytes must be at least 1".into(),
+            ));
+        }
         if let FlushPolicy::Interval(d) = self.flush
             && d.is_zero()
         {
@@ -99,5 +142,34 @@ impl LogConfig {
     /// Entries an index of a full segment can need: one per interval, plus the tail.
     pub(crate) fn max_index_entries(&self) -> u64 {
         self.segment_bytes / u64::from(self.index_interval_bytes) + 2
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamp_types_go_by_kafkas_names() {
+        for t in [TimestampType::CreateTime, TimestampType::LogAppendTime] {
+            assert_eq!(TimestampType::from_name(t.name()), Some(t));
+        }
+        assert_eq!(TimestampType::from_name("createtime"), None);
+        assert_eq!(TimestampType::default(), TimestampType::CreateTime);
+    }
+
+    #[test]
+    fn a_zero_decompression_cap_is_refused() {
+        let config = LogConfig {
+            max_decompressed_batch_bytes: 0,
+            ..LogConfig::default()
+        };
+        let err = config.validate().map_err(|e| e.to_string());
+        assert!(
+            err.as_ref()
+                .is_err_and(|e| e.contains("max_decompressed_batch_bytes")),
+            "{err:?}"
+        );
+        assert!(LogConfig::default().validate().is_ok());
     }
 }

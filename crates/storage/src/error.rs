@@ -3,6 +3,8 @@
 use std::io;
 use std::path::PathBuf;
 
+use crate::batch::Compression;
+
 /// Why a byte sequence is not a valid Kafka v2 record batch.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -29,11 +31,31 @@ pub enum BatchError {
         /// CRC computed over the batch.
         computed: u32,
     },
-    /// Compressed or otherwise unsupported attributes.
+    /// Unsupported attributes: a codec other than 0-4, or a transactional, control or other
+    /// flag.
     #[error(
-        "unsupported batch attributes {0:#06x} (compression and transactions are not supported)"
+        "unsupported batch attributes {0:#06x} (only compression codecs 0-4 and the timestamp \
+         type may be set: codecs 5-7, transactional and control batches are not supported)"
     )]
     UnsupportedAttributes(i16),
+    /// The compressed records of a batch do not decompress.
+    #[error("the {codec} compressed records do not decompress: {reason}")]
+    Decompress {
+        /// The batch's codec.
+        codec: Compression,
+        /// What the decompressor reported.
+        reason: String,
+    },
+    /// The compressed records of a batch decompress to more bytes than allowed.
+    #[error(
+        "the {codec} compressed records decompress to more than the limit of {limit} bytes per batch"
+    )]
+    DecompressedTooLarge {
+        /// The batch's codec.
+        codec: Compression,
+        /// The limit on the decompressed records of one batch.
+        limit: usize,
+    },
     /// Record count and last offset delta disagree, or the count is out of range.
     #[error("inconsistent record count {count} with last offset delta {last_offset_delta}")]
     BadRecordCount {

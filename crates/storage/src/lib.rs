@@ -23,7 +23,7 @@ pub mod io;
 mod log;
 mod segment;
 
-pub use config::{FlushPolicy, LogConfig, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES};
+pub use config::{FlushPolicy, LogConfig, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES, TimestampType};
 pub use error::{BatchError, StorageError};
 pub use log::{AppendInfo, Log, ReadResult, RetentionOutcome};
 

@@ -36,7 +36,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::batch::{self, BatchHeader, HEADER_LEN};
 use crate::io::{FileIo, StdIo};
 use crate::segment::{IndexCursor, Segment};
-use crate::{FlushPolicy, LogConfig, Result, StorageError};
+use crate::{FlushPolicy, LogConfig, Result, StorageError, TimestampType};
 
 /// Where an append landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,7 +240,12 @@ impl Log {
 
     /// Appends one or more concatenated record batches, assigning dense offsets (the base
     /// offsets in `batches` are overwritten in place). Every batch is validated first (header,
-    /// CRC); nothing is written unless all are valid.
+    /// CRC); nothing is written unless all are valid. Compressed batches are stored as they
+    /// are; their records are not decoded here.
+    ///
+    /// Under [`TimestampType::LogAppendTime`] each batch is also marked as log-append time and
+    /// gets the append time as its max timestamp (and so a new CRC), as Kafka does; the time
+    /// index and [`AppendInfo::max_timestamp`] then carry that time.
     ///
     /// Returns once the records are visible to readers and, under [`FlushPolicy::Fsync`],
     /// fsynced; concurrent appends then share one fsync. Blocking.
@@ -315,8 +320,17 @@ impl Log {
 
         let base_offset = w.next_offset;
         let mut offset = base_offset;
+        // One clock reading per append, taken under the writer lock: append times follow
+        // offsets unless the wall clock steps back.
+        let append_time = (self.config.timestamp_type == TimestampType::LogAppendTime).then(now_ms);
         for_each_batch(batches, |at, header, bytes| {
-            batch::set_base_offset(&mut bytes[at..], offset);
+            let Some(bytes) = bytes.get_mut(at..at + header.total_len()) else {
+                return;
+            };
+            batch::set_base_offset(bytes, offset);
+            if let Some(time) = append_time {
+                batch::set_log_append_time(bytes, time);
+            }
             offset += header.record_count as u64;
         });
 
@@ -344,7 +358,7 @@ impl Log {
             base_offset,
             last_offset: offset - 1,
             record_count,
-            max_timestamp,
+            max_timestamp: append_time.unwrap_or(max_timestamp),
         })
     }
 
@@ -420,7 +434,15 @@ impl Log {
             let Some((pos, len)) = hit else { continue };
             let bytes = segment.read_bytes(pos, len)?;
             batch::verify_crc(&bytes).map_err(|e| segment.corrupt(pos, e))?;
-            for record in batch::records(bytes).map_err(|e| segment.corrupt(pos, e))? {
+            let header = BatchHeader::parse(&bytes).map_err(|e| segment.corrupt(pos, e))?;
+            if header.is_log_append_time() {
+                // Every record's timestamp is the max timestamp: the first one is it.
+                return Ok(Some(header.base_offset));
+            }
+            let limit = self.config.max_decompressed_batch_bytes;
+            for record in
+                batch::records_within(bytes, limit).map_err(|e| segment.corrupt(pos, e))?
+            {
                 let record = record.map_err(|e| segment.corrupt(pos, e))?;
                 if record.timestamp_ms >= timestamp_ms {
                     return Ok(Some(record.offset));

@@ -155,6 +155,14 @@ mod tests {
     }
 
     #[test]
+    fn compressed_batches_are_counted_from_their_headers() -> anyhow::Result<()> {
+        let mut zstd = batch(20, 30, 10);
+        zstd[22] |= 4; // attributes: codec 4 (the records are never looked at)
+        assert_eq!(count_records(&Bytes::from(zstd), 25, 100)?, 25);
+        Ok(())
+    }
+
+    #[test]
     fn damaged_batches_are_errors() {
         let whole = batch(0, 3, 20);
         let cut = |n: usize| Bytes::copy_from_slice(&whole[..n]);

@@ -29,9 +29,16 @@ impl TestBroker {
 
     /// Drops the broker without shutting it down and opens a new one on the same directory.
     pub(crate) fn restart(self) -> TestBroker {
+        self.restart_with(|_| {})
+    }
+
+    /// [`TestBroker::restart`] with the default config changed by `adjust`.
+    pub(crate) fn restart_with(self, adjust: impl FnOnce(&mut BrokerConfig)) -> TestBroker {
         let TestBroker { dir, broker } = self;
         drop(broker);
-        let broker = Broker::open(config(dir.path())).expect("reopen broker");
+        let mut config = config(dir.path());
+        adjust(&mut config);
+        let broker = Broker::open(config).expect("reopen broker");
         TestBroker { dir, broker }
     }
 }

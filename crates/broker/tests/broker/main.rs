@@ -3,6 +3,7 @@
 mod background;
 mod classic_groups;
 mod common;
+mod compression;
 mod errors;
 mod faults;
 mod fetch_many;

@@ -6,12 +6,13 @@ use std::ops::Range;
 use bytes::Bytes;
 
 use super::HEADER_LEN;
+use super::compression::{self, Compression, DEFAULT_MAX_DECOMPRESSED_BYTES};
 use super::header::BatchHeader;
 use super::varint::{VarintError, read_varint, read_varlong};
 use crate::BatchError;
 
 /// One record decoded from a batch. The key, value and header values are zero-copy slices of
-/// the batch's [`Bytes`].
+/// the batch's [`Bytes`], or of its decompressed records when the batch is compressed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordView {
     /// The record's offset: the batch's base offset plus the record's offset delta.
@@ -26,14 +27,67 @@ pub struct RecordView {
     pub headers: Vec<(Bytes, Option<Bytes>)>,
 }
 
+/// Iterates over the records of one whole batch (`batch.len()` must equal its total length),
+/// decompressing them first if the batch is compressed, up to
+/// [`DEFAULT_MAX_DECOMPRESSED_BYTES`]; see [`records_within`].
+pub fn records(batch: Bytes) -> Result<RecordIter, BatchError> {
+    records_within(batch, DEFAULT_MAX_DECOMPRESSED_BYTES)
+}
+
 /// Iterates over the records of one whole batch (`batch.len()` must equal its total length).
 ///
-/// Validates the header (see [`BatchHeader::parse`]) but not the CRC. Each item is a result: a
-/// malformed record (bad varint, a length past the end, an offset delta out of sequence, fewer
-/// or more bytes than the record count accounts for) yields one error, after which the
-/// iterator ends.
-pub fn records(batch: Bytes) -> Result<RecordIter, BatchError> {
-    let header = BatchHeader::parse(&batch)?;
+/// Validates the header (see [`BatchHeader::parse`]) but not the CRC. An uncompressed batch's
+/// records are read in place, without copying or allocating. A compressed batch's records are
+/// decompressed here, once, into one buffer of at most `max_decompressed_bytes`
+/// ([`BatchError::DecompressedTooLarge`] past it, [`BatchError::Decompress`] when they do not
+/// decompress), and viewed in it.
+///
+/// Each item is a result: a malformed record (bad varint, a length past the end, an offset
+/// delta out of sequence, fewer or more bytes than the record count accounts for) yields one
+/// error, after which the iterator ends.
+pub fn records_within(
+    batch: Bytes,
+    max_decompressed_bytes: usize,
+) -> Result<RecordIter, BatchError> {
+    let header = whole_batch(&batch)?;
+    let (data, pos) = match decompressed(&header, &batch, max_decompressed_bytes)? {
+        Some(records) => (Bytes::from(records), 0),
+        None => (batch, HEADER_LEN),
+    };
+    Ok(RecordIter {
+        remaining: header.record_count as usize,
+        data,
+        header,
+        pos,
+        next_index: 0,
+    })
+}
+
+/// Checks that every record of one whole batch frames correctly and that there are exactly
+/// as many as its header counts, decompressing them first (into one buffer of at most
+/// `max_decompressed_bytes`) if the batch is compressed. Allocates nothing per record.
+///
+/// Fails as [`records_within`] and its iterator would: a consumer can decode every batch that
+/// passes.
+pub fn validate_records(batch: &[u8], max_decompressed_bytes: usize) -> Result<(), BatchError> {
+    let header = whole_batch(batch)?;
+    let decompressed = decompressed(&header, batch, max_decompressed_bytes)?;
+    let (data, mut pos) = match &decompressed {
+        Some(records) => (&records[..], 0),
+        None => (batch, HEADER_LEN),
+    };
+    let count = header.record_count as usize;
+    for index in 0..count {
+        let record = parse_record(data, pos, index, index + 1 == count, &mut ())
+            .map_err(|reason| BatchError::BadRecord { index, reason })?;
+        pos = record.end;
+    }
+    Ok(())
+}
+
+/// Parses the header of `batch` and checks that `batch` is exactly the whole batch.
+fn whole_batch(batch: &[u8]) -> Result<BatchHeader, BatchError> {
+    let header = BatchHeader::parse(batch)?;
     let total = header.total_len();
     if batch.len() < total {
         return Err(BatchError::Truncated {
@@ -44,26 +98,134 @@ pub fn records(batch: Bytes) -> Result<RecordIter, BatchError> {
     if batch.len() > total {
         return Err(BatchError::BadLength(header.batch_length));
     }
-    Ok(RecordIter {
-        remaining: header.record_count as usize,
-        batch,
-        header,
-        pos: HEADER_LEN,
-        next_index: 0,
-    })
+    Ok(header)
 }
 
-/// Iterator over the records of one batch, made by [`records`].
+/// The decompressed records of a compressed batch, or `None` for an uncompressed one.
+fn decompressed(
+    header: &BatchHeader,
+    batch: &[u8],
+    limit: usize,
+) -> Result<Option<Vec<u8>>, BatchError> {
+    let codec = match header.compression() {
+        Some(Compression::None) => return Ok(None),
+        Some(codec) => codec,
+        None => return Err(BatchError::UnsupportedAttributes(header.attributes)),
+    };
+    // Every record takes at least `MIN_RECORD_LEN` bytes once decompressed.
+    let least = (header.record_count as usize).saturating_mul(super::MIN_RECORD_LEN);
+    if least > limit {
+        return Err(BatchError::DecompressedTooLarge { codec, limit });
+    }
+    compression::decompress(codec, &batch[HEADER_LEN..], limit).map(Some)
+}
+
+/// Iterator over the records of one batch, made by [`records`] or [`records_within`].
 #[derive(Debug, Clone)]
 pub struct RecordIter {
-    batch: Bytes,
+    /// The bytes the records are in: the batch itself, or its decompressed records.
+    data: Bytes,
     header: BatchHeader,
-    /// Where the next record starts.
+    /// Where the next record starts in `data`.
     pos: usize,
     /// Index of the next record in the batch (its offset delta).
     next_index: usize,
     /// Records still to be yielded; 0 once an error has been.
     remaining: usize,
+}
+
+/// Where the fields of one record lie in the bytes it was parsed from.
+struct ParsedRecord {
+    timestamp_delta: i64,
+    key: Option<Range<usize>>,
+    value: Option<Range<usize>>,
+    /// Where the record ends (and the next one starts).
+    end: usize,
+}
+
+/// Receives the headers of a record as [`parse_record`] reads them.
+trait HeaderSink {
+    /// Called once, before the headers, with how many there are (checked against the bytes).
+    fn expect(&mut self, count: usize);
+    /// One header: the key's and the value's ranges.
+    fn header(&mut self, key: Range<usize>, value: Option<Range<usize>>);
+}
+
+/// Checks the headers' framing and keeps nothing.
+impl HeaderSink for () {
+    fn expect(&mut self, _count: usize) {}
+    fn header(&mut self, _key: Range<usize>, _value: Option<Range<usize>>) {}
+}
+
+/// Collects the headers as slices of the bytes they were read from.
+struct HeaderSlices<'a> {
+    data: &'a Bytes,
+    headers: Vec<(Bytes, Option<Bytes>)>,
+}
+
+impl HeaderSink for HeaderSlices<'_> {
+    fn expect(&mut self, count: usize) {
+        self.headers.reserve_exact(count);
+    }
+
+    fn header(&mut self, key: Range<usize>, value: Option<Range<usize>>) {
+        self.headers
+            .push((self.data.slice(key), value.map(|v| self.data.slice(v))));
+    }
+}
+
+/// Parses the record at `pos` of `data`, the record with offset delta `index`; `last` says
+/// whether it is the last record counted, which must end exactly at the end of `data`.
+fn parse_record(
+    data: &[u8],
+    pos: usize,
+    index: usize,
+    last: bool,
+    headers: &mut impl HeaderSink,
+) -> Result<ParsedRecord, &'static str> {
+    let mut pos = pos;
+    let len =
+        usize::try_from(read_varint(data, &mut pos)?).map_err(|_| "negative record length")?;
+    let end = pos
+        .checked_add(len)
+        .filter(|&end| end <= data.len())
+        .ok_or("record runs past the end of the batch")?;
+    let mut r = Reader {
+        data: &data[..end],
+        pos,
+    };
+    r.take(1)?; // attributes: unused in v2
+    let timestamp_delta = r.varlong()?;
+    if usize::try_from(r.varint()?) != Ok(index) {
+        return Err("offset delta out of sequence");
+    }
+    let key = r.nullable()?;
+    let value = r.nullable()?;
+    let header_count = usize::try_from(r.varint()?).map_err(|_| "negative header count")?;
+    // Each header takes at least two bytes, which bounds what the sink may reserve.
+    if header_count > r.remaining() / 2 {
+        return Err("header count exceeds the record length");
+    }
+    headers.expect(header_count);
+    for _ in 0..header_count {
+        let key_len =
+            usize::try_from(r.varint()?).map_err(|_| "null or negative header key length")?;
+        let key = r.take(key_len)?;
+        let value = r.nullable()?;
+        headers.header(key, value);
+    }
+    if r.pos != end {
+        return Err("record length does not match its fields");
+    }
+    if last && end != data.len() {
+        return Err("bytes left after the last record");
+    }
+    Ok(ParsedRecord {
+        timestamp_delta,
+        key,
+        value,
+        end,
+    })
 }
 
 impl RecordIter {
@@ -74,59 +236,33 @@ impl RecordIter {
 
     /// Decodes the record at `self.pos` and advances past it.
     fn decode_next(&mut self) -> Result<RecordView, &'static str> {
-        let data: &[u8] = &self.batch;
-        let mut pos = self.pos;
-        let len =
-            usize::try_from(read_varint(data, &mut pos)?).map_err(|_| "negative record length")?;
-        let end = pos
-            .checked_add(len)
-            .filter(|&end| end <= data.len())
-            .ok_or("record runs past the end of the batch")?;
-        let mut r = Reader {
-            data: &data[..end],
-            pos,
+        let mut headers = HeaderSlices {
+            data: &self.data,
+            headers: Vec::new(),
         };
-        r.take(1)?; // attributes: unused in v2
-        let timestamp_delta = r.varlong()?;
-        if usize::try_from(r.varint()?) != Ok(self.next_index) {
-            return Err("offset delta out of sequence");
-        }
-        let key = r.nullable()?;
-        let value = r.nullable()?;
-        let header_count = usize::try_from(r.varint()?).map_err(|_| "negative header count")?;
-        // Each header takes at least two bytes, which bounds the allocation below.
-        if header_count > r.remaining() / 2 {
-            return Err("header count exceeds the record length");
-        }
-        let mut headers = Vec::with_capacity(header_count);
-        for _ in 0..header_count {
-            let key_len =
-                usize::try_from(r.varint()?).map_err(|_| "null or negative header key length")?;
-            let key = r.take(key_len)?;
-            let value = r.nullable()?;
-            headers.push((self.batch.slice(key), value.map(|v| self.batch.slice(v))));
-        }
-        if r.pos != end {
-            return Err("record length does not match its fields");
-        }
-        if self.remaining == 1 && end != data.len() {
-            return Err("bytes left after the last record");
-        }
-
+        let record = parse_record(
+            &self.data,
+            self.pos,
+            self.next_index,
+            self.remaining == 1,
+            &mut headers,
+        )?;
         let timestamp_ms = if self.header.is_log_append_time() {
             self.header.max_timestamp
         } else {
-            self.header.base_timestamp.wrapping_add(timestamp_delta)
+            self.header
+                .base_timestamp
+                .wrapping_add(record.timestamp_delta)
         };
-        let record = RecordView {
+        let view = RecordView {
             offset: self.header.base_offset.wrapping_add(self.next_index as u64),
             timestamp_ms,
-            key: key.map(|k| self.batch.slice(k)),
-            value: value.map(|v| self.batch.slice(v)),
-            headers,
+            key: record.key.map(|k| self.data.slice(k)),
+            value: record.value.map(|v| self.data.slice(v)),
+            headers: headers.headers,
         };
-        self.pos = end;
-        Ok(record)
+        self.pos = record.end;
+        Ok(view)
     }
 }
 
@@ -161,7 +297,7 @@ impl FusedIterator for RecordIter {}
 
 /// Reads the fields of one record, never past its end.
 struct Reader<'a> {
-    /// The batch up to the end of the record.
+    /// The records' bytes up to the end of the record.
     data: &'a [u8],
     pos: usize,
 }

@@ -1,5 +1,6 @@
 //! The 61-byte batch header: parsing, validation, encoding and the CRC.
 
+use super::compression::{COMPRESSION_MASK, Compression};
 use super::{HEADER_LEN, LOG_OVERHEAD, MAGIC, MIN_RECORD_LEN};
 use crate::BatchError;
 
@@ -21,7 +22,7 @@ const BASE_SEQUENCE: usize = 53;
 const RECORD_COUNT: usize = 57;
 
 /// Attribute bit 3: timestamps are the broker's log-append time rather than the producer's
-/// create time. The only attribute bit Sluice accepts.
+/// create time. With the codec bits, the only attribute bits Sluice accepts.
 pub(super) const TIMESTAMP_TYPE_LOG_APPEND: i16 = 1 << 3;
 
 /// The fixed-size header of a record batch, field by field as on the wire.
@@ -66,11 +67,12 @@ impl BatchHeader {
     /// Parses the header at the start of `buf` (needs at least [`HEADER_LEN`] bytes, not the
     /// whole batch).
     ///
-    /// Validates that the magic byte is 2; that the batch length covers at least the header and
-    /// one minimal record per record counted; that the attributes carry no compression and no
-    /// transactional, control or other flag except the timestamp type; and that the batch is
-    /// dense: `record_count >= 1` and `last_offset_delta == record_count - 1`. Does not check
-    /// the CRC (see [`verify_crc`]).
+    /// Validates that the magic byte is 2; that the batch length covers at least the header
+    /// and, for an uncompressed batch, one minimal record per record counted (compressed
+    /// records can take less room than that); that the attributes name codec 0-4 (none, gzip,
+    /// snappy, lz4, zstd) and carry no transactional, control or other flag except the
+    /// timestamp type; and that the batch is dense: `record_count >= 1` and
+    /// `last_offset_delta == record_count - 1`. Does not check the CRC (see [`verify_crc`]).
     pub fn parse(buf: &[u8]) -> Result<BatchHeader, BatchError> {
         let Some(bytes) = buf.first_chunk::<HEADER_LEN>() else {
             return Err(BatchError::Truncated {
@@ -110,11 +112,18 @@ impl BatchHeader {
         if self.magic != MAGIC {
             return Err(BatchError::BadMagic(self.magic));
         }
-        if self.attributes & !TIMESTAMP_TYPE_LOG_APPEND != 0 {
+        let Some(compression) = self.compression() else {
+            return Err(BatchError::UnsupportedAttributes(self.attributes));
+        };
+        if self.attributes & !(COMPRESSION_MASK | TIMESTAMP_TYPE_LOG_APPEND) != 0 {
             return Err(BatchError::UnsupportedAttributes(self.attributes));
         }
-        let count_fits = usize::try_from(self.record_count)
-            .is_ok_and(|count| count >= 1 && count <= records_len / MIN_RECORD_LEN);
+        let room = match compression {
+            Compression::None => records_len / MIN_RECORD_LEN,
+            _ => usize::MAX,
+        };
+        let count_fits =
+            usize::try_from(self.record_count).is_ok_and(|count| count >= 1 && count <= room);
         if !count_fits || self.last_offset_delta != self.record_count - 1 {
             return Err(BatchError::BadRecordCount {
                 count: self.record_count,
@@ -163,6 +172,12 @@ impl BatchHeader {
     pub fn is_log_append_time(&self) -> bool {
         self.attributes & TIMESTAMP_TYPE_LOG_APPEND != 0
     }
+
+    /// The codec the records are compressed with (attribute bits 0-2), or `None` for codecs
+    /// 5-7, which [`BatchHeader::parse`] refuses.
+    pub fn compression(&self) -> Option<Compression> {
+        Compression::from_attributes(self.attributes)
+    }
 }
 
 /// Computes the CRC-32C a batch's header should carry (`batch` starts at the header and is
@@ -201,6 +216,21 @@ pub fn verify_crc(batch: &[u8]) -> Result<(), BatchError> {
         return Err(BatchError::CrcMismatch { stored, computed });
     }
     Ok(())
+}
+
+/// Marks a whole, valid batch as log-append time: sets attribute bit 3 (keeping the codec),
+/// writes `append_time_ms` as its max timestamp, and recomputes the CRC, which covers both.
+/// Readers then report `append_time_ms` as every record's timestamp. Does nothing to a
+/// buffer shorter than the header, which holds no batch.
+pub(crate) fn set_log_append_time(batch: &mut [u8], append_time_ms: i64) {
+    let Some(header) = batch.first_chunk_mut::<HEADER_LEN>() else {
+        return;
+    };
+    let attributes = i16::from_be_bytes(field(header, ATTRIBUTES)) | TIMESTAMP_TYPE_LOG_APPEND;
+    header[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+    header[MAX_TIMESTAMP..MAX_TIMESTAMP + 8].copy_from_slice(&append_time_ms.to_be_bytes());
+    let crc = compute_crc(batch);
+    batch[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
 /// Overwrites the base offset (bytes 0..8). The CRC does not cover it, so the batch stays
@@ -295,13 +325,90 @@ mod tests {
     }
 
     #[test]
-    fn rejects_compression_transactions_and_unknown_flags() {
-        for attributes in [1, 2, 3, 4, 1 << 4, 1 << 5, 1 << 6, 1 << 7, i16::MIN, -1] {
+    fn rejects_unknown_codecs_transactions_and_unknown_flags() {
+        for attributes in [
+            5,
+            6,
+            7,
+            13,
+            1 << 4,
+            1 << 5,
+            1 << 6,
+            1 << 7,
+            1 | 1 << 4,
+            i16::MIN,
+            -1,
+        ] {
             assert_eq!(
                 parse_modified(|h| h.attributes = attributes),
                 Err(BatchError::UnsupportedAttributes(attributes))
             );
         }
+    }
+
+    #[test]
+    fn accepts_the_five_codecs_with_either_timestamp_type() {
+        let codecs = [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ];
+        for codec in codecs {
+            for timestamp_type in [0, TIMESTAMP_TYPE_LOG_APPEND] {
+                let attributes = codec.attribute_bits() | timestamp_type;
+                let parsed = parse_modified(|h| h.attributes = attributes);
+                assert_eq!(parsed.map(|h| h.compression()), Ok(Some(codec)));
+            }
+        }
+    }
+
+    #[test]
+    fn compressed_records_may_take_less_room_than_minimal_ones() {
+        // A thousand records in the room of three minimal ones: possible once compressed.
+        let dense = |h: &mut BatchHeader| {
+            h.record_count = 1000;
+            h.last_offset_delta = 999;
+        };
+        assert!(matches!(
+            parse_modified(dense),
+            Err(BatchError::BadRecordCount { count: 1000, .. })
+        ));
+        let parsed = parse_modified(|h| {
+            dense(h);
+            h.attributes = Compression::Zstd.attribute_bits();
+        });
+        assert_eq!(parsed.map(|h| h.record_count), Ok(1000));
+        // Still dense and non-empty.
+        assert!(matches!(
+            parse_modified(|h| {
+                h.attributes = 1;
+                h.record_count = 0;
+                h.last_offset_delta = -1;
+            }),
+            Err(BatchError::BadRecordCount { count: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn log_append_time_rewrites_the_max_timestamp_and_the_crc() {
+        for codec in [0i16, 2] {
+            let mut batch = signed_batch(30);
+            batch[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&codec.to_be_bytes());
+            let crc = compute_crc(&batch);
+            batch[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+            set_log_append_time(&mut batch, 1_700_000_000_123);
+            assert_eq!(verify_crc(&batch), Ok(()));
+            let header = BatchHeader::parse(&batch).expect("valid");
+            assert!(header.is_log_append_time());
+            assert_eq!(header.attributes, codec | TIMESTAMP_TYPE_LOG_APPEND);
+            assert_eq!(header.max_timestamp, 1_700_000_000_123);
+            assert_eq!(header.base_timestamp, -5, "the base timestamp stays");
+        }
+        let mut short = [1u8; 20];
+        set_log_append_time(&mut short, 5);
+        assert_eq!(short, [1; 20]);
     }
 
     #[test]
