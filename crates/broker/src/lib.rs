@@ -48,6 +48,7 @@ mod lookup;
 mod metadata;
 mod name;
 mod produce;
+mod producers;
 mod raw_batch;
 mod reservations;
 mod subscriptions;
@@ -69,6 +70,7 @@ pub use groups::{
 pub use lifecycle::Draining;
 pub use name::validate_topic_name;
 pub use produce::{NewRecord, ProduceRecord};
+pub use producers::{ProducerConfig, ProducerIdentity};
 pub use sluice_partitioner::{murmur2, partition_for_key};
 pub use sluice_storage::batch::RecordView;
 pub use sluice_storage::io::observe_syncs;
