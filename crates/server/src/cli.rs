@@ -3,7 +3,9 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use crate::config::{GroupSettings, LimitSettings, LogFormat, MetricsListen, Settings};
+use crate::config::{
+    GroupSettings, LimitSettings, LogFormat, MetricsListen, ProducerSettings, Settings,
+};
 
 /// Flags of `sluice serve`. Each overrides the same setting from the environment and the
 /// config file.
@@ -94,8 +96,10 @@ impl ServeArgs {
                 max_in_flight_bytes: self.max_in_flight_bytes,
                 produce_wait_ms: self.produce_wait_ms,
             },
-            // Group timing is set in the config file or the environment only.
+            // Group timing and producer memory are set in the config file or the environment
+            // only.
             groups: GroupSettings::default(),
+            producers: ProducerSettings::default(),
             topic_defaults: self.topic_defaults.iter().cloned().collect(),
         }
     }

@@ -59,14 +59,14 @@ impl ProducerConfig {
     pub fn validate(&self) -> Result<(), BrokerError> {
         if self.id_expiration < Duration::from_millis(1) {
             return Err(BrokerError::invalid_config(
-                "producer.id.expiration.ms",
-                &self.id_expiration.as_millis().to_string(),
-                "must be at least 1 ms",
+                "producers.id_expiration",
+                &format!("{} ms", self.id_expiration.as_millis()),
+                "must be at least 1 ms (Kafka's producer.id.expiration.ms)",
             ));
         }
         if self.max_per_partition == 0 {
             return Err(BrokerError::invalid_config(
-                "max_producers_per_partition",
+                "producers.max_per_partition",
                 "0",
                 "must be at least 1",
             ));
