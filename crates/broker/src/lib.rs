@@ -3,7 +3,8 @@
 //! Maps topics to partitions and partitions to [`sluice_storage::Log`]s, and
 //! gives produce and fetch their semantics: Kafka's default partitioner,
 //! server-side timestamps, per-record size limits, long-poll fetches woken by
-//! appends, topic metadata that survives restarts, and the periodic flushing,
+//! appends, idempotent producers (Kafka's deduplication, fencing and sequence checks),
+//! topic metadata that survives restarts, and the periodic flushing,
 //! checkpointing and retention the logs need.
 //!
 //! ```no_run

@@ -41,7 +41,7 @@ pub struct ProducerConfig {
     pub id_expiration: Duration,
     /// Most producers one partition remembers (default 1000, at least 1); past it, a new
     /// producer takes the place of the one least recently heard from. Each costs about
-    /// 250 bytes of memory and 180 bytes of snapshot.
+    /// 250 bytes of memory and 160 bytes of snapshot.
     pub max_per_partition: usize,
 }
 
@@ -99,8 +99,8 @@ pub(crate) struct Producers {
     /// the writer after each write, once the state holds it.
     through: AtomicU64,
     /// The state version and active segment of the last snapshot written or read. Held
-    /// across writing a snapshot, so two are never written at once; it is taken before the
-    /// state mutex.
+    /// across writing a snapshot, so two are never written at once; the state mutex may be
+    /// taken while it is held, and nothing else.
     snapshotted: Mutex<Snapshotted>,
     path: PathBuf,
     io: Arc<dyn FileIo>,
@@ -228,11 +228,12 @@ impl Producers {
     pub(crate) fn closed(&self, log: &Log) -> Result<(), BrokerError> {
         // Closing took the writer lock after the last write, so the state holds it all.
         let through = log.log_end_offset();
+        let segment = log.active_segment_base();
         let mut last = self.snapshotted.lock();
         if self.state.lock().version() == last.version {
             return Ok(());
         }
-        self.write(&mut last, through, log.active_segment_base())
+        self.write(&mut last, through, segment)
     }
 
     fn write(&self, last: &mut Snapshotted, through: u64, segment: u64) -> Result<(), BrokerError> {
