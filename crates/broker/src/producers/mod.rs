@@ -4,8 +4,10 @@
 //! A partition's state is judged and changed on its writer, inside the log's writer lock
 //! (through the log's append filter), so pipelined requests are judged in the order they are
 //! written. It is persisted as a snapshot (`producer-state` in the partition directory),
-//! written after the log rolled and when it closes; opening the log rebuilds the state from
-//! the snapshot plus the batch headers after it (or from the log start without one).
+//! written after the log rolled (whether or not the state changed: the snapshot's offset is
+//! where the next recovery's scan starts) and when it closes; opening the log rebuilds the
+//! state from the snapshot plus the batch headers after it (or from the log start without
+//! one).
 
 mod ids;
 mod snapshot;
@@ -98,38 +100,45 @@ pub(crate) struct Producers {
     /// The state reflects every batch below this offset (and maybe some above it): set by
     /// the writer after each write, once the state holds it.
     through: AtomicU64,
-    /// The state version and active segment of the last snapshot written or read. Held
-    /// across writing a snapshot, so two are never written at once; the state mutex may be
-    /// taken while it is held, and nothing else.
+    /// What the snapshot on disk holds. Held across writing a snapshot, so two are never
+    /// written at once; the state mutex may be taken while it is held, and nothing else.
     snapshotted: Mutex<Snapshotted>,
     path: PathBuf,
     io: Arc<dyn FileIo>,
 }
 
+/// The last snapshot written or read.
 #[derive(Debug, Clone, Copy)]
 struct Snapshotted {
+    /// The state version it holds.
     version: u64,
+    /// The active segment when it was taken (or when the log opened).
     segment: u64,
+    /// Its offset; `None` when there is no usable snapshot.
+    through: Option<u64>,
 }
 
 impl Producers {
     /// No producers, for a partition whose log did not open.
     pub(crate) fn empty(dir: &Path, config: &ProducerConfig, io: Arc<dyn FileIo>) -> Producers {
-        Producers::new(dir, ProducerState::new(config.bounds()), 0, 0, io)
+        let state = ProducerState::new(config.bounds());
+        let snapshotted = Snapshotted {
+            version: state.version(),
+            segment: 0,
+            through: None,
+        };
+        Producers::new(dir, state, 0, snapshotted, io)
     }
 
     fn new(
         dir: &Path,
         state: ProducerState,
         through: u64,
-        segment: u64,
+        snapshotted: Snapshotted,
         io: Arc<dyn FileIo>,
     ) -> Producers {
         Producers {
-            snapshotted: Mutex::new(Snapshotted {
-                version: state.version(),
-                segment,
-            }),
+            snapshotted: Mutex::new(snapshotted),
             state: Mutex::new(state),
             through: AtomicU64::new(through),
             path: dir.join(SNAPSHOT_FILE),
@@ -154,20 +163,25 @@ impl Producers {
         let now = wall_clock_ms();
         let bounds = config.bounds();
         let path = dir.join(SNAPSHOT_FILE);
-        let (mut state, from) = match snapshot::read(&path) {
-            Ok(Some(Snapshot { through, entries })) => {
-                (ProducerState::from_entries(bounds, entries, now), through)
-            }
-            Ok(None) => (ProducerState::new(bounds), start),
+        let (mut state, on_disk) = match snapshot::read(&path) {
+            Ok(Some(Snapshot { through, entries })) => (
+                ProducerState::from_entries(bounds, entries, now),
+                Some(through),
+            ),
+            Ok(None) => (ProducerState::new(bounds), None),
             Err(reason) => {
                 tracing::warn!(path = %path.display(), %reason,
                     "ignoring a damaged producer-state snapshot; rebuilding it from the log");
-                (ProducerState::new(bounds), start)
+                (ProducerState::new(bounds), None)
             }
         };
+        if on_disk.is_none() && start < end {
+            tracing::info!(dir = %dir.display(), start, end,
+                "no producer-state snapshot: reading every batch header of the log");
+        }
         // Recovery may have cut the log below what the snapshot saw.
         state.forget_from(end);
-        let from = from.clamp(start, end);
+        let from = on_disk.unwrap_or(start).clamp(start, end);
         let mut scanned = 0u64;
         let scan = log.scan_headers(from, |header| {
             if header.producer_id >= 0 {
@@ -181,7 +195,12 @@ impl Producers {
         }
         tracing::debug!(dir = %dir.display(), from, end, scanned, producers = state.len(),
             "recovered producer state");
-        Producers::new(dir, state, end, log.active_segment_base(), io)
+        let snapshotted = Snapshotted {
+            version: state.version(),
+            segment: log.active_segment_base(),
+            through: on_disk,
+        };
+        Producers::new(dir, state, end, snapshotted, io)
     }
 
     /// Judges an append of validated batches at `now_ms` (see [`ProducerState::judge`]).
@@ -210,27 +229,28 @@ impl Producers {
         self.state.lock().expire(now_ms);
     }
 
-    /// Writes a snapshot if the state changed and `log` rolled since the last one, so a
-    /// recovery scans at most about a segment of headers. Blocking.
+    /// Writes a snapshot if `log` rolled since the last one, so a recovery scans at most
+    /// about a segment of headers, whether or not any of them is an idempotent producer's.
+    /// Blocking.
     pub(crate) fn checkpoint(&self, log: &Log) -> Result<(), BrokerError> {
         // Read first: the state then holds at least everything below it.
         let through = self.through.load(Ordering::Acquire);
         let segment = log.active_segment_base();
         let mut last = self.snapshotted.lock();
-        if segment == last.segment || self.state.lock().version() == last.version {
+        if segment == last.segment {
             return Ok(());
         }
         self.write(&mut last, through, segment)
     }
 
-    /// Writes a snapshot of a cleanly closed log if the state changed since the last one,
-    /// so the next open scans nothing. Blocking.
+    /// Writes a snapshot of a cleanly closed log, unless the one on disk already holds the
+    /// same state at the same offset, so the next open scans nothing. Blocking.
     pub(crate) fn closed(&self, log: &Log) -> Result<(), BrokerError> {
         // Closing took the writer lock after the last write, so the state holds it all.
         let through = log.log_end_offset();
         let segment = log.active_segment_base();
         let mut last = self.snapshotted.lock();
-        if self.state.lock().version() == last.version {
+        if last.through == Some(through) && self.state.lock().version() == last.version {
             return Ok(());
         }
         self.write(&mut last, through, segment)
@@ -245,7 +265,11 @@ impl Producers {
         self.io
             .write_file_atomic(&self.path, &bytes)
             .map_err(|e| BrokerError::io("write producer state", &self.path, e))?;
-        *last = Snapshotted { version, segment };
+        *last = Snapshotted {
+            version,
+            segment,
+            through: Some(through),
+        };
         Ok(())
     }
 }

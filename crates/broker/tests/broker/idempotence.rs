@@ -721,3 +721,50 @@ async fn bad_producer_fields_are_refused_naming_the_field() {
     );
     assert!(stored(&node.broker, "t").await.is_empty());
 }
+
+/// The offset a partition's producer-state snapshot was taken at (bytes 6..14).
+fn snapshot_offset(dir: &Path) -> u64 {
+    let bytes = std::fs::read(dir.join("producer-state")).expect("snapshot");
+    u64::from_be_bytes(bytes[6..14].try_into().expect("8 bytes"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_mark_where_the_next_scan_starts_even_without_producers() {
+    let node = Node::new(defaults);
+    node.broker.start_background();
+    topic(&node.broker, "plain", &[("segment.bytes", "1024")]).await;
+    let dir = node.partition_dir("plain", 0);
+    for i in 0..10 {
+        node.broker
+            .produce(
+                "plain",
+                Some(0),
+                [NewRecord::new(vec![b'x'; 300]).with_key(format!("{i}"))],
+            )
+            .await
+            .expect("produce");
+    }
+    // The log rolled: the checkpoint writes a snapshot, idempotent producers or not.
+    assert!(
+        eventually(|| dir.join("producer-state").exists()).await,
+        "no snapshot after a roll"
+    );
+    assert!(snapshot_offset(&dir) > 0);
+    node.broker
+        .produce("plain", Some(0), [NewRecord::new("last")])
+        .await
+        .expect("produce");
+    let node = node.restart().await;
+    // A clean close leaves nothing to scan at the next open.
+    assert_eq!(snapshot_offset(&dir), 11);
+    let before = std::fs::metadata(dir.join("producer-state"))
+        .and_then(|m| m.modified())
+        .expect("mtime");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    // Nothing changed since: the next close leaves the snapshot as it is.
+    let node = node.restart().await;
+    let after = std::fs::metadata(node.partition_dir("plain", 0).join("producer-state"))
+        .and_then(|m| m.modified())
+        .expect("mtime");
+    assert_eq!(before, after);
+}
