@@ -15,6 +15,12 @@
 //! blocking work rather than keeping its thread forever, so partitions and reads share the
 //! pool fairly.
 //!
+//! Appends of idempotent producers are judged as they are written: the writer hands the log
+//! an append filter that checks each such append against the partition's producer state
+//! under the log's writer lock, knowing how every append before it ended (see the
+//! `producers` module). A duplicate is answered with where it was stored before, a refused
+//! append with why; neither is written.
+//!
 //! A panic while writing (a bug below the broker) faults the partition: the producers of
 //! the write and of everything still queued are told the append failed, and the queue takes
 //! nothing more.
@@ -30,12 +36,18 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use parking_lot::{Condvar, Mutex};
-use sluice_storage::{AppendInfo, StorageError};
+use sluice_storage::{AppendFilter, AppendInfo, StorageError};
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
+use crate::BrokerError;
+use crate::broker::wall_clock_ms;
 use crate::in_flight::Permit;
+use crate::producers::Verdict;
 use crate::topic::Partition;
+
+/// Counter of appends answered as duplicates of batches stored before.
+const DUPLICATES_COUNTER: &str = "sluice_produce_duplicates_total";
 
 /// Most appends written together in one blocking call.
 const MAX_APPENDS_PER_WRITE: usize = 256;
@@ -52,14 +64,31 @@ pub(crate) const MAX_WRITES_PER_TURN: usize = 64;
 #[derive(Debug)]
 pub(crate) struct AppendJob {
     pub(crate) batch: BytesMut,
+    /// Whether a batch of it names an idempotent producer: only those are checked.
+    pub(crate) idempotent: bool,
     /// The batch's bytes in the in-flight budget, given back once the append is done. Declared
     /// before `reply` so a dropped job gives its bytes back before its producer hears of it.
     pub(crate) permit: Permit,
-    pub(crate) reply: oneshot::Sender<Result<AppendInfo, StorageError>>,
+    pub(crate) reply: oneshot::Sender<Result<AppendInfo, AppendFailure>>,
+}
+
+/// Why a queued append was not written.
+#[derive(Debug)]
+pub(crate) enum AppendFailure {
+    /// The log refused or failed it.
+    Storage(StorageError),
+    /// The idempotent-producer checks refused it (fenced, out of order).
+    Refused(BrokerError),
+}
+
+impl From<StorageError> for AppendFailure {
+    fn from(err: StorageError) -> Self {
+        AppendFailure::Storage(err)
+    }
 }
 
 /// Resolves to the result of one queued append.
-pub(crate) type AppendDone = oneshot::Receiver<Result<AppendInfo, StorageError>>;
+pub(crate) type AppendDone = oneshot::Receiver<Result<AppendInfo, AppendFailure>>;
 
 /// A partition's queue and the state of its writer.
 #[derive(Debug)]
@@ -182,17 +211,34 @@ fn write(partition: &Partition, jobs: &mut Vec<AppendJob>) -> Result<(), String>
         .iter_mut()
         .map(|job| std::mem::take(&mut job.batch))
         .collect();
+    let mut check = ProducerCheck {
+        partition,
+        jobs,
+        now_ms: if jobs.iter().any(|job| job.idempotent) {
+            wall_clock_ms()
+        } else {
+            0
+        },
+        duplicates: Vec::new(),
+    };
     let results = catch_unwind(AssertUnwindSafe(|| {
         // Only partitions whose log opened get a queue; should that not hold, dropping the
         // replies fails the producers.
         let results = partition
             .opened()
-            .map(|log| log.append_all(&mut batches))
+            .map(|log| {
+                let results = log.append_all_filtered(&mut batches, &mut check);
+                partition.producers().written_through(log.log_end_offset());
+                results
+            })
             .unwrap_or_default();
-        partition.count_appended(&batches, &results);
+        partition.count_appended(&batches, &results, &check.duplicates);
         results
     }))
     .map_err(|panic| panic_message(panic.as_ref()))?;
+    if !check.duplicates.is_empty() {
+        metrics::counter!(DUPLICATES_COUNTER).increment(check.duplicates.len() as u64);
+    }
     let (permits, replies): (Vec<_>, Vec<_>) = jobs.drain(..).map(|j| (j.permit, j.reply)).unzip();
     // The appends are done: their bytes go back before their producers hear of them.
     drop(permits);
@@ -204,6 +250,44 @@ fn write(partition: &Partition, jobs: &mut Vec<AppendJob>) -> Result<(), String>
         let _ = reply.send(result);
     }
     Ok(())
+}
+
+/// The log's append filter on a partition's writer: judges the appends of idempotent
+/// producers against the partition's producer state and records those written.
+struct ProducerCheck<'a> {
+    partition: &'a Partition,
+    /// The jobs being written, in the order of the appends.
+    jobs: &'a [AppendJob],
+    /// When the write started (only read when some job is idempotent).
+    now_ms: i64,
+    /// Appends answered as duplicates.
+    duplicates: Vec<usize>,
+}
+
+impl AppendFilter for ProducerCheck<'_> {
+    type Error = AppendFailure;
+
+    fn admit(&mut self, index: usize, batches: &[u8]) -> Option<Result<AppendInfo, AppendFailure>> {
+        if !self.jobs.get(index).is_some_and(|job| job.idempotent) {
+            return None;
+        }
+        match self.partition.producers().judge(batches, self.now_ms) {
+            Verdict::Write => None,
+            Verdict::Duplicate(stored) => {
+                self.duplicates.push(index);
+                Some(Ok(stored))
+            }
+            Verdict::Refuse(refusal) => Some(Err(AppendFailure::Refused(
+                refusal.into_error(self.partition.topic(), self.partition.id),
+            ))),
+        }
+    }
+
+    fn written(&mut self, index: usize, batches: &[u8], result: &Result<AppendInfo, StorageError>) {
+        if result.is_ok() && self.jobs.get(index).is_some_and(|job| job.idempotent) {
+            self.partition.producers().record(batches, self.now_ms);
+        }
+    }
 }
 
 /// The message a panic was raised with.

@@ -1,4 +1,5 @@
-//! Periodic log maintenance: interval flushes, checkpoints and retention.
+//! Periodic log maintenance: interval flushes, checkpoints (with the producer-state snapshots
+//! of partitions that rolled) and retention (with the expiry of idle producers).
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
@@ -92,7 +93,9 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stopped| *stopped).await;
 }
 
-/// Checkpoints every partition each second and enforces retention every `retention_every`.
+/// Checkpoints every partition each second (writing the producer-state snapshot of those
+/// whose log rolled since their last one) and enforces retention every `retention_every`
+/// (forgetting producers idle past `producer.id.expiration.ms`).
 async fn maintain(
     broker: Weak<Broker>,
     mut stop: watch::Receiver<bool>,
@@ -160,10 +163,15 @@ fn flush(topic: &Topic) {
 fn checkpoint_all(topics: &[Arc<Topic>]) {
     for topic in topics.iter().filter(|t| !t.is_deleted()) {
         for partition in &topic.partitions {
-            if let Some(log) = partition.opened()
-                && let Err(e) = log.checkpoint()
-            {
+            let Some(log) = partition.opened() else {
+                continue;
+            };
+            if let Err(e) = log.checkpoint() {
                 tracing::warn!(topic = topic.name(), partition = partition.id, error = %e, "checkpoint failed");
+            }
+            if let Err(e) = partition.producers().checkpoint(log) {
+                tracing::warn!(topic = topic.name(), partition = partition.id, error = %e,
+                    "writing the producer-state snapshot failed");
             }
         }
     }
@@ -172,6 +180,7 @@ fn checkpoint_all(topics: &[Arc<Topic>]) {
 fn retain(topics: &[Arc<Topic>], now_ms: i64) {
     for topic in topics.iter().filter(|t| !t.is_deleted()) {
         for partition in &topic.partitions {
+            partition.producers().expire(now_ms);
             if let Some(log) = partition.opened()
                 && let Err(e) = log.enforce_retention(now_ms)
             {

@@ -12,19 +12,21 @@ use sluice_storage::StorageError;
 use sluice_storage::io::{FileIo, StdIo};
 use tokio::task::JoinHandle;
 
+use crate::append_queue::AppendFailure;
 use crate::background::Background;
 use crate::groups::coordinator::GroupCoordinator;
 use crate::in_flight::{self, Admission, InFlight};
 use crate::lifecycle::{DrainTrigger, Draining, drain_signal};
 use crate::metadata::{self, DataDir, TopicMeta};
 use crate::produce::{ProduceLimits, Routing, build_batches};
+use crate::producers::ProducerIds;
 use crate::raw_batch::{self, RawLimits};
 use crate::reservations::Reservations;
 use crate::subscriptions::SubscriptionSlots;
 use crate::topic::{Partition, PartitionFault, Topic};
 use crate::{
-    BrokerConfig, BrokerError, Fetched, OffsetSpec, PartitionAppend, ProduceRecord, TopicConfig,
-    TopicInfo, TopicSummary, validate_topic_name,
+    BrokerConfig, BrokerError, Fetched, OffsetSpec, PartitionAppend, ProduceRecord,
+    ProducerIdentity, TopicConfig, TopicInfo, TopicSummary, validate_topic_name,
 };
 
 /// Maps a log error, telling apart logs closed by a topic deletion (the topic is gone) from
@@ -91,7 +93,8 @@ impl PendingProduce {
                     base_offset: info.base_offset,
                     record_count,
                 }),
-                Ok(Err(e)) => Err(map_storage_error(&self.topic, e)),
+                Ok(Err(AppendFailure::Storage(e))) => Err(map_storage_error(&self.topic, e)),
+                Ok(Err(AppendFailure::Refused(e))) => Err(e),
                 // The append was dropped unanswered: its partition faulted, or shutdown.
                 Err(_dropped) => Err(self
                     .topic
@@ -149,6 +152,8 @@ pub struct Broker {
     in_flight: Arc<InFlight>,
     /// The data directory's cluster id (see [`Broker::cluster_id`]).
     cluster_id: String,
+    /// Hands out the ids of idempotent producers.
+    producer_ids: Arc<ProducerIds>,
     /// Its lock keeps other brokers out of the data directory while this one lives.
     _lock: File,
 }
@@ -169,6 +174,7 @@ impl Broker {
         io: Arc<dyn FileIo>,
     ) -> Result<Arc<Broker>, BrokerError> {
         config.topic_defaults.validate()?;
+        config.producers.validate()?;
         if config.retention_check_interval.is_zero() {
             return Err(BrokerError::invalid_config(
                 "retention_check_interval",
@@ -198,6 +204,14 @@ impl Broker {
         metadata::create_dir(&dirs.trash())?;
         metadata::empty_dir(&dirs.trash())?;
         let topics = load_topics(&dirs, &config, &io)?;
+        // Above every id a partition remembers, should the allocation file have been lost.
+        let floor = topics
+            .values()
+            .flat_map(|t| t.partitions.iter())
+            .filter_map(|p| p.producers().max_producer_id())
+            .max()
+            .map_or(0, |id| id.saturating_add(1));
+        let producer_ids = Arc::new(ProducerIds::open(&config.data_dir, Arc::clone(&io), floor)?);
         let groups = GroupCoordinator::open(&config.data_dir, config.groups.clone(), |topic| {
             topics.contains_key(topic)
         })?;
@@ -225,6 +239,7 @@ impl Broker {
             io,
             groups,
             in_flight,
+            producer_ids,
             _lock: lock,
         }))
     }
@@ -416,7 +431,11 @@ impl Broker {
             let partition = topic.partition(batch.partition)?;
             partition.log()?;
             targets.push((batch.partition, batch.record_count));
-            queued.push((Arc::clone(partition), batch.batch));
+            queued.push(in_flight::Batch {
+                partition: Arc::clone(partition),
+                bytes: batch.batch,
+                idempotent: false,
+            });
         }
         self.admit(topic, submitted, targets, queued)
     }
@@ -430,9 +449,9 @@ impl Broker {
         targets: Vec<(u32, u32)>,
         batches: Vec<in_flight::Batch>,
     ) -> Result<PendingProduce, BrokerError> {
-        for ((_, record_count), (_, batch)) in targets.iter().zip(&batches) {
+        for ((_, record_count), batch) in targets.iter().zip(&batches) {
             metrics::histogram!("sluice_append_batch_records").record(*record_count);
-            metrics::histogram!("sluice_append_batch_bytes").record(batch.len() as f64);
+            metrics::histogram!("sluice_append_batch_bytes").record(batch.bytes.len() as f64);
         }
         let admission = self.in_flight.admit(batches)?;
         Ok(PendingProduce {
@@ -475,6 +494,17 @@ impl Broker {
     ///
     /// Queued in call order with every other produce to the partition, as
     /// [`Broker::submit_produce`] is.
+    ///
+    /// Idempotent producers: batches whose producer id is 0 or more (one from
+    /// [`Broker::init_producer_id`]) must carry an epoch and a base sequence of 0 or more, and
+    /// are judged by the partition's writer in queue order, batch by batch, against what the
+    /// partition stored from that producer (docs/idempotence.md). A request whose every
+    /// batch repeats one of its producer's last five batches is not stored again and
+    /// resolves with the offset it was stored at; an epoch older than the producer's latest
+    /// fails with [`BrokerError::ProducerFenced`]; a batch that does not continue its
+    /// producer's sequence with [`BrokerError::OutOfOrderSequence`]. A refused request stores
+    /// nothing. A producer the partition does not know (or has forgotten) may start at any
+    /// sequence, as with Kafka 2.5 and later.
     #[tracing::instrument(level = "debug", name = "produce_batches", skip(self, batches), fields(bytes = batches.len()))]
     pub fn submit_batches(
         &self,
@@ -492,12 +522,16 @@ impl Broker {
             max_records: self.config.limits.max_records_per_request,
             max_decompressed_bytes: self.config.limits.max_decompressed_batch_bytes,
         };
-        let record_count = raw_batch::validate(&batches, limits)?;
+        let checked = raw_batch::validate(&batches, limits)?;
         self.admit(
             topic,
             submitted,
-            vec![(partition, record_count)],
-            vec![(target, batches)],
+            vec![(partition, checked.records)],
+            vec![in_flight::Batch {
+                partition: target,
+                bytes: batches,
+                idempotent: checked.idempotent,
+            }],
         )
     }
 
@@ -515,6 +549,44 @@ impl Broker {
             .await?;
         // One entry per partition written: exactly one here.
         appended.pop().ok_or(BrokerError::EmptyBatch)
+    }
+
+    /// Hands out an idempotent producer's identity (Kafka's `InitProducerId` without a
+    /// transactional id): a producer id no producer of this data directory had before, even
+    /// across crashes, and epoch 0. The id is taken from a block reserved in the data
+    /// directory's `producer-ids` file, written and fsynced before the block's first id is
+    /// handed out (on a blocking thread).
+    ///
+    /// As in Kafka, a request without a transactional id always gets a new producer id,
+    /// whatever producer id and epoch it carries: an idempotent producer bumps its epoch
+    /// itself (KIP-360), and a partition accepts a newer epoch whose first batch starts at
+    /// sequence 0. A transactional id is refused with [`BrokerError::TransactionsUnsupported`]
+    /// (an empty one with [`BrokerError::InvalidRequest`]).
+    pub async fn init_producer_id(
+        &self,
+        transactional_id: Option<&str>,
+    ) -> Result<ProducerIdentity, BrokerError> {
+        self.check_running()?;
+        match transactional_id {
+            None => {}
+            Some("") => {
+                return Err(BrokerError::invalid_request(
+                    "transactional_id",
+                    "is empty; leave it unset for an idempotent producer",
+                ));
+            }
+            Some(id) => {
+                return Err(BrokerError::TransactionsUnsupported {
+                    transactional_id: id.to_owned(),
+                });
+            }
+        }
+        let ids = Arc::clone(&self.producer_ids);
+        let producer_id = join(tokio::task::spawn_blocking(move || ids.allocate())).await??;
+        Ok(ProducerIdentity {
+            producer_id,
+            epoch: 0,
+        })
     }
 
     /// Reads whole record batches from `offset`, up to `max_bytes` (capped by

@@ -8,7 +8,7 @@ use std::time::Duration;
 use sluice_storage::batch::DEFAULT_MAX_DECOMPRESSED_BYTES;
 use sluice_storage::{FlushPolicy, LogConfig, TimestampType};
 
-use crate::{BrokerError, GroupConfig};
+use crate::{BrokerError, GroupConfig, ProducerConfig};
 
 /// `retention.ms`: delete sealed segments older than this; `-1` keeps them forever.
 pub const RETENTION_MS: &str = "retention.ms";
@@ -343,6 +343,8 @@ pub struct BrokerConfig {
     pub retention_check_interval: Duration,
     /// Consumer group session, rebalance and heartbeat timing.
     pub groups: GroupConfig,
+    /// How long and how many idempotent producers each partition remembers.
+    pub producers: ProducerConfig,
 }
 
 impl BrokerConfig {
@@ -354,6 +356,7 @@ impl BrokerConfig {
             limits: Limits::default(),
             retention_check_interval: Duration::from_secs(300),
             groups: GroupConfig::default(),
+            producers: ProducerConfig::default(),
         }
     }
 }

@@ -400,6 +400,62 @@ pub enum BrokerError {
         /// How long it waited: `produce_wait`.
         waited: Duration,
     },
+    /// An idempotent producer's batch carries an epoch older than the latest the partition
+    /// has from that producer id: a newer instance of the producer took over, and this one
+    /// is fenced. Nothing of the request was stored. Kafka: `INVALID_PRODUCER_EPOCH` (47).
+    #[error(
+        "producer {producer_id} is fenced on partition {partition} of topic {topic:?}: its          batch has epoch {epoch}, older than the epoch {current_epoch} the partition has seen"
+    )]
+    ProducerFenced {
+        /// The partition's topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// The producer id.
+        producer_id: i64,
+        /// The batch's epoch.
+        epoch: i16,
+        /// The producer's latest epoch on the partition.
+        current_epoch: i16,
+    },
+    /// An idempotent producer's batch does not start at the sequence number after the last
+    /// one the partition stored from it (or at 0, for a new epoch), and repeats none of its
+    /// last five batches. Nothing of the request was stored. Kafka:
+    /// `OUT_OF_ORDER_SEQUENCE_NUMBER` (45).
+    #[error(
+        "out-of-order sequence from producer {producer_id} (epoch {epoch}) on partition          {partition} of topic {topic:?}: the batch starts at sequence {sequence}, but          {expected} was expected"
+    )]
+    OutOfOrderSequence {
+        /// The partition's topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// The producer id.
+        producer_id: i64,
+        /// The batch's epoch.
+        epoch: i16,
+        /// The batch's first sequence number.
+        sequence: i32,
+        /// The sequence number it had to start at.
+        expected: i32,
+    },
+    /// A producer asked for a transactional id: transactions are not supported.
+    #[error(
+        "transactions are not supported (transactional id {transactional_id:?}): use an          idempotent producer without a transactional id"
+    )]
+    TransactionsUnsupported {
+        /// The transactional id asked for.
+        transactional_id: String,
+    },
+    /// The data directory's producer id allocation (`producer-ids`) is unreadable or used
+    /// up, so no id can be handed out without risking one handed out before.
+    #[error("producer ids in {}: {reason}", path.display())]
+    ProducerIds {
+        /// The allocation file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// A produce request is larger than the broker's whole in-flight budget, so it could
     /// never be admitted.
     #[error("produce of {size} bytes exceeds max_in_flight_bytes = {limit}")]
@@ -449,10 +505,16 @@ pub enum ErrorKind {
     ResourceExhausted,
     /// The state does not allow the operation (for example a group that still has members).
     FailedPrecondition,
-    /// A group member that is stale: unknown, expired, replaced or of an old generation.
+    /// A group member that is stale (unknown, expired, replaced or of an old generation), or
+    /// an idempotent producer of an older epoch than the latest.
     Fenced,
     /// A group is rebalancing: the member must rejoin (or retry once the rebalance is over).
     RebalanceInProgress,
+    /// The request conflicts with what the same client sent before, in a way a plain retry
+    /// cannot fix (an idempotent producer's sequence gap): the client must resynchronise.
+    Conflict,
+    /// A feature the broker does not offer (transactions).
+    Unsupported,
     /// The broker or the partition cannot serve now (shutting down, failed log); retry later.
     Unavailable,
     /// Stored data failed its checks and is not served.
@@ -494,8 +556,11 @@ impl BrokerError {
             | BrokerError::StaleGeneration { .. }
             | BrokerError::IllegalGeneration { .. }
             | BrokerError::SessionExpired { .. }
-            | BrokerError::MemberFenced { .. } => ErrorKind::Fenced,
+            | BrokerError::MemberFenced { .. }
+            | BrokerError::ProducerFenced { .. } => ErrorKind::Fenced,
             BrokerError::RebalanceInProgress { .. } => ErrorKind::RebalanceInProgress,
+            BrokerError::OutOfOrderSequence { .. } => ErrorKind::Conflict,
+            BrokerError::TransactionsUnsupported { .. } => ErrorKind::Unsupported,
             BrokerError::TooManySubscriptions { .. }
             | BrokerError::Overloaded { .. }
             | BrokerError::GroupFull { .. } => ErrorKind::ResourceExhausted,
@@ -507,7 +572,9 @@ impl BrokerError {
             BrokerError::Storage(storage) => storage_kind(storage),
             BrokerError::Io { source, .. } => io_kind(source),
             BrokerError::CommitFailed { source, .. } => source.kind(),
-            BrokerError::Metadata { .. } | BrokerError::DataDirLocked { .. } => ErrorKind::Internal,
+            BrokerError::Metadata { .. }
+            | BrokerError::DataDirLocked { .. }
+            | BrokerError::ProducerIds { .. } => ErrorKind::Internal,
         }
     }
 
@@ -720,6 +787,48 @@ mod tests {
             },
             ErrorKind::ResourceExhausted,
             &["groups.max_members = 1000"],
+        );
+    }
+
+    #[test]
+    fn idempotent_producer_errors_map_to_kinds() {
+        check(
+            BrokerError::ProducerFenced {
+                topic: "t".into(),
+                partition: 2,
+                producer_id: 7,
+                epoch: 1,
+                current_epoch: 3,
+            },
+            ErrorKind::Fenced,
+            &["producer 7", "partition 2", "\"t\"", "epoch 1", "epoch 3"],
+        );
+        check(
+            BrokerError::OutOfOrderSequence {
+                topic: "t".into(),
+                partition: 0,
+                producer_id: 7,
+                epoch: 0,
+                sequence: 12,
+                expected: 5,
+            },
+            ErrorKind::Conflict,
+            &["producer 7", "sequence 12", "5 was expected"],
+        );
+        check(
+            BrokerError::TransactionsUnsupported {
+                transactional_id: "tx-1".into(),
+            },
+            ErrorKind::Unsupported,
+            &["transactions are not supported", "tx-1"],
+        );
+        check(
+            BrokerError::ProducerIds {
+                path: PathBuf::from("data/producer-ids"),
+                reason: "garbled".into(),
+            },
+            ErrorKind::Internal,
+            &["data/producer-ids", "garbled"],
         );
     }
 

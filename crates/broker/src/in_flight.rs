@@ -37,8 +37,14 @@ const WAITING_GAUGE: &str = "sluice_produce_waiting_requests";
 /// Counter of produce requests refused because they waited out `produce_wait`.
 const OVERLOADED_COUNTER: &str = "sluice_produce_overloaded_total";
 
-/// One partition's batch of a produce request.
-pub(crate) type Batch = (Arc<Partition>, BytesMut);
+/// One partition's batch (or batches) of a produce request.
+#[derive(Debug)]
+pub(crate) struct Batch {
+    pub(crate) partition: Arc<Partition>,
+    pub(crate) bytes: BytesMut,
+    /// Whether a batch of it names an idempotent producer, for its writer to check.
+    pub(crate) idempotent: bool,
+}
 
 /// The budget, shared by every partition of the broker.
 #[derive(Debug)]
@@ -120,7 +126,7 @@ impl InFlight {
 
     /// Takes room for `batches` and queues them, or puts the request in line for room.
     pub(crate) fn admit(self: &Arc<Self>, batches: Vec<Batch>) -> Result<Admission, BrokerError> {
-        let bytes = batches.iter().map(|(_, b)| b.len()).sum::<usize>();
+        let bytes = batches.iter().map(|b| b.bytes.len()).sum::<usize>();
         if bytes > self.limit {
             return Err(BrokerError::ProduceTooLarge {
                 size: bytes,
@@ -252,14 +258,20 @@ impl InFlight {
         st.used += bytes;
         metrics::gauge!(IN_FLIGHT_GAUGE).set(st.used as f64);
         let mut appends = Vec::with_capacity(batches.len());
-        for (partition, batch) in batches {
+        for Batch {
+            partition,
+            bytes,
+            idempotent,
+        } in batches
+        {
             let (reply, done) = oneshot::channel();
             let permit = Permit {
                 budget: Arc::clone(self),
-                bytes: batch.len(),
+                bytes: bytes.len(),
             };
             if let Err(refused) = partition.enqueue(AppendJob {
-                batch,
+                batch: bytes,
+                idempotent,
                 reply,
                 permit,
             }) {

@@ -3,7 +3,8 @@
 //! Maps topics to partitions and partitions to [`sluice_storage::Log`]s, and
 //! gives produce and fetch their semantics: Kafka's default partitioner,
 //! server-side timestamps, per-record size limits, long-poll fetches woken by
-//! appends, topic metadata that survives restarts, and the periodic flushing,
+//! appends, idempotent producers (Kafka's deduplication, fencing and sequence checks),
+//! topic metadata that survives restarts, and the periodic flushing,
 //! checkpointing and retention the logs need.
 //!
 //! ```no_run
@@ -49,6 +50,7 @@ mod lookup;
 mod metadata;
 mod name;
 mod produce;
+mod producers;
 mod raw_batch;
 mod reservations;
 mod subscriptions;
@@ -72,6 +74,7 @@ pub use groups::{
 pub use lifecycle::Draining;
 pub use name::validate_topic_name;
 pub use produce::{NewRecord, ProduceRecord};
+pub use producers::{ProducerConfig, ProducerIdentity};
 pub use sluice_partitioner::{murmur2, partition_for_key};
 pub use sluice_storage::TimestampType;
 pub use sluice_storage::batch::{Compression, RecordView};

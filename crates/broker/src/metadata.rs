@@ -4,8 +4,9 @@
 //! data_dir/
 //!   .lock                      held (flock) while a broker has the directory open
 //!   cluster.id                 the cluster id, made at the first open (cluster.rs)
+//!   producer-ids               "v1 <end>": the end of the producer ids reserved so far
 //!   topics/<name>/topic.json   TopicMeta, written atomically; its presence commits the topic
-//!   topics/<name>/<partition>/ partition logs
+//!   topics/<name>/<partition>/ partition logs, and each one's producer-state snapshot
 //!   trash/                     topics being deleted; emptied at open
 //! ```
 

@@ -39,26 +39,37 @@ pub(crate) struct RawLimits {
     pub(crate) max_decompressed_bytes: usize,
 }
 
+/// What the headers of a valid request say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Checked {
+    /// Records of all its batches.
+    pub(crate) records: u32,
+    /// Whether a batch names an idempotent producer (producer id 0 or more).
+    pub(crate) idempotent: bool,
+}
+
 /// Checks that `buf` holds one or more whole RecordBatch v2 batches and nothing else, each
-/// within `limits`; returns how many records they hold.
+/// within `limits`; returns how many records they hold and whether any is idempotent.
 ///
 /// Checked per batch: the magic byte (2), the batch length against the bytes present (no
 /// partial batch, no trailing bytes), the attributes (codec 0-4, no transaction or control
 /// flag), the record count against `last_offset_delta + 1`, the total size as sent (so
-/// compressed, if it is) against `max.message.bytes` ([`BrokerError::BatchTooLarge`]), and
-/// the first and max timestamps (non-negative, or -1 for none; max not below first). A
-/// compressed batch's CRC (field `crc`) and records (field `records`: they must decompress,
-/// to at most `max_decompressed_bytes` ([`BrokerError::DecompressedTooLarge`]), and be
-/// exactly `record_count` well-framed records) are checked too. Then the sum of record
-/// counts against
+/// compressed, if it is) against `max.message.bytes` ([`BrokerError::BatchTooLarge`]), the
+/// first and max timestamps (non-negative, or -1 for none; max not below first), and the
+/// producer fields (a producer id of -1, or one of 0 or more with an epoch and a base
+/// sequence of 0 or more). A compressed batch's CRC (field `crc`) and records (field
+/// `records`: they must decompress, to at most `max_decompressed_bytes`
+/// ([`BrokerError::DecompressedTooLarge`]), and be exactly `record_count` well-framed
+/// records) are checked too. Then the sum of record counts against
 /// `max_records_per_request` ([`BrokerError::TooManyRecords`]). Any other failure is a
 /// [`BrokerError::InvalidBatch`] naming the field; an empty buffer is
 /// [`BrokerError::EmptyBatch`].
-pub(crate) fn validate(buf: &[u8], limits: RawLimits) -> Result<u32, BrokerError> {
+pub(crate) fn validate(buf: &[u8], limits: RawLimits) -> Result<Checked, BrokerError> {
     if buf.is_empty() {
         return Err(BrokerError::EmptyBatch);
     }
     let (mut pos, mut index, mut records) = (0usize, 0usize, 0u64);
+    let mut idempotent = false;
     while pos < buf.len() {
         let at = |reason: String| format!("batch {index} at byte {pos}: {reason}");
         let rest = &buf[pos..];
@@ -110,6 +121,8 @@ pub(crate) fn validate(buf: &[u8], limits: RawLimits) -> Result<u32, BrokerError
                     other => other,
                 })?;
         }
+        check_producer(&header).map_err(|(field, reason)| invalid(field, at(reason)))?;
+        idempotent |= header.producer_id >= 0;
         // `parse` guarantees 1 <= record_count.
         records += u64::from(header.record_count.unsigned_abs());
         pos += total;
@@ -122,7 +135,44 @@ pub(crate) fn validate(buf: &[u8], limits: RawLimits) -> Result<u32, BrokerError
             limit: limits.max_records,
         });
     }
-    Ok(u32::try_from(records).unwrap_or(u32::MAX))
+    Ok(Checked {
+        records: u32::try_from(records).unwrap_or(u32::MAX),
+        idempotent,
+    })
+}
+
+/// A batch names no producer (id -1), or an idempotent one: id, epoch and base sequence all
+/// 0 or more.
+fn check_producer(header: &BatchHeader) -> Result<(), (&'static str, String)> {
+    let id = header.producer_id;
+    if id < -1 {
+        return Err((
+            "producer_id",
+            format!("is {id}; expected -1 (none) or an id from InitProducerId (0 or more)"),
+        ));
+    }
+    if id == -1 {
+        return Ok(());
+    }
+    if header.producer_epoch < 0 {
+        return Err((
+            "producer_epoch",
+            format!(
+                "is {} for producer {id}; an idempotent producer's epoch is 0 or more",
+                header.producer_epoch
+            ),
+        ));
+    }
+    if header.base_sequence < 0 {
+        return Err((
+            "base_sequence",
+            format!(
+                "is {} for producer {id}; an idempotent producer's sequence numbers are 0 or more",
+                header.base_sequence
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The first and max timestamps must each be a time (non-negative) or -1 ("none"), and the
@@ -249,7 +299,7 @@ mod tests {
         batch
     }
 
-    fn field_of(result: Result<u32, BrokerError>) -> (&'static str, String) {
+    fn field_of(result: Result<Checked, BrokerError>) -> (&'static str, String) {
         match result {
             Err(BrokerError::InvalidBatch { field, reason }) => (field, reason),
             other => panic!("expected InvalidBatch, got {other:?}"),
@@ -261,7 +311,13 @@ mod tests {
         let mut buf = batch(3);
         buf.extend(batch(1));
         buf.extend(batch(5));
-        assert_eq!(validate(&buf, LIMITS).expect("valid"), 9);
+        assert_eq!(
+            validate(&buf, LIMITS).expect("valid"),
+            Checked {
+                records: 9,
+                idempotent: false
+            }
+        );
     }
 
     #[test]
@@ -398,7 +454,7 @@ mod tests {
             let mut buf = compressed(&batch(30), codec);
             buf.extend(batch(2));
             buf.extend(compressed(&batch(1), codec));
-            assert_eq!(validate(&buf, LIMITS).expect("valid"), 33, "{codec:?}");
+            assert_eq!(validate(&buf, LIMITS).expect("valid").records, 33, "{codec:?}");
         }
     }
 
@@ -463,7 +519,7 @@ mod tests {
             max_message_bytes: packed.len(),
             ..LIMITS
         };
-        assert_eq!(validate(&packed, limits).expect("fits compressed"), 50);
+        assert_eq!(validate(&packed, limits).expect("fits compressed").records, 50);
         assert!(matches!(
             validate(&plain, limits),
             Err(BrokerError::BatchTooLarge { .. })
@@ -479,7 +535,7 @@ mod tests {
         };
         let mut two = one.clone();
         two.extend(&one);
-        assert_eq!(validate(&two, limits).expect("each batch fits"), 8);
+        assert_eq!(validate(&two, limits).expect("each batch fits").records, 8);
         let limits = RawLimits {
             max_message_bytes: one.len() - 1,
             ..LIMITS
@@ -529,6 +585,37 @@ mod tests {
         let (field, reason) = field_of(validate(&backwards, LIMITS));
         assert_eq!(field, "max_timestamp");
         assert!(reason.contains("below base_timestamp 1000"), "{reason}");
+    }
+
+    #[test]
+    fn checks_the_producer_fields() {
+        let idempotent = |id: i64, epoch: i16, seq: i32| {
+            let mut builder = RecordBatchBuilder::new().with_producer(id, epoch, seq);
+            builder
+                .push(1, None, Some(b"v"), std::iter::empty())
+                .expect("push");
+            builder.finish().expect("a batch").to_vec()
+        };
+        let mut buf = batch(2);
+        buf.extend(idempotent(5, 0, 0));
+        assert_eq!(
+            validate(&buf, LIMITS).expect("valid"),
+            Checked {
+                records: 3,
+                idempotent: true
+            }
+        );
+        // Without a producer id, the epoch and sequence are not looked at.
+        assert!(validate(&idempotent(-1, -7, -9), LIMITS).is_ok_and(|c| !c.idempotent));
+        for (id, epoch, seq, field, needle) in [
+            (-2, 0, 0, "producer_id", "is -2"),
+            (5, -1, 0, "producer_epoch", "is -1 for producer 5"),
+            (5, 0, -1, "base_sequence", "is -1 for producer 5"),
+        ] {
+            let (got, reason) = field_of(validate(&idempotent(id, epoch, seq), LIMITS));
+            assert_eq!(got, field);
+            assert!(reason.contains(needle), "{reason}");
+        }
     }
 
     #[test]

@@ -7,13 +7,13 @@ use std::sync::{Arc, OnceLock};
 
 use sluice_storage::batch::MAX_BATCH_LEN;
 use sluice_storage::io::FileIo;
-use sluice_storage::{AppendInfo, Log, StorageError};
+use sluice_storage::{AppendInfo, Log};
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 
 use crate::append_queue::{AppendJob, AppendQueue};
-
 use crate::metadata::{self, DataDir, TopicMeta};
+use crate::producers::Producers;
 use crate::{BrokerConfig, BrokerError, TopicConfig};
 
 /// A topic and its partition count, as listed.
@@ -132,11 +132,13 @@ pub(crate) struct Partition {
     /// Set once when the append task panicked: the partition then answers every request
     /// with [`BrokerError::PartitionUnavailable`] naming it, until a restart.
     fault: OnceLock<String>,
+    /// The idempotent producers writing to it.
+    producers: Producers,
     traffic: TrafficCounters,
 }
 
 impl Partition {
-    fn new(topic: &str, id: u32, log: Result<Log, String>) -> Partition {
+    fn new(topic: &str, id: u32, log: Result<Log, String>, producers: Producers) -> Partition {
         Partition {
             id,
             topic: topic.to_owned(),
@@ -144,19 +146,34 @@ impl Partition {
             changed: watch::Sender::new(()),
             appends: OnceLock::new(),
             fault: OnceLock::new(),
+            producers,
             traffic: TrafficCounters::default(),
         }
     }
 
-    /// Counts the appends of `batches` that succeeded (`results` in the same order).
-    pub(crate) fn count_appended<B: AsRef<[u8]>>(
+    /// The name of the partition's topic.
+    pub(crate) fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The idempotent producers writing to the partition.
+    pub(crate) fn producers(&self) -> &Producers {
+        &self.producers
+    }
+
+    /// Counts the appends of `batches` that were written (`results` in the same order; the
+    /// appends at `answered` were answered without being written).
+    pub(crate) fn count_appended<B: AsRef<[u8]>, E>(
         &self,
         batches: &[B],
-        results: &[Result<AppendInfo, StorageError>],
+        results: &[Result<AppendInfo, E>],
+        answered: &[usize],
     ) {
         let (mut records, mut bytes) = (0, 0);
-        for (batch, result) in batches.iter().zip(results) {
-            if let Ok(info) = result {
+        for (index, (batch, result)) in batches.iter().zip(results).enumerate() {
+            if let Ok(info) = result
+                && !answered.contains(&index)
+            {
                 records += info.record_count;
                 bytes += batch.as_ref().len() as u64;
             }
@@ -317,7 +334,7 @@ impl Topic {
         let partitions = (0..meta.partitions)
             .map(|id| {
                 let dir = dirs.partition(&meta.name, id);
-                let log = Log::open_with_io(dir, log_config.clone(), Arc::clone(io)).map_err(|e| {
+                let log = Log::open_with_io(&dir, log_config.clone(), Arc::clone(io)).map_err(|e| {
                     tracing::error!(
                         topic = %meta.name,
                         partition = id,
@@ -326,7 +343,11 @@ impl Topic {
                     );
                     e.to_string()
                 });
-                Arc::new(Partition::new(&meta.name, id, log))
+                let state = match &log {
+                    Ok(log) => Producers::recover(&dir, log, &broker.producers, Arc::clone(io)),
+                    Err(_) => Producers::empty(&dir, &broker.producers, Arc::clone(io)),
+                };
+                Arc::new(Partition::new(&meta.name, id, log, state))
             })
             .collect();
         Ok(Topic {
@@ -388,7 +409,8 @@ impl Topic {
         metadata::remove_path(&trashed)
     }
 
-    /// Closes every partition log cleanly; reports the first failure after trying them all.
+    /// Closes every partition log cleanly, then (unless the topic is being deleted) writes
+    /// its producer-state snapshot; reports the first failure after trying them all.
     /// Blocking.
     pub(crate) fn close(&self) -> Result<(), BrokerError> {
         let mut first = Ok(());
@@ -396,7 +418,14 @@ impl Topic {
             let Some(log) = partition.opened() else {
                 continue;
             };
-            if let Err(e) = log.close() {
+            let closed = log.close().map_err(BrokerError::from).and_then(|()| {
+                if self.is_deleted() {
+                    Ok(())
+                } else {
+                    partition.producers().closed(log)
+                }
+            });
+            if let Err(e) = closed {
                 tracing::warn!(
                     topic = %self.meta.name,
                     partition = partition.id,
@@ -404,7 +433,7 @@ impl Topic {
                     "closing partition log failed"
                 );
                 if first.is_ok() {
-                    first = Err(e.into());
+                    first = Err(e);
                 }
             }
         }

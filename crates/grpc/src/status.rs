@@ -53,6 +53,9 @@ fn broker_code(err: &BrokerError) -> Code {
         ErrorKind::TooLarge | ErrorKind::ResourceExhausted => Code::ResourceExhausted,
         ErrorKind::FailedPrecondition | ErrorKind::Fenced => Code::FailedPrecondition,
         ErrorKind::RebalanceInProgress => Code::Aborted,
+        // gRPC's code for "a sequencer check failed": retrying the same call will not help.
+        ErrorKind::Conflict => Code::Aborted,
+        ErrorKind::Unsupported => Code::Unimplemented,
         ErrorKind::Unavailable => Code::Unavailable,
         ErrorKind::DataLoss => Code::DataLoss,
         _ => Code::Internal,
@@ -297,6 +300,40 @@ mod tests {
             source: std::sync::Arc::new(BrokerError::ShuttingDown),
         };
         check(failed_write, Code::Unavailable, &["\"g\""]);
+    }
+
+    #[test]
+    fn idempotent_producer_errors_map_to_codes() {
+        check(
+            BrokerError::ProducerFenced {
+                topic: "t".into(),
+                partition: 1,
+                producer_id: 7,
+                epoch: 0,
+                current_epoch: 2,
+            },
+            Code::FailedPrecondition,
+            &["producer 7", "fenced"],
+        );
+        check(
+            BrokerError::OutOfOrderSequence {
+                topic: "t".into(),
+                partition: 1,
+                producer_id: 7,
+                epoch: 0,
+                sequence: 9,
+                expected: 4,
+            },
+            Code::Aborted,
+            &["sequence 9", "4 was expected"],
+        );
+        check(
+            BrokerError::TransactionsUnsupported {
+                transactional_id: "tx".into(),
+            },
+            Code::Unimplemented,
+            &["transactions are not supported"],
+        );
     }
 
     #[test]

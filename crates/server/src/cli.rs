@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use sluice_kafka::Advertised;
 
-use crate::config::{GroupSettings, KafkaSettings, LimitSettings, ListenAddr, LogFormat, Settings};
+use crate::config::{
+    GroupSettings, KafkaSettings, LimitSettings, ListenAddr, LogFormat, ProducerSettings, Settings,
+};
 
 /// Flags of `sluice serve`. Each overrides the same setting from the environment and the
 /// config file.
@@ -106,13 +108,15 @@ impl ServeArgs {
                 produce_wait_ms: self.produce_wait_ms,
                 max_decompressed_batch_bytes: self.max_decompressed_batch_bytes,
             },
-            // Group timing is set in the config file or the environment only.
+            // Group timing and producer memory are set in the config file or the environment
+            // only.
             groups: GroupSettings::default(),
             kafka: KafkaSettings {
                 listen: self.kafka_listen,
                 advertised: self.kafka_advertised.clone(),
                 ..KafkaSettings::default()
             },
+            producers: ProducerSettings::default(),
             topic_defaults: self.topic_defaults.iter().cloned().collect(),
         }
     }

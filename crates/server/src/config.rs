@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use clap::ValueEnum;
 use serde::{Deserialize, Deserializer};
-use sluice_broker::{BrokerConfig, GroupConfig, Limits, TopicConfig};
+use sluice_broker::{BrokerConfig, GroupConfig, Limits, ProducerConfig, TopicConfig};
 use sluice_kafka::{Advertised, KafkaConfig};
 
 use crate::cli::ServeArgs;
@@ -164,6 +164,9 @@ pub struct Settings {
     /// `[kafka]`: the Kafka listener.
     #[serde(default)]
     pub kafka: KafkaSettings,
+    /// `[producers]`: how long and how many idempotent producers partitions remember.
+    #[serde(default)]
+    pub producers: ProducerSettings,
     /// `[topic_defaults]`: Kafka topic config keys and values for topics that do not
     /// override them.
     #[serde(default, deserialize_with = "scalar_map")]
@@ -407,6 +410,50 @@ impl GroupSettings {
     }
 }
 
+/// The `[producers]` table: how partitions remember idempotent producers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProducerSettings {
+    /// How long a partition remembers a producer it has not heard from, in milliseconds
+    /// (Kafka's `producer.id.expiration.ms`).
+    pub id_expiration_ms: Option<u64>,
+    /// Most producers one partition remembers.
+    pub max_per_partition: Option<usize>,
+}
+
+impl ProducerSettings {
+    /// These settings with every one of `higher` that is set taking precedence.
+    fn overlay(self, higher: ProducerSettings) -> ProducerSettings {
+        ProducerSettings {
+            id_expiration_ms: higher.id_expiration_ms.or(self.id_expiration_ms),
+            max_per_partition: higher.max_per_partition.or(self.max_per_partition),
+        }
+    }
+
+    /// The broker's producer config: the defaults with these settings applied, checked.
+    fn resolve(&self) -> Result<ProducerConfig, ServerError> {
+        let defaults = ProducerConfig::default();
+        let config = ProducerConfig {
+            id_expiration: self
+                .id_expiration_ms
+                .map_or(defaults.id_expiration, Duration::from_millis),
+            max_per_partition: self.max_per_partition.unwrap_or(defaults.max_per_partition),
+        };
+        config.validate().map_err(ServerError::Producers)?;
+        Ok(config)
+    }
+
+    /// Sets `name` (a field name) from text; `false` when there is no such field.
+    fn set(&mut self, key: &str, name: &str, value: &str) -> Result<bool, ServerError> {
+        match name {
+            "id_expiration_ms" => self.id_expiration_ms = Some(parse(key, value)?),
+            "max_per_partition" => self.max_per_partition = Some(parse(key, value)?),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
 impl Settings {
     /// Reads a TOML config file.
     pub fn from_file(path: &Path) -> Result<Settings, ServerError> {
@@ -436,6 +483,7 @@ impl Settings {
             limits: self.limits.overlay(higher.limits),
             groups: self.groups.overlay(higher.groups),
             kafka: self.kafka.overlay(higher.kafka),
+            producers: self.producers.overlay(higher.producers),
             topic_defaults,
         }
     }
@@ -488,6 +536,8 @@ impl Settings {
                     return self.groups.set(key, name, value);
                 } else if let Some(name) = key.strip_prefix("kafka.") {
                     return self.kafka.set(key, name, value);
+                } else if let Some(name) = key.strip_prefix("producers.") {
+                    return self.producers.set(key, name, value);
                 } else {
                     return Ok(false);
                 }
@@ -573,6 +623,7 @@ impl Settings {
         broker.limits = limits;
         broker.groups = self.groups.resolve()?;
         let (kafka_listen, kafka) = self.kafka.resolve()?;
+        broker.producers = self.producers.resolve()?;
         broker.retention_check_interval = match self.retention_check_interval_ms {
             None => broker.retention_check_interval,
             Some(0) => {
@@ -679,7 +730,8 @@ impl Environment {
 /// `SLUICE_LIMITS_MAX_WAIT_MS` -> `limits.max_wait_ms`,
 /// `SLUICE_TOPIC_DEFAULTS_MAX_MESSAGE_BYTES` -> `topic_defaults.max.message.bytes`,
 /// `SLUICE_GROUPS_HEARTBEAT_INTERVAL_MS` -> `groups.heartbeat_interval_ms`,
-/// `SLUICE_KAFKA_LISTEN` -> `kafka.listen`.
+/// `SLUICE_KAFKA_LISTEN` -> `kafka.listen`,
+/// `SLUICE_PRODUCERS_ID_EXPIRATION_MS` -> `producers.id_expiration_ms`.
 fn setting_key(env_name: &str) -> String {
     let name = env_name
         .strip_prefix(ENV_PREFIX)
@@ -693,6 +745,8 @@ fn setting_key(env_name: &str) -> String {
         format!("groups.{group}")
     } else if let Some(kafka) = name.strip_prefix("kafka_") {
         format!("kafka.{kafka}")
+    } else if let Some(producer) = name.strip_prefix("producers_") {
+        format!("producers.{producer}")
     } else {
         name
     }
@@ -1114,6 +1168,45 @@ mod tests {
             setting_key("SLUICE_TOPIC_DEFAULTS_MAX_MESSAGE_BYTES"),
             "topic_defaults.max.message.bytes"
         );
+        assert_eq!(
+            setting_key("SLUICE_PRODUCERS_ID_EXPIRATION_MS"),
+            "producers.id_expiration_ms"
+        );
+    }
+
+    #[test]
+    fn producer_settings_come_from_file_and_env_and_are_checked() {
+        let config = ServerConfig::load(&ServeArgs::default(), env(&[])).expect("load");
+        assert_eq!(config.broker.producers, ProducerConfig::default());
+        let file = config_file(
+            r#"
+            [producers]
+            id_expiration_ms = 60000
+            max_per_partition = 50
+            "#,
+        );
+        let vars = env(&[("SLUICE_PRODUCERS_MAX_PER_PARTITION", "70")]);
+        let config = ServerConfig::load(&args_with_file(&file), vars).expect("load");
+        assert_eq!(
+            config.broker.producers.id_expiration,
+            Duration::from_secs(60)
+        );
+        assert_eq!(config.broker.producers.max_per_partition, 70);
+        for (name, needle) in [
+            (
+                "SLUICE_PRODUCERS_ID_EXPIRATION_MS",
+                "producers.id_expiration",
+            ),
+            (
+                "SLUICE_PRODUCERS_MAX_PER_PARTITION",
+                "producers.max_per_partition",
+            ),
+        ] {
+            let err = ServerConfig::load(&ServeArgs::default(), env(&[(name, "0")]))
+                .expect_err("0 refused");
+            assert!(matches!(err, ServerError::Producers(_)), "{err}");
+            assert!(err.to_string().contains(needle), "{err}");
+        }
     }
 
     #[test]

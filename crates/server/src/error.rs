@@ -46,6 +46,9 @@ pub enum ServerError {
     /// A `[groups]` setting is out of range.
     #[error("invalid [groups]: {0}")]
     Groups(#[source] BrokerError),
+    /// A `[producers]` setting is out of range.
+    #[error("invalid [producers]: {0}")]
+    Producers(#[source] BrokerError),
     /// The log filter does not parse.
     #[error("invalid log filter {filter:?}: {source}")]
     LogFilter {

@@ -116,6 +116,11 @@ fn describe() {
         Unit::Bytes,
         "Bytes per appended batch (one batch per partition of a produce request)."
     );
+    describe_counter!(
+        "sluice_produce_duplicates_total",
+        Unit::Count,
+        "Idempotent producers' retries of batches stored before, answered with their original offsets and not stored again."
+    );
     describe_gauge!(
         "sluice_grpc_connections",
         Unit::Count,

@@ -43,6 +43,7 @@ impl Running {
             data_dir: Some(data.path().to_owned()),
             listen: Some("127.0.0.1:0".parse()?),
             metrics_listen: Some(ListenAddr::Addr("127.0.0.1:0".parse()?)),
+            kafka_listen: Some(ListenAddr::Addr("127.0.0.1:0".parse()?)),
             ..ServeArgs::default()
         };
         let env = [

@@ -25,7 +25,7 @@ mod segment;
 
 pub use config::{FlushPolicy, LogConfig, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES, TimestampType};
 pub use error::{BatchError, StorageError};
-pub use log::{AppendInfo, Log, ReadResult, RetentionOutcome};
+pub use log::{AppendFilter, AppendInfo, Log, ReadResult, RetentionOutcome};
 
 /// Result alias for storage operations.
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;

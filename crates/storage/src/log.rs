@@ -10,7 +10,9 @@
 //! 2. [`Log`]'s `durable` mutex: the fsynced offset. Held across the fsyncs of a group
 //!    commit, [`Log::checkpoint`] and [`Log::close`].
 //! 3. [`Log`]'s `writer` mutex: one append at a time. Held across the append's write and a
-//!    roll's file creation, directory fsync and index sealing.
+//!    roll's file creation, directory fsync and index sealing, and across the calls of an
+//!    [`AppendFilter`], which may take locks of their own only if those are leaves: taken
+//!    with no other lock of theirs held, and never held while calling into the log.
 //! 4. [`Log`]'s `state` `RwLock`: what readers see (segment list, high watermark). Held only
 //!    to copy or change those, never across I/O.
 //! 5. A segment's offset `index` or its `time_index` `RwLock` (crate `segment`). These are
@@ -49,6 +51,40 @@ pub struct AppendInfo {
     pub record_count: u64,
     /// Largest record timestamp among them.
     pub max_timestamp: i64,
+}
+
+/// Decides, append by append and under the log's writer lock, which appends of
+/// [`Log::append_all_filtered`] are written: each is judged knowing how every earlier append
+/// of the same call ended. The broker's idempotent-producer checks run here, so that
+/// pipelined appends are judged in the order they are written.
+pub trait AppendFilter {
+    /// What an append the filter answers itself reports; storage errors convert into it.
+    type Error: From<StorageError>;
+
+    /// Called for append `index` once its batches passed validation (headers, CRC) and every
+    /// earlier append of the call was written or failed. `None` writes it; `Some(result)`
+    /// reports `result` for it instead and writes nothing. Runs under the writer lock: it must
+    /// not call into the log (see the lock order).
+    fn admit(&mut self, index: usize, batches: &[u8]) -> Option<Result<AppendInfo, Self::Error>>;
+
+    /// Told how the write of admitted append `index` went, its batches now carrying their
+    /// base offsets, before the next append is offered. Under [`FlushPolicy::Fsync`] the
+    /// fsync comes after every write of the call, so an append written here may still end
+    /// with a failed sync (which latches the log).
+    fn written(&mut self, index: usize, batches: &[u8], result: &Result<AppendInfo>);
+}
+
+/// The filter of [`Log::append_all`]: writes every append.
+struct AdmitAll;
+
+impl AppendFilter for AdmitAll {
+    type Error = StorageError;
+
+    fn admit(&mut self, _: usize, _: &[u8]) -> Option<Result<AppendInfo>> {
+        None
+    }
+
+    fn written(&mut self, _: usize, _: &[u8], _: &Result<AppendInfo>) {}
 }
 
 /// Whole batches read from the log.
@@ -259,6 +295,17 @@ impl Log {
     /// result; under [`FlushPolicy::Fsync`] they wait for one fsync together. This is how a
     /// partition's queue of produce requests is written: one lock, one sync, many requests.
     pub fn append_all<B: AsMut<[u8]>>(&self, appends: &mut [B]) -> Vec<Result<AppendInfo>> {
+        self.append_all_filtered(appends, &mut AdmitAll)
+    }
+
+    /// [`Log::append_all`], offering each valid append to `filter` first, in order, under the
+    /// writer lock: an append it answers itself is not written and reports its answer (which,
+    /// when successful, is turned into the failure of a failed fsync like the written ones).
+    pub fn append_all_filtered<B: AsMut<[u8]>, F: AppendFilter>(
+        &self,
+        appends: &mut [B],
+        filter: &mut F,
+    ) -> Vec<Result<AppendInfo, F::Error>> {
         let checked: Vec<Result<(u64, i64)>> = appends
             .iter_mut()
             .map(|b| {
@@ -273,12 +320,19 @@ impl Log {
             })
             .collect();
         let mut w = self.writer.lock();
-        let mut results: Vec<Result<AppendInfo>> = appends
+        let mut results: Vec<Result<AppendInfo, F::Error>> = appends
             .iter_mut()
             .zip(checked)
-            .map(|(buf, checked)| {
+            .enumerate()
+            .map(|(index, (buf, checked))| {
+                let buf = buf.as_mut();
                 let (record_count, max_timestamp) = checked?;
-                self.write_locked(&mut w, buf.as_mut(), record_count, max_timestamp)
+                if let Some(answer) = filter.admit(index, buf) {
+                    return answer;
+                }
+                let result = self.write_locked(&mut w, buf, record_count, max_timestamp);
+                filter.written(index, buf, &result);
+                Ok(result?)
             })
             .collect();
         let end = w.next_offset;
@@ -293,7 +347,8 @@ impl Log {
                     *r = Err(StorageError::Failed {
                         path: self.dir.clone(),
                         reason: reason.clone(),
-                    });
+                    }
+                    .into());
                 }
             }
         } else {
@@ -360,6 +415,50 @@ impl Log {
             record_count,
             max_timestamp: append_time.unwrap_or(max_timestamp),
         })
+    }
+
+    /// Base offset of the active segment, the one appends go to: it changes when the log
+    /// rolls.
+    pub fn active_segment_base(&self) -> u64 {
+        self.state
+            .read()
+            .segments
+            .last()
+            .map_or(0, |s| s.base_offset)
+    }
+
+    /// Calls `visit` with the header of every readable batch from the one holding `from` (or
+    /// from the log start, when `from` is below it) to the high watermark, in offset order.
+    /// Records are not decoded and CRCs not checked: this is for rebuilding state kept from
+    /// headers alone. Blocking.
+    ///
+    /// Stops at the first batch whose framing is bad, with [`StorageError::Corrupt`] naming
+    /// its file and position; the headers visited before it stand.
+    pub fn scan_headers(&self, from: u64, mut visit: impl FnMut(&BatchHeader)) -> Result<()> {
+        let segments = self.state.read().segments.clone();
+        for (i, segment) in segments.iter().enumerate() {
+            if segments
+                .get(i + 1)
+                .is_some_and(|next| next.base_offset <= from)
+            {
+                continue;
+            }
+            let start = if from > segment.base_offset {
+                segment.position_for(from)
+            } else {
+                0
+            };
+            let outcome = segment.scan(start, segment.readable(), None, false, |_, header| {
+                if header.last_offset() >= from {
+                    visit(header);
+                }
+                std::ops::ControlFlow::Continue(())
+            })?;
+            if let Some((position, reason)) = outcome.error {
+                return Err(segment.corrupt(position, reason));
+            }
+        }
+        Ok(())
     }
 
     /// Reads whole batches starting with the one that contains `offset`, up to `max_bytes`

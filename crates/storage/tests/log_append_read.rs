@@ -164,3 +164,103 @@ fn append_all_writes_in_order_with_one_result_each() {
     let values: Vec<_> = read_all(&log, 0).into_iter().map(|r| r.2).collect();
     assert!(values[3].starts_with(b"c-0"));
 }
+
+/// A filter that answers every append whose index is in `answer` itself, and records what it
+/// was offered and told.
+#[derive(Default)]
+struct Recorder {
+    answer: Vec<usize>,
+    offered: Vec<usize>,
+    /// (index, base offset the written batches carry, result's base offset)
+    written: Vec<(usize, u64, Option<u64>)>,
+}
+
+impl sluice_storage::AppendFilter for Recorder {
+    type Error = StorageError;
+
+    fn admit(
+        &mut self,
+        index: usize,
+        _: &[u8],
+    ) -> Option<Result<sluice_storage::AppendInfo, StorageError>> {
+        self.offered.push(index);
+        self.answer.contains(&index).then(|| {
+            Ok(sluice_storage::AppendInfo {
+                base_offset: 1000 + index as u64,
+                last_offset: 1000 + index as u64,
+                record_count: 1,
+                max_timestamp: 0,
+            })
+        })
+    }
+
+    fn written(
+        &mut self,
+        index: usize,
+        batches: &[u8],
+        result: &Result<sluice_storage::AppendInfo, StorageError>,
+    ) {
+        let stamped = batch::BatchHeader::parse(batches).unwrap().base_offset;
+        let landed = result.as_ref().ok().map(|info| info.base_offset);
+        self.written.push((index, stamped, landed));
+    }
+}
+
+#[test]
+fn append_all_filtered_writes_only_what_the_filter_admits() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small_config(FlushPolicy::Fsync)).unwrap();
+    let mut bad = batch("bad", 1, 10, 1);
+    let last = bad.len() - 1;
+    bad[last] ^= 0xff;
+    let mut appends = vec![
+        batch("a", 2, 10, 1),
+        bad,
+        batch("skipped", 3, 10, 1),
+        batch("c", 1, 10, 1),
+    ];
+    let mut filter = Recorder {
+        answer: vec![2],
+        ..Recorder::default()
+    };
+    let results = log.append_all_filtered(&mut appends, &mut filter);
+    // The invalid append is never offered; the answered one is not written.
+    assert_eq!(filter.offered, [0, 2, 3]);
+    assert_eq!(filter.written, [(0, 0, Some(0)), (3, 2, Some(2))]);
+    assert_eq!(results[0].as_ref().unwrap().base_offset, 0);
+    assert!(matches!(results[1], Err(StorageError::InvalidBatch(_))));
+    assert_eq!(results[2].as_ref().unwrap().base_offset, 1002);
+    assert_eq!(results[3].as_ref().unwrap().base_offset, 2);
+    let values: Vec<_> = read_all(&log, 0).into_iter().map(|r| r.2).collect();
+    assert_eq!(values.len(), 3);
+    assert!(values[2].starts_with(b"c-0"));
+}
+
+#[test]
+fn scan_headers_visits_batches_from_an_offset_across_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small_config(FlushPolicy::None)).unwrap();
+    let mut bases = Vec::new();
+    for i in 0..120 {
+        bases.push(append(&log, "s", 1 + i % 3, 200, i as i64));
+    }
+    assert!(log.segment_count() > 3, "small segments must roll");
+    let first_active = log.active_segment_base();
+    assert!(first_active > 0);
+    for from in [0, 1, 7, bases[60], bases[60] + 1, log.log_end_offset() - 1] {
+        let mut seen = Vec::new();
+        log.scan_headers(from, |h| seen.push(h.base_offset))
+            .unwrap();
+        let expected: Vec<u64> = bases
+            .iter()
+            .zip(bases.iter().skip(1).chain([&log.log_end_offset()]))
+            .filter(|(_, next)| **next > from)
+            .map(|(base, _)| *base)
+            .collect();
+        assert_eq!(seen, expected, "from {from}");
+    }
+    let mut none = 0;
+    log.scan_headers(log.log_end_offset(), |_| none += 1)
+        .unwrap();
+    assert_eq!(none, 0);
+}

@@ -18,13 +18,15 @@ use sluice_storage::io::{FaultyIo, FileIo, SegmentFile, StdIo, WriteFault};
 
 /// Real files on a slow disk (each fsync takes `sync_delay`, each write `write_delay`, and
 /// opening a file whose path contains `slow_opens.0` takes `slow_opens.1`), whose writes panic
-/// while `panic_writes` is set (a bug below the broker).
+/// while `panic_writes` is set (a bug below the broker), and whose writes of bytes holding
+/// `full_for` (when not empty) fail as on a full disk.
 #[derive(Debug, Clone, Default)]
 struct TestIo {
     sync_delay: Duration,
     write_delay: Duration,
     slow_opens: (String, Duration),
     panic_writes: Arc<AtomicBool>,
+    full_for: Vec<u8>,
 }
 
 impl FileIo for TestIo {
@@ -68,6 +70,10 @@ impl SegmentFile for TestFile {
             "injected panic in a segment write"
         );
         std::thread::sleep(self.io.write_delay);
+        let full_for = &self.io.full_for;
+        if !full_for.is_empty() && buf.windows(full_for.len()).any(|w| w == full_for) {
+            return Err(io::Error::from_raw_os_error(28)); // ENOSPC
+        }
         self.inner.write_all_at(buf, pos)
     }
     fn sync_data(&self) -> io::Result<()> {
@@ -593,4 +599,72 @@ async fn a_slow_topic_creation_holds_up_no_other_admin_operation() {
         .produce("slow-topic", Some(3), values(&["there"]))
         .await
         .expect("the created topic works");
+}
+
+/// A batch of `values` from idempotent producer `id`, epoch 0, starting at sequence `seq`.
+fn idempotent_batch(id: i64, seq: i32, values: &[&str]) -> bytes::BytesMut {
+    let mut builder = sluice_storage::batch::RecordBatchBuilder::new().with_producer(id, 0, seq);
+    for value in values {
+        builder
+            .push(1, None, Some(value.as_bytes()), std::iter::empty())
+            .expect("push");
+    }
+    builder.finish().expect("a batch")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_idempotent_write_is_not_skipped_over_by_the_batches_queued_behind_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let io = TestIo {
+        full_for: b"no room for this one".to_vec(),
+        // Slow writes, so the queued batches are written together, after the failure.
+        write_delay: Duration::from_millis(20),
+        ..TestIo::default()
+    };
+    let broker = Broker::open_with_io(config(dir.path()), Arc::new(io)).expect("open broker");
+    broker
+        .create_topic("t", 1, &overrides(&[]))
+        .await
+        .expect("create");
+    let p = broker.init_producer_id(None).await.expect("id").producer_id;
+    broker
+        .produce_batches("t", 0, idempotent_batch(p, 0, &["a"]))
+        .await
+        .expect("a");
+    let failing = broker
+        .submit_batches("t", 0, idempotent_batch(p, 1, &["no room for this one"]))
+        .expect("queued");
+    let behind: Vec<_> = (2..5)
+        .map(|seq| {
+            broker
+                .submit_batches("t", 0, idempotent_batch(p, seq, &["after"]))
+                .expect("queued")
+        })
+        .collect();
+    let err = failing.wait().await.expect_err("the disk is full");
+    assert!(
+        matches!(&err, BrokerError::Storage(StorageError::Io { .. })),
+        "{err:?}"
+    );
+    // Each later batch is judged knowing the failed one was not stored: storing them would
+    // leave a hole in the producer's sequence.
+    for request in behind {
+        let err = request.wait().await.expect_err("out of order");
+        assert!(
+            matches!(
+                err,
+                BrokerError::OutOfOrderSequence {
+                    sequence: 2..,
+                    expected: 1,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
+    assert_eq!(stored(&broker, "t", 0).await, ["a"]);
+    // The retry of the failed batch continues the sequence.
+    let retry = idempotent_batch(p, 1, &["b"]);
+    let appended = broker.produce_batches("t", 0, retry).await.expect("retry");
+    assert_eq!(appended.base_offset, 1);
 }

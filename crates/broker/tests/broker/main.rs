@@ -8,5 +8,6 @@ mod errors;
 mod faults;
 mod fetch_many;
 mod groups;
+mod idempotence;
 mod produce_fetch;
 mod topics;

@@ -13,7 +13,8 @@ use crate::BatchError;
 /// The finished header has base offset 0 (the log assigns the real one), partition leader
 /// epoch 0, attributes 0 (create time, no compression), base timestamp = the first record's
 /// timestamp, max timestamp = the largest, and producer id, producer epoch and base sequence
-/// all -1 (no idempotent producer). Record `i` gets offset delta `i`.
+/// all -1 (no idempotent producer) unless [`RecordBatchBuilder::with_producer`] set them.
+/// Record `i` gets offset delta `i`.
 #[derive(Debug)]
 pub struct RecordBatchBuilder {
     /// The header's room (zeroed until [`RecordBatchBuilder::finish`]) followed by the records.
@@ -22,7 +23,24 @@ pub struct RecordBatchBuilder {
     count: i32,
     base_timestamp: i64,
     max_timestamp: i64,
+    /// The header's producer id, producer epoch and base sequence.
+    producer: Producer,
 }
+
+/// The idempotent-producer fields of a batch header.
+#[derive(Debug, Clone, Copy)]
+struct Producer {
+    id: i64,
+    epoch: i16,
+    base_sequence: i32,
+}
+
+/// The header fields of a batch without an idempotent producer.
+const NO_PRODUCER: Producer = Producer {
+    id: -1,
+    epoch: -1,
+    base_sequence: -1,
+};
 
 impl Default for RecordBatchBuilder {
     fn default() -> Self {
@@ -63,7 +81,20 @@ impl RecordBatchBuilder {
             count: 0,
             base_timestamp: 0,
             max_timestamp: i64::MIN,
+            producer: NO_PRODUCER,
         }
+    }
+
+    /// This builder with the header naming an idempotent producer: its id, its epoch and the
+    /// sequence number of the batch's first record (the records that follow take the next
+    /// numbers). Values are written as given; the broker checks them.
+    pub fn with_producer(mut self, producer_id: i64, epoch: i16, base_sequence: i32) -> Self {
+        self.producer = Producer {
+            id: producer_id,
+            epoch,
+            base_sequence,
+        };
+        self
     }
 
     /// Appends a record. `headers` are (key, value or `None`) pairs; Kafka wants header keys to
@@ -181,9 +212,9 @@ impl RecordBatchBuilder {
             last_offset_delta: self.count - 1,
             base_timestamp: self.base_timestamp,
             max_timestamp: self.max_timestamp,
-            producer_id: -1,
-            producer_epoch: -1,
-            base_sequence: -1,
+            producer_id: self.producer.id,
+            producer_epoch: self.producer.epoch,
+            base_sequence: self.producer.base_sequence,
             record_count: self.count,
         };
         // The CRC covers the header fields after it, so they go in first.
@@ -241,6 +272,26 @@ mod tests {
             record_count: 3,
         };
         assert_eq!(header, expected);
+        Ok(())
+    }
+
+    #[test]
+    fn writes_the_producer_fields_it_is_given() -> Result<(), BatchError> {
+        let mut builder = RecordBatchBuilder::new().with_producer(42, 3, 17);
+        builder.push(1, None, Some(b"a"), NO_HEADERS)?;
+        builder.push(2, None, Some(b"b"), NO_HEADERS)?;
+        let batch = builder.finish().ok_or(BatchError::BadLength(0))?;
+        verify_crc(&batch)?;
+        let header = BatchHeader::parse(&batch)?;
+        assert_eq!(
+            (
+                header.producer_id,
+                header.producer_epoch,
+                header.base_sequence
+            ),
+            (42, 3, 17)
+        );
+        assert_eq!(header.record_count, 2);
         Ok(())
     }
 

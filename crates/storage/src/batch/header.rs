@@ -167,6 +167,23 @@ impl BatchHeader {
             .wrapping_add_signed(i64::from(self.last_offset_delta))
     }
 
+    /// Producer sequence number of the last record: `base_sequence + last_offset_delta`,
+    /// wrapping from `i32::MAX` to 0 as Kafka's sequence numbers do; -1 (none) when
+    /// `base_sequence` is -1.
+    pub fn last_sequence(&self) -> i32 {
+        if self.base_sequence == -1 {
+            return -1;
+        }
+        let last = i64::from(self.base_sequence) + i64::from(self.last_offset_delta);
+        let wrapped = if last > i64::from(i32::MAX) {
+            last - (i64::from(i32::MAX) + 1)
+        } else {
+            last
+        };
+        // `last_offset_delta` is at most `i32::MAX`, so `wrapped` is back in range.
+        i32::try_from(wrapped).unwrap_or(i32::MAX)
+    }
+
     /// Whether record timestamps are the log-append time (attribute bit 3): every record's
     /// timestamp is then `max_timestamp`, whatever its stored delta says.
     pub fn is_log_append_time(&self) -> bool {
@@ -511,6 +528,20 @@ mod tests {
                 computed: good
             })
         );
+    }
+
+    #[test]
+    fn last_sequence_wraps_like_kafka() {
+        let with = |base_sequence, count| BatchHeader {
+            base_sequence,
+            ..header(count)
+        };
+        assert_eq!(with(-1, 5).last_sequence(), -1);
+        assert_eq!(with(0, 1).last_sequence(), 0);
+        assert_eq!(with(10, 5).last_sequence(), 14);
+        assert_eq!(with(i32::MAX, 1).last_sequence(), i32::MAX);
+        assert_eq!(with(i32::MAX, 2).last_sequence(), 0);
+        assert_eq!(with(i32::MAX - 1, 4).last_sequence(), 1);
     }
 
     #[test]
