@@ -36,6 +36,11 @@ pub(crate) fn code(err: &BrokerError) -> ResponseError {
         }
         BrokerError::GroupFull { .. } => return ResponseError::GroupMaxSizeReached,
         BrokerError::InvalidJoin { .. } => return ResponseError::InvalidSessionTimeout,
+        BrokerError::ProducerFenced { .. } => return ResponseError::InvalidProducerEpoch,
+        BrokerError::OutOfOrderSequence { .. } => return ResponseError::OutOfOrderSequenceNumber,
+        BrokerError::TransactionsUnsupported { .. } => {
+            return ResponseError::TransactionalIdAuthorizationFailed;
+        }
         _ => {}
     }
     match err.kind() {

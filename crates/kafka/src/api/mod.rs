@@ -21,6 +21,7 @@ mod groups;
 mod list_offsets;
 mod metadata;
 pub(crate) mod produce;
+mod producers;
 mod topics;
 
 /// Every API served, with the oldest and newest version: exactly what ApiVersions answers.
@@ -42,6 +43,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ApiVersions, 0, 4),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 5),
+    (ApiKey::InitProducerId, 0, 4),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::CreatePartitions, 0, 3),
@@ -214,6 +216,7 @@ pub(crate) async fn handle(ctx: &Context, request: Request) -> Result<Bytes, Kaf
         RequestKind::DescribeGroups(r) => serve!(groups::describe_groups, r),
         RequestKind::ListGroups(r) => serve!(groups::list_groups, r),
         RequestKind::DeleteGroups(r) => serve!(groups::delete_groups, r),
+        RequestKind::InitProducerId(r) => serve!(producers::init_producer_id, r),
         RequestKind::FindCoordinator(r) => serve!(cluster::find_coordinator, r),
         RequestKind::DescribeCluster(r) => serve!(cluster::describe_cluster, r),
         // Produce is answered by the connection (it must be queued in order); an API in
@@ -265,6 +268,7 @@ mod tests {
                 ApiKey::DescribeConfigs => RequestKind::DescribeConfigs(Default::default()),
                 ApiKey::CreatePartitions => RequestKind::CreatePartitions(Default::default()),
                 ApiKey::DescribeCluster => RequestKind::DescribeCluster(Default::default()),
+                ApiKey::InitProducerId => RequestKind::InitProducerId(Default::default()),
                 other => panic!("no test request for {other:?}"),
             };
         }
