@@ -1,0 +1,498 @@
+//! Real Kafka clients against a server's Kafka listener: the Python programs of
+//! `tests/kafka/` (kafka-python, librdkafka through confluent-kafka, aiokafka; installed by
+//! `scripts/setup-python.sh`) and command-line tools such as kcat, run as child processes
+//! that are killed when a test fails.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// The workspace root.
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `.venv/bin/python` with the Kafka clients installed; `scripts/setup-python.sh` runs
+/// once per test process.
+pub fn python() -> Result<PathBuf> {
+    static SETUP: OnceLock<Result<(), String>> = OnceLock::new();
+    SETUP
+        .get_or_init(|| {
+            let status = Command::new(root().join("scripts/setup-python.sh"))
+                .status()
+                .map_err(|e| format!("cannot run scripts/setup-python.sh: {e}"))?;
+            if status.success() {
+                Ok(())
+            } else {
+                Err(format!("scripts/setup-python.sh failed: {status}"))
+            }
+        })
+        .clone()
+        .map_err(anyhow::Error::msg)?;
+    Ok(root().join(".venv/bin/python"))
+}
+
+/// A Kafka client program of `tests/kafka/`, all of which take the same `produce` and
+/// `consume` commands (see `tests/kafka/records.py`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Client {
+    /// librdkafka, through confluent-kafka (`rdkafka_client.py`).
+    Rdkafka,
+    /// kafka-python (`kafka_python_client.py`).
+    KafkaPython,
+    /// aiokafka (`aiokafka_client.py`).
+    Aiokafka,
+}
+
+impl Client {
+    /// The program's file name in `tests/kafka/`.
+    pub fn script(self) -> &'static str {
+        match self {
+            Client::Rdkafka => "rdkafka_client.py",
+            Client::KafkaPython => "kafka_python_client.py",
+            Client::Aiokafka => "aiokafka_client.py",
+        }
+    }
+
+    /// Runs `command` (`produce`, `consume`, ...) against `bootstrap` for `topic` with the
+    /// client settings `set` (library names) and `args`, feeding it `stdin`; its output
+    /// lines once it exited successfully within `timeout`.
+    pub fn run(
+        self,
+        command: &str,
+        bootstrap: &str,
+        topic: &str,
+        set: &[(&str, &str)],
+        args: &[&str],
+        stdin: &str,
+        timeout: Duration,
+    ) -> Result<Vec<String>> {
+        let mut program = self.start(command, bootstrap, topic, set, args)?;
+        program.write(stdin)?;
+        program.finish(timeout)
+    }
+
+    /// Starts `command` as [`Client::run`] does, without waiting for it.
+    pub fn start(
+        self,
+        command: &str,
+        bootstrap: &str,
+        topic: &str,
+        set: &[(&str, &str)],
+        args: &[&str],
+    ) -> Result<Program> {
+        let mut all = vec![
+            command.to_owned(),
+            "--bootstrap".into(),
+            bootstrap.into(),
+            "--topic".into(),
+            topic.into(),
+        ];
+        for (key, value) in set {
+            all.extend(["--set".into(), format!("{key}={value}")]);
+        }
+        all.extend(args.iter().map(|a| (*a).to_owned()));
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        Program::python(self.script(), &all)
+    }
+
+    /// Produces `records` to `topic` with settings `set`; the delivery report of each
+    /// record, in input order. Fails unless every record got one.
+    pub fn produce(
+        self,
+        bootstrap: &str,
+        topic: &str,
+        set: &[(&str, &str)],
+        records: &[Outgoing],
+    ) -> Result<Vec<Delivery>> {
+        let lines = self.run(
+            "produce",
+            bootstrap,
+            topic,
+            set,
+            &[],
+            &Outgoing::lines(records)?,
+            Duration::from_secs(20),
+        )?;
+        Delivery::in_order(parse_lines(&lines)?, records.len())
+    }
+
+    /// Produces `records` and fails unless every one was acknowledged.
+    pub fn produce_acknowledged(
+        self,
+        bootstrap: &str,
+        topic: &str,
+        set: &[(&str, &str)],
+        records: &[Outgoing],
+    ) -> Result<Vec<(i32, i64)>> {
+        self.produce(bootstrap, topic, set, records)?
+            .iter()
+            .map(Delivery::acknowledged)
+            .collect()
+    }
+
+    /// Consumes every partition of `topic` from the beginning (`assign`, no group) until
+    /// `count` records came (`None`: up to the end offsets at the start).
+    pub fn consume(
+        self,
+        bootstrap: &str,
+        topic: &str,
+        set: &[(&str, &str)],
+        count: Option<usize>,
+    ) -> Result<Vec<Consumed>> {
+        let count = count.map(|n| n.to_string());
+        let args: Vec<&str> = match &count {
+            Some(n) => vec!["--count", n],
+            None => vec![],
+        };
+        let lines = self.run(
+            "consume",
+            bootstrap,
+            topic,
+            set,
+            &args,
+            "",
+            Duration::from_secs(20),
+        )?;
+        parse_lines(&lines)
+    }
+}
+
+/// A record to produce: one JSON line on a client program's stdin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Outgoing {
+    /// Key (text); `None` for none.
+    pub key: Option<String>,
+    /// Value (text).
+    pub value: String,
+    /// Headers, in order.
+    pub headers: Vec<(String, String)>,
+    /// Timestamp in ms (`None`: the client's clock).
+    pub timestamp: Option<i64>,
+    /// Partition (`None`: the client's partitioner).
+    pub partition: Option<i32>,
+}
+
+impl Outgoing {
+    /// A record with just a value.
+    pub fn value(value: impl Into<String>) -> Outgoing {
+        Outgoing {
+            key: None,
+            value: value.into(),
+            headers: vec![],
+            timestamp: None,
+            partition: None,
+        }
+    }
+
+    /// The records as the program's input.
+    pub fn lines(records: &[Outgoing]) -> Result<String> {
+        let mut text = String::new();
+        for record in records {
+            text.push_str(&serde_json::to_string(record)?);
+            text.push('\n');
+        }
+        Ok(text)
+    }
+}
+
+/// The report of one produced record.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Delivery {
+    /// Acknowledged at this partition and offset.
+    Delivered {
+        /// Which input record.
+        index: usize,
+        /// Partition.
+        partition: i32,
+        /// Offset.
+        offset: i64,
+    },
+    /// Not acknowledged.
+    Failed {
+        /// Which input record.
+        index: usize,
+        /// What the client said.
+        error: String,
+    },
+}
+
+impl Delivery {
+    /// Which input record this reports on.
+    pub fn index(&self) -> usize {
+        match self {
+            Delivery::Delivered { index, .. } | Delivery::Failed { index, .. } => *index,
+        }
+    }
+
+    /// Partition and offset, or an error when the record was not acknowledged.
+    pub fn acknowledged(&self) -> Result<(i32, i64)> {
+        match self {
+            Delivery::Delivered {
+                partition, offset, ..
+            } => Ok((*partition, *offset)),
+            Delivery::Failed { index, error } => bail!("record {index} failed: {error}"),
+        }
+    }
+
+    /// Reports sorted by input record; fails unless each of `count` records has one.
+    pub fn in_order(mut reports: Vec<Delivery>, count: usize) -> Result<Vec<Delivery>> {
+        reports.sort_by_key(Delivery::index);
+        let indexes: Vec<usize> = reports.iter().map(Delivery::index).collect();
+        ensure!(
+            indexes == (0..count).collect::<Vec<_>>(),
+            "expected one delivery report for each of {count} records, got {indexes:?}"
+        );
+        Ok(reports)
+    }
+}
+
+/// A record a Kafka client consumed.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Consumed {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Key; `None` for none.
+    pub key: Option<String>,
+    /// Value.
+    pub value: String,
+    /// Headers, in order.
+    pub headers: Vec<(String, String)>,
+    /// Timestamp in ms.
+    pub timestamp: i64,
+    /// `create` (CreateTime) or `log_append` (LogAppendTime).
+    pub timestamp_type: String,
+}
+
+/// Each line of a program's output parsed as JSON.
+pub fn parse_lines<T: DeserializeOwned>(lines: &[String]) -> Result<Vec<T>> {
+    lines
+        .iter()
+        .map(|line| serde_json::from_str(line).with_context(|| format!("parse {line:?}")))
+        .collect()
+}
+
+/// What a child wrote to one of its pipes so far.
+#[derive(Debug, Default)]
+struct Pipe {
+    state: Mutex<PipeState>,
+    changed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct PipeState {
+    lines: Vec<String>,
+    closed: bool,
+}
+
+impl Pipe {
+    /// Collects the lines of `source` on a thread of its own; with `echo`, also prints them
+    /// on the test's stderr behind `name`.
+    fn collect(source: impl Read + Send + 'static, name: String, echo: bool) -> Arc<Pipe> {
+        let pipe = Arc::new(Pipe::default());
+        let sink = Arc::clone(&pipe);
+        std::thread::spawn(move || {
+            for line in BufReader::new(source).lines() {
+                let Ok(line) = line else { break };
+                if echo {
+                    eprintln!("[{name}] {line}");
+                }
+                sink.lock().lines.push(line);
+                sink.changed.notify_all();
+            }
+            sink.lock().closed = true;
+            sink.changed.notify_all();
+        });
+        pipe
+    }
+
+    fn lock(&self) -> MutexGuard<'_, PipeState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits until `done` holds for the lines, the pipe closes, or `deadline` passes;
+    /// whether `done` held.
+    fn wait(&self, deadline: Instant, done: &dyn Fn(&[String]) -> bool) -> bool {
+        let mut state = self.lock();
+        loop {
+            if done(&state.lines) {
+                return true;
+            }
+            let now = Instant::now();
+            if state.closed || now >= deadline {
+                return false;
+            }
+            state = self
+                .changed
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+}
+
+/// A running client program. Killed when dropped, so a failing test leaves nothing behind.
+#[derive(Debug)]
+pub struct Program {
+    name: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: Arc<Pipe>,
+    stderr: Arc<Pipe>,
+}
+
+impl Program {
+    /// Starts `command` (named `name` in messages) with its pipes collected; its stderr
+    /// is echoed on the test's stderr.
+    pub fn spawn(name: &str, mut command: Command) -> Result<Program> {
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("spawn {name}"))?;
+        let stdout = Pipe::collect(child.stdout.take().context("stdout")?, name.into(), false);
+        let stderr = Pipe::collect(child.stderr.take().context("stderr")?, name.into(), true);
+        Ok(Program {
+            name: name.to_owned(),
+            stdin: child.stdin.take(),
+            child,
+            stdout,
+            stderr,
+        })
+    }
+
+    /// Starts `tests/kafka/SCRIPT ARGS` with the virtual environment's Python, unbuffered
+    /// so that every line it prints reaches the test at once.
+    pub fn python(script: &str, args: &[&str]) -> Result<Program> {
+        let mut command = Command::new(python()?);
+        command
+            .arg(root().join("tests/kafka").join(script))
+            .args(args)
+            .env("PYTHONUNBUFFERED", "1");
+        Program::spawn(script, command)
+    }
+
+    /// Writes `text` to the program's stdin.
+    pub fn write(&mut self, text: &str) -> Result<()> {
+        let stdin = self.stdin.as_mut().context("stdin is closed")?;
+        stdin
+            .write_all(text.as_bytes())
+            .and_then(|()| stdin.flush())
+            .with_context(|| format!("write to {}", self.name))
+    }
+
+    /// The lines printed on stdout so far.
+    pub fn stdout(&self) -> Vec<String> {
+        self.stdout.lock().lines.clone()
+    }
+
+    /// What was printed on stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().lines.join("\n")
+    }
+
+    /// Waits until `done` holds for the stdout lines; fails after `timeout` or when the
+    /// program closes its stdout first.
+    pub fn wait_for_stdout(
+        &self,
+        what: &str,
+        timeout: Duration,
+        done: impl Fn(&[String]) -> bool,
+    ) -> Result<()> {
+        self.wait_for(&self.stdout, what, timeout, &done)
+    }
+
+    /// [`Program::wait_for_stdout`] for the stderr lines.
+    pub fn wait_for_stderr(
+        &self,
+        what: &str,
+        timeout: Duration,
+        done: impl Fn(&[String]) -> bool,
+    ) -> Result<()> {
+        self.wait_for(&self.stderr, what, timeout, &done)
+    }
+
+    fn wait_for(
+        &self,
+        pipe: &Pipe,
+        what: &str,
+        timeout: Duration,
+        done: &dyn Fn(&[String]) -> bool,
+    ) -> Result<()> {
+        if pipe.wait(Instant::now() + timeout, done) {
+            return Ok(());
+        }
+        bail!(
+            "{} did not show {what} within {timeout:?}; stdout:\n{}\nstderr:\n{}",
+            self.name,
+            self.stdout().join("\n"),
+            self.stderr()
+        )
+    }
+
+    /// Closes stdin and waits up to `timeout` for the program to exit (then kills it);
+    /// its stdout lines when it exited successfully.
+    pub fn finish(mut self, timeout: Duration) -> Result<Vec<String>> {
+        let status = self.exit_within(timeout)?;
+        ensure!(
+            status.success(),
+            "{} failed ({status}); stdout:\n{}\nstderr:\n{}",
+            self.name,
+            self.stdout().join("\n"),
+            self.stderr()
+        );
+        Ok(self.stdout())
+    }
+
+    /// Closes stdin and waits up to `timeout` for the program to exit, whatever its
+    /// status; kills it and fails when it does not. Its output is all collected then.
+    pub fn exit_within(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = self.child.try_wait()? {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                bail!(
+                    "{} did not exit within {timeout:?}; stdout:\n{}\nstderr:\n{}",
+                    self.name,
+                    self.stdout().join("\n"),
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        // The pipes close as the process ends (unless a child of it keeps them open).
+        let closed = |pipe: &Pipe| pipe.wait(Instant::now() + Duration::from_secs(5), &|_| false);
+        closed(&self.stdout);
+        closed(&self.stderr);
+        Ok(status)
+    }
+
+    /// Kills the program (SIGKILL) and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Program {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
