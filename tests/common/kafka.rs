@@ -3,6 +3,7 @@
 //! `scripts/setup-python.sh`) and command-line tools such as kcat, run as child processes
 //! that are killed when a test fails.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
@@ -12,6 +13,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use sluice_proto::v1 as pb;
+
+use super::{Server, fetch_all};
 
 /// The workspace root.
 pub fn root() -> &'static Path {
@@ -271,8 +275,115 @@ pub struct Consumed {
     pub headers: Vec<(String, String)>,
     /// Timestamp in ms.
     pub timestamp: i64,
-    /// `create` (CreateTime) or `log_append` (LogAppendTime).
-    pub timestamp_type: String,
+    /// `create` (CreateTime) or `log_append` (LogAppendTime); `None` where the protocol
+    /// does not say (gRPC).
+    pub timestamp_type: Option<String>,
+}
+
+impl Consumed {
+    /// A record fetched over gRPC, as a Kafka client reports one.
+    pub fn from_grpc(topic: &str, partition: u32, record: &pb::FetchedRecord) -> Consumed {
+        let text = |data: &[u8]| String::from_utf8_lossy(data).into_owned();
+        Consumed {
+            topic: topic.to_owned(),
+            partition: i32::try_from(partition).unwrap_or(i32::MAX),
+            offset: i64::try_from(record.offset).unwrap_or(i64::MAX),
+            key: record.key.as_deref().map(text),
+            value: text(&record.value),
+            headers: record
+                .headers
+                .iter()
+                .map(|h| (h.key.clone(), text(&h.value)))
+                .collect(),
+            timestamp: record.timestamp_ms,
+            timestamp_type: None,
+        }
+    }
+}
+
+/// `count` records with keys (`key-0` to `key-6`, and an empty key for every tenth), two
+/// headers each, and timestamps one second apart from `base_timestamp` (ms).
+pub fn sample_records(count: usize, base_timestamp: i64) -> Vec<Outgoing> {
+    (0..count)
+        .map(|i| Outgoing {
+            key: Some(if i % 10 == 9 {
+                String::new()
+            } else {
+                format!("key-{}", i % 7)
+            }),
+            value: format!("value {i}"),
+            headers: vec![
+                ("trace".to_owned(), format!("trace-{i}")),
+                ("empty".to_owned(), String::new()),
+            ],
+            timestamp: Some(base_timestamp + 1000 * i64::try_from(i).unwrap_or(0)),
+            partition: None,
+        })
+        .collect()
+}
+
+/// Checks that `consumed` holds each of `records` exactly once, at the partition and offset
+/// it was acknowledged at (`acks`, in input order), with its key, value, headers and
+/// timestamp (when it set one, as CreateTime), and nothing else; and that records of one
+/// partition are in offset order.
+pub fn check_consumed(
+    topic: &str,
+    records: &[Outgoing],
+    acks: &[(i32, i64)],
+    consumed: &[Consumed],
+) -> Result<()> {
+    ensure!(records.len() == acks.len(), "one acknowledgement per record");
+    let expected: BTreeMap<(i32, i64), &Outgoing> = acks.iter().copied().zip(records).collect();
+    ensure!(expected.len() == records.len(), "two records acknowledged at one offset: {acks:?}");
+    let mut seen = BTreeSet::new();
+    let mut last: BTreeMap<i32, i64> = BTreeMap::new();
+    for record in consumed {
+        let at = (record.partition, record.offset);
+        let sent = expected
+            .get(&at)
+            .with_context(|| format!("consumed a record nobody produced: {record:?}"))?;
+        ensure!(seen.insert(at), "consumed twice: {record:?}");
+        ensure!(
+            last.insert(record.partition, record.offset)
+                .is_none_or(|before| before < record.offset),
+            "out of offset order: {record:?}"
+        );
+        ensure!(record.topic == topic, "wrong topic: {record:?}");
+        ensure!(
+            record.key == sent.key && record.value == sent.value && record.headers == sent.headers,
+            "consumed {record:?}, produced {sent:?}"
+        );
+        if let Some(timestamp) = sent.timestamp {
+            ensure!(record.timestamp == timestamp, "consumed {record:?}, produced {sent:?}");
+            ensure!(
+                record.timestamp_type.as_deref().is_none_or(|t| t == "create"),
+                "not CreateTime: {record:?}"
+            );
+        }
+    }
+    let missing: Vec<_> = expected.keys().filter(|at| !seen.contains(at)).collect();
+    ensure!(missing.is_empty(), "acknowledged but not consumed: {missing:?}");
+    Ok(())
+}
+
+/// Every record of every partition of `topic`, fetched over gRPC from offset 0.
+pub async fn fetch_over_grpc(server: &Server, topic: &str) -> Result<Vec<Consumed>> {
+    let described = server
+        .admin()
+        .await?
+        .describe_topic(pb::DescribeTopicRequest { name: topic.into() })
+        .await?
+        .into_inner()
+        .topic
+        .context("no topic in the answer")?;
+    let mut log = server.log().await?;
+    let mut out = Vec::new();
+    for partition in described.partitions {
+        for record in fetch_all(&mut log, topic, partition.id, 0).await? {
+            out.push(Consumed::from_grpc(topic, partition.id, &record));
+        }
+    }
+    Ok(out)
 }
 
 /// Each line of a program's output parsed as JSON.
