@@ -504,6 +504,11 @@ impl Program {
             .with_context(|| format!("write to {}", self.name))
     }
 
+    /// Closes the program's stdin (it sees the end of its input).
+    pub fn close_stdin(&mut self) {
+        drop(self.stdin.take());
+    }
+
     /// The lines printed on stdout so far.
     pub fn stdout(&self) -> Vec<String> {
         self.stdout.lock().lines.clone()
@@ -570,7 +575,7 @@ impl Program {
     /// Closes stdin and waits up to `timeout` for the program to exit, whatever its
     /// status; kills it and fails when it does not. Its output is all collected then.
     pub fn exit_within(&mut self, timeout: Duration) -> Result<ExitStatus> {
-        drop(self.stdin.take());
+        self.close_stdin();
         let deadline = Instant::now() + timeout;
         let status = loop {
             if let Some(status) = self.child.try_wait()? {
