@@ -514,6 +514,11 @@ impl Program {
         self.stdout.lock().lines.clone()
     }
 
+    /// Whether the program closed its stdout (it exited, as a rule).
+    pub fn ended(&self) -> bool {
+        self.stdout.lock().closed
+    }
+
     /// What was printed on stderr so far.
     pub fn stderr(&self) -> String {
         self.stderr.lock().lines.join("\n")
