@@ -31,7 +31,10 @@ fn frame(api_key: i16, version: i16, correlation_id: i32, body: &[u8]) -> Vec<u8
     payload.extend_from_slice(&i16::try_from(client_id.len()).unwrap_or(0).to_be_bytes());
     payload.extend_from_slice(client_id);
     payload.extend_from_slice(body);
-    let mut out = u32::try_from(payload.len()).unwrap_or(0).to_be_bytes().to_vec();
+    let mut out = u32::try_from(payload.len())
+        .unwrap_or(0)
+        .to_be_bytes()
+        .to_vec();
     out.extend(payload);
     out
 }
@@ -45,9 +48,13 @@ fn connect(addr: &str) -> Result<TcpStream> {
 /// Reads one response frame (without its size).
 fn read_frame(stream: &mut TcpStream) -> Result<Vec<u8>> {
     let mut size = [0u8; 4];
-    stream.read_exact(&mut size).context("read a response size")?;
+    stream
+        .read_exact(&mut size)
+        .context("read a response size")?;
     let mut body = vec![0u8; usize::try_from(u32::from_be_bytes(size))?];
-    stream.read_exact(&mut body).context("read a response body")?;
+    stream
+        .read_exact(&mut body)
+        .context("read a response body")?;
     Ok(body)
 }
 
@@ -70,7 +77,11 @@ fn parse_api_versions_v0(body: &[u8]) -> Result<ApiVersions> {
         Ok(i32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
     };
     let count = usize::try_from(i32_at(6)?)?;
-    ensure!(body.len() == 10 + 6 * count, "{} bytes for {count} APIs", body.len());
+    ensure!(
+        body.len() == 10 + 6 * count,
+        "{} bytes for {count} APIs",
+        body.len()
+    );
     let apis = (0..count)
         .map(|i| {
             let at = 10 + 6 * i;
@@ -110,7 +121,12 @@ fn closed(stream: &mut TcpStream, what: &str) -> Result<()> {
     let mut buf = [0u8; 64];
     match stream.read(&mut buf) {
         Ok(0) => Ok(()),
-        Err(e) if matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
+            ) =>
+        {
             Ok(())
         }
         Ok(n) => bail!("{what}: answered {:?} instead of closing", &buf[..n]),
@@ -208,7 +224,10 @@ fn truncated_and_malformed_frames_close_their_connection() -> Result<()> {
     let mut bad_header = frame(API_VERSIONS, 0, 8, &[]);
     bad_header[12..14].copy_from_slice(&500i16.to_be_bytes());
     malformed.write_all(&bad_header)?;
-    closed(&mut malformed, "a header with a client id longer than the frame")?;
+    closed(
+        &mut malformed,
+        "a header with a client id longer than the frame",
+    )?;
 
     api_versions_answered(&mut healthy, 2)?;
     server_answers(addr)
@@ -251,7 +270,9 @@ fn api_versions_from_the_future_gets_unsupported_version_in_version_0() -> Resul
     // A newer client's ApiVersions: a flexible header (no tagged fields), then a body in a
     // version this server does not know (here: client software name and version as compact
     // strings, and no tagged fields).
-    let body = [0x00, 0x05, b'j', b'a', b'v', b'a', 0x04, b'9', b'.', b'9', 0x00];
+    let body = [
+        0x00, 0x05, b'j', b'a', b'v', b'a', 0x04, b'9', b'.', b'9', 0x00,
+    ];
     stream.write_all(&frame(API_VERSIONS, 99, 77, &body))?;
     let answer = parse_api_versions_v0(&read_frame(&mut stream)?)?;
     ensure!(
@@ -265,7 +286,10 @@ fn api_versions_from_the_future_gets_unsupported_version_in_version_0() -> Resul
         .context("ApiVersions is not listed")?;
     ensure!(min == 0 && (3..99).contains(&max), "{answer:?}");
     ensure!(
-        answer.apis.iter().all(|&(_, min, max)| 0 <= min && min <= max),
+        answer
+            .apis
+            .iter()
+            .all(|&(_, min, max)| 0 <= min && min <= max),
         "{answer:?}"
     );
     // The client then retries in a version it found in the list, on the same connection.
@@ -288,7 +312,10 @@ fn a_huge_topic_count_in_metadata_neither_crashes_nor_hangs_the_server() -> Resu
     server_answers(&addr)?;
     // Metadata version 0 whose topic array claims tens of millions of topics (and then
     // all 2^31 - 1) but holds one byte or none.
-    for body in [&[0x03, 0x3c, 0x0c, 0x00, 0xb6][..], &[0x7f, 0xff, 0xff, 0xff]] {
+    for body in [
+        &[0x03, 0x3c, 0x0c, 0x00, 0xb6][..],
+        &[0x7f, 0xff, 0xff, 0xff],
+    ] {
         let mut stream = connect(&addr)?;
         stream.write_all(&frame(METADATA, 0, 9, body))?;
         // Kafka closes the connection on a request it cannot parse; an answer would be

@@ -130,7 +130,9 @@ fn a_three_member_group_rebalances_when_one_leaves_without_losing_committed_reco
     // All three get partitions and process records of them.
     wait_for_assignments(&members, "three members")?;
     for member in &members {
-        member.wait("processing records", |events| records_processed(events) >= 3)?;
+        member.wait("processing records", |events| {
+            records_processed(events) >= 3
+        })?;
     }
 
     let mut members = members;
@@ -177,7 +179,9 @@ fn a_three_member_group_rebalances_when_one_leaves_without_losing_committed_reco
     // The committed offsets, and the lag of records that came after, as the CLI shows them.
     produce(LAG, BEFORE + AFTER, 0..1)?;
     let described = group_describe(&server)?;
-    let partitions = described["partitions"].as_array().context("no partitions")?;
+    let partitions = described["partitions"]
+        .as_array()
+        .context("no partitions")?;
     ensure!(partitions.len() == 6, "{described}");
     for p in partitions {
         let partition = p["partition"].as_u64().context("partition")?;
@@ -195,8 +199,10 @@ fn a_three_member_group_rebalances_when_one_leaves_without_losing_committed_reco
 fn wait_for_assignments(members: &[Member], who: &str) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let assigned: Vec<BTreeSet<u32>> =
-            members.iter().map(Member::assigned).collect::<Result<_>>()?;
+        let assigned: Vec<BTreeSet<u32>> = members
+            .iter()
+            .map(Member::assigned)
+            .collect::<Result<_>>()?;
         let all: BTreeSet<u32> = assigned.iter().flatten().copied().collect();
         let total: usize = assigned.iter().map(BTreeSet::len).sum();
         if assigned.iter().all(|a| !a.is_empty())
@@ -263,7 +269,10 @@ fn check_deliveries(events: &[Event], end: u64) -> Result<()> {
         let missing: Vec<u64> = (0..end)
             .filter(|o| !processed.get(&p).is_some_and(|seen| seen.contains(o)))
             .collect();
-        ensure!(missing.is_empty(), "partition {p}: never delivered {missing:?}");
+        ensure!(
+            missing.is_empty(),
+            "partition {p}: never delivered {missing:?}"
+        );
     }
     Ok(())
 }

@@ -6,9 +6,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result, ensure};
-use common::kafka::{
-    Client, Consumed, Outgoing, check_consumed, fetch_over_grpc, sample_records,
-};
+use common::kafka::{Client, Consumed, Outgoing, check_consumed, fetch_over_grpc, sample_records};
 use common::{Server, create_topic};
 use sluice_partitioner::partition_for_key;
 use sluice_proto::v1 as pb;

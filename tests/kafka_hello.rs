@@ -57,7 +57,8 @@ fn kafka_python_hello_programs_run_unchanged() -> Result<()> {
     );
     for (offset, line) in printed.iter().enumerate() {
         ensure!(
-            line.contains("topic='test', partition=0,") && line.contains(&format!(" offset={offset},")),
+            line.contains("topic='test', partition=0,")
+                && line.contains(&format!(" offset={offset},")),
             "message {offset} is not at offset {offset} of test-0: {line}"
         );
     }

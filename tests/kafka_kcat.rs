@@ -22,7 +22,11 @@ fn kcat_available() -> Result<bool> {
         .status()
         .context("run scripts/setup-kcat.sh")?;
     ensure!(setup.success(), "scripts/setup-kcat.sh failed: {setup}");
-    if Command::new("kcat").arg("-V").output().is_ok_and(|o| o.status.success()) {
+    if Command::new("kcat")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
         return Ok(true);
     }
     let uid = Command::new("id").arg("-u").output().context("run id -u")?;
@@ -58,7 +62,10 @@ fn kcat_produces_consumes_and_lists_metadata() -> Result<()> {
         "k1:delta\nk2:epsilon\n",
     )?;
 
-    let values = kcat(&["-b", addr, "-C", "-t", "lines", "-e", "-o", "beginning"], "")?;
+    let values = kcat(
+        &["-b", addr, "-C", "-t", "lines", "-e", "-o", "beginning"],
+        "",
+    )?;
     ensure!(
         values == ["alpha", "beta", "gamma", "delta", "epsilon"],
         "{values:?}"
@@ -79,7 +86,14 @@ fn kcat_produces_consumes_and_lists_metadata() -> Result<()> {
         "",
     )?;
     ensure!(
-        formatted == ["0 0 =alpha", "0 1 =beta", "0 2 =gamma", "0 3 k1=delta", "0 4 k2=epsilon"],
+        formatted
+            == [
+                "0 0 =alpha",
+                "0 1 =beta",
+                "0 2 =gamma",
+                "0 3 k1=delta",
+                "0 4 k2=epsilon"
+            ],
         "{formatted:?}"
     );
 
@@ -89,7 +103,10 @@ fn kcat_produces_consumes_and_lists_metadata() -> Result<()> {
         "topic \"lines\" with 1 partitions:".to_owned(),
         "partition 0, leader 0, replicas: 0, isrs: 0".to_owned(),
     ] {
-        ensure!(listing.contains(&expected), "no {expected:?} in:\n{listing}");
+        ensure!(
+            listing.contains(&expected),
+            "no {expected:?} in:\n{listing}"
+        );
     }
     let json: Value = serde_json::from_str(&kcat(&["-b", addr, "-L", "-J"], "")?.join("\n"))?;
     ensure!(json["brokers"][0]["name"] == addr, "{json}");

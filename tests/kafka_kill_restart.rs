@@ -71,15 +71,12 @@ fn create_fsync_topic(server: &Server, bootstrap: &str) -> Result<()> {
         "create-topic",
         bootstrap,
         TOPIC,
-        &[],
         &[
             "--partitions",
             &partitions,
             "--topic-config",
             "flush.policy=fsync",
         ],
-        "",
-        Duration::from_secs(15),
     )?;
     let config = tokio::runtime::Runtime::new()?.block_on(async {
         let described = server
@@ -113,7 +110,8 @@ fn produce_until_killed(
         ("message.timeout.ms", "3000"),
         ("reconnect.backoff.max.ms", "200"),
     ];
-    let mut producer = Client::Rdkafka.start("produce", bootstrap, TOPIC, &settings, &["--pace-ms", "1"])?;
+    let mut producer =
+        Client::Rdkafka.start("produce", bootstrap, TOPIC, &settings, &["--pace-ms", "1"])?;
     producer.write(&Outgoing::lines(records)?)?;
     producer.close_stdin();
     producer.wait_for_stdout(
@@ -123,7 +121,11 @@ fn produce_until_killed(
     )?;
     server.kill()?;
     let status = producer.exit_within(Duration::from_secs(20))?;
-    ensure!(status.success(), "the producer failed: {}", producer.stderr());
+    ensure!(
+        status.success(),
+        "the producer failed: {}",
+        producer.stderr()
+    );
     Delivery::in_order(parse_lines(&producer.stdout())?, records.len())
 }
 
@@ -166,13 +168,19 @@ fn check_after_restart(
             .push((record.offset, index));
     }
     for (at, index) in acked {
-        ensure!(seen.contains(index), "record {index}, acknowledged at {at:?}, was lost");
+        ensure!(
+            seen.contains(index),
+            "record {index}, acknowledged at {at:?}, was lost"
+        );
     }
     for (partition, mut read) in by_partition {
         read.sort_unstable();
         let offsets: Vec<i64> = read.iter().map(|(offset, _)| *offset).collect();
         let dense: Vec<i64> = (0..i64::try_from(offsets.len())?).collect();
-        ensure!(offsets == dense, "partition {partition} offsets not dense: {offsets:?}");
+        ensure!(
+            offsets == dense,
+            "partition {partition} offsets not dense: {offsets:?}"
+        );
         ensure!(
             read.windows(2).all(|w| w[0].1 < w[1].1),
             "partition {partition} holds records out of the order they were sent in"

@@ -5,8 +5,6 @@
 //! key, headers and timestamp.
 mod common;
 
-use std::time::Duration;
-
 use anyhow::{Context, Result, ensure};
 use common::Server;
 use common::kafka::{Client, check_consumed, parse_lines, sample_records};
@@ -26,13 +24,13 @@ fn librdkafka_keys_land_by_murmur2_and_read_back_with_headers_and_timestamps() -
         "create-topic",
         bootstrap,
         "orders",
-        &[],
         &["--partitions", &partitions],
-        "",
-        Duration::from_secs(15),
     )?;
     let created: Vec<Value> = parse_lines(&created)?;
-    ensure!(created.len() == 1 && created[0]["topic"] == "orders", "{created:?}");
+    ensure!(
+        created.len() == 1 && created[0]["topic"] == "orders",
+        "{created:?}"
+    );
 
     let records = sample_records(60, 1_700_000_000_000);
     let producer = [
@@ -57,7 +55,10 @@ fn librdkafka_keys_land_by_murmur2_and_read_back_with_headers_and_timestamps() -
             .map(|(_, offset)| *offset)
             .collect();
         let dense: Vec<i64> = (0..i64::try_from(offsets.len())?).collect();
-        ensure!(offsets == dense, "partition {p} offsets in send order: {offsets:?}");
+        ensure!(
+            offsets == dense,
+            "partition {p} offsets in send order: {offsets:?}"
+        );
     }
 
     let consumed = Client::Rdkafka.consume(bootstrap, "orders", &[], Some(records.len()))?;

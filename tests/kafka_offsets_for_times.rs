@@ -5,7 +5,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use common::kafka::{Client, Outgoing, parse_lines};
@@ -35,9 +34,8 @@ fn offsets_for_times_and_the_earliest_and_latest_offsets() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let server = Server::start(dir.path(), &[])?;
     let bootstrap = server.kafka_addr().context("no Kafka listener")?;
-    tokio::runtime::Runtime::new()?.block_on(async {
-        create_topic(&mut server.admin().await?, "clock", 3, &[]).await
-    })?;
+    tokio::runtime::Runtime::new()?
+        .block_on(async { create_topic(&mut server.admin().await?, "clock", 3, &[]).await })?;
 
     // Partition 0: twenty records a second apart, two of them with the same time;
     // partition 1: five records much later; partition 2: none.
@@ -79,15 +77,8 @@ fn offsets_for_times_and_the_earliest_and_latest_offsets() -> Result<()> {
         i64::from(i32::MAX) * 1_000,
     ];
     let list: Vec<String> = asked.iter().map(i64::to_string).collect();
-    let lines = Client::KafkaPython.run(
-        "offsets",
-        bootstrap,
-        "clock",
-        &[],
-        &["--times", &list.join(",")],
-        "",
-        Duration::from_secs(15),
-    )?;
+    let lines =
+        Client::KafkaPython.run("offsets", bootstrap, "clock", &["--times", &list.join(",")])?;
     let answers: Vec<Offsets> = parse_lines(&lines)?;
     let [answer] = answers.as_slice() else {
         anyhow::bail!("expected one answer, got {lines:?}");
@@ -96,9 +87,19 @@ fn offsets_for_times_and_the_earliest_and_latest_offsets() -> Result<()> {
     let by_partition = |f: &dyn Fn(i32) -> i64| -> BTreeMap<String, i64> {
         (0..3).map(|p| (p.to_string(), f(p))).collect()
     };
-    let count = |p: i32| times.get(&p).map_or(0, |t| i64::try_from(t.len()).unwrap_or(0));
-    ensure!(answer.beginning == by_partition(&|_| 0), "beginning offsets: {answer:?}");
-    ensure!(answer.end == by_partition(&count), "end offsets: {answer:?}");
+    let count = |p: i32| {
+        times
+            .get(&p)
+            .map_or(0, |t| i64::try_from(t.len()).unwrap_or(0))
+    };
+    ensure!(
+        answer.beginning == by_partition(&|_| 0),
+        "beginning offsets: {answer:?}"
+    );
+    ensure!(
+        answer.end == by_partition(&count),
+        "end offsets: {answer:?}"
+    );
 
     for time in asked {
         let got = answer

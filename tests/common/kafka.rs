@@ -64,25 +64,25 @@ impl Client {
         }
     }
 
-    /// Runs `command` (`produce`, `consume`, ...) against `bootstrap` for `topic` with the
-    /// client settings `set` (library names) and `args`, feeding it `stdin`; its output
-    /// lines once it exited successfully within `timeout`.
+    /// How long a client program may take to run one command.
+    pub const TIMEOUT: Duration = Duration::from_secs(20);
+
+    /// Runs `command` (`create-topic`, `offsets`, ...) against `bootstrap` for `topic`
+    /// with `args` and the library's default settings; its output lines once it exited
+    /// successfully within [`Client::TIMEOUT`].
     pub fn run(
         self,
         command: &str,
         bootstrap: &str,
         topic: &str,
-        set: &[(&str, &str)],
         args: &[&str],
-        stdin: &str,
-        timeout: Duration,
     ) -> Result<Vec<String>> {
-        let mut program = self.start(command, bootstrap, topic, set, args)?;
-        program.write(stdin)?;
-        program.finish(timeout)
+        self.start(command, bootstrap, topic, &[], args)?
+            .finish(Self::TIMEOUT)
     }
 
-    /// Starts `command` as [`Client::run`] does, without waiting for it.
+    /// Starts `command` with the client settings `set` (library names) and `args`, without
+    /// waiting for it.
     pub fn start(
         self,
         command: &str,
@@ -115,15 +115,9 @@ impl Client {
         set: &[(&str, &str)],
         records: &[Outgoing],
     ) -> Result<Vec<Delivery>> {
-        let lines = self.run(
-            "produce",
-            bootstrap,
-            topic,
-            set,
-            &[],
-            &Outgoing::lines(records)?,
-            Duration::from_secs(20),
-        )?;
+        let mut program = self.start("produce", bootstrap, topic, set, &[])?;
+        program.write(&Outgoing::lines(records)?)?;
+        let lines = program.finish(Self::TIMEOUT)?;
         Delivery::in_order(parse_lines(&lines)?, records.len())
     }
 
@@ -155,15 +149,9 @@ impl Client {
             Some(n) => vec!["--count", n],
             None => vec![],
         };
-        let lines = self.run(
-            "consume",
-            bootstrap,
-            topic,
-            set,
-            &args,
-            "",
-            Duration::from_secs(20),
-        )?;
+        let lines = self
+            .start("consume", bootstrap, topic, set, &args)?
+            .finish(Self::TIMEOUT)?;
         parse_lines(&lines)
     }
 }
@@ -332,9 +320,15 @@ pub fn check_consumed(
     acks: &[(i32, i64)],
     consumed: &[Consumed],
 ) -> Result<()> {
-    ensure!(records.len() == acks.len(), "one acknowledgement per record");
+    ensure!(
+        records.len() == acks.len(),
+        "one acknowledgement per record"
+    );
     let expected: BTreeMap<(i32, i64), &Outgoing> = acks.iter().copied().zip(records).collect();
-    ensure!(expected.len() == records.len(), "two records acknowledged at one offset: {acks:?}");
+    ensure!(
+        expected.len() == records.len(),
+        "two records acknowledged at one offset: {acks:?}"
+    );
     let mut seen = BTreeSet::new();
     let mut last: BTreeMap<i32, i64> = BTreeMap::new();
     for record in consumed {
@@ -354,15 +348,24 @@ pub fn check_consumed(
             "consumed {record:?}, produced {sent:?}"
         );
         if let Some(timestamp) = sent.timestamp {
-            ensure!(record.timestamp == timestamp, "consumed {record:?}, produced {sent:?}");
             ensure!(
-                record.timestamp_type.as_deref().is_none_or(|t| t == "create"),
+                record.timestamp == timestamp,
+                "consumed {record:?}, produced {sent:?}"
+            );
+            ensure!(
+                record
+                    .timestamp_type
+                    .as_deref()
+                    .is_none_or(|t| t == "create"),
                 "not CreateTime: {record:?}"
             );
         }
     }
     let missing: Vec<_> = expected.keys().filter(|at| !seen.contains(at)).collect();
-    ensure!(missing.is_empty(), "acknowledged but not consumed: {missing:?}");
+    ensure!(
+        missing.is_empty(),
+        "acknowledged but not consumed: {missing:?}"
+    );
     Ok(())
 }
 
@@ -615,5 +618,86 @@ impl Program {
 impl Drop for Program {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// The header fields of a stored record batch that say how a client wrote it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredBatch {
+    /// Offset of its first record.
+    pub base_offset: u64,
+    /// Attributes: bits 0-2 the compression codec, bit 3 LogAppendTime.
+    pub attributes: i16,
+    /// Largest record timestamp (the append time under LogAppendTime).
+    pub max_timestamp: i64,
+    /// Idempotent producer id, or -1.
+    pub producer_id: i64,
+    /// Idempotent producer epoch, or -1.
+    pub producer_epoch: i16,
+    /// Sequence number of its first record, or -1.
+    pub base_sequence: i32,
+    /// Records in it.
+    pub record_count: i32,
+}
+
+impl StoredBatch {
+    /// The compression codec: 0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd.
+    pub fn codec(&self) -> i16 {
+        self.attributes & 0x7
+    }
+}
+
+/// The header of every batch stored in `partition` of `topic`, as gRPC `FetchBatches`
+/// returns them byte for byte (RecordBatch v2, big-endian; see docs/storage-format.md).
+pub async fn stored_batches(
+    server: &Server,
+    topic: &str,
+    partition: u32,
+) -> Result<Vec<StoredBatch>> {
+    fn be<const N: usize>(batch: &[u8], at: usize) -> Result<[u8; N]> {
+        batch
+            .get(at..at + N)
+            .and_then(|b| b.try_into().ok())
+            .context("batch header cut short")
+    }
+    let mut log = server.log().await?;
+    let mut out = Vec::new();
+    let mut offset = 0;
+    loop {
+        let fetched = log
+            .fetch_batches(pb::FetchRequest {
+                topic: topic.into(),
+                partition,
+                offset,
+                max_bytes: 1 << 20,
+                max_wait_ms: 0,
+            })
+            .await?
+            .into_inner();
+        let mut rest = &fetched.record_batches[..];
+        while !rest.is_empty() {
+            let length = usize::try_from(i32::from_be_bytes(be(rest, 8)?))?;
+            let (batch, next) = rest
+                .split_at_checked(12 + length)
+                .context("batch cut short")?;
+            out.push(StoredBatch {
+                base_offset: u64::from_be_bytes(be(batch, 0)?),
+                attributes: i16::from_be_bytes(be(batch, 21)?),
+                max_timestamp: i64::from_be_bytes(be(batch, 35)?),
+                producer_id: i64::from_be_bytes(be(batch, 43)?),
+                producer_epoch: i16::from_be_bytes(be(batch, 51)?),
+                base_sequence: i32::from_be_bytes(be(batch, 53)?),
+                record_count: i32::from_be_bytes(be(batch, 57)?),
+            });
+            rest = next;
+        }
+        if fetched.next_offset >= fetched.high_watermark {
+            return Ok(out);
+        }
+        ensure!(
+            fetched.next_offset > offset,
+            "FetchBatches made no progress at {offset}"
+        );
+        offset = fetched.next_offset;
     }
 }

@@ -57,11 +57,7 @@ impl Server {
     /// [`Server::start_capturing_stderr`] with these environment variables set (settings
     /// such as `SLUICE_KAFKA_MAX_REQUEST_BYTES`; one the server does not know is only
     /// warned about).
-    pub fn start_with_env(
-        data_dir: &Path,
-        env: &[(&str, &str)],
-        extra: &[&str],
-    ) -> Result<Server> {
+    pub fn start_with_env(data_dir: &Path, env: &[(&str, &str)], extra: &[&str]) -> Result<Server> {
         Self::spawn(&[], env, data_dir, "127.0.0.1:0", extra, true)
     }
 
