@@ -105,7 +105,13 @@ fn records_processed(events: &[Event]) -> usize {
 fn a_three_member_group_rebalances_when_one_leaves_without_losing_committed_records() -> Result<()>
 {
     let dir = tempfile::tempdir()?;
-    let server = Server::start(dir.path(), &[])?;
+    // Members that start within a second of the first join its first generation (Kafka's
+    // group.initial.rebalance.delay.ms, 3 s by default).
+    let server = Server::start_with_env(
+        dir.path(),
+        &[("SLUICE_GROUPS_INITIAL_REBALANCE_DELAY_MS", "1000")],
+        &[],
+    )?;
     let bootstrap = server.kafka_addr().context("no Kafka listener")?.to_owned();
     let runtime = tokio::runtime::Runtime::new()?;
     let produce = |count: u32, from: u32, partitions: std::ops::Range<u32>| {
