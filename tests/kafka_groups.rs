@@ -10,9 +10,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use common::kafka::{Program, parse_lines};
+use common::kafka::{Member, MemberEvent, committed_offsets};
 use common::{Server, create_topic, produce_values};
-use serde::Deserialize;
 use serde_json::Value;
 
 const TOPIC: &str = "work";
@@ -24,80 +23,7 @@ const AFTER: u32 = 10;
 /// Records produced to partition 0 once the group is gone: its lag.
 const LAG: u32 = 5;
 
-/// One line a member printed (see tests/kafka/group_member.py).
-#[derive(Debug, Clone, Deserialize)]
-struct Event {
-    event: String,
-    member: String,
-    t: u128,
-    #[serde(default)]
-    partitions: Vec<u32>,
-    partition: Option<u32>,
-    offset: Option<u64>,
-}
-
-/// A member process.
-struct Member {
-    name: String,
-    program: Program,
-}
-
-impl Member {
-    fn start(bootstrap: &str, name: &str) -> Result<Member> {
-        let program = Program::python(
-            "group_member.py",
-            &[
-                "--bootstrap",
-                bootstrap,
-                "--topic",
-                TOPIC,
-                "--group",
-                GROUP,
-                "--name",
-                name,
-                "--process-ms",
-                "10",
-            ],
-        )?;
-        Ok(Member {
-            name: name.to_owned(),
-            program,
-        })
-    }
-
-    fn events(&self) -> Result<Vec<Event>> {
-        parse_lines(&self.program.stdout())
-    }
-
-    /// The partitions of its latest assignment (after its latest revocation: none).
-    fn assigned(&self) -> Result<BTreeSet<u32>> {
-        let mut now = BTreeSet::new();
-        for e in self.events()? {
-            match e.event.as_str() {
-                "assigned" => now = e.partitions.into_iter().collect(),
-                "revoked" => now.clear(),
-                _ => {}
-            }
-        }
-        Ok(now)
-    }
-
-    fn wait(&self, what: &str, done: impl Fn(&[Event]) -> bool) -> Result<()> {
-        self.program
-            .wait_for_stdout(what, Duration::from_secs(20), |lines| {
-                parse_lines::<Event>(lines).is_ok_and(|events| done(&events))
-            })
-            .with_context(|| format!("member {}", self.name))
-    }
-
-    /// Tells it to leave the group and waits until it closed its consumer.
-    fn leave(mut self) -> Result<Vec<Event>> {
-        self.program.write("leave\n")?;
-        parse_lines(&self.program.finish(Duration::from_secs(15))?)
-    }
-}
-
-fn records_processed(events: &[Event]) -> usize {
+fn records_processed(events: &[MemberEvent]) -> usize {
     events.iter().filter(|e| e.event == "record").count()
 }
 
@@ -131,7 +57,7 @@ fn a_three_member_group_rebalances_when_one_leaves_without_losing_committed_reco
 
     let members: Vec<Member> = ["a", "b", "c"]
         .iter()
-        .map(|name| Member::start(&bootstrap, name))
+        .map(|name| Member::start(&bootstrap, TOPIC, GROUP, name, 10))
         .collect::<Result<_>>()?;
     // All three get partitions and process records of them.
     wait_for_assignments(&members, "three members")?;
@@ -181,6 +107,15 @@ fn a_three_member_group_rebalances_when_one_leaves_without_losing_committed_reco
         events.extend(member.leave()?);
     }
     check_deliveries(&events, end)?;
+    let count = |kind: &str| events.iter().filter(|e| e.event == kind).count();
+    eprintln!(
+        "{} records processed for {} produced, {} commits, {} refused, {} assignments",
+        count("record"),
+        u64::from(PARTITIONS) * end,
+        count("committed"),
+        count("commit_failed"),
+        count("assigned")
+    );
 
     // The committed offsets, and the lag of records that came after, as the CLI shows them.
     produce(LAG, BEFORE + AFTER, 0..1)?;
@@ -217,11 +152,11 @@ fn wait_for_assignments(members: &[Member], who: &str) -> Result<()> {
         {
             return Ok(());
         }
-        if let Some(gone) = members.iter().find(|m| m.program.ended()) {
+        if let Some(gone) = members.iter().find(|m| m.ended()) {
             anyhow::bail!(
                 "member {} exited while {who} should share the partitions:\n{}",
                 gone.name,
-                gone.program.stderr()
+                gone.stderr()
             );
         }
         ensure!(
@@ -232,27 +167,15 @@ fn wait_for_assignments(members: &[Member], who: &str) -> Result<()> {
     }
 }
 
-/// The highest offset committed per partition.
-fn committed_offsets(events: &[Event]) -> BTreeMap<u32, u64> {
-    let mut committed = BTreeMap::new();
-    for e in events.iter().filter(|e| e.event == "committed") {
-        if let (Some(p), Some(offset)) = (e.partition, e.offset) {
-            let at = committed.entry(p).or_insert(0);
-            *at = offset.max(*at);
-        }
-    }
-    committed
-}
-
 /// Checks that every record below `end` of every partition was processed, that the
 /// commits reached `end`, and that no record was processed again after a commit past it.
-fn check_deliveries(events: &[Event], end: u64) -> Result<()> {
+fn check_deliveries(events: &[MemberEvent], end: u64) -> Result<()> {
     let committed = committed_offsets(events);
     ensure!(
         (0..PARTITIONS).all(|p| committed.get(&p) == Some(&end)),
         "{committed:?}"
     );
-    let commits: Vec<&Event> = events.iter().filter(|e| e.event == "committed").collect();
+    let commits: Vec<&MemberEvent> = events.iter().filter(|e| e.event == "committed").collect();
     let mut processed: BTreeMap<u32, BTreeSet<u64>> = BTreeMap::new();
     for record in events.iter().filter(|e| e.event == "record") {
         let (Some(p), Some(offset)) = (record.partition, record.offset) else {

@@ -1,11 +1,11 @@
-//! SIGKILL while a Kafka producer writes: a librdkafka producer with `acks=all` writes to a
-//! topic created over Kafka with `flush.policy=fsync`; the server is killed while records
-//! are still on their way, restarted on the same data directory, and a Kafka consumer reads
-//! every acknowledged record back exactly once, at its acknowledged offset, in order. A
-//! record not acknowledged (in flight at the kill) may be there too, at most once.
-//!
-//! The test runs in steps (write until killed, restart, check) so that a step committing a
-//! group's offsets before the kill, and checking them after the restart, fits in between.
+//! SIGKILL while Kafka clients write: a librdkafka producer with `acks=all` writes to a
+//! topic created over Kafka with `flush.policy=fsync`, and a consumer group member
+//! (kafka-python) reads along, committing after each record. The server is killed while
+//! records are still on their way, restarted on the same data directory, and then a Kafka
+//! consumer reads every acknowledged record back exactly once, at its acknowledged offset,
+//! in order (a record not acknowledged, in flight at the kill, may be there too, at most
+//! once), and the group's committed offsets (OffsetFetch) are those of its last
+//! acknowledged commits, or of a commit in flight at the kill.
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -13,20 +13,32 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use common::Server;
-use common::kafka::{Client, Consumed, Delivery, Outgoing, parse_lines};
+use common::kafka::{
+    Client, Consumed, Delivery, Member, MemberEvent, Outgoing, committed_offsets, parse_lines,
+};
+use serde::Deserialize;
 
 const TOPIC: &str = "durable";
+const GROUP: &str = "durable-readers";
 const PARTITIONS: u32 = 3;
+/// The group member's first join goes through at once.
+const SETTINGS: [(&str, &str); 1] = [("SLUICE_GROUPS_INITIAL_REBALANCE_DELAY_MS", "0")];
 /// Records the producer is given; the server is killed once `KILL_AFTER` are acknowledged.
 const RECORDS: usize = 2000;
 const KILL_AFTER: usize = 400;
 
 #[test]
-fn every_acknowledged_kafka_record_survives_sigkill_once_and_in_order() -> Result<()> {
+fn every_acknowledged_record_and_committed_offset_survives_sigkill() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let server = Server::start(dir.path(), &[])?;
+    let server = Server::start_with_env(dir.path(), &SETTINGS, &[])?;
     let bootstrap = server.kafka_addr().context("no Kafka listener")?.to_owned();
     create_fsync_topic(&server, &bootstrap)?;
+    let member = Member::start(&bootstrap, TOPIC, GROUP, "reader", 0)?;
+    member.wait("its assignment", |events| {
+        events
+            .iter()
+            .any(|e| e.event == "assigned" && e.partitions.len() == 3)
+    })?;
 
     let records: Vec<Outgoing> = (0..RECORDS)
         .map(|i| Outgoing {
@@ -34,7 +46,7 @@ fn every_acknowledged_kafka_record_survives_sigkill_once_and_in_order() -> Resul
             ..Outgoing::value(format!("record {i}"))
         })
         .collect();
-    let reports = produce_until_killed(server, &bootstrap, &records)?;
+    let (reports, member_events) = produce_until_killed(server, &bootstrap, &records, member)?;
     let acked: BTreeMap<(i32, i64), usize> = reports
         .iter()
         .filter_map(|report| match report {
@@ -52,15 +64,18 @@ fn every_acknowledged_kafka_record_survives_sigkill_once_and_in_order() -> Resul
         acked.len()
     );
 
-    let server = Server::start(dir.path(), &[])?;
+    let server = Server::start_with_env(dir.path(), &SETTINGS, &[])?;
     let bootstrap = server.kafka_addr().context("no Kafka listener")?;
     let consumed = Client::Rdkafka.consume(bootstrap, TOPIC, &[], None)?;
     eprintln!(
-        "{} of {RECORDS} records acknowledged before the kill; {} read after the restart",
+        "{} of {RECORDS} records acknowledged before the kill; {} read after the restart; \
+         commits acknowledged up to {:?}",
         acked.len(),
-        consumed.len()
+        consumed.len(),
+        committed_offsets(&member_events)
     );
-    check_after_restart(&records, &acked, &consumed)
+    check_after_restart(&records, &acked, &consumed)?;
+    check_committed_after_restart(bootstrap, &member_events, &consumed)
 }
 
 /// Creates the topic over Kafka (CreateTopics) with `flush.policy=fsync`, and checks the
@@ -95,13 +110,15 @@ fn create_fsync_topic(server: &Server, bootstrap: &str) -> Result<()> {
 }
 
 /// Starts producing `records` (paced, so the stream lasts well past the kill), SIGKILLs the
-/// server once `KILL_AFTER` are acknowledged, and returns every record's report once the
-/// producer has given up on the rest.
+/// server once `KILL_AFTER` are acknowledged and `member` committed some, then the member;
+/// returns every record's report once the producer has given up on the rest, and the
+/// member's events.
 fn produce_until_killed(
     server: Server,
     bootstrap: &str,
     records: &[Outgoing],
-) -> Result<Vec<Delivery>> {
+    member: Member,
+) -> Result<(Vec<Delivery>, Vec<MemberEvent>)> {
     let settings = [
         ("acks", "all"),
         ("linger.ms", "2"),
@@ -119,14 +136,69 @@ fn produce_until_killed(
         Duration::from_secs(15),
         |lines| lines.len() >= KILL_AFTER,
     )?;
+    member.wait("20 commits", |events| {
+        events.iter().filter(|e| e.event == "committed").count() >= 20
+    })?;
     server.kill()?;
+    let member_events = member.kill()?;
     let status = producer.exit_within(Duration::from_secs(20))?;
     ensure!(
         status.success(),
         "the producer failed: {}",
         producer.stderr()
     );
-    Delivery::in_order(parse_lines(&producer.stdout())?, records.len())
+    let reports = Delivery::in_order(parse_lines(&producer.stdout())?, records.len())?;
+    Ok((reports, member_events))
+}
+
+/// What `kafka_python_client.py committed` prints.
+#[derive(Debug, Deserialize)]
+struct Committed {
+    offsets: BTreeMap<u32, Option<u64>>,
+}
+
+/// Checks the group's committed offsets after the restart, read over Kafka: for each
+/// partition at least the member's last acknowledged commit, at most the offset after the
+/// last record it processed (a commit in flight at the kill may have become durable), and
+/// within the records the partition holds.
+fn check_committed_after_restart(
+    bootstrap: &str,
+    events: &[MemberEvent],
+    consumed: &[Consumed],
+) -> Result<()> {
+    let acknowledged = committed_offsets(events);
+    let mut attempted: BTreeMap<u32, u64> = BTreeMap::new();
+    for e in events.iter().filter(|e| e.event == "record") {
+        if let (Some(p), Some(offset)) = (e.partition, e.offset) {
+            let at = attempted.entry(p).or_insert(0);
+            *at = (offset + 1).max(*at);
+        }
+    }
+    let lines = Client::KafkaPython.run("committed", bootstrap, TOPIC, &["--group", GROUP])?;
+    let answers: Vec<Committed> = parse_lines(&lines)?;
+    let [answer] = answers.as_slice() else {
+        anyhow::bail!("expected one answer, got {lines:?}");
+    };
+    ensure!(
+        !acknowledged.is_empty(),
+        "no commit was acknowledged before the kill"
+    );
+    for p in 0..PARTITIONS {
+        let stored = answer.offsets.get(&p).copied().flatten();
+        let acked = acknowledged.get(&p).copied();
+        let highest = attempted.get(&p).copied();
+        let end = consumed
+            .iter()
+            .filter(|r| u32::try_from(r.partition) == Ok(p))
+            .count();
+        let end = u64::try_from(end)?;
+        ensure!(
+            stored >= acked && stored <= highest && stored.is_none_or(|s| s <= end),
+            "partition {p}: committed {stored:?} after the restart; acknowledged {acked:?}, \
+             attempted up to {highest:?}, {end} records"
+        );
+    }
+    Ok(())
 }
 
 /// Checks what a consumer read after the restart: every acknowledged record exactly once

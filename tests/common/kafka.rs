@@ -601,17 +601,23 @@ impl Program {
             }
             std::thread::sleep(Duration::from_millis(10));
         };
-        // The pipes close as the process ends (unless a child of it keeps them open).
-        let closed = |pipe: &Pipe| pipe.wait(Instant::now() + Duration::from_secs(5), &|_| false);
-        closed(&self.stdout);
-        closed(&self.stderr);
+        self.drain();
         Ok(status)
     }
 
-    /// Kills the program (SIGKILL) and reaps it.
+    /// Kills the program (SIGKILL) and reaps it; its output is all collected then.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        self.drain();
+    }
+
+    /// Waits (up to 5 s) for the pipes of an ended program to close: they do as the
+    /// process ends, unless a child of it keeps them open.
+    fn drain(&self) {
+        for pipe in [&self.stdout, &self.stderr] {
+            pipe.wait(Instant::now() + Duration::from_secs(5), &|_| false);
+        }
     }
 }
 
@@ -700,4 +706,124 @@ pub async fn stored_batches(
         );
         offset = fetched.next_offset;
     }
+}
+
+/// One line a consumer group member printed (see `tests/kafka/group_member.py`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct MemberEvent {
+    /// `assigned`, `revoked`, `record`, `committed`, `commit_failed` or `closed`.
+    pub event: String,
+    /// The member's name.
+    pub member: String,
+    /// Wall-clock time of the event, in ns since the Unix epoch.
+    pub t: u128,
+    /// The partitions assigned or revoked.
+    #[serde(default)]
+    pub partitions: Vec<u32>,
+    /// The partition of a record or commit.
+    pub partition: Option<u32>,
+    /// The offset of a record, or the offset committed (the one after the record).
+    pub offset: Option<u64>,
+}
+
+/// A Kafka consumer group member (kafka-python, `subscribe()`, a commit after each record
+/// it processed), running until told to leave.
+#[derive(Debug)]
+pub struct Member {
+    /// Its name (client id).
+    pub name: String,
+    program: Program,
+}
+
+impl Member {
+    /// Starts member `name` of `group` on `topic`, taking `process_ms` per record.
+    pub fn start(
+        bootstrap: &str,
+        topic: &str,
+        group: &str,
+        name: &str,
+        process_ms: u32,
+    ) -> Result<Member> {
+        let process_ms = process_ms.to_string();
+        let program = Program::python(
+            "group_member.py",
+            &[
+                "--bootstrap",
+                bootstrap,
+                "--topic",
+                topic,
+                "--group",
+                group,
+                "--name",
+                name,
+                "--process-ms",
+                &process_ms,
+            ],
+        )?;
+        Ok(Member {
+            name: name.to_owned(),
+            program,
+        })
+    }
+
+    /// What it printed so far.
+    pub fn events(&self) -> Result<Vec<MemberEvent>> {
+        parse_lines(&self.program.stdout())
+    }
+
+    /// The partitions of its latest assignment (after its latest revocation: none).
+    pub fn assigned(&self) -> Result<BTreeSet<u32>> {
+        let mut now = BTreeSet::new();
+        for e in self.events()? {
+            match e.event.as_str() {
+                "assigned" => now = e.partitions.into_iter().collect(),
+                "revoked" => now.clear(),
+                _ => {}
+            }
+        }
+        Ok(now)
+    }
+
+    /// Waits up to 20 s until `done` holds for its events.
+    pub fn wait(&self, what: &str, done: impl Fn(&[MemberEvent]) -> bool) -> Result<()> {
+        self.program
+            .wait_for_stdout(what, Duration::from_secs(20), |lines| {
+                parse_lines::<MemberEvent>(lines).is_ok_and(|events| done(&events))
+            })
+            .with_context(|| format!("member {}", self.name))
+    }
+
+    /// Whether it exited.
+    pub fn ended(&self) -> bool {
+        self.program.ended()
+    }
+
+    /// What it printed on stderr.
+    pub fn stderr(&self) -> String {
+        self.program.stderr()
+    }
+
+    /// Tells it to leave the group and waits until it closed its consumer; its events.
+    pub fn leave(mut self) -> Result<Vec<MemberEvent>> {
+        self.program.write("leave\n")?;
+        parse_lines(&self.program.finish(Duration::from_secs(15))?)
+    }
+
+    /// Kills it (SIGKILL), as a crash would; its events.
+    pub fn kill(mut self) -> Result<Vec<MemberEvent>> {
+        self.program.kill();
+        self.events()
+    }
+}
+
+/// The highest offset committed per partition in `events` (acknowledged commits only).
+pub fn committed_offsets(events: &[MemberEvent]) -> BTreeMap<u32, u64> {
+    let mut committed = BTreeMap::new();
+    for e in events.iter().filter(|e| e.event == "committed") {
+        if let (Some(p), Some(offset)) = (e.partition, e.offset) {
+            let at = committed.entry(p).or_insert(0);
+            *at = offset.max(*at);
+        }
+    }
+    committed
 }

@@ -4,6 +4,10 @@
         prints {"event": "offsets", "beginning": {partition: offset}, "end": {...},
         "for_times": {ms: {partition: {"offset": o, "timestamp": t} or null}}}
         from beginning_offsets, end_offsets and offsets_for_times.
+
+    committed --bootstrap HOST:PORT --topic T --group G
+        prints {"event": "committed", "offsets": {partition: offset or null}}: the group's
+        committed offsets (OffsetFetch), without joining it.
 """
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -96,5 +100,23 @@ def offsets_arguments(parser):
     parser.add_argument("--times", required=True)
 
 
+def committed(args):
+    client = KafkaConsumer(
+        bootstrap_servers=args.bootstrap, group_id=args.group, enable_auto_commit=False, **args.settings
+    )
+    tps = partitions(client, args.topic)
+    records.emit("committed", offsets={tp.partition: client.committed(tp) for tp in tps})
+    client.close()
+
+
+def committed_arguments(parser):
+    parser.add_argument("--group", required=True)
+
+
 if __name__ == "__main__":
-    records.main(produce, consume, offsets=(offsets, offsets_arguments))
+    records.main(
+        produce,
+        consume,
+        offsets=(offsets, offsets_arguments),
+        committed=(committed, committed_arguments),
+    )
