@@ -2,6 +2,8 @@
 //! for it. Every end-to-end test talks to the binary built from this workspace.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod kafka;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -43,24 +45,32 @@ impl Server {
     /// `data_dir`, plus `extra` arguments, and waits until it says where it listens. A server
     /// restarted on the address of a stopped one is reached by the clients of the old one.
     pub fn start_on(data_dir: &Path, addr: &str, extra: &[&str]) -> Result<Server> {
-        Self::spawn(&[], data_dir, addr, extra, false)
+        Self::spawn(&[], &[], data_dir, addr, extra, false)
     }
 
     /// [`Server::start`], keeping a copy of what the server writes to stderr (still
     /// echoed to the test's stderr) for [`Server::stderr`].
     pub fn start_capturing_stderr(data_dir: &Path, extra: &[&str]) -> Result<Server> {
-        Self::spawn(&[], data_dir, "127.0.0.1:0", extra, true)
+        Self::spawn(&[], &[], data_dir, "127.0.0.1:0", extra, true)
+    }
+
+    /// [`Server::start_capturing_stderr`] with these environment variables set (settings
+    /// such as `SLUICE_KAFKA_MAX_REQUEST_BYTES`; one the server does not know is only
+    /// warned about).
+    pub fn start_with_env(data_dir: &Path, env: &[(&str, &str)], extra: &[&str]) -> Result<Server> {
+        Self::spawn(&[], env, data_dir, "127.0.0.1:0", extra, true)
     }
 
     /// [`Server::start_capturing_stderr`] with `sluice serve ...` run by `wrapper`: a program
     /// and its arguments that end by executing the command appended to them (as `unshare`
     /// or `sh -c '...; exec "$@"' sh` do), so the process is still the server's.
     pub fn start_wrapped(wrapper: &[&str], data_dir: &Path, extra: &[&str]) -> Result<Server> {
-        Self::spawn(wrapper, data_dir, "127.0.0.1:0", extra, true)
+        Self::spawn(wrapper, &[], data_dir, "127.0.0.1:0", extra, true)
     }
 
     fn spawn(
         wrapper: &[&str],
+        env: &[(&str, &str)],
         data_dir: &Path,
         addr: &str,
         extra: &[&str],
@@ -95,6 +105,7 @@ impl Server {
             .env("SLUICE_LOG", "warn")
             // A setting of the soak test, not of the server.
             .env_remove("SLUICE_SOAK_SECS")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(if capture {
