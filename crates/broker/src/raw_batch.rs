@@ -454,7 +454,11 @@ mod tests {
             let mut buf = compressed(&batch(30), codec);
             buf.extend(batch(2));
             buf.extend(compressed(&batch(1), codec));
-            assert_eq!(validate(&buf, LIMITS).expect("valid").records, 33, "{codec:?}");
+            assert_eq!(
+                validate(&buf, LIMITS).expect("valid").records,
+                33,
+                "{codec:?}"
+            );
         }
     }
 
@@ -519,7 +523,10 @@ mod tests {
             max_message_bytes: packed.len(),
             ..LIMITS
         };
-        assert_eq!(validate(&packed, limits).expect("fits compressed").records, 50);
+        assert_eq!(
+            validate(&packed, limits).expect("fits compressed").records,
+            50
+        );
         assert!(matches!(
             validate(&plain, limits),
             Err(BrokerError::BatchTooLarge { .. })

@@ -14,6 +14,7 @@ mod error;
 mod health;
 mod logging;
 mod metrics;
+mod reservations;
 mod server;
 
 pub use cli::{ServeArgs, key_value};

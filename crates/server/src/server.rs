@@ -64,7 +64,10 @@ impl Server {
             source,
         };
         let kafka = match config.kafka_listen {
-            Some(addr) => Some(KafkaListener::bind(addr, config.kafka.clone()).await?),
+            Some(addr) => {
+                crate::reservations::warn_for_kafka();
+                Some(KafkaListener::bind(addr, config.kafka.clone()).await?)
+            }
             None => None,
         };
         let listener = TcpListener::bind(config.listen).await.map_err(bind_error)?;

@@ -2,7 +2,9 @@
 //! transactional id is refused (TRANSACTIONAL_ID_AUTHORIZATION_FAILED, the code Kafka's
 //! clients treat as "transactions are not available to this client").
 
-use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId, RequestHeader};
+use kafka_protocol::messages::{
+    InitProducerIdRequest, InitProducerIdResponse, ProducerId, RequestHeader,
+};
 
 use super::Context;
 use crate::errors;
