@@ -14,20 +14,19 @@ use std::fs;
 /// Why large reservations may fail here, if they may: one line per reason.
 pub(crate) fn reservation_limits() -> Vec<String> {
     let mut reasons = Vec::new();
-    if let Ok(limits) = fs::read_to_string("/proc/self/limits") {
-        if let Some(line) = limits.lines().find(|l| l.starts_with("Max address space")) {
-            let soft = line.split_whitespace().nth(3).unwrap_or("unlimited");
-            if soft != "unlimited" {
-                reasons.push(format!(
-                    "the address space is limited to {soft} bytes (ulimit -v)"
-                ));
-            }
-        }
+    let limits = fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    let address_space = limits
+        .lines()
+        .find(|l| l.starts_with("Max address space"))
+        .and_then(|line| line.split_whitespace().nth(3));
+    if let Some(soft) = address_space.filter(|&soft| soft != "unlimited") {
+        reasons.push(format!(
+            "the address space is limited to {soft} bytes (ulimit -v)"
+        ));
     }
-    if let Ok(mode) = fs::read_to_string("/proc/sys/vm/overcommit_memory") {
-        if mode.trim() == "2" {
-            reasons.push("vm.overcommit_memory is 2 (strict accounting)".to_owned());
-        }
+    let overcommit = fs::read_to_string("/proc/sys/vm/overcommit_memory").unwrap_or_default();
+    if overcommit.trim() == "2" {
+        reasons.push("vm.overcommit_memory is 2 (strict accounting)".to_owned());
     }
     reasons
 }
