@@ -208,3 +208,59 @@ fn a_lower_append_limit_refuses_the_next_large_append() {
     append(&log, "m", 1, 10, 3);
     assert_eq!(log.log_end_offset(), 2);
 }
+
+#[test]
+fn config_swaps_racing_appends_and_reads_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(Log::open(dir.path(), small_config(FlushPolicy::Fsync)).unwrap());
+    let configs = [
+        LogConfig {
+            segment_bytes: 1024,
+            index_interval_bytes: 64,
+            flush: FlushPolicy::None,
+            ..LogConfig::default()
+        },
+        LogConfig {
+            segment_bytes: 64 * 1024,
+            index_interval_bytes: 4096,
+            flush: FlushPolicy::Fsync,
+            ..LogConfig::default()
+        },
+        LogConfig {
+            segment_bytes: 4096,
+            index_interval_bytes: 1,
+            flush: FlushPolicy::Interval(std::time::Duration::from_millis(5)),
+            ..LogConfig::default()
+        },
+    ];
+    let writer = {
+        let log = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for i in 0..600 {
+                append(&log, "c", 1, 100, i);
+            }
+        })
+    };
+    let swapper = {
+        let log = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for round in 0..300 {
+                log.set_config(configs[round % configs.len()].clone())
+                    .unwrap();
+                // Whatever the last policy, a flush makes everything visible.
+                log.flush().unwrap();
+                let _ = read_all(&log, log.log_start_offset());
+            }
+        })
+    };
+    writer.join().unwrap();
+    swapper.join().unwrap();
+    log.flush().unwrap();
+    assert_eq!(log.high_watermark(), 600);
+    assert_dense(&read_all(&log, 0), 0);
+    log.close().unwrap();
+    drop(log);
+    let log = Log::open(dir.path(), small_config(FlushPolicy::Fsync)).unwrap();
+    assert_eq!(log.log_end_offset(), 600);
+    assert_dense(&read_all(&log, 0), 0);
+}
