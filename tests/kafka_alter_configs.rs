@@ -4,11 +4,11 @@
 //! restart, and each refused resource gets its own Kafka error.
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, Result, ensure};
 use common::Server;
+use common::kafka::{python, root};
 use serde_json::{Value, json};
 
 /// DescribeConfigs' `config_source` of a topic's own setting and of a default.
@@ -17,9 +17,8 @@ const DEFAULT_CONFIG: i64 = 5;
 
 /// Runs tests/kafka/alter_configs.py and parses the JSON object it prints.
 fn drive(bootstrap: &str, topic: &str, mode: &str) -> Result<Value> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new(root.join(".venv/bin/python"))
-        .arg(root.join("tests/kafka/alter_configs.py"))
+    let out = Command::new(python()?)
+        .arg(root().join("tests/kafka/alter_configs.py"))
         .args([bootstrap, topic, mode])
         .output()
         .context("run alter_configs.py")?;
@@ -46,11 +45,6 @@ fn refused(seen: &Value, step: &str, name: &str, needle: &str) -> Result<()> {
 
 #[test]
 fn admin_client_alters_topic_configs_live_and_describe_tells_overrides() -> Result<()> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let setup = Command::new(root.join("scripts/setup-python.sh"))
-        .status()
-        .context("run setup-python.sh")?;
-    ensure!(setup.success(), "scripts/setup-python.sh failed");
     let dir = tempfile::tempdir()?;
     let server = Server::start(dir.path(), &[])?;
     let bootstrap = server.kafka_addr().context("no Kafka listener")?.to_owned();

@@ -93,8 +93,8 @@ impl Broker {
     /// atomically, so they survive a restart, and only then applied: `max.message.bytes`
     /// from the next produce request, `flush.policy` from the next append (and `flush.ms`
     /// from the next flush, the background flusher starting or following the change),
-    /// `segment.bytes`, `segment.ms` and `index.interval.bytes` from the next append and
-    /// roll, `retention.ms` and `retention.bytes` from the next retention pass. Every topic
+    /// `segment.bytes`, `segment.ms`, `index.interval.bytes` and `message.timestamp.type`
+    /// from the next append and roll, `retention.ms` and `retention.bytes` from the next retention pass. Every topic
     /// config key can change this way. Appends in progress finish under the settings they
     /// started with.
     ///

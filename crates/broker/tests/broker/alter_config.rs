@@ -452,3 +452,42 @@ async fn a_change_racing_a_deletion_never_reaches_the_next_topic_of_that_name() 
         t.broker.delete_topic("reused").await.expect("delete");
     }
 }
+
+#[tokio::test]
+async fn a_timestamp_type_change_stamps_the_next_append_and_keeps_stored_ones() {
+    let t = TestBroker::new();
+    t.broker
+        .create_topic("stamps", 1, &BTreeMap::new())
+        .await
+        .expect("create");
+    let stamped = |ts| vec![NewRecord::new("r").with_timestamp(ts)];
+    t.broker
+        .produce("stamps", Some(0), stamped(5))
+        .await
+        .expect("produce");
+    alter(
+        &t.broker,
+        "stamps",
+        vec![set("message.timestamp.type", "LogAppendTime")],
+    )
+    .await;
+    t.broker
+        .produce("stamps", Some(0), stamped(6))
+        .await
+        .expect("produce");
+    let fetched = t
+        .broker
+        .fetch("stamps", 0, 0, 1 << 20, Duration::ZERO)
+        .await
+        .expect("fetch");
+    let stamps: Vec<i64> = fetched
+        .records()
+        .map(|r| r.expect("record").timestamp_ms)
+        .collect();
+    assert_eq!(stamps.len(), 2);
+    assert_eq!(stamps[0], 5, "the stored batch keeps the producer's time");
+    assert!(
+        stamps[1] > 1_000_000_000_000,
+        "stamped at append: {stamps:?}"
+    );
+}
