@@ -81,6 +81,90 @@ fn json_lines(text: &str) -> Result<Vec<Value>> {
 }
 
 #[test]
+fn topic_alter_sets_and_drops_overrides_while_the_topic_serves() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path(), &[])?;
+    let create = [
+        "topic",
+        "create",
+        "orders",
+        "--partitions",
+        "1",
+        "--config",
+        "retention.ms=86400000",
+        "--config",
+        "segment.bytes=4096",
+    ];
+    ok(&server, &create, "")?;
+    let overrides = |server: &Server| -> Result<serde_json::Value> {
+        let described = ok(
+            server,
+            &["topic", "describe", "orders", "--output", "json"],
+            "",
+        )?;
+        Ok(json(&described)?["overrides"].clone())
+    };
+
+    let checked = ok(
+        &server,
+        &[
+            "topic",
+            "alter",
+            "orders",
+            "--config",
+            "max.message.bytes=2048",
+            "--validate-only",
+        ],
+        "",
+    )?;
+    assert!(checked.contains("would be"), "{checked}");
+    assert!(checked.contains("max.message.bytes=2048"), "{checked}");
+    assert_eq!(
+        overrides(&server)?,
+        serde_json::json!({"retention.ms": "86400000", "segment.bytes": "4096"})
+    );
+
+    let altered = ok(
+        &server,
+        &[
+            "topic",
+            "alter",
+            "orders",
+            "--config",
+            "max.message.bytes=2048",
+            "--config",
+            "retention.ms=60000",
+            "--delete-config",
+            "segment.bytes",
+        ],
+        "",
+    )?;
+    assert_eq!(
+        altered,
+        "Overrides of topic 'orders' are now: max.message.bytes=2048, retention.ms=60000.\n"
+    );
+    assert_eq!(
+        overrides(&server)?,
+        serde_json::json!({"max.message.bytes": "2048", "retention.ms": "60000"})
+    );
+
+    let refused = fails(
+        &server,
+        &["topic", "alter", "orders", "--config", "segment.bytes=12"],
+        "",
+    )?;
+    assert!(refused.contains("segment.bytes"), "{refused}");
+    assert!(refused.contains("1024..=2147483647"), "{refused}");
+    let missing = fails(
+        &server,
+        &["topic", "alter", "nope", "--delete-config", "retention.ms"],
+        "",
+    )?;
+    assert!(missing.contains("nope"), "{missing}");
+    Ok(())
+}
+
+#[test]
 fn topics_are_created_listed_described_and_deleted() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let server = Server::start(dir.path(), &[])?;
@@ -129,9 +213,19 @@ fn topics_are_created_listed_described_and_deleted() -> Result<()> {
         assert_eq!(row.get(column..column + 1), Some("0"), "{described}");
     }
     assert!(
-        described
-            .lines()
-            .any(|line| line.split_whitespace().eq(["retention.ms", "86400000"])),
+        described.lines().any(|line| line.split_whitespace().eq([
+            "retention.ms",
+            "86400000",
+            "topic"
+        ])),
+        "{described}"
+    );
+    assert!(
+        described.lines().any(|line| line.split_whitespace().eq([
+            "segment.bytes",
+            "1073741824",
+            "default"
+        ])),
         "{described}"
     );
     let described = json(&ok(
@@ -143,6 +237,10 @@ fn topics_are_created_listed_described_and_deleted() -> Result<()> {
     assert_eq!(described["partitions"].as_array().map(Vec::len), Some(3));
     assert_eq!(described["partitions"][2]["partition"], 2);
     assert_eq!(described["config"]["retention.ms"], "86400000");
+    assert_eq!(
+        described["overrides"],
+        serde_json::json!({"retention.ms": "86400000"})
+    );
 
     ok(&server, &["topic", "delete", "orders"], "")?;
     let listed = json(&ok(&server, &["topic", "list", "--output", "json"], "")?)?;

@@ -1,10 +1,10 @@
-//! `sluice topic`: create, list, describe and delete topics.
+//! `sluice topic`: create, list, describe, reconfigure and delete topics.
 
 use std::io::{self, Write};
 
 use clap::Subcommand;
 use serde_json::json;
-use sluice_client::{NewTopic, TopicDescription};
+use sluice_client::{NewTopic, TopicConfigChanges, TopicDescription};
 use sluice_server::key_value;
 
 use super::ConnectArgs;
@@ -45,6 +45,21 @@ enum TopicAction {
         /// Output format
         #[arg(long, value_enum, default_value_t)]
         output: Output,
+    },
+    /// Change a topic's config overrides while it serves; the others stay.
+    Alter {
+        /// Topic name
+        name: String,
+        /// A config override to set, with Kafka's key names, e.g. `retention.ms=86400000`;
+        /// repeatable
+        #[arg(long, value_name = "KEY=VALUE", value_parser = key_value)]
+        config: Vec<(String, String)>,
+        /// A config override to drop, so the key follows the server's default; repeatable
+        #[arg(long, value_name = "KEY")]
+        delete_config: Vec<String>,
+        /// Only check the change; nothing is written or applied
+        #[arg(long)]
+        validate_only: bool,
     },
     /// Delete a topic and all of its data.
     Delete {
@@ -102,6 +117,32 @@ pub(crate) async fn run(args: TopicArgs) -> anyhow::Result<()> {
                 Output::Json => write_json(&mut out, &describe_json(&topic))?,
             }
         }
+        TopicAction::Alter {
+            name,
+            config,
+            delete_config,
+            validate_only,
+        } => {
+            let mut changes = TopicConfigChanges {
+                delete: delete_config,
+                validate_only,
+                ..TopicConfigChanges::new()
+            };
+            changes.set.extend(config);
+            let altered = admin.alter_topic_config(&name, changes).await?;
+            let overrides = if altered.overrides.is_empty() {
+                "none".to_owned()
+            } else {
+                let pairs: Vec<String> = altered
+                    .overrides
+                    .iter()
+                    .map(|(key, value)| format!("{key}={value}"))
+                    .collect();
+                pairs.join(", ")
+            };
+            let verb = if validate_only { "would be" } else { "are now" };
+            writeln!(out, "Overrides of topic '{name}' {verb}: {overrides}.")?;
+        }
         TopicAction::Delete { name } => {
             admin.delete_topic(&name).await?;
             writeln!(out, "Deleted topic '{name}'.")?;
@@ -137,9 +178,14 @@ fn describe_table(out: &mut impl Write, topic: &TopicDescription) -> io::Result<
     }
     partitions.write(out)?;
     writeln!(out)?;
-    let mut config = Table::new(&["CONFIG", "VALUE"]);
+    let mut config = Table::new(&["CONFIG", "VALUE", "SOURCE"]);
     for (key, value) in &topic.config {
-        config.row(vec![key.clone(), value.clone()]);
+        let source = if topic.overrides.contains_key(key) {
+            "topic"
+        } else {
+            "default"
+        };
+        config.row(vec![key.clone(), value.clone(), source.to_owned()]);
     }
     config.write(out)
 }
@@ -159,5 +205,10 @@ fn describe_json(topic: &TopicDescription) -> serde_json::Value {
             })
         })
         .collect();
-    json!({"name": topic.name, "partitions": partitions, "config": topic.config})
+    json!({
+        "name": topic.name,
+        "partitions": partitions,
+        "config": topic.config,
+        "overrides": topic.overrides,
+    })
 }

@@ -12,7 +12,7 @@ use tokio::time::{Instant, MissedTickBehavior, interval_at};
 
 use crate::Broker;
 use crate::broker::{join, wall_clock_ms};
-use crate::topic::Topic;
+use crate::topic::{Topic, TopicSettings};
 
 /// How often every partition is checkpointed.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
@@ -55,7 +55,8 @@ impl Background {
         *tasks = Some(started);
     }
 
-    /// Spawns the flusher of a newly created topic, if the tasks run and the topic needs one.
+    /// Spawns the flusher of a newly created topic, or of one whose config changed, if the
+    /// tasks run and the topic needs one it does not have yet.
     pub(crate) fn watch_topic(&self, topic: &Arc<Topic>) {
         let mut tasks = self.tasks.lock();
         if let Some(tasks) = tasks.as_mut() {
@@ -76,13 +77,13 @@ impl Background {
     }
 
     fn spawn_flusher(&self, topic: &Arc<Topic>) -> Option<JoinHandle<()>> {
-        let every = topic.config.flush_interval()?;
+        topic.settings().config.flush_interval()?;
         if topic.flusher_started.swap(true, Ordering::SeqCst) {
             return None;
         }
         Some(tokio::spawn(flush_topic(
-            Arc::clone(topic),
-            every,
+            Arc::downgrade(topic),
+            topic.watch_settings(),
             self.stop.subscribe(),
         )))
     }
@@ -127,25 +128,51 @@ async fn maintain(
     }
 }
 
-/// Flushes a `flush.policy = interval` topic every `every` until it is deleted or the broker
-/// stops.
-async fn flush_topic(topic: Arc<Topic>, every: Duration, mut stop: watch::Receiver<bool>) {
-    let mut ticker = interval_at(Instant::now() + every, every);
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+/// Flushes a topic every `flush.ms` while its `flush.policy` is `interval`, following
+/// changes of either: a new interval restarts the ticker, another policy parks the task
+/// until the next change. Ends once the topic is deleted (or dropped) or the broker stops.
+async fn flush_topic(
+    topic: Weak<Topic>,
+    mut settings: watch::Receiver<Arc<TopicSettings>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut every = settings.borrow_and_update().config.flush_interval();
     loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            () = stopped(&mut stop) => return,
-        }
-        if topic.is_deleted() {
-            return;
-        }
-        let target = Arc::clone(&topic);
-        if join(tokio::task::spawn_blocking(move || flush(&target)))
-            .await
-            .is_err()
-        {
-            return;
+        let Some(period) = every else {
+            tokio::select! {
+                changed = settings.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    every = settings.borrow_and_update().config.flush_interval();
+                    continue;
+                }
+                () = stopped(&mut stop) => return,
+            }
+        };
+        let mut ticker = interval_at(Instant::now() + period, period);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        while every == Some(period) {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                changed = settings.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    every = settings.borrow_and_update().config.flush_interval();
+                    continue;
+                }
+                () = stopped(&mut stop) => return,
+            }
+            let Some(target) = topic.upgrade().filter(|t| !t.is_deleted()) else {
+                return;
+            };
+            if join(tokio::task::spawn_blocking(move || flush(&target)))
+                .await
+                .is_err()
+            {
+                return;
+            }
         }
     }
 }

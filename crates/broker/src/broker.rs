@@ -134,7 +134,7 @@ const DEFAULT_FETCH_BYTES: usize = 1 << 20;
 #[derive(Debug)]
 pub struct Broker {
     pub(crate) config: BrokerConfig,
-    dirs: DataDir,
+    pub(crate) dirs: DataDir,
     topics: RwLock<HashMap<String, Arc<Topic>>>,
     /// Names of topics being created or deleted; shutdown waits for those operations.
     reservations: Reservations,
@@ -143,7 +143,7 @@ pub struct Broker {
     drain: DrainTrigger,
     /// Slots of open subscriptions and group sessions (`limits.max_subscriptions`).
     pub(crate) subscriptions: SubscriptionSlots,
-    background: Background,
+    pub(crate) background: Background,
     /// How partition logs open their segment files.
     io: Arc<dyn FileIo>,
     /// Consumer groups and their committed offsets.
@@ -420,7 +420,7 @@ impl Broker {
             },
         };
         let limits = ProduceLimits {
-            max_message_bytes: topic.config.max_message_bytes,
+            max_message_bytes: topic.settings().config.max_message_bytes,
             max_records: self.config.limits.max_records_per_request,
         };
         let batches = build_batches(records, routing, limits, wall_clock_ms())?;
@@ -518,7 +518,7 @@ impl Broker {
         let target = Arc::clone(topic.partition(partition)?);
         target.log()?;
         let limits = RawLimits {
-            max_message_bytes: topic.config.max_message_bytes,
+            max_message_bytes: topic.settings().config.max_message_bytes,
             max_records: self.config.limits.max_records_per_request,
             max_decompressed_bytes: self.config.limits.max_decompressed_batch_bytes,
         };

@@ -175,16 +175,7 @@ impl TopicConfig {
                     BrokerError::invalid_config(key, value, "expected CreateTime or LogAppendTime")
                 })?;
             }
-            _ => {
-                return Err(BrokerError::invalid_config(
-                    key,
-                    value,
-                    format!(
-                        "unknown key; known keys are {}",
-                        TOPIC_CONFIG_KEYS.join(", ")
-                    ),
-                ));
-            }
+            _ => return Err(unknown_key(key, value)),
         }
         Ok(())
     }
@@ -245,6 +236,18 @@ impl TopicConfig {
             ..LogConfig::default()
         }
     }
+}
+
+/// The error for a key no topic config has.
+pub(crate) fn unknown_key(key: &str, value: &str) -> BrokerError {
+    BrokerError::invalid_config(
+        key,
+        value,
+        format!(
+            "unknown key; known keys are {}",
+            TOPIC_CONFIG_KEYS.join(", ")
+        ),
+    )
 }
 
 /// Parses an integer in `min..=max`.

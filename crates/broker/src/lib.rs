@@ -34,6 +34,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod alter_config;
 mod append_queue;
 mod background;
 mod broker;
@@ -56,6 +57,7 @@ mod reservations;
 mod subscriptions;
 mod topic;
 
+pub use alter_config::{ConfigChange, ConfigUpdate};
 pub use broker::{Broker, PendingProduce};
 pub use cluster::NODE_ID;
 pub use config::{BrokerConfig, FlushMode, Limits, TopicConfig};

@@ -5,16 +5,17 @@ use std::fs;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use parking_lot::Mutex;
 use sluice_storage::batch::MAX_BATCH_LEN;
 use sluice_storage::io::FileIo;
-use sluice_storage::{AppendInfo, Log};
+use sluice_storage::{AppendInfo, Log, LogConfig};
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 
 use crate::append_queue::{AppendJob, AppendQueue};
 use crate::metadata::{self, DataDir, TopicMeta};
 use crate::producers::Producers;
-use crate::{BrokerConfig, BrokerError, TopicConfig};
+use crate::{BrokerConfig, BrokerError, ConfigUpdate, TopicConfig};
 
 /// A topic and its partition count, as listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +35,9 @@ pub struct TopicInfo {
     pub partitions: Vec<PartitionInfo>,
     /// The effective value of every config key.
     pub config: BTreeMap<String, String>,
+    /// The keys the topic overrides, with the values it was given (the others follow the
+    /// broker's defaults).
+    pub overrides: BTreeMap<String, String>,
 }
 
 /// The state of one partition log.
@@ -298,11 +302,49 @@ impl Partition {
     }
 }
 
-/// A topic: its metadata, effective config and partitions.
+/// A topic's config as it stands: the overrides `topic.json` keeps and the effective config
+/// they give over the broker's defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TopicSettings {
+    pub(crate) overrides: BTreeMap<String, String>,
+    pub(crate) config: TopicConfig,
+}
+
+impl TopicSettings {
+    /// `overrides` over `defaults`, checked as at creation.
+    pub(crate) fn new(
+        defaults: &TopicConfig,
+        overrides: BTreeMap<String, String>,
+    ) -> Result<TopicSettings, BrokerError> {
+        let config = TopicConfig::from_overrides(defaults, &overrides)?;
+        Ok(TopicSettings { overrides, config })
+    }
+
+    /// The settings of each partition log, under `broker`'s limits.
+    pub(crate) fn log_config(&self, broker: &BrokerConfig) -> LogConfig {
+        LogConfig {
+            // A produce request becomes one batch per partition, however large the
+            // request the server let through.
+            max_append_bytes: MAX_BATCH_LEN,
+            max_decompressed_batch_bytes: broker.limits.max_decompressed_batch_bytes,
+            ..self.config.to_log_config()
+        }
+    }
+}
+
+/// A topic: its metadata, config and partitions.
 #[derive(Debug)]
 pub(crate) struct Topic {
-    pub(crate) meta: TopicMeta,
-    pub(crate) config: TopicConfig,
+    name: String,
+    partition_count: u32,
+    created_ms: i64,
+    /// The config in force. Its lock (the channel's) is a leaf: held only to clone or
+    /// replace the `Arc`. The background flusher watches it for changes.
+    settings: watch::Sender<Arc<TopicSettings>>,
+    /// Held by a config change from reading the settings to publishing the new ones, and by
+    /// deletion before the files go, so changes apply one at a time and never to a deleted
+    /// topic's files. Only taken on blocking threads.
+    altering: Mutex<()>,
     pub(crate) partitions: Vec<Arc<Partition>>,
     /// Round-robin counter choosing the partition of each request's keyless records.
     sticky: AtomicU32,
@@ -323,14 +365,8 @@ impl Topic {
         broker: &BrokerConfig,
         io: &Arc<dyn FileIo>,
     ) -> Result<Topic, BrokerError> {
-        let config = TopicConfig::from_overrides(&broker.topic_defaults, &meta.config)?;
-        let log_config = sluice_storage::LogConfig {
-            // A produce request becomes one batch per partition, however large the
-            // request the server let through.
-            max_append_bytes: MAX_BATCH_LEN,
-            max_decompressed_batch_bytes: broker.limits.max_decompressed_batch_bytes,
-            ..config.to_log_config()
-        };
+        let settings = TopicSettings::new(&broker.topic_defaults, meta.config)?;
+        let log_config = settings.log_config(broker);
         let partitions = (0..meta.partitions)
             .map(|id| {
                 let dir = dirs.partition(&meta.name, id);
@@ -351,8 +387,11 @@ impl Topic {
             })
             .collect();
         Ok(Topic {
-            meta,
-            config,
+            name: meta.name,
+            partition_count: meta.partitions,
+            created_ms: meta.created_ms,
+            settings: watch::Sender::new(Arc::new(settings)),
+            altering: Mutex::new(()),
             partitions,
             sticky: AtomicU32::new(0),
             deleted: AtomicBool::new(false),
@@ -397,12 +436,14 @@ impl Topic {
 
     /// Closes the logs and removes the topic's directory: renamed into the trash first, so a
     /// crash midway cannot leave a half-deleted topic behind. Blocking.
+    /// Waits for a config change in progress to finish first.
     pub(crate) fn destroy(&self, dirs: &DataDir) -> Result<(), BrokerError> {
+        let _altering = self.altering.lock();
         if let Err(e) = self.close() {
-            tracing::warn!(topic = %self.meta.name, error = %e, "closing a deleted topic failed");
+            tracing::warn!(topic = %self.name, error = %e, "closing a deleted topic failed");
         }
-        let dir = dirs.topic(&self.meta.name);
-        let trash_name = format!("{}.{}", self.meta.name, metadata::unique_suffix());
+        let dir = dirs.topic(&self.name);
+        let trash_name = format!("{}.{}", self.name, metadata::unique_suffix());
         let trashed = dirs.trash().join(trash_name);
         fs::rename(&dir, &trashed).map_err(|e| BrokerError::io("move to trash", &dir, e))?;
         metadata::sync_dir(&dirs.topics())?;
@@ -427,7 +468,7 @@ impl Topic {
             });
             if let Err(e) = closed {
                 tracing::warn!(
-                    topic = %self.meta.name,
+                    topic = %self.name,
                     partition = partition.id,
                     error = %e,
                     "closing partition log failed"
@@ -441,11 +482,11 @@ impl Topic {
     }
 
     pub(crate) fn name(&self) -> &str {
-        &self.meta.name
+        &self.name
     }
 
     pub(crate) fn partition_count(&self) -> u32 {
-        self.meta.partitions
+        self.partition_count
     }
 
     pub(crate) fn partition(&self, id: u32) -> Result<&Arc<Partition>, BrokerError> {
@@ -453,15 +494,15 @@ impl Topic {
             .ok()
             .and_then(|i| self.partitions.get(i))
             .ok_or_else(|| BrokerError::PartitionNotFound {
-                topic: self.meta.name.clone(),
+                topic: self.name.clone(),
                 partition: id,
-                partitions: self.meta.partitions,
+                partitions: self.partition_count,
             })
     }
 
     /// The partition for this request's keyless records: the next in round-robin order.
     pub(crate) fn next_sticky_partition(&self) -> u32 {
-        self.sticky.fetch_add(1, Ordering::Relaxed) % self.meta.partitions.max(1)
+        self.sticky.fetch_add(1, Ordering::Relaxed) % self.partition_count.max(1)
     }
 
     /// Marks the topic deleted and wakes its waiting fetches so they notice.
@@ -484,7 +525,7 @@ impl Topic {
     pub(crate) fn faults(&self) -> impl Iterator<Item = PartitionFault> + '_ {
         self.partitions.iter().filter_map(|p| {
             p.failure().map(|reason| PartitionFault {
-                topic: self.meta.name.clone(),
+                topic: self.name.clone(),
                 partition: p.id,
                 reason,
             })
@@ -493,16 +534,83 @@ impl Topic {
 
     pub(crate) fn summary(&self) -> TopicSummary {
         TopicSummary {
-            name: self.meta.name.clone(),
-            partitions: self.meta.partitions,
+            name: self.name.clone(),
+            partitions: self.partition_count,
         }
     }
 
     pub(crate) fn info(&self) -> TopicInfo {
+        self.info_with(&self.settings())
+    }
+
+    /// [`Topic::info`] showing `settings` as its config.
+    pub(crate) fn info_with(&self, settings: &TopicSettings) -> TopicInfo {
         TopicInfo {
-            name: self.meta.name.clone(),
+            name: self.name.clone(),
             partitions: self.partitions.iter().map(|p| p.info()).collect(),
-            config: self.config.to_map(),
+            config: settings.config.to_map(),
+            overrides: settings.overrides.clone(),
         }
+    }
+
+    /// The config in force now.
+    pub(crate) fn settings(&self) -> Arc<TopicSettings> {
+        Arc::clone(&self.settings.borrow())
+    }
+
+    /// A receiver that sees every config change from now on.
+    pub(crate) fn watch_settings(&self) -> watch::Receiver<Arc<TopicSettings>> {
+        self.settings.subscribe()
+    }
+
+    /// The settings `update` would give the topic, checked over `broker`'s topic defaults
+    /// as creation checks them. Changes nothing and takes no lock but the settings' own.
+    pub(crate) fn plan_config(
+        &self,
+        broker: &BrokerConfig,
+        update: &ConfigUpdate,
+    ) -> Result<TopicSettings, BrokerError> {
+        let overrides = update.apply_to(&self.settings().overrides)?;
+        let next = TopicSettings::new(&broker.topic_defaults, overrides)?;
+        next.log_config(broker).validate()?;
+        Ok(next)
+    }
+
+    /// Applies `update` ([`Topic::plan_config`]): writes the new overrides to `topic.json`
+    /// (atomically; skipped when they are unchanged), hands every open partition log its new
+    /// settings, then publishes them to produce and the background flusher. Returns the
+    /// settings now in force. Changes run one at a time; a deleted topic is
+    /// [`BrokerError::TopicNotFound`]. Blocking.
+    pub(crate) fn alter_config(
+        &self,
+        dirs: &DataDir,
+        broker: &BrokerConfig,
+        update: &ConfigUpdate,
+    ) -> Result<Arc<TopicSettings>, BrokerError> {
+        let _altering = self.altering.lock();
+        if self.is_deleted() {
+            return Err(BrokerError::TopicNotFound {
+                topic: self.name.clone(),
+            });
+        }
+        let next = self.plan_config(broker, update)?;
+        if next.overrides != self.settings().overrides {
+            let meta = TopicMeta {
+                name: self.name.clone(),
+                partitions: self.partition_count,
+                config: next.overrides.clone(),
+                created_ms: self.created_ms,
+            };
+            meta.write(&dirs.topic(&self.name))?;
+        }
+        let log_config = next.log_config(broker);
+        for partition in &self.partitions {
+            if let Some(log) = partition.opened() {
+                log.set_config(log_config.clone())?;
+            }
+        }
+        let next = Arc::new(next);
+        self.settings.send_replace(Arc::clone(&next));
+        Ok(next)
     }
 }

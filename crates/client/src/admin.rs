@@ -50,6 +50,51 @@ impl NewTopic {
     }
 }
 
+/// Changes to a topic's config overrides, for [`Admin::alter_topic_config`].
+///
+/// ```
+/// use sluice_client::TopicConfigChanges;
+///
+/// let changes = TopicConfigChanges::new()
+///     .set("retention.ms", "3600000")
+///     .delete("segment.bytes");
+/// assert_eq!(changes.delete, ["segment.bytes"]);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TopicConfigChanges {
+    /// Keys to override (Kafka's key names) and their new values.
+    pub set: BTreeMap<String, String>,
+    /// Keys whose override to drop: they follow the server's topic defaults again.
+    pub delete: Vec<String>,
+    /// Only check the changes; nothing is written or applied.
+    pub validate_only: bool,
+}
+
+impl TopicConfigChanges {
+    /// No changes yet.
+    pub fn new() -> Self {
+        TopicConfigChanges::default()
+    }
+
+    /// Overrides `key` with `value`.
+    pub fn set(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.set.insert(key.into(), value.into());
+        self
+    }
+
+    /// Drops the override of `key`.
+    pub fn delete(mut self, key: impl Into<String>) -> Self {
+        self.delete.push(key.into());
+        self
+    }
+
+    /// Only checks the changes.
+    pub fn validate_only(mut self) -> Self {
+        self.validate_only = true;
+        self
+    }
+}
+
 /// Creates, deletes, lists and describes topics and consumer groups, resets group offsets
 /// and looks up offsets. Made by [`Client::admin`]; cheap to clone.
 #[derive(Debug, Clone)]
@@ -112,6 +157,29 @@ impl Admin {
             .admin
             .clone()
             .describe_topic(pb::DescribeTopicRequest { name: name.into() })
+            .await?
+            .into_inner();
+        described(response.topic)
+    }
+
+    /// Changes a topic's config overrides while it serves and returns its description
+    /// afterwards (with [`TopicConfigChanges::validate_only`], as it would be). Every other
+    /// override stays. Fails with code `NOT_FOUND` if the topic does not exist,
+    /// `INVALID_ARGUMENT` for an unknown key, a bad value or a key both set and deleted.
+    pub async fn alter_topic_config(
+        &self,
+        name: &str,
+        changes: TopicConfigChanges,
+    ) -> Result<TopicDescription> {
+        let response = self
+            .admin
+            .clone()
+            .alter_topic_config(pb::AlterTopicConfigRequest {
+                name: name.into(),
+                set: changes.set,
+                delete: changes.delete,
+                validate_only: changes.validate_only,
+            })
             .await?
             .into_inner();
         described(response.topic)

@@ -46,7 +46,7 @@ mod group_consumer;
 mod producer;
 mod record;
 
-pub use admin::{Admin, NewTopic};
+pub use admin::{Admin, NewTopic, TopicConfigChanges};
 pub use client::Client;
 pub use consumer::{Consumer, ConsumerBuilder};
 pub use error::{Error, Result};

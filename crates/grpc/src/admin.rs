@@ -2,12 +2,12 @@
 
 use std::sync::Arc;
 
-use sluice_broker::Broker;
+use sluice_broker::{Broker, ConfigChange, ConfigUpdate};
 use sluice_proto::v1::admin_server::Admin;
 use sluice_proto::v1::{
-    CreateTopicRequest, CreateTopicResponse, DeleteTopicRequest, DeleteTopicResponse,
-    DescribeTopicRequest, DescribeTopicResponse, ListTopicsRequest, ListTopicsResponse,
-    TopicSummary,
+    AlterTopicConfigRequest, AlterTopicConfigResponse, CreateTopicRequest, CreateTopicResponse,
+    DeleteTopicRequest, DeleteTopicResponse, DescribeTopicRequest, DescribeTopicResponse,
+    ListTopicsRequest, ListTopicsResponse, TopicSummary,
 };
 use tonic::{Request, Response, Status};
 
@@ -87,6 +87,31 @@ impl Admin for AdminService {
             .describe_topic(&request.name)
             .map_err(to_status)?;
         Ok(Response::new(DescribeTopicResponse {
+            topic: Some(topic_description(info)),
+        }))
+    }
+
+    async fn alter_topic_config(
+        &self,
+        request: Request<AlterTopicConfigRequest>,
+    ) -> Result<Response<AlterTopicConfigResponse>, Status> {
+        let request = request.into_inner();
+        require_topic("name", &request.name)?;
+        let sets = request
+            .set
+            .into_iter()
+            .map(|(key, value)| ConfigChange::Set { key, value });
+        let deletes = request
+            .delete
+            .into_iter()
+            .map(|key| ConfigChange::Delete { key });
+        let update = ConfigUpdate::Incremental(sets.chain(deletes).collect());
+        let info = self
+            .broker
+            .alter_topic_config(&request.name, update, request.validate_only)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(AlterTopicConfigResponse {
             topic: Some(topic_description(info)),
         }))
     }

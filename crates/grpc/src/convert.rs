@@ -99,6 +99,7 @@ pub(crate) fn topic_description(info: TopicInfo) -> TopicDescription {
             .map(partition_description)
             .collect(),
         config: info.config,
+        overrides: info.overrides,
     }
 }
 

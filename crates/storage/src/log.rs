@@ -24,6 +24,11 @@
 //! 6. Locks private to the `io` module, each taken with nothing below it and never held
 //!    across a call out of that module: the fault injector's state, then a segment file's
 //!    read map.
+//! 7. [`Log`]'s `config` `RwLock`: the settings [`Log::set_config`] swaps. A leaf below
+//!    every other lock: held only to clone or replace an `Arc`, so it may be taken while
+//!    holding any lock above, and no lock is taken and no I/O is done while it is held.
+//!    Each operation reads the settings once, before its other locks, and works with that
+//!    snapshot throughout.
 
 mod recovery;
 
@@ -125,6 +130,34 @@ impl LogState {
     fn log_start_offset(&self) -> u64 {
         self.segments.first().map_or(0, |s| s.base_offset)
     }
+
+    /// How many of the oldest segments retention should delete now: a prefix of the sealed
+    /// ones that are fully visible and too old or beyond `retention.bytes`.
+    fn expired_segments(&self, config: &LogConfig, now_ms: i64) -> usize {
+        let mut remaining: u64 = self.segments.iter().map(|s| s.size()).sum();
+        let sealed = self.segments.len() - 1;
+        let mut n = 0;
+        for segment in &self.segments[..sealed] {
+            let size = segment.size();
+            // A sealed segment still waiting for its fsync is not fully visible yet.
+            if segment.readable() < size {
+                break;
+            }
+            let too_old = config.retention_ms.is_some_and(|ms| {
+                let max = segment.max_timestamp.load(Ordering::Acquire);
+                max < now_ms.saturating_sub(i64::try_from(ms).unwrap_or(i64::MAX))
+            });
+            let too_big = config
+                .retention_bytes
+                .is_some_and(|limit| remaining - size >= limit);
+            if !(too_old || too_big) {
+                break;
+            }
+            remaining -= size;
+            n += 1;
+        }
+        n
+    }
 }
 
 /// The writer's side, behind one mutex: one append at a time.
@@ -169,7 +202,8 @@ impl Writer {
 #[derive(Debug)]
 pub struct Log {
     dir: PathBuf,
-    config: LogConfig,
+    /// The settings, swapped whole by [`Log::set_config`]; see "Lock order" above.
+    config: RwLock<Arc<LogConfig>>,
     io: Arc<dyn FileIo>,
     state: RwLock<LogState>,
     writer: Mutex<Writer>,
@@ -228,7 +262,7 @@ impl Log {
             failure: OnceLock::new(),
             retention: Mutex::new(Vec::new()),
             dir,
-            config,
+            config: RwLock::new(Arc::new(config)),
             io,
         };
         Ok(log)
@@ -241,7 +275,31 @@ impl Log {
 
     /// The log's configuration.
     pub fn config(&self) -> LogConfig {
-        self.config.clone()
+        LogConfig::clone(&self.settings())
+    }
+
+    /// Replaces the log's configuration, checked as [`Log::open`] checks it; the log keeps
+    /// the old one when it is invalid. Takes effect from the next operation that reads it:
+    /// the next append (`max_append_bytes`, `flush`, `index_interval_bytes`,
+    /// `timestamp_type`), the next timestamp lookup (`max_decompressed_batch_bytes`), the next roll
+    /// (`segment_bytes`, `segment_ms`, and the index size of the new segment), the next
+    /// retention pass (`retention_bytes`, `retention_ms`) and the next checkpoint. An
+    /// operation in progress finishes under the settings it started with.
+    ///
+    /// Segments already written keep the indexes they have: a smaller
+    /// `index_interval_bytes` only makes new entries denser, and a larger `segment_bytes`
+    /// than the active segment's index was sized for rolls it early, once its index is full.
+    /// A switch away from [`FlushPolicy::Fsync`] makes later appends visible before they are
+    /// fsynced; a switch to it makes the next append fsync everything written before it too.
+    pub fn set_config(&self, config: LogConfig) -> Result<()> {
+        config.validate()?;
+        *self.config.write() = Arc::new(config);
+        Ok(())
+    }
+
+    /// The settings now in force: one brief read of the leaf `config` lock.
+    fn settings(&self) -> Arc<LogConfig> {
+        Arc::clone(&self.config.read())
     }
 
     /// First offset still in the log.
@@ -306,14 +364,15 @@ impl Log {
         appends: &mut [B],
         filter: &mut F,
     ) -> Vec<Result<AppendInfo, F::Error>> {
+        let config = self.settings();
         let checked: Vec<Result<(u64, i64)>> = appends
             .iter_mut()
             .map(|b| {
                 let b = b.as_mut();
-                if b.len() > self.config.max_append_bytes {
+                if b.len() > config.max_append_bytes {
                     return Err(StorageError::BatchTooLarge {
                         size: b.len(),
-                        limit: self.config.max_append_bytes,
+                        limit: config.max_append_bytes,
                     });
                 }
                 validate(b)
@@ -330,13 +389,13 @@ impl Log {
                 if let Some(answer) = filter.admit(index, buf) {
                     return answer;
                 }
-                let result = self.write_locked(&mut w, buf, record_count, max_timestamp);
+                let result = self.write_locked(&mut w, &config, buf, record_count, max_timestamp);
                 filter.written(index, buf, &result);
                 Ok(result?)
             })
             .collect();
         let end = w.next_offset;
-        if self.config.flush == FlushPolicy::Fsync {
+        if config.flush == FlushPolicy::Fsync {
             drop(w);
             if results.iter().any(Result::is_ok)
                 && let Err(e) = self.make_durable(end)
@@ -361,6 +420,7 @@ impl Log {
     fn write_locked(
         &self,
         w: &mut Writer,
+        config: &LogConfig,
         batches: &mut [u8],
         record_count: u64,
         max_timestamp: i64,
@@ -371,13 +431,13 @@ impl Log {
             });
         }
         self.check_failed()?;
-        self.maybe_roll(w, batches.len() as u64, record_count)?;
+        self.maybe_roll(w, config, batches.len() as u64, record_count)?;
 
         let base_offset = w.next_offset;
         let mut offset = base_offset;
         // One clock reading per append, taken under the writer lock: append times follow
         // offsets unless the wall clock steps back.
-        let append_time = (self.config.timestamp_type == TimestampType::LogAppendTime).then(now_ms);
+        let append_time = (config.timestamp_type == TimestampType::LogAppendTime).then(now_ms);
         for_each_batch(batches, |at, header, bytes| {
             let Some(bytes) = bytes.get_mut(at..at + header.total_len()) else {
                 return;
@@ -397,7 +457,7 @@ impl Log {
             }
             return Err(w.active.io_err("append to segment", e));
         }
-        let interval = self.config.index_interval_bytes;
+        let interval = config.index_interval_bytes;
         let Writer { active, cursor, .. } = &mut *w;
         let mut room = true;
         for_each_batch(batches, |at, header, _| {
@@ -489,7 +549,7 @@ impl Log {
         let batches = if offset == high_watermark {
             Bytes::new()
         } else {
-            read_from_segment(&segment, offset, readable, max_bytes, &self.config)?
+            read_from_segment(&segment, offset, readable, max_bytes, &self.settings())?
         };
         Ok(ReadResult {
             batches,
@@ -501,6 +561,7 @@ impl Log {
     /// The first offset whose record timestamp is `>= timestamp_ms`, or `None` when no visible
     /// record is that recent. Timestamps need not be monotonic; the answer is exact.
     pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<u64>> {
+        let config = self.settings();
         let segments: Vec<(Arc<Segment>, u64)> = {
             let st = self.state.read();
             st.segments
@@ -538,7 +599,7 @@ impl Log {
                 // Every record's timestamp is the max timestamp: the first one is it.
                 return Ok(Some(header.base_offset));
             }
-            let limit = self.config.max_decompressed_batch_bytes;
+            let limit = config.max_decompressed_batch_bytes;
             for record in
                 batch::records_within(bytes, limit).map_err(|e| segment.corrupt(pos, e))?
             {
@@ -561,7 +622,7 @@ impl Log {
     /// them, so that crash recovery only has to scan the active segment. Cheap when there is
     /// nothing to do; a no-op under [`FlushPolicy::Fsync`], where appends do it. Blocking.
     pub fn checkpoint(&self) -> Result<()> {
-        if self.config.flush == FlushPolicy::Fsync {
+        if self.settings().flush == FlushPolicy::Fsync {
             return Ok(());
         }
         let _durable = self.durable.lock();
@@ -590,12 +651,13 @@ impl Log {
     /// leaves the log start where it was moved to, and the files are deleted by the next pass
     /// or, after a restart, by recovery. The log start never moves backwards.
     pub fn enforce_retention(&self, now_ms: i64) -> Result<RetentionOutcome> {
+        let config = self.settings();
         let mut undeleted = self.retention.lock();
         // Only retention removes segments, and passes run one at a time, so the decided
         // prefix stays the front of the list until it is drained below; rolls only append.
         let (n, new_start) = {
             let st = self.state.read();
-            let n = self.expired_segments(&st, now_ms);
+            let n = st.expired_segments(&config, now_ms);
             (n, st.segments[n].base_offset)
         };
         let mut doomed = Vec::new();
@@ -629,35 +691,6 @@ impl Log {
             bytes_deleted,
             log_start_offset,
         })
-    }
-
-    /// How many of the oldest segments retention should delete now: a prefix of the sealed
-    /// ones that are fully visible and too old or beyond `retention.bytes`.
-    fn expired_segments(&self, st: &LogState, now_ms: i64) -> usize {
-        let mut remaining: u64 = st.segments.iter().map(|s| s.size()).sum();
-        let sealed = st.segments.len() - 1;
-        let mut n = 0;
-        for segment in &st.segments[..sealed] {
-            let size = segment.size();
-            // A sealed segment still waiting for its fsync is not fully visible yet.
-            if segment.readable() < size {
-                break;
-            }
-            let too_old = self.config.retention_ms.is_some_and(|ms| {
-                let max = segment.max_timestamp.load(Ordering::Acquire);
-                max < now_ms.saturating_sub(i64::try_from(ms).unwrap_or(i64::MAX))
-            });
-            let too_big = self
-                .config
-                .retention_bytes
-                .is_some_and(|limit| remaining - size >= limit);
-            if !(too_old || too_big) {
-                break;
-            }
-            remaining -= size;
-            n += 1;
-        }
-        n
     }
 
     /// Fsyncs everything, trims the active segment's indexes and writes the clean-shutdown
@@ -758,12 +791,18 @@ impl Log {
     }
 
     /// Whether the active segment is full, too old, or its index cannot take more.
-    fn roll_due(&self, w: &Writer, incoming_bytes: u64, incoming_records: u64) -> bool {
+    fn roll_due(
+        &self,
+        w: &Writer,
+        config: &LogConfig,
+        incoming_bytes: u64,
+        incoming_records: u64,
+    ) -> bool {
         if w.write_pos == 0 {
             return false;
         }
-        let too_big = w.write_pos + incoming_bytes > self.config.segment_bytes;
-        let too_old = self.config.segment_ms.is_some_and(|ms| {
+        let too_big = w.write_pos + incoming_bytes > config.segment_bytes;
+        let too_old = config.segment_ms.is_some_and(|ms| {
             w.active_since_ms
                 .is_some_and(|since| now_ms() - since >= i64::try_from(ms).unwrap_or(i64::MAX))
         });
@@ -773,13 +812,19 @@ impl Log {
     }
 
     /// Starts a new segment if [`Log::roll_due`].
-    fn maybe_roll(&self, w: &mut Writer, incoming_bytes: u64, incoming_records: u64) -> Result<()> {
-        if !self.roll_due(w, incoming_bytes, incoming_records) {
+    fn maybe_roll(
+        &self,
+        w: &mut Writer,
+        config: &LogConfig,
+        incoming_bytes: u64,
+        incoming_records: u64,
+    ) -> Result<()> {
+        if !self.roll_due(w, config, incoming_bytes, incoming_records) {
             return Ok(());
         }
         // The new segment first: when that fails (a full disk) the active one is untouched
         // and takes appends again once there is room.
-        let capacity = index_capacity(&self.config);
+        let capacity = index_capacity(config);
         let next = Arc::new(Segment::create(
             self.io.as_ref(),
             &self.dir,
@@ -792,7 +837,7 @@ impl Log {
             .seal_indexes(&w.cursor)
             .map_err(|e| self.fail(format!("could not seal segment indexes: {e}")))?;
         let old = std::mem::replace(&mut w.active, next.clone());
-        if self.config.flush != FlushPolicy::Fsync {
+        if config.flush != FlushPolicy::Fsync {
             old.readable.store(old.size(), Ordering::Release);
         }
         w.unsynced_sealed.push(old);

@@ -1,5 +1,6 @@
 //! Integration tests of the broker against real partition logs in temporary directories.
 
+mod alter_config;
 mod background;
 mod classic_groups;
 mod common;

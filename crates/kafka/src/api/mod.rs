@@ -46,6 +46,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::InitProducerId, 0, 4),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DescribeCluster, 0, 1),
 ];
@@ -207,6 +209,8 @@ pub(crate) async fn handle(ctx: &Context, request: Request) -> Result<Bytes, Kaf
         RequestKind::DeleteTopics(r) => serve!(topics::delete_topics, r),
         RequestKind::CreatePartitions(r) => serve!(topics::create_partitions, r),
         RequestKind::DescribeConfigs(r) => serve!(configs::describe_configs, r),
+        RequestKind::AlterConfigs(r) => serve!(configs::alter_configs, r),
+        RequestKind::IncrementalAlterConfigs(r) => serve!(configs::incremental_alter_configs, r),
         RequestKind::JoinGroup(r) => serve!(groups::join_group, r),
         RequestKind::SyncGroup(r) => serve!(groups::sync_group, r),
         RequestKind::Heartbeat(r) => serve!(groups::heartbeat, r),
@@ -266,6 +270,10 @@ mod tests {
                 ApiKey::DeleteTopics => RequestKind::DeleteTopics(Default::default()),
                 ApiKey::DeleteGroups => RequestKind::DeleteGroups(Default::default()),
                 ApiKey::DescribeConfigs => RequestKind::DescribeConfigs(Default::default()),
+                ApiKey::AlterConfigs => RequestKind::AlterConfigs(Default::default()),
+                ApiKey::IncrementalAlterConfigs => {
+                    RequestKind::IncrementalAlterConfigs(Default::default())
+                }
                 ApiKey::CreatePartitions => RequestKind::CreatePartitions(Default::default()),
                 ApiKey::DescribeCluster => RequestKind::DescribeCluster(Default::default()),
                 ApiKey::InitProducerId => RequestKind::InitProducerId(Default::default()),
@@ -344,6 +352,56 @@ mod tests {
                         .with_resource_name(StrBytes::from_static_str("missing")),
                 ]),
             ),
+            ApiKey::IncrementalAlterConfigs => {
+                use m::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
+                let config = |name: &'static str, operation: i8, value: Option<&'static str>| {
+                    AlterableConfig::default()
+                        .with_name(StrBytes::from_static_str(name))
+                        .with_config_operation(operation)
+                        .with_value(value.map(StrBytes::from_static_str))
+                };
+                let resource = |kind: i8, name: &'static str, configs| {
+                    AlterConfigsResource::default()
+                        .with_resource_type(kind)
+                        .with_resource_name(StrBytes::from_static_str(name))
+                        .with_configs(configs)
+                };
+                RequestKind::IncrementalAlterConfigs(
+                    m::IncrementalAlterConfigsRequest::default().with_resources(vec![
+                        resource(
+                            2,
+                            "t",
+                            vec![
+                                config("retention.ms", 0, Some("600000")),
+                                config("segment.ms", 1, None),
+                            ],
+                        ),
+                        resource(2, "t", vec![config("segment.bytes", 0, Some("12"))]),
+                        resource(2, "t", vec![config("retention.ms", 2, Some("1"))]),
+                        resource(2, "missing", vec![config("retention.ms", 0, Some("1"))]),
+                        resource(4, "0", vec![config("log.retention.ms", 0, Some("1"))]),
+                    ]),
+                )
+            }
+            ApiKey::AlterConfigs => {
+                use m::alter_configs_request::{AlterConfigsResource, AlterableConfig};
+                let resource = |kind: i8, name: &'static str, value: &'static str| {
+                    AlterConfigsResource::default()
+                        .with_resource_type(kind)
+                        .with_resource_name(StrBytes::from_static_str(name))
+                        .with_configs(vec![
+                            AlterableConfig::default()
+                                .with_name(StrBytes::from_static_str("retention.ms"))
+                                .with_value(Some(StrBytes::from_static_str(value))),
+                        ])
+                };
+                RequestKind::AlterConfigs(m::AlterConfigsRequest::default().with_resources(vec![
+                    resource(2, "t", "600000"),
+                    resource(2, "t", "-5"),
+                    resource(2, "missing", "1"),
+                    resource(4, "0", "1"),
+                ]))
+            }
             ApiKey::CreateTopics => {
                 RequestKind::CreateTopics(m::CreateTopicsRequest::default().with_topics(vec![
                     m::create_topics_request::CreatableTopic::default()

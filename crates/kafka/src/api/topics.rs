@@ -17,11 +17,8 @@ use kafka_protocol::protocol::StrBytes;
 use sluice_broker::{BrokerError, NODE_ID, TopicConfig, validate_topic_name};
 
 use super::Context;
-use super::configs::DYNAMIC_TOPIC_CONFIG;
+use super::configs::config_source;
 use crate::errors;
-
-/// `config_source` of a setting that is the broker's default.
-const DEFAULT_CONFIG: i8 = 5;
 
 /// Creates each topic asked for (or, with `validate_only`, checks it could be created).
 pub(crate) async fn create_topics(
@@ -124,11 +121,7 @@ fn configs(
             CreatableTopicConfigs::default()
                 .with_name(StrBytes::from_string(key.clone()))
                 .with_value(Some(StrBytes::from_string(value.clone())))
-                .with_config_source(if overrides.contains_key(key) {
-                    DYNAMIC_TOPIC_CONFIG
-                } else {
-                    DEFAULT_CONFIG
-                })
+                .with_config_source(config_source(overrides, key))
         })
         .collect()
 }
