@@ -213,6 +213,19 @@ async fn log_service(client: &Client) -> anyhow::Result<LogClient<Channel>> {
     Ok(LogClient::new(channel).max_decoding_message_size(MAX_RESPONSE_BYTES))
 }
 
+/// Waits for every task of `tasks` (producers or consumers, named by `what`); returns when
+/// the last one finished, or the first failure.
+async fn finish_all(
+    tasks: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    what: &str,
+) -> anyhow::Result<Instant> {
+    for task in tasks {
+        task.await
+            .with_context(|| format!("a {what} task failed"))??;
+    }
+    Ok(Instant::now())
+}
+
 /// `len` pseudo-random bytes (xorshift, seeded from the clock): incompressible payload.
 fn random_payload(len: u32, seed: u64) -> Bytes {
     let mut state = seed | 1;

@@ -10,7 +10,7 @@ use sluice_proto::v1::{self as pb};
 use sluice_storage::batch;
 
 use super::stats::Stats;
-use super::{ANSWER_TIMEOUT, BenchArgs, log_service};
+use super::{ANSWER_TIMEOUT, BenchArgs, finish_all, log_service};
 
 /// Soft limit on the stored bytes of one streamed message (the server caps it at its
 /// `max_subscribe_bytes`).
@@ -18,10 +18,26 @@ const MESSAGE_BYTES: u32 = 8 << 20;
 
 /// A partition to replay: `[from, end)`.
 #[derive(Debug, Clone, Copy)]
-struct Range {
-    partition: u32,
-    from: u64,
-    end: u64,
+pub(super) struct Range {
+    pub(super) partition: u32,
+    pub(super) from: u64,
+    pub(super) end: u64,
+}
+
+/// The partitions consumer `index` of `consumers` replays: every `consumers`-th one, each
+/// from its log start offset to its high watermark.
+pub(super) fn share_of(topic: &TopicDescription, consumers: u32, index: u32) -> Vec<Range> {
+    topic
+        .partitions
+        .iter()
+        .enumerate()
+        .filter(|(n, _)| *n as u64 % u64::from(consumers) == u64::from(index))
+        .map(|(_, p)| Range {
+            partition: p.id,
+            from: p.log_start_offset,
+            end: p.high_watermark,
+        })
+        .collect()
 }
 
 /// Replays every partition of `topic` from its log start offset to its high watermark as
@@ -36,17 +52,7 @@ pub(super) async fn run_all(
 ) -> anyhow::Result<Instant> {
     let mut consumers = Vec::new();
     for index in 0..args.consumers {
-        let ranges: Vec<Range> = topic
-            .partitions
-            .iter()
-            .enumerate()
-            .filter(|(n, _)| *n as u64 % u64::from(args.consumers) == u64::from(index))
-            .map(|(_, p)| Range {
-                partition: p.id,
-                from: p.log_start_offset,
-                end: p.high_watermark,
-            })
-            .collect();
+        let ranges = share_of(topic, args.consumers, index);
         if ranges.is_empty() {
             continue;
         }
@@ -57,10 +63,7 @@ pub(super) async fn run_all(
             replay(log, &topic, ranges, deadline, &stats).await
         }));
     }
-    for consumer in consumers {
-        consumer.await.context("a consumer task failed")??;
-    }
-    Ok(Instant::now())
+    finish_all(consumers, "consumer").await
 }
 
 /// Streams `ranges` (each partition from its log start) until every partition reached its

@@ -22,9 +22,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
-use super::consume::count_records;
+use super::consume::{Range, count_records, share_of};
 use super::stats::{Clock, Stats};
-use super::{ANSWER_TIMEOUT, BenchArgs, random_payload, seed, share};
+use super::{ANSWER_TIMEOUT, BenchArgs, finish_all, random_payload, seed, share};
 
 /// Produce request version sent (flexible, as librdkafka 2.x sends).
 const PRODUCE_VERSION: i16 = 9;
@@ -144,10 +144,7 @@ pub(super) async fn produce_all(
         let connection = Connection::open(addr).await?;
         producers.push(tokio::spawn(produce(connection, plan, Arc::clone(stats))));
     }
-    for producer in producers {
-        producer.await.context("a producer task failed")??;
-    }
-    Ok(Instant::now())
+    finish_all(producers, "producer").await
 }
 
 /// What one Kafka producer sends.
@@ -233,14 +230,8 @@ pub(super) async fn consume_all(
 ) -> anyhow::Result<Instant> {
     let mut consumers = Vec::new();
     for index in 0..args.consumers {
-        let ranges: Vec<(u32, u64, u64)> = topic
-            .partitions
-            .iter()
-            .enumerate()
-            .filter(|(n, _)| *n as u64 % u64::from(args.consumers) == u64::from(index))
-            .map(|(_, p)| (p.id, p.log_start_offset, p.high_watermark))
-            .filter(|(_, from, end)| from < end)
-            .collect();
+        let mut ranges = share_of(topic, args.consumers, index);
+        ranges.retain(|r| r.from < r.end);
         if ranges.is_empty() {
             continue;
         }
@@ -251,10 +242,7 @@ pub(super) async fn consume_all(
             replay(connection, &name, ranges, deadline, &stats).await
         }));
     }
-    for consumer in consumers {
-        consumer.await.context("a consumer task failed")??;
-    }
-    Ok(Instant::now())
+    finish_all(consumers, "consumer").await
 }
 
 /// Fetches `ranges` (partition, next offset, end) until each reached its end or the
@@ -262,7 +250,7 @@ pub(super) async fn consume_all(
 async fn replay(
     mut connection: Connection,
     topic: &str,
-    mut ranges: Vec<(u32, u64, u64)>,
+    mut ranges: Vec<Range>,
     deadline: Option<Instant>,
     stats: &Stats,
 ) -> anyhow::Result<()> {
@@ -270,10 +258,10 @@ async fn replay(
     while !ranges.is_empty() && deadline.is_none_or(|d| Instant::now() < d) {
         let partitions = ranges
             .iter()
-            .map(|&(partition, from, _)| {
+            .map(|r| {
                 Ok(FetchPartition::default()
-                    .with_partition(i32::try_from(partition)?)
-                    .with_fetch_offset(i64::try_from(from)?)
+                    .with_partition(i32::try_from(r.partition)?)
+                    .with_fetch_offset(i64::try_from(r.from)?)
                     .with_partition_max_bytes(FETCH_PARTITION_BYTES))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
@@ -306,20 +294,20 @@ async fn replay(
             }
             let Some(range) = ranges
                 .iter_mut()
-                .find(|r| i64::from(r.0) == i64::from(data.partition_index))
+                .find(|r| i64::from(r.partition) == i64::from(data.partition_index))
             else {
                 continue;
             };
             let batches = data.records.clone().unwrap_or_default();
-            let records = count_records(&batches, range.1, range.2)?;
+            let records = count_records(&batches, range.from, range.end)?;
             stats.add(records, batches.len() as u64);
-            let next = next_offset(&batches)?.max(range.1);
-            if next == range.1 && batches.is_empty() && range.1 < range.2 {
+            let next = next_offset(&batches)?.max(range.from);
+            if next == range.from && batches.is_empty() && range.from < range.end {
                 continue;
             }
-            range.1 = next;
+            range.from = next;
         }
-        ranges.retain(|&(_, from, end)| from < end);
+        ranges.retain(|r| r.from < r.end);
     }
     Ok(())
 }

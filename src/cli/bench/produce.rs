@@ -15,7 +15,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
 use super::stats::{Clock, Stats};
-use super::{ANSWER_TIMEOUT, BenchArgs, Mode, e2e, log_service, random_payload, seed, share};
+use super::{
+    ANSWER_TIMEOUT, BenchArgs, Mode, e2e, finish_all, log_service, random_payload, seed, share,
+};
 
 /// Waits longer than this start on tokio's timer, whose 1 ms ticks would make every request
 /// up to 1 ms late; the rest is slept on a blocking thread.
@@ -115,10 +117,7 @@ pub(super) async fn run_all(
         let log = log_service(client).await?;
         producers.push(tokio::spawn(produce(log, plan, Arc::clone(stats))));
     }
-    for producer in producers {
-        producer.await.context("a producer task failed")??;
-    }
-    Ok(Instant::now())
+    finish_all(producers, "producer").await
 }
 
 /// One producer: sends the plan's records over one stream and waits for every answer.
