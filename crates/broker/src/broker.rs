@@ -63,6 +63,17 @@ pub struct PendingProduce {
 }
 
 impl PendingProduce {
+    /// Waits, if the request had to, until it has room in the in-flight budget and its
+    /// batches are queued; a request still waiting after `produce_wait` fails here with
+    /// [`BrokerError::Overloaded`], and none of it is appended. Front ends await this before
+    /// they read their client's next produce request, so the bytes of requests waiting for
+    /// room stay bounded by one request per stream or connection.
+    pub async fn admitted(mut self) -> Result<PendingProduce, BrokerError> {
+        let admission = std::mem::replace(&mut self.admission, Admission::Queued(Vec::new()));
+        self.admission = Admission::Queued(self.budget.admitted(admission).await?);
+        Ok(self)
+    }
+
     /// Waits for room in the in-flight budget if the request had to, then for every
     /// partition's append. Returns one entry per partition written, sorted by partition, or
     /// the first failure (other partitions may have been written).

@@ -11,7 +11,9 @@
 //! than the whole budget is refused at once ([`BrokerError::ProduceTooLarge`]).
 //!
 //! Bytes a waiting request holds are its own, not the budget's: the front end decoded them
-//! and keeps them until the request is admitted or refused.
+//! and keeps them until the request is admitted or refused. The front ends await
+//! [`crate::PendingProduce::admitted`] before reading their client's next produce request, so
+//! each produce stream or Kafka connection holds at most one such request.
 //!
 //! Lock discipline: the state mutex is held while admitting (which pushes onto partition
 //! queues), never while anything that could return bytes is dropped: refused jobs and the

@@ -116,10 +116,16 @@ async fn drive(
             () = draining.wait() => break Some(shutting_down()),
         };
         // Queue the appends here, in the order the requests arrived; only the waiting for
-        // their results runs concurrently. So pipelined requests keep their order.
+        // their results runs concurrently. So pipelined requests keep their order. A request
+        // waiting for room in the in-flight budget is waited for before the next is read, so
+        // a stream holds at most one request outside the budget.
         let pending = submit(&broker, &request);
         let request_id = request.request_id;
         drop(request);
+        let pending = match pending {
+            Ok(pending) => pending.admitted().await.map_err(to_status),
+            Err(status) => Err(status),
+        };
         let answers = answers.clone();
         tokio::spawn(async move {
             let answer = answer(request_id, wait(pending).await);

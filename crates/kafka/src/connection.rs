@@ -1,8 +1,9 @@
 //! One client connection: requests read in order, answered in order.
 //!
 //! The reader decodes one request at a time. A Produce is queued with the broker at once, so
-//! pipelined produce requests are appended in the order they came, and its answer (which
-//! waits for the appends) is handed to the writer to send when its turn comes; every other
+//! pipelined produce requests are appended in the order they came (if it must wait for room
+//! in the broker's in-flight budget, the next request is read only once it has room), and its
+//! answer (which waits for the appends) is handed to the writer to send when its turn comes; every other
 //! request is answered before the next one is read, as a Kafka broker does. At most
 //! `max_in_flight_requests` answers wait for the writer; past that the connection is not
 //! read. A frame that is too large, malformed, or names an API or version not served ends
@@ -63,7 +64,9 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Context) {
 async fn answer(ctx: &Context, frame: Bytes) -> Result<Answer, KafkaError> {
     let request = api::decode_request(frame)?;
     if let RequestKind::Produce(produce) = request.body {
-        let submitted = produce::submit(ctx, request.header, produce);
+        let submitted = produce::submit(ctx, request.header, produce)
+            .admitted()
+            .await;
         let ctx = ctx.clone();
         return Ok(Box::pin(async move { submitted.answer(&ctx).await }));
     }

@@ -668,3 +668,78 @@ async fn a_failed_idempotent_write_is_not_skipped_over_by_the_batches_queued_beh
     let appended = broker.produce_batches("t", 0, retry).await.expect("retry");
     assert_eq!(appended.base_offset, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admitted_returns_once_a_request_has_room_and_refuses_one_that_waited_too_long() {
+    const BUDGET: usize = 16 << 10;
+    const RECORD: usize = 12 << 10;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = config(dir.path());
+    config.limits.max_in_flight_bytes = BUDGET;
+    config.limits.produce_wait = Duration::from_millis(300);
+    let io = TestIo {
+        sync_delay: Duration::from_millis(100),
+        ..TestIo::default()
+    };
+    let broker = Broker::open_with_io(config, Arc::new(io)).expect("open broker");
+    broker
+        .create_topic("slow", 1, &overrides(&[]))
+        .await
+        .expect("create");
+
+    // The first request takes most of the budget until its fsync is done; the second must
+    // wait for it: `admitted` returns only once the first gave its bytes back.
+    let first = broker
+        .submit_produce("slow", Some(0), [sized_record("first", RECORD)])
+        .expect("submit first");
+    let second = broker
+        .submit_produce("slow", Some(0), [sized_record("second", RECORD)])
+        .expect("submit second");
+    let started = Instant::now();
+    let first = first.admitted().await.expect("room at once");
+    assert!(
+        started.elapsed() < Duration::from_millis(50),
+        "the first waited"
+    );
+    let second = second
+        .admitted()
+        .await
+        .expect("room once the first is done");
+    assert!(
+        started.elapsed() >= Duration::from_millis(50),
+        "the second was admitted before the first's append finished: {:?}",
+        started.elapsed()
+    );
+    first.wait().await.expect("first appended");
+    second.wait().await.expect("second appended");
+
+    // With the budget held longer than produce_wait, a waiting request is refused by
+    // `admitted`, and nothing of it is stored.
+    let slow_io = TestIo {
+        sync_delay: Duration::from_millis(600),
+        ..TestIo::default()
+    };
+    drop(broker);
+    let mut config = self::config(dir.path());
+    config.limits.max_in_flight_bytes = BUDGET;
+    config.limits.produce_wait = Duration::from_millis(100);
+    let broker = Broker::open_with_io(config, Arc::new(slow_io)).expect("reopen");
+    let holding = broker
+        .submit_produce("slow", Some(0), [sized_record("holding", RECORD)])
+        .expect("submit");
+    let refused = broker
+        .submit_produce("slow", Some(0), [sized_record("refused", RECORD)])
+        .expect("submit");
+    let err = refused
+        .admitted()
+        .await
+        .expect_err("waited past produce_wait");
+    assert!(matches!(err, BrokerError::Overloaded { .. }), "{err:?}");
+    holding.wait().await.expect("holding appended");
+    let stored = stored(&broker, "slow", 0).await;
+    assert!(
+        stored.iter().all(|v| !v.starts_with("refused")),
+        "{stored:?}"
+    );
+    assert_eq!(stored.len(), 3, "{stored:?}");
+}

@@ -125,6 +125,29 @@ fn queue(ctx: &Context, topic: &str, partition: u32, records: Bytes) -> Queued {
 }
 
 impl Submitted {
+    /// Waits until every partition's batches have room in the broker's in-flight budget (a
+    /// partition refused for lack of room is answered with the error). The connection awaits
+    /// this before it reads the next request, so it holds at most one request outside the
+    /// budget.
+    pub(crate) async fn admitted(mut self) -> Submitted {
+        for (_, partitions) in &mut self.topics {
+            for (_, queued) in partitions.iter_mut() {
+                let taken = std::mem::replace(queued, Queued::Refused(0, String::new()));
+                *queued = match taken {
+                    Queued::Pending(pending) => match pending.admitted().await {
+                        Ok(pending) => Queued::Pending(pending),
+                        Err(err) => {
+                            let (code, message) = errors::answer(&err);
+                            Queued::Refused(code, message)
+                        }
+                    },
+                    refused => refused,
+                };
+            }
+        }
+        self
+    }
+
     /// Waits for every partition's append and encodes the answer; `Ok(None)` for `acks=0`,
     /// or an error that closes the connection when an `acks=0` produce failed (Kafka's way of
     /// telling such a client).
