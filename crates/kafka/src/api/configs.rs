@@ -261,14 +261,12 @@ fn replacement<'a>(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
     use incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
     use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
-    use sluice_broker::{Broker, BrokerConfig};
 
     use super::*;
-    use crate::KafkaConfig;
+    use crate::api::test_context;
 
     fn op(name: &'static str, operation: i8, value: Option<&'static str>) -> AlterableConfig {
         AlterableConfig::default()
@@ -374,18 +372,7 @@ mod tests {
 
     #[tokio::test]
     async fn each_resource_gets_its_own_error_code_and_describe_tells_overrides() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let broker = Broker::open(BrokerConfig::new(dir.path())).expect("broker");
-        broker
-            .create_topic("t", 1, &BTreeMap::new())
-            .await
-            .expect("topic");
-        let ctx = Context {
-            broker: Arc::clone(&broker),
-            config: Arc::new(KafkaConfig::default()),
-            local_addr: "127.0.0.1:9092".parse().expect("addr"),
-            peer: "127.0.0.1:40000".parse().expect("addr"),
-        };
+        let (_dir, broker, ctx) = test_context().await;
         let header = RequestHeader::default();
         let request = |validate_only| {
             IncrementalAlterConfigsRequest::default()

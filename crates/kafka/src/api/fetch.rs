@@ -29,7 +29,8 @@ pub(crate) async fn fetch(
             .with_session_id(0);
     }
     // Partitions the broker can be asked for, and where each answer goes.
-    let mut wanted = Vec::new();
+    let mut wanted: Vec<PartitionFetch> = Vec::new();
+    let mut places: Vec<(usize, usize)> = Vec::new();
     let mut topics: Vec<FetchableTopicResponse> = Vec::with_capacity(request.topics.len());
     for topic in &request.topics {
         let mut partitions = Vec::with_capacity(topic.partitions.len());
@@ -42,16 +43,15 @@ pub(crate) async fn fetch(
                 .with_aborted_transactions(Some(Vec::new()))
                 .with_preferred_read_replica(BrokerId(-1));
             match (u32::try_from(p.partition), u64::try_from(p.fetch_offset)) {
-                (Ok(partition), Ok(from)) => wanted.push((
-                    topics.len(),
-                    partitions.len(),
-                    PartitionFetch {
+                (Ok(partition), Ok(from)) => {
+                    places.push((topics.len(), partitions.len()));
+                    wanted.push(PartitionFetch {
                         topic: topic.topic.0.to_string(),
                         partition,
                         offset: from,
                         max_bytes: usize::try_from(p.partition_max_bytes).unwrap_or(0),
-                    },
-                )),
+                    });
+                }
                 (Err(_), _) => {
                     partitions.push(
                         answer.with_error_code(ResponseError::UnknownTopicOrPartition.code()),
@@ -72,15 +72,15 @@ pub(crate) async fn fetch(
         );
     }
     let many = FetchMany {
-        partitions: wanted.iter().map(|(_, _, p)| p.clone()).collect(),
+        partitions: wanted,
         max_bytes: usize::try_from(request.max_bytes).unwrap_or(0),
         min_bytes: usize::try_from(request.min_bytes).unwrap_or(0),
         max_wait: Duration::from_millis(u64::try_from(request.max_wait_ms).unwrap_or(0)),
     };
     match ctx.broker.fetch_many(&many).await {
         Ok(fetched) => {
-            for ((t, p, _), fetched) in wanted.iter().zip(fetched) {
-                let answer = &mut topics[*t].partitions[*p];
+            for (&(t, p), fetched) in places.iter().zip(fetched) {
+                let answer = &mut topics[t].partitions[p];
                 match fetched.result {
                     Ok(data) => {
                         answer.high_watermark = offset(data.high_watermark);

@@ -232,16 +232,32 @@ pub(crate) async fn handle(ctx: &Context, request: Request) -> Result<Bytes, Kaf
     }
 }
 
+/// A broker in a temporary directory with topic `t` (one partition), and a context for
+/// handlers to run against it (the directory must outlive the broker).
+#[cfg(test)]
+pub(crate) async fn test_context() -> (tempfile::TempDir, Arc<Broker>, Context) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = Broker::open(sluice_broker::BrokerConfig::new(dir.path())).expect("broker");
+    broker
+        .create_topic("t", 1, &std::collections::BTreeMap::new())
+        .await
+        .expect("topic");
+    let ctx = Context {
+        broker: Arc::clone(&broker),
+        config: Arc::new(KafkaConfig::default()),
+        local_addr: "127.0.0.1:9092".parse().expect("addr"),
+        peer: "127.0.0.1:40000".parse().expect("addr"),
+    };
+    (dir, broker, ctx)
+}
+
 #[cfg(test)]
 mod tests {
     //! Every served version of every API answers, on its success and its error paths: an
     //! answer holding a field its version lacks fails to encode, which would close the
     //! client's connection.
 
-    use std::collections::BTreeMap;
-
     use kafka_protocol::messages as m;
-    use sluice_broker::BrokerConfig;
 
     use super::*;
 
@@ -425,18 +441,7 @@ mod tests {
 
     #[tokio::test]
     async fn every_served_version_answers_success_and_error_paths() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let broker = Broker::open(BrokerConfig::new(dir.path())).expect("broker");
-        broker
-            .create_topic("t", 1, &BTreeMap::new())
-            .await
-            .expect("topic");
-        let ctx = Context {
-            broker: Arc::clone(&broker),
-            config: Arc::new(KafkaConfig::default()),
-            local_addr: "127.0.0.1:9092".parse().expect("addr"),
-            peer: "127.0.0.1:40000".parse().expect("addr"),
-        };
+        let (_dir, broker, ctx) = test_context().await;
         for &(key, min, max) in SUPPORTED {
             for version in min..=max {
                 for populated in [false, true] {
