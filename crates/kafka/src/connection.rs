@@ -22,10 +22,10 @@ use tokio::sync::mpsc;
 
 use crate::KafkaError;
 use crate::api::{self, Context, produce};
-use crate::frame::read_frame;
+use crate::frame::{Frame, read_frame};
 
 /// An answer on its way: resolves to the frame to send (`None`: nothing to send).
-type Answer = Pin<Box<dyn Future<Output = Result<Option<Bytes>, KafkaError>> + Send>>;
+type Answer = Pin<Box<dyn Future<Output = Result<Option<Frame>, KafkaError>> + Send>>;
 
 /// Serves one connection until the client closes it, an error ends it, or the broker
 /// drains.
@@ -68,7 +68,9 @@ async fn answer(ctx: &Context, frame: Bytes) -> Result<Answer, KafkaError> {
             .admitted()
             .await;
         let ctx = ctx.clone();
-        return Ok(Box::pin(async move { submitted.answer(&ctx).await }));
+        return Ok(Box::pin(async move {
+            Ok(submitted.answer(&ctx).await?.map(Frame::from))
+        }));
     }
     let frame = api::handle(ctx, request).await?;
     Ok(Box::pin(std::future::ready(Ok(Some(frame)))))
@@ -81,7 +83,7 @@ async fn write_answers(
 ) -> Result<(), KafkaError> {
     while let Some(answer) = queue.recv().await {
         if let Some(frame) = answer.await? {
-            writer.write_all(&frame).await?;
+            frame.write_to(&mut writer).await?;
         }
     }
     writer.shutdown().await?;

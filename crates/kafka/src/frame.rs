@@ -1,8 +1,10 @@
 //! Kafka's framing: every request and response is a 4-byte big-endian size, then that many
 //! bytes.
 
+use std::io::IoSlice;
+
 use bytes::{BufMut, Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::KafkaError;
 
@@ -52,6 +54,60 @@ pub(crate) fn finish_frame(mut frame: BytesMut) -> Bytes {
     frame.freeze()
 }
 
+/// A response frame as the pieces to send, in order: encoded parts and, between them, stored
+/// record batches that are written from where they lie instead of being copied into an
+/// encoded buffer (see `api::fetch_frame`).
+#[derive(Debug, Default)]
+pub(crate) struct Frame(Vec<Bytes>);
+
+impl From<Bytes> for Frame {
+    fn from(encoded: Bytes) -> Self {
+        Frame(vec![encoded])
+    }
+}
+
+impl Frame {
+    /// A frame of these pieces; the first starts with the size of the rest.
+    pub(crate) fn from_pieces(pieces: Vec<Bytes>) -> Self {
+        Frame(pieces)
+    }
+
+    /// How many pieces the frame is sent as.
+    #[cfg(test)]
+    pub(crate) fn pieces(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The frame in one buffer.
+    #[cfg(test)]
+    pub(crate) fn to_bytes(&self) -> Bytes {
+        self.0.concat().into()
+    }
+
+    /// Writes every piece with vectored writes (one system call for the whole frame when the
+    /// socket takes it).
+    pub(crate) async fn write_to<W: AsyncWrite + Unpin>(
+        &self,
+        writer: &mut W,
+    ) -> std::io::Result<()> {
+        let mut slices: Vec<IoSlice<'_>> = self
+            .0
+            .iter()
+            .filter(|piece| !piece.is_empty())
+            .map(|piece| IoSlice::new(piece))
+            .collect();
+        let mut rest = &mut slices[..];
+        while !rest.is_empty() {
+            let written = writer.write_vectored(rest).await?;
+            if written == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            IoSlice::advance_slices(&mut rest, written);
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,6 +148,23 @@ mod tests {
             read_frame(&mut truncated, 10).await,
             Err(KafkaError::Io(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_frame_of_pieces_is_written_whole_and_in_order() {
+        let pieces = ["ab", "", "cde", "f"]
+            .map(|s| Bytes::from_static(s.as_bytes()))
+            .to_vec();
+        let frame = Frame::from_pieces(pieces);
+        let (mut client, mut server) = tokio::io::duplex(2);
+        let write = async {
+            frame.write_to(&mut client).await.expect("write");
+            drop(client);
+        };
+        let mut read = Vec::new();
+        let (_, n) = tokio::join!(write, server.read_to_end(&mut read));
+        n.expect("read");
+        assert_eq!(read, b"abcdef");
     }
 
     #[test]

@@ -464,6 +464,9 @@ impl Log {
             room &= active.index_batch(cursor, position + at as u64, header, interval);
         });
         w.index_full |= !room;
+        // `validate` checked every CRC and `set_log_append_time` rewrites the one it changes.
+        w.active
+            .note_verified(position, position + batches.len() as u64);
         w.write_pos += batches.len() as u64;
         w.next_offset = offset;
         w.active.size.store(w.write_pos, Ordering::Release);
@@ -523,7 +526,8 @@ impl Log {
 
     /// Reads whole batches starting with the one that contains `offset`, up to `max_bytes`
     /// (but always at least one whole batch), never past the high watermark. Every batch
-    /// returned has passed its CRC check. Blocking.
+    /// returned has a valid CRC: checked when this process appended it, or else on its first
+    /// read since the segment was opened (see `Segment::verified`). Blocking.
     ///
     /// `offset == high_watermark` gives an empty result; an offset below the log start or above
     /// the high watermark is [`StorageError::OffsetOutOfRange`].
@@ -959,19 +963,23 @@ fn read_from_segment(
 }
 
 /// The whole batches at the front of `chunk` (which starts with one) up to `max_bytes`, at
-/// least one, each CRC-checked. `start` is the chunk's file position, for error reports.
+/// least one, each CRC-checked unless it lies below the segment's verified watermark (which
+/// the checked ones then extend). `start` is the chunk's file position.
 fn take_batches(segment: &Segment, chunk: Bytes, start: u64, max_bytes: usize) -> Result<Bytes> {
+    let verified = segment.verified();
     let mut end = 0usize;
     while end + HEADER_LEN <= chunk.len() {
-        let h = BatchHeader::parse(&chunk[end..])
-            .map_err(|e| segment.corrupt(start + end as u64, e))?;
+        let at = start + end as u64;
+        let h = BatchHeader::parse(&chunk[end..]).map_err(|e| segment.corrupt(at, e))?;
         let total = h.total_len();
         if end + total > chunk.len() || (end > 0 && end + total > max_bytes) {
             break;
         }
-        batch::verify_crc(&chunk[end..end + total])
-            .map_err(|e| segment.corrupt(start + end as u64, e))?;
+        if at + total as u64 > verified {
+            batch::verify_crc(&chunk[end..end + total]).map_err(|e| segment.corrupt(at, e))?;
+        }
         end += total;
     }
+    segment.note_verified(start, start + end as u64);
     Ok(chunk.slice(..end))
 }

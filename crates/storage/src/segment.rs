@@ -49,6 +49,11 @@ pub(crate) struct Segment {
     pub(crate) readable: AtomicU64,
     /// Largest record timestamp in the segment; `i64::MIN` when empty.
     pub(crate) max_timestamp: AtomicI64,
+    /// Bytes from the start of the log file known to hold batches with valid CRCs: what this
+    /// process wrote (checked before it was written) and what a read or recovery scan
+    /// checked. Reads skip the CRC check below it. Starts at 0 whenever a segment is opened,
+    /// so every batch is checked once after a restart. Invariant: `verified <= size`.
+    pub(crate) verified: AtomicU64,
 }
 
 /// Where the indexes of a segment stand while batches are being added to it.
@@ -119,6 +124,7 @@ impl Segment {
             size: AtomicU64::new(0),
             readable: AtomicU64::new(0),
             max_timestamp: AtomicI64::new(i64::MIN),
+            verified: AtomicU64::new(0),
         })
     }
 
@@ -145,6 +151,7 @@ impl Segment {
             size: AtomicU64::new(size),
             readable: AtomicU64::new(size),
             max_timestamp: AtomicI64::new(max_timestamp),
+            verified: AtomicU64::new(0),
         })
     }
 
@@ -154,6 +161,21 @@ impl Segment {
 
     pub(crate) fn readable(&self) -> u64 {
         self.readable.load(Ordering::Acquire)
+    }
+
+    /// See [`Segment::verified`].
+    pub(crate) fn verified(&self) -> u64 {
+        self.verified.load(Ordering::Acquire)
+    }
+
+    /// Records that the batches in `from..to` have valid CRCs. Only a range that touches the
+    /// verified prefix extends it: the watermark never covers bytes nobody checked.
+    pub(crate) fn note_verified(&self, from: u64, to: u64) {
+        let _ = self
+            .verified
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+                (from <= v && to > v).then_some(to)
+            });
     }
 
     /// An I/O error on this segment's log file.
@@ -426,5 +448,31 @@ fn open_index_or_empty<E: IndexEntry>(io: &dyn FileIo, path: &Path) -> Result<In
                 .map_err(|e| StorageError::io("reset index", path, e))
         }
         Err(e) => Err(StorageError::io("open index", path, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::StdIo;
+
+    #[test]
+    fn the_verified_watermark_grows_only_from_checked_prefixes() {
+        let dir = tempfile::tempdir().unwrap();
+        let segment = Segment::create(&StdIo, dir.path(), 0, 16).unwrap();
+        segment.note_verified(100, 200);
+        assert_eq!(segment.verified(), 0, "a range after a gap is no prefix");
+        segment.note_verified(0, 100);
+        segment.note_verified(100, 200);
+        assert_eq!(segment.verified(), 200);
+        segment.note_verified(50, 150);
+        assert_eq!(segment.verified(), 200, "a range inside it changes nothing");
+        drop(segment);
+        let reopened = Segment::open(&StdIo, dir.path(), 0).unwrap();
+        assert_eq!(
+            reopened.verified(),
+            0,
+            "a reopened segment checks every batch again"
+        );
     }
 }

@@ -10,13 +10,14 @@ use kafka_protocol::messages::{ApiVersionsRequest, RequestHeader, RequestKind, R
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use sluice_broker::Broker;
 
-use crate::frame::{finish_frame, start_frame};
+use crate::frame::{Frame, finish_frame, start_frame};
 use crate::{KafkaConfig, KafkaError};
 
 mod api_versions;
 mod cluster;
 mod configs;
 mod fetch;
+mod fetch_frame;
 mod groups;
 mod list_offsets;
 mod metadata;
@@ -192,18 +193,18 @@ pub(crate) fn respond_in<M: Encodable + HeaderVersion>(
 
 /// Answers one request that needs no ordering with others (everything but Produce): runs
 /// its handler and encodes the response.
-pub(crate) async fn handle(ctx: &Context, request: Request) -> Result<Bytes, KafkaError> {
+pub(crate) async fn handle(ctx: &Context, request: Request) -> Result<Frame, KafkaError> {
     let Request { key, header, body } = request;
     macro_rules! serve {
         ($handler:path, $request:expr) => {{
             let response = $handler(ctx, &header, $request).await;
-            respond(key, &header, &response)
+            respond(key, &header, &response).map(Frame::from)
         }};
     }
     match body {
-        RequestKind::ApiVersions(_) => api_versions::answer(&header),
+        RequestKind::ApiVersions(_) => api_versions::answer(&header).map(Frame::from),
         RequestKind::Metadata(r) => serve!(metadata::metadata, r),
-        RequestKind::Fetch(r) => serve!(fetch::fetch, r),
+        RequestKind::Fetch(r) => fetch_frame::encode(&header, fetch::fetch(ctx, &header, r).await),
         RequestKind::ListOffsets(r) => serve!(list_offsets::list_offsets, r),
         RequestKind::CreateTopics(r) => serve!(topics::create_topics, r),
         RequestKind::DeleteTopics(r) => serve!(topics::delete_topics, r),
@@ -468,7 +469,9 @@ mod tests {
                                 .await
                                 .map(|frame| frame.expect("acks=1 is answered"))
                         }
-                        body => handle(&ctx, Request { key, header, body }).await,
+                        body => handle(&ctx, Request { key, header, body })
+                            .await
+                            .map(|frame| frame.to_bytes()),
                     };
                     let frame = answered.unwrap_or_else(|e| {
                         panic!("{key:?} v{version} (populated: {populated}): {e}")

@@ -217,6 +217,9 @@ fn rebuild_indexes(
         },
     )?;
     segment.seal_indexes(&cursor)?;
+    if verify {
+        segment.note_verified(0, outcome.valid_end);
+    }
     Ok((outcome, cursor))
 }
 
