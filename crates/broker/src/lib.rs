@@ -54,6 +54,7 @@ mod produce;
 mod producers;
 mod raw_batch;
 mod reservations;
+mod share;
 mod subscriptions;
 mod topic;
 
@@ -77,6 +78,11 @@ pub use lifecycle::Draining;
 pub use name::validate_topic_name;
 pub use produce::{NewRecord, ProduceRecord};
 pub use producers::{ProducerConfig, ProducerIdentity};
+pub use share::{
+    Ack, AckKind, AcquiredRecord, ShareConfig, ShareGroupDescription, ShareGroupSettings,
+    ShareGroupSummary, ShareJoin, ShareMember, ShareMemberDescription, ShareOffsetReset,
+    SharePartitionState,
+};
 pub use sluice_partitioner::{murmur2, partition_for_key};
 pub use sluice_storage::TimestampType;
 pub use sluice_storage::batch::{Compression, RecordView};
