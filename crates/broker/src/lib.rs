@@ -46,6 +46,7 @@ mod fetch_many;
 mod follow;
 mod groups;
 mod in_flight;
+mod journal;
 mod lifecycle;
 mod lookup;
 mod metadata;

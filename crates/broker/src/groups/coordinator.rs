@@ -13,9 +13,11 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::broker::join;
 use crate::groups::GroupConfig;
-use crate::groups::offsets_log::{CompactionPolicy, OffsetsLog};
+use crate::groups::offsets_log::{self, OffsetsLog};
+use crate::groups::offsets_state::OffsetChange;
 use crate::groups::state::{GroupData, MemberEnd};
-use crate::groups::store::{Durable, OffsetChange, StoreQueue};
+use crate::journal::log::CompactionPolicy;
+use crate::journal::queue::{Durable, StoreQueue};
 use crate::{Broker, BrokerError};
 
 /// Directory of the offsets log, under the data directory.
@@ -40,7 +42,7 @@ pub(crate) struct GroupCoordinator {
     /// Every group's committed offsets, on disk.
     log: Arc<Mutex<OffsetsLog>>,
     /// Offset changes waiting for the log's writer. Locked after a group's data.
-    queue: Mutex<StoreQueue<Arc<Group>>>,
+    queue: Mutex<StoreQueue<Arc<Group>, OffsetChange>>,
     pub(crate) config: GroupConfig,
     groups: Mutex<HashMap<String, Arc<Group>>>,
     ticker: Mutex<Option<JoinHandle<()>>>,
@@ -60,7 +62,7 @@ impl GroupCoordinator {
             min_bytes: config.offsets_compaction_min_bytes,
             ratio: config.offsets_compaction_ratio,
         };
-        let (mut log, state) = OffsetsLog::open(&data_dir.join(GROUPS_DIR), policy)?;
+        let (mut log, state) = offsets_log::open(&data_dir.join(GROUPS_DIR), policy)?;
         let mut deleted: Vec<(String, OffsetChange)> = Vec::new();
         let mut groups = HashMap::new();
         for (name, mut offsets) in BTreeMap::from(state) {
@@ -77,11 +79,7 @@ impl GroupCoordinator {
             }
         }
         if !deleted.is_empty() {
-            log.append(
-                deleted
-                    .iter()
-                    .map(|(group, change)| (group.as_str(), change)),
-            )?;
+            log.append(&deleted)?;
         }
         tracing::debug!(groups = groups.len(), "loaded consumer groups");
         Ok(Arc::new(GroupCoordinator {
@@ -232,12 +230,7 @@ impl GroupCoordinator {
             let log = Arc::clone(&self.log);
             let written = join(tokio::task::spawn_blocking(move || {
                 let mut log = log.lock();
-                log.append(
-                    records
-                        .iter()
-                        .map(|(group, change)| (group.as_str(), change)),
-                )
-                .map(|()| log.start_compaction())
+                log.append(&records).map(|()| log.start_compaction())
             }))
             .await
             .and_then(|result| result);
