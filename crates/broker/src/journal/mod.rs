@@ -13,6 +13,7 @@ pub(crate) mod compaction;
 pub(crate) mod frame;
 pub(crate) mod log;
 pub(crate) mod queue;
+pub(crate) mod writer;
 
 use std::path::Path;
 
@@ -21,7 +22,7 @@ use crate::BrokerError;
 /// What a journal holds: the live state its records replay into, and their encoding.
 pub(crate) trait Journaled: Clone + Default + Send + 'static {
     /// One change of the state.
-    type Record: Send + 'static;
+    type Record: Clone + Send + 'static;
 
     /// What the files are named after: `<NAME>-<seq>.log`.
     const NAME: &'static str;
