@@ -498,6 +498,14 @@ pub enum BrokerError {
         /// group does not read the partition.
         reason: &'static str,
     },
+    /// The share state journal failed its checks.
+    #[error("corrupt share state file {}: {reason}", path.display())]
+    ShareStateCorrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The share member has left the group (or the group was deleted, or the broker is
     /// shutting down).
     #[error("member {member_id:?} of share group {group:?} has left")]
@@ -624,7 +632,9 @@ impl BrokerError {
             | BrokerError::ShareMemberGone { .. }
             | BrokerError::LogFailed(_)
             | BrokerError::PartitionUnavailable { .. } => ErrorKind::Unavailable,
-            BrokerError::Corrupt { .. } | BrokerError::OffsetsCorrupt { .. } => ErrorKind::DataLoss,
+            BrokerError::Corrupt { .. }
+            | BrokerError::OffsetsCorrupt { .. }
+            | BrokerError::ShareStateCorrupt { .. } => ErrorKind::DataLoss,
             BrokerError::Storage(storage) => storage_kind(storage),
             BrokerError::Io { source, .. } => io_kind(source),
             BrokerError::CommitFailed { source, .. } => source.kind(),

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use crate::BrokerError;
+use crate::groups::{MIN_OFFSETS_COMPACTION_BYTES, MIN_OFFSETS_COMPACTION_RATIO};
+use crate::{BrokerError, validate_topic_name};
 
 /// Where a new share group starts reading each partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -94,8 +95,174 @@ impl Default for ShareConfig {
 }
 
 impl ShareConfig {
-    /// Checks the limits and that the defaults are within them.
+    /// Checks the limits are at least their minimums and the defaults within them.
     pub fn validate(&self) -> Result<(), BrokerError> {
-        unimplemented!()
+        let at_least = |key: &str, value: u64, min: u64| {
+            if value < min {
+                Err(BrokerError::invalid_config(
+                    key,
+                    &value.to_string(),
+                    format!("must be at least {min}"),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        at_least("share.max_prefetch", self.max_prefetch.into(), 1)?;
+        at_least("share.max_members", self.max_members as u64, 1)?;
+        at_least(
+            "share.max_in_flight_per_partition",
+            self.max_in_flight_per_partition.into(),
+            1,
+        )?;
+        at_least(
+            "share.max_record_lock_duration_ms",
+            millis(self.max_record_lock_duration),
+            1,
+        )?;
+        at_least(
+            "share.max_delivery_attempt_limit",
+            self.max_delivery_attempt_limit.into(),
+            1,
+        )?;
+        at_least(
+            "share.state_compaction_min_bytes",
+            self.state_compaction_min_bytes,
+            MIN_OFFSETS_COMPACTION_BYTES,
+        )?;
+        at_least(
+            "share.state_compaction_ratio",
+            self.state_compaction_ratio,
+            MIN_OFFSETS_COMPACTION_RATIO,
+        )?;
+        self.check_settings(&self.defaults).map_err(|e| match e {
+            BrokerError::InvalidConfig { key, value, reason } => BrokerError::InvalidConfig {
+                key: key.replacen("share.", "share.default.", 1),
+                value,
+                reason,
+            },
+            other => other,
+        })
+    }
+
+    /// Checks a group's settings against the limits; the error names the setting (Kafka's
+    /// key) and the accepted range.
+    pub fn check_settings(&self, settings: &ShareGroupSettings) -> Result<(), BrokerError> {
+        let lock = millis(settings.record_lock_duration);
+        let max_lock = millis(self.max_record_lock_duration);
+        if !(1..=max_lock).contains(&lock) {
+            return Err(BrokerError::invalid_config(
+                "share.record.lock.duration.ms",
+                &lock.to_string(),
+                format!("must be within 1..={max_lock} (share.max_record_lock_duration_ms)"),
+            ));
+        }
+        let limit = settings.delivery_attempt_limit;
+        if !(1..=self.max_delivery_attempt_limit).contains(&limit) {
+            return Err(BrokerError::invalid_config(
+                "share.delivery.attempt.limit",
+                &limit.to_string(),
+                format!(
+                    "must be within 1..={} (share.max_delivery_attempt_limit)",
+                    self.max_delivery_attempt_limit
+                ),
+            ));
+        }
+        let backoff = millis(settings.redelivery_backoff);
+        let max_backoff = millis(self.max_redelivery_backoff);
+        if backoff > max_backoff {
+            return Err(BrokerError::invalid_config(
+                "share.redelivery.backoff.ms",
+                &backoff.to_string(),
+                format!("must be within 0..={max_backoff} (share.max_redelivery_backoff_ms)"),
+            ));
+        }
+        if let Some(topic) = &settings.dead_letter_topic {
+            validate_topic_name(topic, usize::from(u16::MAX)).map_err(|e| {
+                BrokerError::invalid_config("share.dead.letter.topic", topic, e.to_string())
+            })?;
+        }
+        Ok(())
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rejected_key(config: &ShareConfig) -> String {
+        match config.validate() {
+            Err(BrokerError::InvalidConfig { key, .. }) => key,
+            other => panic!("accepted: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid_and_every_limit_is_checked() {
+        assert!(ShareConfig::default().validate().is_ok());
+        let with = |f: fn(&mut ShareConfig)| {
+            let mut config = ShareConfig::default();
+            f(&mut config);
+            rejected_key(&config)
+        };
+        assert_eq!(with(|c| c.max_prefetch = 0), "share.max_prefetch");
+        assert_eq!(with(|c| c.max_members = 0), "share.max_members");
+        assert_eq!(
+            with(|c| c.max_in_flight_per_partition = 0),
+            "share.max_in_flight_per_partition"
+        );
+        assert_eq!(
+            with(|c| c.state_compaction_ratio = 1),
+            "share.state_compaction_ratio"
+        );
+        assert_eq!(
+            with(|c| c.defaults.delivery_attempt_limit = 0),
+            "share.default.delivery.attempt.limit"
+        );
+        assert_eq!(
+            with(|c| c.defaults.record_lock_duration = Duration::from_secs(7200)),
+            "share.default.record.lock.duration.ms"
+        );
+    }
+
+    #[test]
+    fn group_settings_are_checked_against_the_limits() {
+        let config = ShareConfig::default();
+        let check = |settings: ShareGroupSettings| config.check_settings(&settings);
+        let err = check(ShareGroupSettings {
+            delivery_attempt_limit: 11,
+            ..ShareGroupSettings::default()
+        });
+        assert!(
+            matches!(&err, Err(BrokerError::InvalidConfig { key, reason, .. })
+                if key == "share.delivery.attempt.limit" && reason.contains("1..=10")),
+            "{err:?}"
+        );
+        assert!(
+            check(ShareGroupSettings {
+                redelivery_backoff: Duration::from_secs(3601),
+                ..ShareGroupSettings::default()
+            })
+            .is_err()
+        );
+        assert!(
+            check(ShareGroupSettings {
+                dead_letter_topic: Some("bad name".into()),
+                ..ShareGroupSettings::default()
+            })
+            .is_err()
+        );
+        assert!(
+            check(ShareGroupSettings {
+                dead_letter_topic: Some("jobs.dlq".into()),
+                redelivery_backoff: Duration::from_secs(1),
+                ..ShareGroupSettings::default()
+            })
+            .is_ok()
+        );
     }
 }
