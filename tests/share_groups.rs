@@ -9,7 +9,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail, ensure};
 use common::*;
-use sluice_client::{Client, NewTopic, OffsetReset, ProducerRecord, ShareConsumer, ShareRecord};
+use sluice_client::{
+    Client, Code, ConsumerRecord, Error, NewTopic, OffsetReset, Position, ProducerRecord,
+    ShareConsumer, ShareRecord,
+};
 
 /// Longest a test waits for the queue to drain.
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -259,5 +262,345 @@ async fn five_workers_two_killed_every_record_accepted_once_none_lost() -> Resul
         redelivered.len()
     );
     eprintln!("{} records redelivered after the kills", redelivered.len());
+    Ok(())
+}
+
+/// The value of header `key` of a record, as text.
+fn header(record: &ConsumerRecord, key: &str) -> Option<String> {
+    record
+        .headers
+        .iter()
+        .find(|h| h.key == key)
+        .map(|h| String::from_utf8_lossy(&h.value).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_records_reach_the_dead_letter_topic_after_the_limit() -> Result<()> {
+    const LIMIT: u32 = 3;
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path(), &[])?;
+    let client = connect(&server).await?;
+    let admin = client.admin();
+    admin.create_topic(NewTopic::new("orders", 2)).await?;
+    admin.create_topic(NewTopic::new("orders.dlq", 1)).await?;
+    let values: Vec<String> = (0..20)
+        .map(|i| match i % 10 {
+            3 => format!("poison-release-{i}"),
+            7 => format!("poison-reject-{i}"),
+            _ => format!("order-{i}"),
+        })
+        .collect();
+    let producer = client.producer().build()?;
+    for (i, v) in values.iter().enumerate() {
+        producer
+            .send(
+                ProducerRecord::new("orders", v.clone())
+                    .key(format!("k{i}"))
+                    .header("trace", format!("t{i}")),
+            )
+            .await?;
+    }
+    // Two workers: good records are accepted, poison ones always released or rejected.
+    let mut workers: Vec<ShareConsumer> = (0..2)
+        .map(|_| {
+            client
+                .share_consumer("billing")
+                .topic("orders")
+                .prefetch(5)
+                .offset_reset(OffsetReset::Earliest)
+                .delivery_attempt_limit(LIMIT)
+                .dead_letter_topic("orders.dlq")
+                .build()
+        })
+        .collect();
+    let mut deliveries: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        for worker in &mut workers {
+            for record in worker.poll(5, Duration::from_millis(50)).await? {
+                let v = value(&record);
+                deliveries
+                    .entry(v.clone())
+                    .or_default()
+                    .push(record.delivery_count);
+                if v.starts_with("poison-release") {
+                    worker.release(&record)?;
+                } else if v.starts_with("poison-reject") {
+                    worker.reject(&record)?;
+                } else {
+                    worker.accept(&record)?;
+                }
+            }
+            worker.commit().await?;
+        }
+        let (waiting, in_flight, accepted, dead) = queue(&client, "billing").await?;
+        if waiting == 0 && in_flight == 0 && accepted + dead == values.len() as u64 {
+            ensure!(
+                (accepted, dead) == (16, 4),
+                "accepted {accepted}, dead {dead}"
+            );
+            break;
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "not drained: waiting {waiting}, in flight {in_flight}, accepted {accepted}, dead {dead}"
+        );
+    }
+    for worker in workers {
+        worker.close().await?;
+    }
+    // Every record was delivered with counts 1, 2, ...: released poison up to the limit,
+    // the others once.
+    for v in &values {
+        let counts = deliveries.get(v).cloned().unwrap_or_default();
+        let times = if v.starts_with("poison-release") {
+            LIMIT
+        } else {
+            1
+        };
+        ensure!(
+            counts == (1..=times).collect::<Vec<u32>>(),
+            "{v} delivered with counts {counts:?}"
+        );
+    }
+    // The dead letters: key, value and headers kept, plus where they came from and why.
+    let mut dlq = client
+        .consumer("orders.dlq")
+        .start(Position::Earliest)
+        .build();
+    let mut dead = BTreeMap::new();
+    while dead.len() < 4 {
+        let record = tokio::time::timeout(PATIENCE, dlq.next())
+            .await
+            .context("dead letters missing")??;
+        dead.insert(String::from_utf8_lossy(&record.value).into_owned(), record);
+    }
+    let mut described = client.consumer("orders").start(Position::Earliest).build();
+    let mut originals = BTreeMap::new();
+    while originals.len() < values.len() {
+        let record = tokio::time::timeout(PATIENCE, described.next())
+            .await
+            .context("originals missing")??;
+        originals.insert(String::from_utf8_lossy(&record.value).into_owned(), record);
+    }
+    for (v, letter) in &dead {
+        let original = originals.get(v).context("a dead letter of no record")?;
+        let (reason, count) = if v.starts_with("poison-release") {
+            ("delivery-limit", LIMIT)
+        } else {
+            ("rejected", 1)
+        };
+        ensure!(letter.key == original.key, "{v}: key {:?}", letter.key);
+        ensure!(
+            header(letter, "trace") == header(original, "trace"),
+            "{v}: trace header"
+        );
+        let expected = [
+            ("sluice.dlq.topic", "orders".to_owned()),
+            ("sluice.dlq.partition", original.partition.to_string()),
+            ("sluice.dlq.offset", original.offset.to_string()),
+            ("sluice.dlq.delivery.count", count.to_string()),
+            ("sluice.dlq.reason", reason.to_owned()),
+        ];
+        for (key, want) in expected {
+            ensure!(
+                header(letter, key).as_deref() == Some(want.as_str()),
+                "{v}: {key} is {:?}, not {want}",
+                header(letter, key)
+            );
+        }
+    }
+    let poison: BTreeSet<&String> = values.iter().filter(|v| v.starts_with("poison")).collect();
+    ensure!(
+        dead.keys().collect::<BTreeSet<_>>() == poison,
+        "dead letters {:?}",
+        dead.keys()
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locks_expire_unless_renewed_and_auto_accept_accepts_on_poll_and_close() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path(), &[])?;
+    let client = connect(&server).await?;
+    client
+        .admin()
+        .create_topic(NewTopic::new("tasks", 1))
+        .await?;
+    let values: Vec<String> = (0..6).map(|i| format!("task-{i}")).collect();
+    produce(&client, "tasks", &values).await?;
+
+    // A lock of 600 ms: the record renewed twice stays held past it; the other expires, its
+    // acceptance is refused, and it is delivered again.
+    let mut slow = client
+        .share_consumer("locks")
+        .topic("tasks")
+        .prefetch(2)
+        .offset_reset(OffsetReset::Earliest)
+        .record_lock_duration(Duration::from_millis(600))
+        .build();
+    let held = slow.poll(2, PATIENCE).await?;
+    ensure!(held.len() == 2, "got {held:?}");
+    let (renewed, expiring) = (&held[0], &held[1]);
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        slow.renew(&[renewed]).await?;
+    }
+    slow.accept(renewed)?;
+    slow.accept(expiring)?;
+    match slow.commit().await {
+        Err(Error::Refused(refused)) => {
+            ensure!(refused.len() == 1, "{refused:?}");
+            ensure!(refused[0].offset == expiring.record.offset, "{refused:?}");
+            ensure!(refused[0].code == Code::FailedPrecondition, "{refused:?}");
+        }
+        other => bail!("the expired lock's acceptance was not refused: {other:?}"),
+    }
+    let again = slow.poll(1, PATIENCE).await?;
+    ensure!(
+        again.len() == 1 && value(&again[0]) == value(expiring) && again[0].delivery_count == 2,
+        "{again:?}"
+    );
+    // Records this consumer does not hold cannot be acknowledged.
+    let not_held = slow.accept(renewed).expect_err("accepted twice");
+    ensure!(matches!(not_held, Error::InvalidArgument(_)), "{not_held}");
+    slow.accept(&again[0])?;
+    slow.close().await?;
+
+    // Auto-accept: a poll accepts what the previous one returned, close the rest.
+    let mut auto = client
+        .share_consumer("locks")
+        .topic("tasks")
+        .auto_accept(true)
+        .build();
+    let first = auto.poll(2, PATIENCE).await?;
+    ensure!(first.len() == 2, "{first:?}");
+    let second = auto.poll(2, PATIENCE).await?;
+    ensure!(second.len() == 2, "{second:?}");
+    let (_, in_flight, accepted, _) = queue(&client, "locks").await?;
+    ensure!(
+        (accepted, in_flight) == (4, 2),
+        "accepted {accepted}, in flight {in_flight}"
+    );
+    auto.close().await?;
+    let (waiting, in_flight, accepted, _) = queue(&client, "locks").await?;
+    ensure!(
+        (waiting, in_flight, accepted) == (0, 0, 6),
+        "waiting {waiting}, in flight {in_flight}, accepted {accepted}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_server_sigkill_accepted_records_stay_done_and_unaccepted_come_back() -> Result<()>
+{
+    const TOTAL: usize = 1200;
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path(), &[])?;
+    let addr = server.addr.clone();
+    let client = connect(&server).await?;
+    client
+        .admin()
+        .create_topic(NewTopic::new("work", 3))
+        .await?;
+    let values: Vec<String> = (0..TOTAL).map(|i| format!("w-{i}")).collect();
+    produce(&client, "work", &values).await?;
+
+    // A holder takes records and never acknowledges them; two workers accept theirs.
+    let mut holder = worker(&connect(&server).await?, "crash", "work", 10);
+    let held = holder.poll(10, PATIENCE).await?;
+    ensure!(!held.is_empty(), "the holder got nothing");
+    let journal: Shared = Arc::default();
+    let workers: Vec<_> = (0..2)
+        .map(|id| {
+            let consumer = worker(&client, "crash", "work", 20);
+            tokio::spawn(run_worker(id, consumer, Arc::clone(&journal)))
+        })
+        .collect();
+    // SIGKILL the server at a random point of the run.
+    let mut rng = Rng::seeded();
+    let kill_at = 100 + rng.below(TOTAL as u64 / 2) as usize;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while lock(&journal)?.confirmed.len() < kill_at {
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the workers stalled"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    server.kill()?;
+    for handle in workers {
+        handle.abort();
+        let _ = handle.await;
+    }
+    drop(holder);
+    let before = std::mem::take(&mut *lock(&journal)?);
+
+    let server = Server::start_on(dir.path(), &addr, &[])?;
+    let client = connect(&server).await?;
+    let mut after = worker(&client, "crash", "work", 50);
+    let mut delivered_after: BTreeMap<String, u32> = BTreeMap::new();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let records = after.poll(50, Duration::from_millis(200)).await?;
+        for record in &records {
+            if delivered_after
+                .insert(value(record), record.delivery_count)
+                .is_some()
+            {
+                bail!("{} delivered twice after the restart", value(record));
+            }
+            after.accept(record)?;
+        }
+        after.commit().await?;
+        let (waiting, in_flight, _, _) = queue(&client, "crash").await?;
+        if records.is_empty() && waiting == 0 && in_flight == 0 {
+            break;
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "not drained: {waiting} waiting"
+        );
+    }
+    after.close().await?;
+
+    // Accepted before the kill: never delivered again.
+    let confirmed: BTreeSet<&str> = before.confirmed.iter().map(|(_, v)| v.as_str()).collect();
+    let again: Vec<&&str> = confirmed
+        .iter()
+        .filter(|v| delivered_after.contains_key(**v))
+        .collect();
+    ensure!(
+        again.is_empty(),
+        "accepted, then delivered again: {again:?}"
+    );
+    // Not accepted: delivered after the restart, unless its acceptance was on its way.
+    let in_doubt: BTreeSet<&str> = before
+        .pending
+        .values()
+        .flatten()
+        .map(String::as_str)
+        .collect();
+    let lost: Vec<&String> = values
+        .iter()
+        .filter(|v| {
+            !confirmed.contains(v.as_str())
+                && !in_doubt.contains(v.as_str())
+                && !delivered_after.contains_key(v.as_str())
+        })
+        .collect();
+    ensure!(lost.is_empty(), "lost: {lost:?}");
+    // In flight at the kill: delivered again with the delivery count kept.
+    for record in &held {
+        let count = delivered_after.get(&value(record)).copied();
+        ensure!(
+            count == Some(record.delivery_count + 1),
+            "{} held at the kill, delivered after it with count {count:?}",
+            value(record)
+        );
+    }
+    let (_, _, accepted, _) = queue(&client, "crash").await?;
+    ensure!(accepted == TOTAL as u64, "accepted {accepted} of {TOTAL}");
     Ok(())
 }
