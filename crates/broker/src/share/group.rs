@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use crate::share::partition::{ArchiveReason, Holder, Released, Rules, SharePartition};
 use crate::share::state_record::{Change, Outcome, StateRecord, runs};
-use crate::share::{AckKind, ShareGroupSettings, ShareMemberDescription};
+use crate::share::{Ack, AckKind, ShareGroupSettings, ShareMemberDescription};
 
 /// A share group.
 #[derive(Debug)]
@@ -241,12 +241,11 @@ impl GroupState {
         &mut self,
         group: &str,
         member: &Holder,
-        topic: &str,
-        partition: u32,
-        offset: u64,
-        kind: AckKind,
+        ack: &Ack,
         now: Instant,
     ) -> Result<Acked, &'static str> {
+        let (topic, partition, offset, kind) =
+            (ack.topic.as_str(), ack.partition, ack.offset, ack.kind);
         let rules = self.rules();
         let share = self
             .partitions
