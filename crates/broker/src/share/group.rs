@@ -234,9 +234,8 @@ impl GroupState {
             .min()
     }
 
-    /// Applies one acknowledgement of `member`. Returns the record to write (if any),
-    /// whether a record became available again, and the dead letter to append (a reject
-    /// with a dead-letter topic).
+    /// Applies one acknowledgement of `member`. Returns the record to write (if any) and
+    /// the dead letter to append (a reject with a dead-letter topic).
     pub(crate) fn acknowledge(
         &mut self,
         group: &str,
@@ -280,7 +279,6 @@ impl GroupState {
             });
         Ok(Acked {
             record,
-            available: released == Some(Released::Available),
             dead_letter,
         })
     }
@@ -415,8 +413,6 @@ impl GroupState {
 pub(crate) struct Acked {
     /// The record that makes it durable.
     pub(crate) record: Option<StateRecord>,
-    /// Whether the record is available again.
-    pub(crate) available: bool,
     /// The dead letter to append first.
     pub(crate) dead_letter: Option<DeadLetter>,
 }

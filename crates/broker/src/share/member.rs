@@ -181,7 +181,7 @@ impl ShareMember {
         let coordinator = &self.broker.share;
         let mut results = Vec::with_capacity(acks.len());
         let mut letters = Vec::new();
-        let mut available = false;
+        let mut available = false; // whether to wake waiting members
         let (durables, dlq) = {
             let mut state = self.group.state.lock();
             let mut records = Vec::new();
@@ -194,7 +194,8 @@ impl ShareMember {
                 match applied {
                     Ok(acked) => {
                         records.extend(acked.record);
-                        available |= acked.available;
+                        // A release offers a record again; any ack frees prefetch room.
+                        available = true;
                         if let Some(letter) = acked.dead_letter {
                             letters.push((i, letter));
                         }
