@@ -9,8 +9,8 @@ use crate::groups::offsets_record::{
     FILE_HEADER, commit_record_len, decode_body, encode_record, entry_len,
 };
 use crate::groups::{Committed, TopicPartition};
-use crate::journal::Journaled;
 use crate::journal::frame::FRAME_HEADER_LEN;
+use crate::journal::{FrameSink, Journaled};
 
 /// Committed offsets by partition.
 pub(crate) type Offsets = BTreeMap<TopicPartition, Committed>;
@@ -110,10 +110,7 @@ impl Journaled for LiveState {
     }
 
     /// One frame per group, holding one commit record with all its offsets.
-    fn snapshot(
-        &self,
-        frame: &mut dyn FnMut(&[Self::Record]) -> Result<(), BrokerError>,
-    ) -> Result<(), BrokerError> {
+    fn snapshot(&self, frame: &mut FrameSink<'_, Self::Record>) -> Result<(), BrokerError> {
         for (group, offsets) in &self.groups {
             let all = OffsetChange::Set(offsets.iter().map(|(tp, c)| (tp.clone(), *c)).collect());
             frame(&[(group.clone(), all)])?;

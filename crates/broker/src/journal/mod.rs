@@ -19,6 +19,9 @@ use std::path::Path;
 
 use crate::BrokerError;
 
+/// Takes the records of one frame of a snapshot.
+pub(crate) type FrameSink<'a, R> = dyn FnMut(&[R]) -> Result<(), BrokerError> + 'a;
+
 /// What a journal holds: the live state its records replay into, and their encoding.
 pub(crate) trait Journaled: Clone + Default + Send + 'static {
     /// One change of the state.
@@ -44,10 +47,7 @@ pub(crate) trait Journaled: Clone + Default + Send + 'static {
 
     /// Writes the records of a compacted file, one frame at a time: `frame` is called with
     /// the records of each frame in turn.
-    fn snapshot(
-        &self,
-        frame: &mut dyn FnMut(&[Self::Record]) -> Result<(), BrokerError>,
-    ) -> Result<(), BrokerError>;
+    fn snapshot(&self, frame: &mut FrameSink<'_, Self::Record>) -> Result<(), BrokerError>;
 
     /// The error for a file of the journal that fails its checks.
     fn corrupt(path: &Path, reason: String) -> BrokerError;

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use crate::share::partition::{ArchiveReason, Holder, Released, Rules, SharePartition};
 use crate::share::state_record::{Change, Outcome, StateRecord, runs};
-use crate::share::{AckKind, ShareGroupSettings, ShareMemberDescription};
+use crate::share::{Ack, AckKind, ShareGroupSettings, ShareMemberDescription};
 
 /// A share group.
 #[derive(Debug)]
@@ -234,19 +234,17 @@ impl GroupState {
             .min()
     }
 
-    /// Applies one acknowledgement of `member`. Returns the record to write (if any),
-    /// whether a record became available again, and the dead letter to append (a reject
-    /// with a dead-letter topic).
+    /// Applies one acknowledgement of `member`. Returns the record to write (if any) and
+    /// the dead letter to append (a reject with a dead-letter topic).
     pub(crate) fn acknowledge(
         &mut self,
         group: &str,
         member: &Holder,
-        topic: &str,
-        partition: u32,
-        offset: u64,
-        kind: AckKind,
+        ack: &Ack,
         now: Instant,
     ) -> Result<Acked, &'static str> {
+        let (topic, partition, offset, kind) =
+            (ack.topic.as_str(), ack.partition, ack.offset, ack.kind);
         let rules = self.rules();
         let share = self
             .partitions
@@ -281,7 +279,6 @@ impl GroupState {
             });
         Ok(Acked {
             record,
-            available: released == Some(Released::Available),
             dead_letter,
         })
     }
@@ -416,8 +413,6 @@ impl GroupState {
 pub(crate) struct Acked {
     /// The record that makes it durable.
     pub(crate) record: Option<StateRecord>,
-    /// Whether the record is available again.
-    pub(crate) available: bool,
     /// The dead letter to append first.
     pub(crate) dead_letter: Option<DeadLetter>,
 }

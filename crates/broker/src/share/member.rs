@@ -6,6 +6,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_stream::StreamExt;
 
+use crate::journal::queue::Durable;
 use crate::share::coordinator::wait_durable;
 use crate::share::dead_letter;
 use crate::share::group::{DeadLetter, Grab, ShareGroup};
@@ -174,44 +175,27 @@ impl ShareMember {
         let _ = self.apply(acks);
     }
 
-    /// Applies acks under the group's lock; returns each outcome, the writes to wait for,
-    /// and the dead letters to append.
-    #[allow(clippy::type_complexity)]
-    fn apply(
-        &self,
-        acks: Vec<Ack>,
-    ) -> (
-        Vec<Result<(), BrokerError>>,
-        Vec<crate::journal::queue::Durable>,
-        Vec<(usize, DeadLetter)>,
-        Option<String>,
-    ) {
+    /// Applies acks under the group's lock.
+    fn apply(&self, acks: Vec<Ack>) -> Applied {
         let now = Instant::now();
         let coordinator = &self.broker.share;
         let mut results = Vec::with_capacity(acks.len());
         let mut letters = Vec::new();
-        let mut available = false;
+        let mut available = false; // whether to wake waiting members
         let (durables, dlq) = {
             let mut state = self.group.state.lock();
             let mut records = Vec::new();
             for (i, ack) in acks.into_iter().enumerate() {
                 let applied = if state.members.contains_key(&self.id) && !state.deleted {
-                    state.acknowledge(
-                        &self.group.name,
-                        &self.id,
-                        &ack.topic,
-                        ack.partition,
-                        ack.offset,
-                        ack.kind,
-                        now,
-                    )
+                    state.acknowledge(&self.group.name, &self.id, &ack, now)
                 } else {
                     Err("the member has left the group")
                 };
                 match applied {
                     Ok(acked) => {
                         records.extend(acked.record);
-                        available |= acked.available;
+                        // A release offers a record again; any ack frees prefetch room.
+                        available = true;
                         if let Some(letter) = acked.dead_letter {
                             letters.push((i, letter));
                         }
@@ -228,7 +212,12 @@ impl ShareMember {
         if available {
             self.group.wake.notify_waiters();
         }
-        (results, durables, letters, dlq)
+        Applied {
+            results,
+            durables,
+            letters,
+            dlq,
+        }
     }
 
     fn not_held(&self, ack: &Ack, reason: &'static str) -> BrokerError {
@@ -257,7 +246,12 @@ impl ShareMember {
         acks: Vec<Ack>,
     ) -> Result<Vec<Result<(), BrokerError>>, BrokerError> {
         self.broker.share.check_running()?;
-        let (mut results, durables, letters, dlq) = self.apply(acks);
+        let Applied {
+            mut results,
+            durables,
+            letters,
+            dlq,
+        } = self.apply(acks);
         if let Some(dlq) = dlq {
             for (i, letter) in letters {
                 let appended = dead_letter::append(
@@ -306,6 +300,18 @@ impl ShareMember {
     pub async fn leave(self) {
         drop(self);
     }
+}
+
+/// What applying acks under the group's lock gave.
+struct Applied {
+    /// Each ack's outcome.
+    results: Vec<Result<(), BrokerError>>,
+    /// The writes to wait for.
+    durables: Vec<Durable>,
+    /// Dead letters to append, with the index of their ack.
+    letters: Vec<(usize, DeadLetter)>,
+    /// The group's dead-letter topic.
+    dlq: Option<String>,
 }
 
 impl Drop for ShareMember {

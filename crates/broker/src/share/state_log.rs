@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::BrokerError;
-use crate::journal::Journaled;
 use crate::journal::frame::FRAME_HEADER_LEN;
+use crate::journal::{FrameSink, Journaled};
 use crate::share::ShareGroupSettings;
 use crate::share::state_record::{
     Change, FILE_HEADER, Outcome, RUN_LEN, StateRecord, decode, encode, runs,
@@ -247,10 +247,7 @@ impl Journaled for ShareState {
     /// Per group one frame with its settings, then per partition one frame: its start and
     /// counters (less what the acked record after them counts again), its delivery counts
     /// and its done offsets.
-    fn snapshot(
-        &self,
-        frame: &mut dyn FnMut(&[StateRecord]) -> Result<(), BrokerError>,
-    ) -> Result<(), BrokerError> {
+    fn snapshot(&self, frame: &mut FrameSink<'_, StateRecord>) -> Result<(), BrokerError> {
         for (name, group) in &self.groups {
             frame(&[(name.clone(), Change::Settings(group.settings.clone()))])?;
             for ((topic, partition), state) in &group.partitions {
