@@ -410,6 +410,24 @@ async fn poison_records_reach_the_dead_letter_topic_after_the_limit() -> Result<
             );
         }
     }
+    // The metrics endpoint counts them per partition.
+    let scraped = server.scrape()?;
+    let counted: f64 = (0..2)
+        .filter_map(|p| {
+            let p = p.to_string();
+            let labels = [
+                ("group", "billing"),
+                ("topic", "orders"),
+                ("partition", p.as_str()),
+            ];
+            metric(
+                &scraped,
+                "sluice_share_group_dead_lettered_records_total",
+                &labels,
+            )
+        })
+        .sum();
+    ensure!(counted == 4.0, "dead-lettered metric {counted}");
     let poison: BTreeSet<&String> = values.iter().filter(|v| v.starts_with("poison")).collect();
     ensure!(
         dead.keys().collect::<BTreeSet<_>>() == poison,
