@@ -705,3 +705,47 @@ async fn bad_joins_and_admin_calls_fail_naming_the_field_or_limit() -> Result<()
     admin.delete_share_group("g").await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_share_stream_ends_unavailable_when_the_server_shuts_down() -> Result<()> {
+    use sluice_proto::v1::share_groups_client::ShareGroupsClient;
+    use sluice_proto::v1::{self as pb, share_consume_request, share_consume_response};
+
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path(), &[])?;
+    let client = connect(&server).await?;
+    client.admin().create_topic(NewTopic::new("q", 1)).await?;
+    let (requests, outgoing) = tokio::sync::mpsc::channel(4);
+    let join = pb::ShareJoin {
+        group: "g".into(),
+        topics: vec!["q".into()],
+        prefetch: 5,
+        credit: 5,
+        settings: None,
+    };
+    requests
+        .send(pb::ShareConsumeRequest {
+            kind: Some(share_consume_request::Kind::Join(join)),
+        })
+        .await?;
+    let mut responses = ShareGroupsClient::new(server.channel().await?)
+        .share_consume(tokio_stream::wrappers::ReceiverStream::new(outgoing))
+        .await?
+        .into_inner();
+    let first = responses.message().await?.context("no joined")?;
+    ensure!(
+        matches!(first.kind, Some(share_consume_response::Kind::Joined(_))),
+        "{first:?}"
+    );
+    let stopped = tokio::task::spawn_blocking(move || server.stop());
+    let ended = tokio::time::timeout(PATIENCE, responses.message())
+        .await
+        .context("the stream did not end")?;
+    match ended {
+        Err(status) => ensure!(status.code() == tonic::Code::Unavailable, "{status:?}"),
+        Ok(other) => bail!("the stream ended without a status: {other:?}"),
+    }
+    drop(requests);
+    stopped.await??;
+    Ok(())
+}
