@@ -607,3 +607,139 @@ fn group_commands_show_reset_and_delete_committed_offsets() -> Result<()> {
     assert!(line.contains("workers"), "{line}");
     Ok(())
 }
+
+#[test]
+fn share_consume_accepts_releases_and_rejects_what_it_prints() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path(), &[])?;
+    ok(
+        &server,
+        &["topic", "create", "tasks", "--partitions", "2"],
+        "",
+    )?;
+    ok(
+        &server,
+        &["topic", "create", "tasks.dlq", "--partitions", "1"],
+        "",
+    )?;
+    let input: String = (0..6).map(|i| format!("task {i}\n")).collect();
+    ok(&server, &["produce", "tasks"], &input)?;
+
+    // A new group starts at the earliest record; each run accepts what it printed, so the
+    // second run prints the rest and nothing twice.
+    let consume = |extra: &[&str]| -> Result<String> {
+        let mut args = vec!["share", "consume", "tasks", "--group", "workers"];
+        args.extend_from_slice(extra);
+        ok(&server, &args, "")
+    };
+    let first = consume(&[
+        "--from-beginning",
+        "--delivery-attempt-limit",
+        "2",
+        "--dead-letter-topic",
+        "tasks.dlq",
+        "--max",
+        "4",
+    ])?;
+    assert_eq!(first.lines().count(), 4, "{first}");
+    let rest = consume(&["--timeout", "1"])?;
+    let mut all: Vec<&str> = first.lines().chain(rest.lines()).collect();
+    all.sort_unstable();
+    let expected: Vec<String> = (0..6).map(|i| format!("task {i}")).collect();
+    assert_eq!(all, expected, "first {first:?}, rest {rest:?}");
+    assert_eq!(consume(&["--timeout", "1"])?, "");
+
+    let described = json(&ok(
+        &server,
+        &["share", "describe", "workers", "--output", "json"],
+        "",
+    )?)?;
+    let sum = |field: &str| -> u64 {
+        described["partitions"]
+            .as_array()
+            .map(|ps| ps.iter().filter_map(|p| p[field].as_u64()).sum())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        (sum("accepted"), sum("waiting"), sum("in_flight")),
+        (6, 0, 0)
+    );
+    assert_eq!(described["settings"]["delivery_attempt_limit"], 2);
+    assert_eq!(described["settings"]["dead_letter_topic"], "tasks.dlq");
+
+    // Released, a record comes back with its delivery count grown; past the limit of 2 it
+    // goes to the dead-letter topic. A rejected one goes there at once.
+    ok(&server, &["produce", "tasks"], "flaky\nbroken\n")?;
+    let released = json_lines(&consume(&["--release", "--max", "1", "--format", "json"])?)?;
+    assert_eq!(released[0]["delivery_count"], 1);
+    let flaky = released[0]["value"].clone();
+    let again = json_lines(&consume(&[
+        "--release",
+        "--max",
+        "2",
+        "--timeout",
+        "1",
+        "--format",
+        "json",
+    ])?)?;
+    let counts: BTreeMap<String, u64> = again
+        .iter()
+        .map(|r| {
+            (
+                r["value"].to_string(),
+                r["delivery_count"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(counts.get(&flaky.to_string()), Some(&2), "{again:?}");
+    // The other record, released once, is rejected.
+    let rejected = consume(&["--reject", "--timeout", "1"])?;
+    assert_eq!(rejected.lines().count(), 1, "{rejected}");
+    let broken = rejected.trim_end();
+    let dead = json_lines(&ok(
+        &server,
+        &[
+            "consume",
+            "tasks.dlq",
+            "--from-beginning",
+            "--max-messages",
+            "2",
+            "--format",
+            "json",
+        ],
+        "",
+    )?)?;
+    let reasons: BTreeMap<String, String> = dead
+        .iter()
+        .map(|r| {
+            let reason = r["headers"]
+                .as_array()
+                .and_then(|hs| hs.iter().find(|h| h["key"] == "sluice.dlq.reason"))
+                .map(|h| h["value"].as_str().unwrap_or_default().to_owned())
+                .unwrap_or_default();
+            (r["value"].as_str().unwrap_or_default().to_owned(), reason)
+        })
+        .collect();
+    assert_eq!(reasons.len(), 2, "{dead:?}");
+    assert_eq!(
+        reasons.get(broken).map(String::as_str),
+        Some("rejected"),
+        "{reasons:?}"
+    );
+    assert_eq!(
+        reasons
+            .get(flaky.as_str().unwrap_or_default())
+            .map(String::as_str),
+        Some("delivery-limit"),
+        "{reasons:?}"
+    );
+
+    let list = ok(&server, &["share", "list"], "")?;
+    assert_eq!(list, "GROUP    TOPICS  MEMBERS\nworkers  tasks   0\n");
+    let table = ok(&server, &["share", "describe", "workers"], "")?;
+    assert!(table.contains("DEAD-LETTERED"), "{table}");
+    ok(&server, &["share", "delete", "workers"], "")?;
+    let gone = fails(&server, &["share", "describe", "workers"], "")?;
+    assert!(gone.contains("\"workers\" does not exist"), "{gone}");
+    Ok(())
+}

@@ -12,6 +12,7 @@ const PROTOS: &[&str] = &[
     "sluice/v1/admin.proto",
     "sluice/v1/log.proto",
     "sluice/v1/groups.proto",
+    "sluice/v1/share.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -1,4 +1,5 @@
-//! The client subcommands of `sluice`: topics, producing, consuming and consumer groups.
+//! The client subcommands of `sluice`: topics, producing, consuming, consumer groups and
+//! share groups.
 
 mod bench;
 mod consume;
@@ -6,6 +7,7 @@ mod group;
 mod output;
 mod produce;
 mod records;
+mod share;
 mod timestamp;
 mod top;
 mod topic;
@@ -29,6 +31,10 @@ pub(crate) enum ClientCommand {
     /// List, describe, reset and delete consumer groups.
     #[command(subcommand_required = true)]
     Group(group::GroupArgs),
+    /// Consume as a member of a share group (a queue); list, describe, alter and delete
+    /// share groups.
+    #[command(subcommand_required = true)]
+    Share(share::ShareArgs),
     /// Generate load and measure throughput and latency (produce, consume, e2e).
     Bench(bench::BenchArgs),
     /// Watch topics and groups live: rates, lag, delay and fsync latency (from /metrics).
@@ -69,6 +75,7 @@ pub(crate) async fn run(command: ClientCommand) -> ExitCode {
         ClientCommand::Produce(args) => produce::run(args).await,
         ClientCommand::Consume(args) => consume::run(args).await,
         ClientCommand::Group(args) => group::run(args).await,
+        ClientCommand::Share(args) => share::run(args).await,
         ClientCommand::Bench(args) => bench::run(args).await,
         ClientCommand::Top(args) => top::run(args).await,
     };

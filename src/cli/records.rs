@@ -44,7 +44,7 @@ pub(crate) fn write_record(
 }
 
 /// The JSON form of a record.
-fn record_json(record: &ConsumerRecord) -> Value {
+pub(crate) fn record_json(record: &ConsumerRecord) -> Value {
     let mut object = Map::new();
     object.insert("partition".into(), json!(record.partition));
     object.insert("offset".into(), json!(record.offset));

@@ -1,4 +1,4 @@
-//! `sluice top`: a live view of topics and groups, read from the server's `/metrics`
+//! `sluice top`: a live view of topics, consumer groups and share groups, read from the server's `/metrics`
 //! endpoint. Rates are counter deltas between two scrapes; latency quantiles come from the
 //! histogram buckets that filled between them.
 
@@ -397,6 +397,63 @@ fn draw(out: &mut impl Write, url: &str, before: &Scrape, after: &Scrape) -> io:
             seconds(delay),
         ]);
     }
+    groups.write(out)?;
+    writeln!(out)?;
+    share_groups(out, before, after, elapsed)
+}
+
+/// The share groups: members, the queue's length (waiting records) and delay (age of the
+/// oldest waiting record), records in flight, and accept and dead-letter rates.
+fn share_groups(
+    out: &mut impl Write,
+    before: &Scrape,
+    after: &Scrape,
+    elapsed: f64,
+) -> io::Result<()> {
+    let rate = |name: &str, group: &str| {
+        (after.sum_where(name, "group", group) - before.sum_where(name, "group", group)).max(0.0)
+            / elapsed
+    };
+    let mut groups = Table::new(&[
+        "SHARE GROUP",
+        "MEMBERS",
+        "WAITING",
+        "IN FLIGHT",
+        "ACCEPTED/S",
+        "DEAD-LETTERED/S",
+        "DELAY",
+    ]);
+    for group in after.label_values("sluice_share_group_members", "group") {
+        let delay = after
+            .family("sluice_share_group_delay_seconds")
+            .filter(|s| s.labels.get("group") == Some(&group))
+            .map(|s| s.value)
+            .fold(0.0, f64::max);
+        groups.row(vec![
+            group.clone(),
+            format!(
+                "{:.0}",
+                after.sum_where("sluice_share_group_members", "group", &group)
+            ),
+            format!(
+                "{:.0}",
+                after.sum_where("sluice_share_group_waiting_records", "group", &group)
+            ),
+            format!(
+                "{:.0}",
+                after.sum_where("sluice_share_group_in_flight_records", "group", &group)
+            ),
+            format!(
+                "{:.0}",
+                rate("sluice_share_group_accepted_records_total", &group)
+            ),
+            format!(
+                "{:.0}",
+                rate("sluice_share_group_dead_lettered_records_total", &group)
+            ),
+            seconds(delay),
+        ]);
+    }
     groups.write(out)
 }
 
@@ -436,6 +493,34 @@ mod tests {
         let p50 = quantile(&before, &after, "h", 0.5).expect("observations");
         assert!((p50 - 0.0055).abs() < 1e-9, "{p50}");
         assert_eq!(quantile(&after, &after, "h", 0.99), None);
+    }
+
+    #[test]
+    fn share_groups_show_length_delay_and_rates() -> io::Result<()> {
+        let before = scrape(
+            "sluice_share_group_members{group=\"w\"} 2\n\
+             sluice_share_group_accepted_records_total{group=\"w\",topic=\"t\",partition=\"0\"} 100\n",
+        );
+        let after = scrape(
+            "sluice_share_group_members{group=\"w\"} 2\n\
+             sluice_share_group_waiting_records{group=\"w\",topic=\"t\",partition=\"0\"} 30\n\
+             sluice_share_group_waiting_records{group=\"w\",topic=\"t\",partition=\"1\"} 12\n\
+             sluice_share_group_in_flight_records{group=\"w\",topic=\"t\",partition=\"0\"} 4\n\
+             sluice_share_group_delay_seconds{group=\"w\",topic=\"t\",partition=\"0\"} 1.5\n\
+             sluice_share_group_delay_seconds{group=\"w\",topic=\"t\",partition=\"1\"} 7.25\n\
+             sluice_share_group_accepted_records_total{group=\"w\",topic=\"t\",partition=\"0\"} 300\n",
+        );
+        let mut out = Vec::new();
+        share_groups(&mut out, &before, &after, 2.0)?;
+        let text = String::from_utf8_lossy(&out);
+        let row: Vec<&str> = text
+            .lines()
+            .nth(1)
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect();
+        assert_eq!(row, ["w", "2", "42", "4", "100", "0", "7.2s"], "{text}");
+        Ok(())
     }
 
     #[test]

@@ -22,6 +22,7 @@ use crate::produce::{ProduceLimits, Routing, build_batches};
 use crate::producers::ProducerIds;
 use crate::raw_batch::{self, RawLimits};
 use crate::reservations::Reservations;
+use crate::share::coordinator::ShareCoordinator;
 use crate::subscriptions::SubscriptionSlots;
 use crate::topic::{Partition, PartitionFault, Topic};
 use crate::{
@@ -159,6 +160,8 @@ pub struct Broker {
     io: Arc<dyn FileIo>,
     /// Consumer groups and their committed offsets.
     pub(crate) groups: Arc<GroupCoordinator>,
+    /// Share groups and their state.
+    pub(crate) share: Arc<ShareCoordinator>,
     /// Bytes of produce requests queued or being appended, within `max_in_flight_bytes`.
     in_flight: Arc<InFlight>,
     /// The data directory's cluster id (see [`Broker::cluster_id`]).
@@ -226,6 +229,7 @@ impl Broker {
         let groups = GroupCoordinator::open(&config.data_dir, config.groups.clone(), |topic| {
             topics.contains_key(topic)
         })?;
+        let share = ShareCoordinator::open(&config.data_dir, config.share.clone())?;
         tracing::info!(
             data_dir = %config.data_dir.display(),
             topics = topics.len(),
@@ -249,6 +253,7 @@ impl Broker {
             background: Background::new(),
             io,
             groups,
+            share,
             in_flight,
             producer_ids,
             _lock: lock,
@@ -258,6 +263,11 @@ impl Broker {
     /// The limits this broker enforces.
     pub fn limits(&self) -> &crate::Limits {
         &self.config.limits
+    }
+
+    /// The share group defaults and limits in force.
+    pub fn share_config(&self) -> &crate::ShareConfig {
+        &self.config.share
     }
 
     /// The config of topics that override nothing.
@@ -350,7 +360,8 @@ impl Broker {
         let dirs = self.dirs.clone();
         join(tokio::task::spawn_blocking(move || topic.destroy(&dirs))).await??;
         tracing::info!(topic = name, "deleted topic");
-        self.groups.topic_deleted(self, name).await
+        self.groups.topic_deleted(self, name).await?;
+        self.share_topic_deleted(name).await
     }
 
     /// Every topic, sorted by name.
@@ -742,6 +753,7 @@ impl Broker {
         }
         self.drain.fire();
         self.groups.shutdown();
+        self.share.shutdown();
         self.in_flight.close();
         self.background.stop().await;
         self.reservations.close().await;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use sluice_storage::batch::DEFAULT_MAX_DECOMPRESSED_BYTES;
 use sluice_storage::{FlushPolicy, LogConfig, TimestampType};
 
-use crate::{BrokerError, GroupConfig, ProducerConfig};
+use crate::{BrokerError, GroupConfig, ProducerConfig, ShareConfig};
 
 /// `retention.ms`: delete sealed segments older than this; `-1` keeps them forever.
 pub const RETENTION_MS: &str = "retention.ms";
@@ -348,6 +348,8 @@ pub struct BrokerConfig {
     pub groups: GroupConfig,
     /// How long and how many idempotent producers each partition remembers.
     pub producers: ProducerConfig,
+    /// Share group defaults and limits.
+    pub share: ShareConfig,
 }
 
 impl BrokerConfig {
@@ -360,6 +362,7 @@ impl BrokerConfig {
             retention_check_interval: Duration::from_secs(300),
             groups: GroupConfig::default(),
             producers: ProducerConfig::default(),
+            share: ShareConfig::default(),
         }
     }
 }

@@ -456,6 +456,65 @@ pub enum BrokerError {
         /// What is wrong.
         reason: String,
     },
+    /// No share group of that name exists.
+    #[error("share group {group:?} does not exist")]
+    ShareGroupNotFound {
+        /// The group asked for.
+        group: String,
+    },
+    /// The operation needs a share group without members.
+    #[error("share group {group:?} has {members} member(s); stop its consumers first")]
+    ShareGroupHasMembers {
+        /// The group.
+        group: String,
+        /// How many members it has.
+        members: usize,
+    },
+    /// The share group has `share.max_members` members already.
+    #[error("share group {group:?} has the most members allowed, share.max_members = {limit}")]
+    ShareGroupFull {
+        /// The group.
+        group: String,
+        /// The configured `share.max_members`.
+        limit: usize,
+    },
+    /// An acknowledgement or renewal names a record the member does not hold: never
+    /// acquired by it, already acknowledged, or its lock expired and it was released.
+    #[error(
+        "member {member_id:?} of share group {group:?} does not hold offset {offset} of partition {partition} of topic {topic:?}: {reason}"
+    )]
+    RecordNotHeld {
+        /// The group.
+        group: String,
+        /// The member.
+        member_id: String,
+        /// The record's topic.
+        topic: String,
+        /// Its partition.
+        partition: u32,
+        /// Its offset.
+        offset: u64,
+        /// Why: not acquired by this member, acknowledged already, lock expired, or the
+        /// group does not read the partition.
+        reason: &'static str,
+    },
+    /// The share state journal failed its checks.
+    #[error("corrupt share state file {}: {reason}", path.display())]
+    ShareStateCorrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The share member has left the group (or the group was deleted, or the broker is
+    /// shutting down).
+    #[error("member {member_id:?} of share group {group:?} has left")]
+    ShareMemberGone {
+        /// The group.
+        group: String,
+        /// The member.
+        member_id: String,
+    },
     /// A produce request is larger than the broker's whole in-flight budget, so it could
     /// never be admitted.
     #[error("produce of {size} bytes exceeds max_in_flight_bytes = {limit}")]
@@ -529,7 +588,8 @@ impl BrokerError {
         match self {
             BrokerError::TopicNotFound { .. }
             | BrokerError::PartitionNotFound { .. }
-            | BrokerError::GroupNotFound { .. } => ErrorKind::NotFound,
+            | BrokerError::GroupNotFound { .. }
+            | BrokerError::ShareGroupNotFound { .. } => ErrorKind::NotFound,
             BrokerError::TopicExists { .. } => ErrorKind::AlreadyExists,
             BrokerError::InvalidTopicName { .. }
             | BrokerError::InvalidPartitionCount { .. }
@@ -551,7 +611,9 @@ impl BrokerError {
             | BrokerError::NotPartitionOwner { .. }
             | BrokerError::MemberIdRequired { .. }
             | BrokerError::InconsistentGroupProtocol { .. }
-            | BrokerError::GroupKindMismatch { .. } => ErrorKind::FailedPrecondition,
+            | BrokerError::GroupKindMismatch { .. }
+            | BrokerError::ShareGroupHasMembers { .. }
+            | BrokerError::RecordNotHeld { .. } => ErrorKind::FailedPrecondition,
             BrokerError::UnknownMember { .. }
             | BrokerError::StaleGeneration { .. }
             | BrokerError::IllegalGeneration { .. }
@@ -563,12 +625,16 @@ impl BrokerError {
             BrokerError::TransactionsUnsupported { .. } => ErrorKind::Unsupported,
             BrokerError::TooManySubscriptions { .. }
             | BrokerError::Overloaded { .. }
-            | BrokerError::GroupFull { .. } => ErrorKind::ResourceExhausted,
+            | BrokerError::GroupFull { .. }
+            | BrokerError::ShareGroupFull { .. } => ErrorKind::ResourceExhausted,
             BrokerError::ShuttingDown
             | BrokerError::SessionClosed
+            | BrokerError::ShareMemberGone { .. }
             | BrokerError::LogFailed(_)
             | BrokerError::PartitionUnavailable { .. } => ErrorKind::Unavailable,
-            BrokerError::Corrupt { .. } | BrokerError::OffsetsCorrupt { .. } => ErrorKind::DataLoss,
+            BrokerError::Corrupt { .. }
+            | BrokerError::OffsetsCorrupt { .. }
+            | BrokerError::ShareStateCorrupt { .. } => ErrorKind::DataLoss,
             BrokerError::Storage(storage) => storage_kind(storage),
             BrokerError::Io { source, .. } => io_kind(source),
             BrokerError::CommitFailed { source, .. } => source.kind(),

@@ -46,6 +46,7 @@ mod fetch_many;
 mod follow;
 mod groups;
 mod in_flight;
+mod journal;
 mod lifecycle;
 mod lookup;
 mod metadata;
@@ -54,6 +55,7 @@ mod produce;
 mod producers;
 mod raw_batch;
 mod reservations;
+mod share;
 mod subscriptions;
 mod topic;
 
@@ -77,6 +79,12 @@ pub use lifecycle::Draining;
 pub use name::validate_topic_name;
 pub use produce::{NewRecord, ProduceRecord};
 pub use producers::{ProducerConfig, ProducerIdentity};
+pub use share::{
+    Ack, AckKind, AcquiredRecord, DLQ_DELIVERY_COUNT_HEADER, DLQ_OFFSET_HEADER,
+    DLQ_PARTITION_HEADER, DLQ_REASON_HEADER, DLQ_TOPIC_HEADER, ShareConfig, ShareGroupDescription,
+    ShareGroupSettings, ShareGroupSummary, ShareJoin, ShareMember, ShareMemberDescription,
+    ShareOffsetReset, SharePartitionState,
+};
 pub use sluice_partitioner::{murmur2, partition_for_key};
 pub use sluice_storage::TimestampType;
 pub use sluice_storage::batch::{Compression, RecordView};

@@ -1,13 +1,14 @@
-//! Topic and consumer group administration, and offset lookups.
+//! Topic, consumer group and share group administration, and offset lookups.
 
 use std::collections::BTreeMap;
 
 use sluice_proto::v1::admin_client::AdminClient;
 use sluice_proto::v1::groups_client::GroupsClient;
 use sluice_proto::v1::log_client::LogClient;
+use sluice_proto::v1::share_groups_client::ShareGroupsClient;
 use sluice_proto::v1::{
-    self as pb, CommittedOffset, DescribeGroupResponse, GroupSummary, PartitionOffset,
-    TopicDescription, TopicSummary,
+    self as pb, CommittedOffset, DescribeGroupResponse, DescribeShareGroupResponse, GroupSummary,
+    PartitionOffset, ShareGroupSettings, ShareGroupSummary, TopicDescription, TopicSummary,
 };
 use tonic::transport::Channel;
 
@@ -95,13 +96,15 @@ impl TopicConfigChanges {
     }
 }
 
-/// Creates, deletes, lists and describes topics and consumer groups, resets group offsets
-/// and looks up offsets. Made by [`Client::admin`]; cheap to clone.
+/// Creates, deletes, lists and describes topics, consumer groups and share groups, resets
+/// group offsets, changes share group settings and looks up offsets. Made by
+/// [`Client::admin`]; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Admin {
     admin: AdminClient<Channel>,
     log: LogClient<Channel>,
     groups: GroupsClient<Channel>,
+    share: ShareGroupsClient<Channel>,
 }
 
 impl Admin {
@@ -111,6 +114,7 @@ impl Admin {
             admin: client.admin_service(),
             log: client.log_service(),
             groups: client.groups_service(),
+            share: client.share_groups_service(),
         }
     }
 
@@ -285,6 +289,81 @@ impl Admin {
             })
             .await?;
         Ok(())
+    }
+
+    /// Every share group, sorted by name.
+    pub async fn list_share_groups(&self) -> Result<Vec<ShareGroupSummary>> {
+        let response = self
+            .share
+            .clone()
+            .list_share_groups(pb::ListShareGroupsRequest {})
+            .await?
+            .into_inner();
+        Ok(response.groups)
+    }
+
+    /// A share group's settings, members and, per partition, records waiting, in flight,
+    /// accepted and dead-lettered and the delay of the oldest waiting record. Fails with
+    /// code `NOT_FOUND` for an unknown group.
+    pub async fn describe_share_group(&self, group: &str) -> Result<DescribeShareGroupResponse> {
+        let response = self
+            .share
+            .clone()
+            .describe_share_group(pb::DescribeShareGroupRequest {
+                group: group.into(),
+            })
+            .await?
+            .into_inner();
+        Ok(response)
+    }
+
+    /// Deletes a share group and its acknowledgement state. Fails with code
+    /// `FAILED_PRECONDITION` while the group has members, `NOT_FOUND` for an unknown group.
+    pub async fn delete_share_group(&self, group: &str) -> Result<()> {
+        self.share
+            .clone()
+            .delete_share_group(pb::DeleteShareGroupRequest {
+                group: group.into(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Changes the settings `changes` sets (the others keep their values) and returns the
+    /// settings now in force. Fails with code `NOT_FOUND` for an unknown group,
+    /// `INVALID_ARGUMENT` for a value out of the server's limits.
+    ///
+    /// ```no_run
+    /// # async fn example(admin: sluice_client::Admin) -> sluice_client::Result<()> {
+    /// use sluice_client::ShareGroupSettings;
+    ///
+    /// let changes = ShareGroupSettings {
+    ///     delivery_attempt_limit: Some(3),
+    ///     dead_letter_topic: Some("orders.dlq".into()),
+    ///     ..ShareGroupSettings::default()
+    /// };
+    /// let now = admin.alter_share_group("workers", changes).await?;
+    /// assert_eq!(now.delivery_attempt_limit, Some(3));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn alter_share_group(
+        &self,
+        group: &str,
+        changes: ShareGroupSettings,
+    ) -> Result<ShareGroupSettings> {
+        let response = self
+            .share
+            .clone()
+            .alter_share_group(pb::AlterShareGroupRequest {
+                group: group.into(),
+                settings: Some(changes),
+            })
+            .await?
+            .into_inner();
+        response
+            .settings
+            .ok_or_else(|| Error::Protocol("share group settings missing".into()))
     }
 }
 

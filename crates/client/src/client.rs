@@ -6,6 +6,7 @@ use std::time::Duration;
 use sluice_proto::v1::admin_client::AdminClient;
 use sluice_proto::v1::groups_client::GroupsClient;
 use sluice_proto::v1::log_client::LogClient;
+use sluice_proto::v1::share_groups_client::ShareGroupsClient;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::admin::Admin;
@@ -13,6 +14,7 @@ use crate::consumer::ConsumerBuilder;
 use crate::error::{Error, Result};
 use crate::group_consumer::GroupConsumerBuilder;
 use crate::producer::ProducerBuilder;
+use crate::share_consumer::ShareConsumerBuilder;
 
 /// Largest message the client accepts from the server (fetches may be large).
 const MAX_RESPONSE_BYTES: usize = 256 << 20;
@@ -94,6 +96,17 @@ impl Client {
     /// makes the consumer.
     pub fn group_consumer(&self, group: impl Into<String>) -> GroupConsumerBuilder {
         GroupConsumerBuilder::new(self.clone(), group.into())
+    }
+
+    /// A builder of a member of share group `group`; [`ShareConsumerBuilder::build`] makes
+    /// the consumer.
+    pub fn share_consumer(&self, group: impl Into<String>) -> ShareConsumerBuilder {
+        ShareConsumerBuilder::new(self.clone(), group.into())
+    }
+
+    /// A client of the `ShareGroups` service on the shared connection.
+    pub(crate) fn share_groups_service(&self) -> ShareGroupsClient<Channel> {
+        ShareGroupsClient::new(self.channel.clone()).max_decoding_message_size(MAX_RESPONSE_BYTES)
     }
 
     /// A client of the `Log` service on the shared connection.

@@ -38,6 +38,11 @@ pub enum Error {
         /// The server's explanation (for connection failures, the transport's).
         message: String,
     },
+    /// The server refused some acknowledgements or lock renewals of a share consumer; the
+    /// others were applied. Usually the lock of a record expired (it was held longer than
+    /// the group's lock duration) and the record was given to another member.
+    #[error("{}", refusals_text(.0))]
+    Refused(Vec<Refusal>),
     /// The caller asked for something the client refuses to send.
     #[error("{0}")]
     InvalidArgument(String),
@@ -109,6 +114,36 @@ impl From<tonic::Status> for Error {
             code: status.code(),
             message,
         }
+    }
+}
+
+/// Why the server refused the acknowledgement or renewal of one record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The record's topic.
+    pub topic: std::sync::Arc<str>,
+    /// Its partition.
+    pub partition: u32,
+    /// Its offset.
+    pub offset: u64,
+    /// The gRPC status code (`FAILED_PRECONDITION` when the member no longer holds it).
+    pub code: Code,
+    /// The server's explanation.
+    pub message: String,
+}
+
+/// `2 record(s) refused; the first, offset 7 of partition 0 of 'jobs': ...`.
+fn refusals_text(refusals: &[Refusal]) -> String {
+    match refusals.first() {
+        Some(first) => format!(
+            "{} record(s) refused; the first, offset {} of partition {} of '{}': {}",
+            refusals.len(),
+            first.offset,
+            first.partition,
+            first.topic,
+            first.message
+        ),
+        None => "no record refused".to_owned(),
     }
 }
 

@@ -2,7 +2,8 @@
 //!
 //! - [`Client`]: a connection to a server, shared by everything made from it.
 //! - [`Admin`]: create, delete, list and describe topics; list, describe, reset and
-//!   delete consumer groups; look up offsets.
+//!   delete consumer groups; list, describe, alter and delete share groups; look up
+//!   offsets.
 //! - [`Producer`]: sends records, batched per partition and pipelined over one stream;
 //!   each [`send`](Producer::send) resolves to the partition and offset the record was
 //!   written at. Retries while the server is unavailable, keeping the order of every
@@ -12,6 +13,8 @@
 //!   without skipping or repeating records.
 //! - [`GroupConsumer`]: a member of a consumer group; the server shares the partitions
 //!   among the members and each resumes at the group's committed offsets.
+//! - [`ShareConsumer`]: a member of a share group (a queue): records are shared one by
+//!   one among any number of members, each accepted, released or rejected on its own.
 //!
 //! ```no_run
 //! use sluice_client::{Client, NewTopic, Position, ProducerRecord};
@@ -45,19 +48,22 @@ mod error;
 mod group_consumer;
 mod producer;
 mod record;
+mod share_consumer;
 
 pub use admin::{Admin, NewTopic, TopicConfigChanges};
 pub use client::Client;
 pub use consumer::{Consumer, ConsumerBuilder};
-pub use error::{Error, Result};
+pub use error::{Error, Refusal, Result};
 pub use group_consumer::{
     GroupConsumer, GroupConsumerBuilder, GroupEvent, OffsetReset, TopicPartition,
 };
 pub use producer::{Producer, ProducerBuilder, SendFuture};
 pub use record::{ConsumerRecord, Position, ProducerRecord, RecordMetadata};
+pub use share_consumer::{AckKind, ShareConsumer, ShareConsumerBuilder, ShareRecord};
 pub use sluice_proto::v1::{
-    CommittedOffset, DescribeGroupResponse, GroupState, GroupSummary, Header, MemberDescription,
-    PartitionDescription, PartitionLag, PartitionOffset, TopicDescription, TopicPartitions,
-    TopicSummary,
+    CommittedOffset, DescribeGroupResponse, DescribeShareGroupResponse, GroupState, GroupSummary,
+    Header, MemberDescription, PartitionDescription, PartitionLag, PartitionOffset,
+    ShareGroupSettings, ShareGroupSummary, ShareMemberDescription, SharePartitionState,
+    TopicDescription, TopicPartitions, TopicSummary,
 };
 pub use tonic::Code;

@@ -72,7 +72,7 @@ pub(crate) fn fetched_records(fetched: &Fetched) -> Result<Vec<FetchedRecord>, S
 
 /// One stored record as a wire record. A null value (which only other clients can
 /// store) becomes an empty value; header keys are text on the wire.
-fn fetched_record(record: RecordView) -> FetchedRecord {
+pub(crate) fn fetched_record(record: RecordView) -> FetchedRecord {
     FetchedRecord {
         offset: record.offset,
         timestamp_ms: record.timestamp_ms,

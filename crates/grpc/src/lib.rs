@@ -1,11 +1,11 @@
 //! Sluice's gRPC front end.
 //!
-//! The `sluice.v1.Admin`, `sluice.v1.Log` and `sluice.v1.Groups` services map each call onto
-//! the [`sluice_broker::Broker`] and each broker error onto a gRPC status ([`status`]); the
-//! broker holds every behaviour (produce, fetch, live follow, group sessions, limits,
-//! draining), so nothing here streams or keeps state of its own beyond turning broker
-//! events into messages. The host (`sluice-server`) adds health, reflection and the
-//! listener; [`routes`] is what it serves.
+//! The `sluice.v1.Admin`, `sluice.v1.Log`, `sluice.v1.Groups` and `sluice.v1.ShareGroups`
+//! services map each call onto the [`sluice_broker::Broker`] and each broker error onto a
+//! gRPC status ([`status`]); the broker holds every behaviour (produce, fetch, live follow,
+//! group sessions, share groups, limits, draining), so nothing here streams or keeps state
+//! of its own beyond turning broker events into messages. The host (`sluice-server`) adds
+//! health, reflection and the listener; [`routes`] is what it serves.
 #![warn(missing_docs)]
 
 mod admin;
@@ -15,6 +15,7 @@ mod log_service;
 mod observe;
 mod produce;
 mod request_limit;
+mod share;
 mod status;
 mod subscribe;
 
@@ -24,6 +25,7 @@ use sluice_broker::Broker;
 use sluice_proto::v1::admin_server::AdminServer;
 use sluice_proto::v1::groups_server::GroupsServer;
 use sluice_proto::v1::log_server::LogServer;
+use sluice_proto::v1::share_groups_server::ShareGroupsServer;
 use tonic::codec::CompressionEncoding;
 use tonic::service::Routes;
 
@@ -31,6 +33,7 @@ use crate::admin::AdminService;
 use crate::groups::GroupsService;
 use crate::log_service::LogService;
 use crate::request_limit::RequestLimit;
+use crate::share::ShareGroupsService;
 
 pub use observe::{Accept, Connection, ObserveCalls, Observed};
 pub use status::{shutting_down, to_status};
@@ -60,7 +63,16 @@ pub fn routes(broker: &Arc<Broker>, max_request_bytes: usize) -> Routes {
         .max_encoding_message_size(usize::MAX)
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip);
+    let share = ShareGroupsServer::new(ShareGroupsService::new(
+        Arc::clone(broker),
+        max_request_bytes,
+    ))
+    .max_decoding_message_size(max_request_bytes)
+    .max_encoding_message_size(usize::MAX)
+    .accept_compressed(CompressionEncoding::Gzip)
+    .send_compressed(CompressionEncoding::Gzip);
     Routes::new(RequestLimit::new(admin, max_request_bytes))
         .add_service(RequestLimit::new(log, max_request_bytes))
         .add_service(RequestLimit::new(groups, max_request_bytes))
+        .add_service(RequestLimit::new(share, max_request_bytes))
 }

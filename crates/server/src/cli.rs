@@ -7,6 +7,7 @@ use sluice_kafka::Advertised;
 
 use crate::config::{
     GroupSettings, KafkaSettings, LimitSettings, ListenAddr, LogFormat, ProducerSettings, Settings,
+    ShareSettings,
 };
 
 /// Flags of `sluice serve`. Each overrides the same setting from the environment and the
@@ -108,9 +109,10 @@ impl ServeArgs {
                 produce_wait_ms: self.produce_wait_ms,
                 max_decompressed_batch_bytes: self.max_decompressed_batch_bytes,
             },
-            // Group timing and producer memory are set in the config file or the environment
-            // only.
+            // Group timing, share group settings and producer memory are set in the config
+            // file or the environment only.
             groups: GroupSettings::default(),
+            share: ShareSettings::default(),
             kafka: KafkaSettings {
                 listen: self.kafka_listen,
                 advertised: self.kafka_advertised.clone(),

@@ -17,7 +17,10 @@ use std::time::Duration;
 
 use clap::ValueEnum;
 use serde::{Deserialize, Deserializer};
-use sluice_broker::{BrokerConfig, GroupConfig, Limits, ProducerConfig, TopicConfig};
+use sluice_broker::{
+    BrokerConfig, GroupConfig, Limits, ProducerConfig, ShareConfig, ShareGroupSettings,
+    ShareOffsetReset, TopicConfig,
+};
 use sluice_kafka::{Advertised, KafkaConfig};
 
 use crate::cli::ServeArgs;
@@ -161,6 +164,9 @@ pub struct Settings {
     /// `[groups]`: consumer group timing.
     #[serde(default)]
     pub groups: GroupSettings,
+    /// `[share]`: share group defaults and limits.
+    #[serde(default)]
+    pub share: ShareSettings,
     /// `[kafka]`: the Kafka listener.
     #[serde(default)]
     pub kafka: KafkaSettings,
@@ -410,6 +416,162 @@ impl GroupSettings {
     }
 }
 
+/// The `[share]` table: defaults of new share groups (durations in milliseconds) and the
+/// limits of share group requests and state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShareSettings {
+    /// Default `share.record.lock.duration.ms` of new groups.
+    pub record_lock_duration_ms: Option<u64>,
+    /// Default `share.delivery.attempt.limit` of new groups.
+    pub delivery_attempt_limit: Option<u32>,
+    /// Default `share.redelivery.backoff.ms` of new groups.
+    pub redelivery_backoff_ms: Option<u64>,
+    /// Where new groups start: `earliest` or `latest`.
+    pub auto_offset_reset: Option<String>,
+    /// Most records one member may hold unacknowledged.
+    pub max_prefetch: Option<u32>,
+    /// Most members of one share group.
+    pub max_members: Option<usize>,
+    /// Most records of one share-partition in flight at once.
+    pub max_in_flight_per_partition: Option<u32>,
+    /// Longest lock duration a group may set.
+    pub max_record_lock_duration_ms: Option<u64>,
+    /// Highest delivery attempt limit a group may set.
+    pub max_delivery_attempt_limit: Option<u32>,
+    /// Longest redelivery backoff a group may set.
+    pub max_redelivery_backoff_ms: Option<u64>,
+    /// Bytes the share state journal must hold before it is compacted.
+    pub state_compaction_min_bytes: Option<u64>,
+    /// Times the live state the share state journal must hold before it is compacted.
+    pub state_compaction_ratio: Option<u64>,
+}
+
+impl ShareSettings {
+    /// These settings with every one of `higher` that is set taking precedence.
+    fn overlay(self, higher: ShareSettings) -> ShareSettings {
+        ShareSettings {
+            record_lock_duration_ms: higher
+                .record_lock_duration_ms
+                .or(self.record_lock_duration_ms),
+            delivery_attempt_limit: higher
+                .delivery_attempt_limit
+                .or(self.delivery_attempt_limit),
+            redelivery_backoff_ms: higher.redelivery_backoff_ms.or(self.redelivery_backoff_ms),
+            auto_offset_reset: higher.auto_offset_reset.or(self.auto_offset_reset),
+            max_prefetch: higher.max_prefetch.or(self.max_prefetch),
+            max_members: higher.max_members.or(self.max_members),
+            max_in_flight_per_partition: higher
+                .max_in_flight_per_partition
+                .or(self.max_in_flight_per_partition),
+            max_record_lock_duration_ms: higher
+                .max_record_lock_duration_ms
+                .or(self.max_record_lock_duration_ms),
+            max_delivery_attempt_limit: higher
+                .max_delivery_attempt_limit
+                .or(self.max_delivery_attempt_limit),
+            max_redelivery_backoff_ms: higher
+                .max_redelivery_backoff_ms
+                .or(self.max_redelivery_backoff_ms),
+            state_compaction_min_bytes: higher
+                .state_compaction_min_bytes
+                .or(self.state_compaction_min_bytes),
+            state_compaction_ratio: higher
+                .state_compaction_ratio
+                .or(self.state_compaction_ratio),
+        }
+    }
+
+    /// The broker's share config: the defaults with these settings applied, checked.
+    fn resolve(&self) -> Result<ShareConfig, ServerError> {
+        let defaults = ShareConfig::default();
+        let ms = |set: Option<u64>, default: Duration| set.map_or(default, Duration::from_millis);
+        let auto_offset_reset = match self.auto_offset_reset.as_deref() {
+            None => defaults.defaults.auto_offset_reset,
+            Some("earliest") => ShareOffsetReset::Earliest,
+            Some("latest") => ShareOffsetReset::Latest,
+            Some(other) => {
+                return Err(invalid(
+                    "share.auto_offset_reset",
+                    other,
+                    "expected earliest or latest",
+                ));
+            }
+        };
+        let config = ShareConfig {
+            defaults: ShareGroupSettings {
+                record_lock_duration: ms(
+                    self.record_lock_duration_ms,
+                    defaults.defaults.record_lock_duration,
+                ),
+                delivery_attempt_limit: self
+                    .delivery_attempt_limit
+                    .unwrap_or(defaults.defaults.delivery_attempt_limit),
+                dead_letter_topic: None,
+                redelivery_backoff: ms(
+                    self.redelivery_backoff_ms,
+                    defaults.defaults.redelivery_backoff,
+                ),
+                auto_offset_reset,
+            },
+            max_prefetch: self.max_prefetch.unwrap_or(defaults.max_prefetch),
+            max_members: self.max_members.unwrap_or(defaults.max_members),
+            max_in_flight_per_partition: self
+                .max_in_flight_per_partition
+                .unwrap_or(defaults.max_in_flight_per_partition),
+            max_record_lock_duration: ms(
+                self.max_record_lock_duration_ms,
+                defaults.max_record_lock_duration,
+            ),
+            max_delivery_attempt_limit: self
+                .max_delivery_attempt_limit
+                .unwrap_or(defaults.max_delivery_attempt_limit),
+            max_redelivery_backoff: ms(
+                self.max_redelivery_backoff_ms,
+                defaults.max_redelivery_backoff,
+            ),
+            state_compaction_min_bytes: self
+                .state_compaction_min_bytes
+                .unwrap_or(defaults.state_compaction_min_bytes),
+            state_compaction_ratio: self
+                .state_compaction_ratio
+                .unwrap_or(defaults.state_compaction_ratio),
+        };
+        config.validate().map_err(ServerError::Share)?;
+        Ok(config)
+    }
+
+    /// Sets `name` (a field name) from text; `false` when there is no such field.
+    fn set(&mut self, key: &str, name: &str, value: &str) -> Result<bool, ServerError> {
+        match name {
+            "record_lock_duration_ms" => self.record_lock_duration_ms = Some(parse(key, value)?),
+            "delivery_attempt_limit" => self.delivery_attempt_limit = Some(parse(key, value)?),
+            "redelivery_backoff_ms" => self.redelivery_backoff_ms = Some(parse(key, value)?),
+            "auto_offset_reset" => self.auto_offset_reset = Some(value.to_owned()),
+            "max_prefetch" => self.max_prefetch = Some(parse(key, value)?),
+            "max_members" => self.max_members = Some(parse(key, value)?),
+            "max_in_flight_per_partition" => {
+                self.max_in_flight_per_partition = Some(parse(key, value)?);
+            }
+            "max_record_lock_duration_ms" => {
+                self.max_record_lock_duration_ms = Some(parse(key, value)?);
+            }
+            "max_delivery_attempt_limit" => {
+                self.max_delivery_attempt_limit = Some(parse(key, value)?);
+            }
+            "max_redelivery_backoff_ms" => {
+                self.max_redelivery_backoff_ms = Some(parse(key, value)?);
+            }
+            "state_compaction_min_bytes" => {
+                self.state_compaction_min_bytes = Some(parse(key, value)?);
+            }
+            "state_compaction_ratio" => self.state_compaction_ratio = Some(parse(key, value)?),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
 /// The `[producers]` table: how partitions remember idempotent producers.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -482,6 +644,7 @@ impl Settings {
                 .or(self.retention_check_interval_ms),
             limits: self.limits.overlay(higher.limits),
             groups: self.groups.overlay(higher.groups),
+            share: self.share.overlay(higher.share),
             kafka: self.kafka.overlay(higher.kafka),
             producers: self.producers.overlay(higher.producers),
             topic_defaults,
@@ -534,6 +697,8 @@ impl Settings {
                         .insert(topic_key.to_owned(), value.to_owned());
                 } else if let Some(name) = key.strip_prefix("groups.") {
                     return self.groups.set(key, name, value);
+                } else if let Some(name) = key.strip_prefix("share.") {
+                    return self.share.set(key, name, value);
                 } else if let Some(name) = key.strip_prefix("kafka.") {
                     return self.kafka.set(key, name, value);
                 } else if let Some(name) = key.strip_prefix("producers.") {
@@ -622,6 +787,7 @@ impl Settings {
                 .map_err(ServerError::TopicDefaults)?;
         broker.limits = limits;
         broker.groups = self.groups.resolve()?;
+        broker.share = self.share.resolve()?;
         let (kafka_listen, kafka) = self.kafka.resolve()?;
         broker.producers = self.producers.resolve()?;
         broker.retention_check_interval = match self.retention_check_interval_ms {
@@ -730,6 +896,7 @@ impl Environment {
 /// `SLUICE_LIMITS_MAX_WAIT_MS` -> `limits.max_wait_ms`,
 /// `SLUICE_TOPIC_DEFAULTS_MAX_MESSAGE_BYTES` -> `topic_defaults.max.message.bytes`,
 /// `SLUICE_GROUPS_HEARTBEAT_INTERVAL_MS` -> `groups.heartbeat_interval_ms`,
+/// `SLUICE_SHARE_MAX_PREFETCH` -> `share.max_prefetch`,
 /// `SLUICE_KAFKA_LISTEN` -> `kafka.listen`,
 /// `SLUICE_PRODUCERS_ID_EXPIRATION_MS` -> `producers.id_expiration_ms`.
 fn setting_key(env_name: &str) -> String {
@@ -743,6 +910,8 @@ fn setting_key(env_name: &str) -> String {
         format!("limits.{limit}")
     } else if let Some(group) = name.strip_prefix("groups_") {
         format!("groups.{group}")
+    } else if let Some(share) = name.strip_prefix("share_") {
+        format!("share.{share}")
     } else if let Some(kafka) = name.strip_prefix("kafka_") {
         format!("kafka.{kafka}")
     } else if let Some(producer) = name.strip_prefix("producers_") {
@@ -1273,5 +1442,34 @@ mod tests {
             err.to_string().contains("offsets_compaction_ratio"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn share_settings_come_from_file_and_env_and_are_checked() {
+        let defaults = ServerConfig::load(&ServeArgs::default(), env(&[])).expect("load");
+        assert_eq!(defaults.broker.share, ShareConfig::default());
+        let file = config_file(
+            r#"
+            [share]
+            record_lock_duration_ms = 5000
+            auto_offset_reset = "earliest"
+            max_in_flight_per_partition = 500
+            "#,
+        );
+        let vars = env(&[("SLUICE_SHARE_MAX_PREFETCH", "64")]);
+        let config = ServerConfig::load(&args_with_file(&file), vars).expect("load");
+        let share = &config.broker.share;
+        assert_eq!(share.defaults.record_lock_duration, Duration::from_secs(5));
+        assert_eq!(share.defaults.auto_offset_reset, ShareOffsetReset::Earliest);
+        assert_eq!(
+            (share.max_prefetch, share.max_in_flight_per_partition),
+            (64, 500)
+        );
+        let bad = env(&[("SLUICE_SHARE_DELIVERY_ATTEMPT_LIMIT", "0")]);
+        let err = ServerConfig::load(&ServeArgs::default(), bad).expect_err("limit 0 refused");
+        assert!(err.to_string().contains("delivery.attempt.limit"), "{err}");
+        let bad = env(&[("SLUICE_SHARE_AUTO_OFFSET_RESET", "middle")]);
+        let err = ServerConfig::load(&ServeArgs::default(), bad).expect_err("refused");
+        assert!(err.to_string().contains("earliest or latest"), "{err}");
     }
 }

@@ -46,6 +46,9 @@ pub enum ServerError {
     /// A `[groups]` setting is out of range.
     #[error("invalid [groups]: {0}")]
     Groups(#[source] BrokerError),
+    /// A `[share]` setting is out of range.
+    #[error("invalid [share]: {0}")]
+    Share(#[source] BrokerError),
     /// A `[producers]` setting is out of range.
     #[error("invalid [producers]: {0}")]
     Producers(#[source] BrokerError),

@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use sluice_broker::{Broker, PartitionFault};
-use sluice_proto::v1::{admin_server, groups_server, log_server};
+use sluice_proto::v1::{admin_server, groups_server, log_server, share_groups_server};
 use tokio::sync::{Mutex, watch};
 use tonic::Status;
 use tonic::body::Body;
@@ -159,6 +159,7 @@ impl Health {
             admin_server::SERVICE_NAME,
             log_server::SERVICE_NAME,
             groups_server::SERVICE_NAME,
+            share_groups_server::SERVICE_NAME,
         ] {
             self.reporter.set_service_status(service, status).await;
         }

@@ -7,7 +7,9 @@
 //!   gRPC connections, open calls and responses by status code (counted by the gRPC front
 //!   end's [`sluice_grpc::ObserveCalls`] layer and [`sluice_grpc::Accept`]);
 //! - state, read from the broker at scrape time ([`state`]): per partition offsets, size,
-//!   segments and traffic counters, per group committed offsets, lag and delay.
+//!   segments and traffic counters, per group committed offsets, lag and delay, per share
+//!   group and partition the queue's length (waiting records), records in flight, delay
+//!   and the accepted and dead-lettered counters.
 //!
 //! Labels are bounded: `topic`, `partition`, `group`, `rpc` and `code` only.
 

@@ -11,11 +11,13 @@ use parking_lot::Mutex;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::broker::join;
 use crate::groups::GroupConfig;
-use crate::groups::offsets_log::{CompactionPolicy, OffsetsLog};
+use crate::groups::offsets_log;
+use crate::groups::offsets_state::{LiveState, OffsetChange};
 use crate::groups::state::{GroupData, MemberEnd};
-use crate::groups::store::{Durable, OffsetChange, StoreQueue};
+use crate::journal::log::CompactionPolicy;
+use crate::journal::queue::Durable;
+use crate::journal::writer::JournalWriter;
 use crate::{Broker, BrokerError};
 
 /// Directory of the offsets log, under the data directory.
@@ -37,10 +39,9 @@ pub(crate) struct Group {
 /// it does, so a group is never forgotten under someone's feet.
 #[derive(Debug)]
 pub(crate) struct GroupCoordinator {
-    /// Every group's committed offsets, on disk.
-    log: Arc<Mutex<OffsetsLog>>,
-    /// Offset changes waiting for the log's writer. Locked after a group's data.
-    queue: Mutex<StoreQueue<Arc<Group>>>,
+    /// Every group's committed offsets, on disk, and the changes waiting for its writer
+    /// (queued while a group's data is locked).
+    log: JournalWriter<LiveState, Arc<Group>>,
     pub(crate) config: GroupConfig,
     groups: Mutex<HashMap<String, Arc<Group>>>,
     ticker: Mutex<Option<JoinHandle<()>>>,
@@ -60,7 +61,7 @@ impl GroupCoordinator {
             min_bytes: config.offsets_compaction_min_bytes,
             ratio: config.offsets_compaction_ratio,
         };
-        let (mut log, state) = OffsetsLog::open(&data_dir.join(GROUPS_DIR), policy)?;
+        let (mut log, state) = offsets_log::open(&data_dir.join(GROUPS_DIR), policy)?;
         let mut deleted: Vec<(String, OffsetChange)> = Vec::new();
         let mut groups = HashMap::new();
         for (name, mut offsets) in BTreeMap::from(state) {
@@ -77,16 +78,11 @@ impl GroupCoordinator {
             }
         }
         if !deleted.is_empty() {
-            log.append(
-                deleted
-                    .iter()
-                    .map(|(group, change)| (group.as_str(), change)),
-            )?;
+            log.append(&deleted)?;
         }
         tracing::debug!(groups = groups.len(), "loaded consumer groups");
         Ok(Arc::new(GroupCoordinator {
-            log: Arc::new(Mutex::new(log)),
-            queue: Mutex::new(StoreQueue::default()),
+            log: JournalWriter::new(log),
             config,
             groups: Mutex::new(groups),
             ticker: Mutex::new(None),
@@ -209,69 +205,31 @@ impl GroupCoordinator {
         change: OffsetChange,
     ) -> Durable {
         data.store.queued();
-        let (durable, start) = self.queue.lock().push(Arc::clone(group), change);
+        let record = (group.name.clone(), change);
+        let (durable, start) = self.log.push(Arc::clone(group), record);
         if start {
             tokio::spawn(Arc::clone(self).write_offsets());
         }
         durable
     }
 
-    /// Writes the queued changes of every group, batch after batch, until none is left:
-    /// each batch is one append to the offsets log; the changes are applied to their groups'
-    /// durable offsets once it is durable. Starts a compaction when the log has grown enough.
+    /// Writes the queued changes of every group until none is left; each is applied to its
+    /// group's durable offsets once the write carrying it is durable.
     async fn write_offsets(self: Arc<Self>) {
-        loop {
-            let Some(batch) = self.queue.lock().next_batch() else {
-                break;
-            };
-            let records: Vec<(String, OffsetChange)> = batch
-                .changes
-                .iter()
-                .map(|(group, change)| (group.name.clone(), change.clone()))
-                .collect();
-            let log = Arc::clone(&self.log);
-            let written = join(tokio::task::spawn_blocking(move || {
-                let mut log = log.lock();
-                log.append(
-                    records
-                        .iter()
-                        .map(|(group, change)| (group.as_str(), change)),
-                )
-                .map(|()| log.start_compaction())
-            }))
-            .await
-            .and_then(|result| result);
-            let outcome = match written {
-                Ok(compaction) => {
-                    if let Some(compaction) = compaction {
-                        let log = Arc::clone(&self.log);
-                        tokio::task::spawn_blocking(move || {
-                            let result = compaction.run();
-                            log.lock().compaction_finished(result);
-                        });
+        self.log
+            .write_queued(|changes, outcome| {
+                for (group, (_, change)) in changes {
+                    let mut data = group.data.lock();
+                    if outcome.is_ok() {
+                        change.apply(&mut data.offsets);
                     }
-                    Ok(())
+                    data.store.finished();
                 }
-                Err(e) => {
-                    tracing::error!(
-                        error = &e as &dyn std::error::Error,
-                        "writing committed offsets failed"
-                    );
-                    Err(Arc::new(e))
+                for (group, _) in changes {
+                    self.forget_if_empty(group);
                 }
-            };
-            for (group, change) in &batch.changes {
-                let mut data = group.data.lock();
-                if outcome.is_ok() {
-                    change.apply(&mut data.offsets);
-                }
-                data.store.finished();
-            }
-            for (group, _) in &batch.changes {
-                self.forget_if_empty(group);
-            }
-            batch.finish(&outcome);
-        }
+            })
+            .await;
     }
 
     /// Drops a deleted topic's offsets from every group (durably) and takes its partitions

@@ -13,7 +13,8 @@
 //! members change it revokes only the partitions that move, and hands each one over only
 //! once its previous owner released it ([`GroupMember::release`]), left, or ran out of time.
 //! Commits are fenced by member and generation and acknowledged once durable, appended to
-//! one offsets log for every group under `data_dir/groups`, compacted in the background.
+//! one offsets journal for every group under `data_dir/groups` (`crate::journal`), compacted
+//! in the background.
 //!
 //! The state machine and the guarantees are described in `docs/consumer-groups.md`.
 
@@ -22,15 +23,13 @@ mod classic;
 mod config;
 pub(crate) mod coordinator;
 mod member;
-mod offsets_compaction;
 mod offsets_file;
 mod offsets_log;
 mod offsets_record;
-mod offsets_state;
+pub(crate) mod offsets_state;
 mod operations;
 mod session;
 mod state;
-mod store;
 mod types;
 
 pub use classic::{

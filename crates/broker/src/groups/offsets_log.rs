@@ -1,691 +1,71 @@
-//! Every group's committed offsets in one append-only log under `data_dir/groups`, compacted
-//! in the background (the model of Kafka's `__consumer_offsets`).
-//!
-//! The directory holds at most one compacted file `offsets-<N>.snapshot` (the live state as
-//! of the end of segment `N`) and the segments after it, `offsets-<M>.log` with `M > N`, the
-//! last of which takes the appends. Both kinds hold frames of records (`offsets_record`).
-//! Loading replays the snapshot, then the segments in order: the last record of a partition
-//! wins, deletions drop offsets.
-//!
-//! Only the last segment can end in a torn write (a crash mid-append): a frame there that
-//! is cut short, fails its CRC as the last thing in the file, or is all zeros (space the
-//! file system allocated but never wrote) is truncated with a warning. Anything else that
-//! fails its checks is [`BrokerError::OffsetsCorrupt`], naming the file and byte position.
-//!
-//! A commit appends one frame and fsyncs it (cost of the commit's size). When the files have
-//! grown to `max(compaction_min_bytes, compaction_ratio x live state)`, the writer rolls to a
-//! new segment and a background task writes the live state as of the roll into a new snapshot
-//! (`offsets_compaction`), while appends go on into the new segment.
+//! Every group's committed offsets in one journal under `data_dir/groups` (the model of
+//! Kafka's `__consumer_offsets`; the files and their compaction are `crate::journal`'s), and
+//! the migration of the per-group files of earlier versions into it.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::groups::offsets_compaction::Compaction;
 use crate::groups::offsets_file;
-use crate::groups::offsets_record::{FILE_HEADER, Frame, decode_body, encode_frame, read_frame};
-use crate::groups::offsets_state::LiveState;
-use crate::groups::store::OffsetChange;
+use crate::groups::offsets_state::{LiveState, OffsetChange};
+use crate::journal::log::{CompactionPolicy, JournalLog};
 use crate::{BrokerError, metadata};
 
-/// What starts every file name of the log.
-const PREFIX: &str = "offsets-";
-const LOG_SUFFIX: &str = ".log";
-const SNAPSHOT_SUFFIX: &str = ".snapshot";
-const TMP_SUFFIX: &str = ".tmp";
+/// The offsets journal of a broker.
+pub(crate) type OffsetsLog = JournalLog<LiveState>;
 
-/// The name of segment `seq`.
-pub(crate) fn segment_name(seq: u64) -> String {
-    format!("{PREFIX}{seq:020}{LOG_SUFFIX}")
-}
-
-/// The name of the snapshot of the state through segment `seq`.
-pub(crate) fn snapshot_name(seq: u64) -> String {
-    format!("{PREFIX}{seq:020}{SNAPSHOT_SUFFIX}")
-}
-
-/// The file of the log a directory entry is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum LogFile {
-    Segment(u64),
-    Snapshot(u64),
-    /// Unfinished: a crash came before its rename.
-    Temporary,
-}
-
-impl LogFile {
-    /// Which file of the log `name` is, if any.
-    pub(crate) fn parse(name: &str) -> Option<LogFile> {
-        let rest = name.strip_prefix(PREFIX)?;
-        if rest.ends_with(TMP_SUFFIX) {
-            return Some(LogFile::Temporary);
-        }
-        let seq = |digits: &str| {
-            (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
-                .then(|| digits.parse().ok())
-                .flatten()
-        };
-        if let Some(digits) = rest.strip_suffix(LOG_SUFFIX) {
-            return seq(digits).map(LogFile::Segment);
-        }
-        rest.strip_suffix(SNAPSHOT_SUFFIX)
-            .and_then(seq)
-            .map(LogFile::Snapshot)
-    }
-}
-
-/// Every file of the log in `dir`, with its path.
-pub(crate) fn list(dir: &Path) -> Result<Vec<(LogFile, PathBuf)>, BrokerError> {
-    let mut files = Vec::new();
-    for entry in fs::read_dir(dir).map_err(|e| BrokerError::io("list", dir, e))? {
-        let path = entry.map_err(|e| BrokerError::io("list", dir, e))?.path();
-        let kind = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(LogFile::parse);
-        if let Some(kind) = kind {
-            files.push((kind, path));
-        }
-    }
-    Ok(files)
-}
-
-/// When the log is compacted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct CompactionPolicy {
-    /// The files are compacted once they hold at least this many bytes...
-    pub(crate) min_bytes: u64,
-    /// ...and at least this many times the bytes of the live state.
-    pub(crate) ratio: u64,
-}
-
-/// The offsets log of a broker. Blocking: use it from blocking threads.
-#[derive(Debug)]
-pub(crate) struct OffsetsLog {
-    dir: PathBuf,
+/// Opens the offsets journal in `dir` (creating both if missing), replays it, migrates the
+/// per-group files of earlier versions into it, and removes what a crash left behind.
+/// Returns the log and the committed offsets it holds. Blocking.
+pub(crate) fn open(
+    dir: &Path,
     policy: CompactionPolicy,
-    active: File,
-    active_path: PathBuf,
-    active_seq: u64,
-    /// Bytes of the active segment that hold whole, durable frames.
-    active_len: u64,
-    /// The offsets the files hold.
-    state: LiveState,
-    /// Bytes of every file a load replays (the snapshot and the segments).
-    file_bytes: u64,
-    /// While a compaction runs: `file_bytes` through the segment it compacts.
-    compacting: Option<u64>,
-    /// After a failed compaction, the next waits until the files hold this many bytes.
-    retry_at: u64,
-    /// Set once an fsync failed: what is on disk is unknown, nothing more is appended.
-    failed: Option<String>,
+) -> Result<(OffsetsLog, LiveState), BrokerError> {
+    let (mut log, mut state) = OffsetsLog::open(dir, policy)?;
+    migrate(&mut log, &mut state)?;
+    Ok((log, state))
 }
 
-impl OffsetsLog {
-    /// Opens the log in `dir` (creating both if missing), replays it, migrates the per-group
-    /// files of earlier versions into it, and removes what a crash left behind. Returns the
-    /// log and the committed offsets it holds.
-    pub(crate) fn open(
-        dir: &Path,
-        policy: CompactionPolicy,
-    ) -> Result<(OffsetsLog, LiveState), BrokerError> {
-        metadata::create_dir(dir)?;
-        let files = list(dir)?;
-        let base = files
-            .iter()
-            .filter_map(|(kind, _)| match kind {
-                LogFile::Snapshot(seq) => Some(*seq),
-                _ => None,
-            })
-            .max();
-        let mut segments = Vec::new();
-        let mut snapshot = None;
-        let mut stale = Vec::new();
-        for (kind, path) in files {
-            match kind {
-                LogFile::Temporary => stale.push(path),
-                LogFile::Snapshot(seq) if Some(seq) == base => snapshot = Some(path),
-                LogFile::Segment(seq) if base.is_none_or(|base| seq > base) => {
-                    segments.push((seq, path));
-                }
-                // Older than the snapshot: a crash came before the compaction removed it.
-                LogFile::Snapshot(_) | LogFile::Segment(_) => stale.push(path),
-            }
-        }
-        for path in &stale {
-            tracing::info!(path = %path.display(), "removing a leftover offsets log file");
-            metadata::remove_path(path)?;
-        }
-        segments.sort_unstable();
-
-        let mut state = LiveState::default();
-        let mut file_bytes = 0;
-        if let Some(path) = &snapshot {
-            file_bytes += replay(path, &mut state, false)?;
-        }
-        let last = segments.len().checked_sub(1);
-        let mut active_len = 0;
-        for (i, (_, path)) in segments.iter().enumerate() {
-            active_len = replay(path, &mut state, Some(i) == last)?;
-            file_bytes += active_len;
-        }
-        let (active_seq, active_path, active) = match segments.pop() {
-            Some((seq, path)) => {
-                let file = OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .map_err(|e| BrokerError::io("open", &path, e))?;
-                (seq, path, file)
-            }
-            None => {
-                let seq = base.map_or(0, |base| base + 1);
-                let (path, file) = create_segment(dir, seq)?;
-                active_len = FILE_HEADER.len() as u64;
-                file_bytes += active_len;
-                (seq, path, file)
-            }
-        };
-        if !stale.is_empty() {
-            metadata::sync_dir(dir)?;
-        }
-        let mut log = OffsetsLog {
-            dir: dir.to_owned(),
-            policy,
-            active,
-            active_path,
-            active_seq,
-            active_len,
-            state,
-            file_bytes,
-            compacting: None,
-            retry_at: 0,
-            failed: None,
-        };
-        log.migrate()?;
-        let state = log.state.clone();
-        Ok((log, state))
+/// Moves the per-group files of earlier versions into the log: each group's whole state
+/// replaces what the log holds for it, then the files are removed.
+fn migrate(log: &mut OffsetsLog, state: &mut LiveState) -> Result<(), BrokerError> {
+    let dir = log.dir().to_owned();
+    let legacy = offsets_file::read_all(&dir)?;
+    if legacy.files.is_empty() {
+        return Ok(());
     }
-
-    /// Moves the per-group files of earlier versions into the log: each group's whole state
-    /// replaces what the log holds for it, then the files are removed.
-    fn migrate(&mut self) -> Result<(), BrokerError> {
-        let legacy = offsets_file::read_all(&self.dir)?;
-        if legacy.files.is_empty() {
-            return Ok(());
-        }
-        let changes: Vec<(&str, OffsetChange)> = legacy
-            .groups
-            .iter()
-            .flat_map(|(group, offsets)| {
-                let all = offsets.iter().map(|(tp, c)| (tp.clone(), *c)).collect();
-                [
-                    (group.as_str(), OffsetChange::Clear),
-                    (group.as_str(), OffsetChange::Set(all)),
-                ]
-            })
-            .collect();
-        if !changes.is_empty() {
-            self.append(changes.iter().map(|(group, change)| (*group, change)))?;
-        }
-        for path in &legacy.files {
-            metadata::remove_path(path)?;
-        }
-        metadata::sync_dir(&self.dir)?;
-        tracing::info!(groups = legacy.groups.len(), dir = %self.dir.display(), "migrated the per-group offsets files into the offsets log");
-        Ok(())
-    }
-
-    /// Appends `records` as one frame and fsyncs it; they are durable when this returns
-    /// `Ok`. A failed write is cut off again, so the next append follows the last good frame;
-    /// after a failed fsync every append fails until the broker restarts.
-    pub(crate) fn append<'a, I>(&mut self, records: I) -> Result<(), BrokerError>
-    where
-        I: IntoIterator<Item = (&'a str, &'a OffsetChange)> + Clone,
-    {
-        if let Some(reason) = &self.failed {
-            return Err(self.io_error("append to", io::Error::other(reason.clone())));
-        }
-        let mut frame = Vec::new();
-        encode_frame(records.clone(), &mut frame).map_err(|reason| {
-            BrokerError::OffsetsCorrupt {
-                path: self.active_path.clone(),
-                reason: format!("cannot encode: {reason}"),
-            }
-        })?;
-        if let Err(e) = self.active.write_all_at(&frame, self.active_len) {
-            if let Err(cut) = self.active.set_len(self.active_len) {
-                self.failed = Some(format!(
-                    "cutting off a failed write failed ({cut}); restart the broker"
-                ));
-            }
-            return Err(self.io_error("write", e));
-        }
-        if let Err(e) = self.active.sync_data() {
-            self.failed = Some(format!("an fsync failed ({e}); restart the broker"));
-            return Err(self.io_error("fsync", e));
-        }
-        self.active_len += frame.len() as u64;
-        self.file_bytes += frame.len() as u64;
-        for (group, change) in records {
-            self.state.apply(group, change);
-        }
-        Ok(())
-    }
-
-    /// When the files have grown past the compaction threshold and no compaction runs:
-    /// rolls to a new segment and returns the compaction of everything before it, to run
-    /// in the background and report to [`OffsetsLog::compaction_finished`].
-    pub(crate) fn start_compaction(&mut self) -> Option<Compaction> {
-        let live = self.state.compacted_len();
-        let threshold = self
-            .policy
-            .min_bytes
-            .max(live.saturating_mul(self.policy.ratio))
-            .max(self.retry_at);
-        if self.compacting.is_some() || self.failed.is_some() || self.file_bytes < threshold {
-            return None;
-        }
-        let through = self.file_bytes;
-        let seq = self.active_seq + 1;
-        let (path, file) = match create_segment(&self.dir, seq) {
-            Ok(created) => created,
-            Err(e) => {
-                tracing::error!(
-                    error = &e as &dyn std::error::Error,
-                    "rolling the offsets log failed; compaction postponed"
-                );
-                self.retry_at = self.file_bytes + self.policy.min_bytes;
-                return None;
-            }
-        };
-        tracing::info!(bytes = through, live, "compacting the offsets log");
-        self.active = file;
-        self.active_path = path;
-        self.active_seq = seq;
-        self.active_len = FILE_HEADER.len() as u64;
-        self.file_bytes += self.active_len;
-        self.compacting = Some(through);
-        Some(Compaction::new(
-            self.dir.clone(),
-            seq - 1,
-            self.state.clone(),
-        ))
-    }
-
-    /// Takes note of how a compaction went: with the bytes of the snapshot it wrote, or why
-    /// it failed (then the next one waits for another `min_bytes` of appends).
-    pub(crate) fn compaction_finished(&mut self, result: Result<u64, BrokerError>) {
-        let through = self.compacting.take().unwrap_or_default();
-        match result {
-            Ok(snapshot) => {
-                self.file_bytes = self.file_bytes.saturating_sub(through) + snapshot;
-                tracing::info!(
-                    before = through,
-                    after = snapshot,
-                    "compacted the offsets log"
-                );
-            }
-            Err(e) => {
-                tracing::error!(
-                    error = &e as &dyn std::error::Error,
-                    "compacting the offsets log failed"
-                );
-                self.retry_at = self.file_bytes + self.policy.min_bytes;
-            }
+    let changes: Vec<(String, OffsetChange)> = legacy
+        .groups
+        .iter()
+        .flat_map(|(group, offsets)| {
+            let all = offsets.iter().map(|(tp, c)| (tp.clone(), *c)).collect();
+            [
+                (group.clone(), OffsetChange::Clear),
+                (group.clone(), OffsetChange::Set(all)),
+            ]
+        })
+        .collect();
+    if !changes.is_empty() {
+        log.append(&changes)?;
+        for (group, change) in &changes {
+            state.apply_change(group, change);
         }
     }
-
-    fn io_error(&self, op: &'static str, e: io::Error) -> BrokerError {
-        BrokerError::io(op, &self.active_path, e)
+    for path in &legacy.files {
+        metadata::remove_path(path)?;
     }
-}
-
-/// Creates segment `seq` in `dir` holding just the file header, durably: written to a
-/// temporary file, fsynced, renamed into place, then the directory is fsynced.
-fn create_segment(dir: &Path, seq: u64) -> Result<(PathBuf, File), BrokerError> {
-    let path = dir.join(segment_name(seq));
-    let tmp = dir.join(format!("{}{TMP_SUFFIX}", segment_name(seq)));
-    let mut file = File::create(&tmp).map_err(|e| BrokerError::io("create", &tmp, e))?;
-    file.write_all(&FILE_HEADER)
-        .map_err(|e| BrokerError::io("write", &tmp, e))?;
-    file.sync_all()
-        .map_err(|e| BrokerError::io("fsync", &tmp, e))?;
-    fs::rename(&tmp, &path).map_err(|e| BrokerError::io("rename", &tmp, e))?;
-    metadata::sync_dir(dir)?;
-    Ok((path, file))
-}
-
-/// Replays the file at `path` into `state`, returning the bytes of whole frames (header
-/// included). With `tail`, a torn last write is truncated away with a warning.
-fn replay(path: &Path, state: &mut LiveState, tail: bool) -> Result<u64, BrokerError> {
-    let bytes = fs::read(path).map_err(|e| BrokerError::io("read", path, e))?;
-    let corrupt = |pos: usize, what: String| BrokerError::OffsetsCorrupt {
-        path: path.to_owned(),
-        reason: format!("at byte {pos}: {what}"),
-    };
-    if bytes.get(..FILE_HEADER.len()) != Some(&FILE_HEADER[..]) {
-        return Err(corrupt(
-            0,
-            format!("the file does not start with the header {FILE_HEADER:02x?}"),
-        ));
-    }
-    let mut pos = FILE_HEADER.len();
-    while pos < bytes.len() {
-        let rest = &bytes[pos..];
-        let frame = read_frame(rest);
-        if let Frame::Intact { body, len } = frame {
-            let records = decode_body(body).map_err(|reason| corrupt(pos, reason))?;
-            for (group, change) in &records {
-                state.apply(group, change);
-            }
-            pos += len;
-            continue;
-        }
-        let torn = match frame {
-            _ if rest.iter().all(|&b| b == 0) => Some("zeros"),
-            Frame::Incomplete => Some("a frame cut short"),
-            Frame::BadCrc {
-                ends_at_eof: true, ..
-            } => Some("a frame failing its CRC"),
-            _ => None,
-        };
-        let Some(torn) = torn.filter(|_| tail) else {
-            let what = match frame {
-                Frame::BadCrc {
-                    stored, computed, ..
-                } => format!("CRC mismatch: stored {stored:#010x}, computed {computed:#010x}"),
-                Frame::EmptyLength => "a frame of length 0".to_owned(),
-                _ => "the file ends inside a frame".to_owned(),
-            };
-            return Err(corrupt(
-                pos,
-                format!(
-                    "{what}, {} bytes before the end of the file; the offsets before it are intact (truncate the file there to keep them)",
-                    rest.len()
-                ),
-            ));
-        };
-        tracing::warn!(path = %path.display(), position = pos, bytes = rest.len(), found = torn, "truncating a torn write at the end of the offsets log");
-        let file = OpenOptions::new()
-            .write(true)
-            .open(path)
-            .map_err(|e| BrokerError::io("open", path, e))?;
-        file.set_len(pos as u64)
-            .and_then(|()| file.sync_all())
-            .map_err(|e| BrokerError::io("truncate", path, e))?;
-        break;
-    }
-    Ok(pos as u64)
+    metadata::sync_dir(&dir)?;
+    tracing::info!(groups = legacy.groups.len(), dir = %dir.display(), "migrated the per-group offsets files into the offsets log");
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+    use std::fs;
 
     use super::*;
     use crate::groups::offsets_state::Offsets;
-    use crate::groups::{Committed, TopicPartition};
-
-    const POLICY: CompactionPolicy = CompactionPolicy {
-        min_bytes: 4096,
-        ratio: 2,
-    };
-
-    fn commit(partition: u32, offset: u64) -> OffsetChange {
-        let committed = Committed {
-            offset,
-            commit_ms: 7,
-        };
-        OffsetChange::Set(vec![(TopicPartition::new("orders", partition), committed)])
-    }
-
-    fn open(dir: &Path) -> (OffsetsLog, BTreeMap<String, Offsets>) {
-        let (log, state) = OffsetsLog::open(dir, POLICY).expect("open the offsets log");
-        (log, state.into())
-    }
-
-    fn append(log: &mut OffsetsLog, group: &str, change: &OffsetChange) {
-        log.append([(group, change)]).expect("append");
-    }
-
-    /// Offsets of `orders` in a group, by partition.
-    fn orders(state: &BTreeMap<String, Offsets>, group: &str) -> Vec<(u32, u64)> {
-        state
-            .get(group)
-            .map(|o| {
-                o.iter()
-                    .filter(|(tp, _)| tp.topic == "orders")
-                    .map(|(tp, c)| (tp.partition, c.offset))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    fn names(dir: &Path) -> Vec<String> {
-        let mut names: Vec<String> = fs::read_dir(dir)
-            .expect("list")
-            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    }
-
-    #[test]
-    fn replay_keeps_the_last_commit_and_applies_deletions() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let (mut log, state) = open(dir.path());
-        assert!(state.is_empty());
-        append(&mut log, "a", &commit(0, 1));
-        append(&mut log, "a", &commit(1, 2));
-        append(&mut log, "b", &commit(0, 3));
-        log.append([("a", &commit(0, 9)), ("b", &OffsetChange::Clear)])
-            .expect("append two records");
-        append(&mut log, "c", &commit(4, 4));
-        append(&mut log, "c", &OffsetChange::RemoveTopic("orders".into()));
-        drop(log);
-        let (_, state) = open(dir.path());
-        assert_eq!(state.keys().collect::<Vec<_>>(), ["a"]);
-        assert_eq!(orders(&state, "a"), [(0, 9), (1, 2)]);
-        assert_eq!(names(dir.path()), [segment_name(0)]);
-    }
-
-    #[test]
-    fn a_torn_last_write_is_truncated_wherever_it_was_cut() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let (mut log, _) = open(dir.path());
-        append(&mut log, "a", &commit(0, 1));
-        let good = log.active_len;
-        append(&mut log, "a", &commit(0, 2));
-        let full = log.active_len;
-        drop(log);
-        let path = dir.path().join(segment_name(0));
-        let bytes = fs::read(&path).expect("read");
-        let mut torn: Vec<Vec<u8>> = (good..full)
-            .map(|len| bytes[..len as usize].to_vec())
-            .collect();
-        // The file grew but the data never landed: zeros.
-        let mut zeros = bytes[..good as usize].to_vec();
-        zeros.resize(full as usize, 0);
-        torn.push(zeros);
-        // The last frame landed in part: it fails its CRC.
-        let mut garbled = bytes.clone();
-        garbled[full as usize - 3] ^= 0x40;
-        torn.push(garbled);
-        for (i, contents) in torn.iter().enumerate() {
-            fs::write(&path, contents).expect("tear the file");
-            let (mut log, state) = open(dir.path());
-            assert_eq!(orders(&state, "a"), [(0, 1)], "case {i}");
-            assert_eq!(fs::metadata(&path).expect("stat").len(), good, "case {i}");
-            // Appends go on right after the last whole frame.
-            append(&mut log, "a", &commit(1, 5));
-            drop(log);
-            let (_, state) = open(dir.path());
-            assert_eq!(orders(&state, "a"), [(0, 1), (1, 5)], "case {i}");
-        }
-    }
-
-    #[test]
-    fn corruption_before_the_end_is_an_error_naming_file_and_position() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let (mut log, _) = open(dir.path());
-        append(&mut log, "a", &commit(0, 1));
-        let second = log.active_len;
-        append(&mut log, "a", &commit(0, 2));
-        append(&mut log, "a", &commit(0, 3));
-        drop(log);
-        let path = dir.path().join(segment_name(0));
-        let bytes = fs::read(&path).expect("read");
-        let expect_corrupt = |contents: &[u8], position: u64| {
-            fs::write(&path, contents).expect("corrupt the file");
-            match OffsetsLog::open(dir.path(), POLICY) {
-                Err(BrokerError::OffsetsCorrupt { path: at, reason }) => {
-                    assert_eq!(at, path);
-                    assert!(reason.contains(&format!("at byte {position}:")), "{reason}");
-                }
-                other => panic!("opened a corrupt log: {other:?}"),
-            }
-        };
-        let mut flipped = bytes.clone();
-        flipped[second as usize + 12] ^= 0x01;
-        expect_corrupt(&flipped, second);
-        let mut zero_length = bytes.clone();
-        zero_length[second as usize..second as usize + 4].fill(0);
-        expect_corrupt(&zero_length, second);
-        expect_corrupt(b"SLOX\x00\x01", 0);
-    }
-
-    /// A log in `dir` whose files are past the compaction threshold, rolled for compaction,
-    /// with one more commit appended after the roll; and the offsets it holds.
-    fn rolled(dir: &Path) -> (OffsetsLog, Compaction, Vec<(u32, u64)>) {
-        let (mut log, _) = open(dir);
-        let mut offset = 0;
-        let compaction = loop {
-            offset += 1;
-            append(&mut log, "a", &commit((offset % 3) as u32, offset));
-            if let Some(compaction) = log.start_compaction() {
-                break compaction;
-            }
-        };
-        assert!(log.file_bytes >= POLICY.min_bytes);
-        append(&mut log, "a", &commit(7, 70));
-        let mut expected: Vec<(u32, u64)> =
-            (offset - 2..=offset).map(|o| ((o % 3) as u32, o)).collect();
-        expected.sort_unstable();
-        expected.push((7, 70));
-        (log, compaction, expected)
-    }
-
-    #[test]
-    fn a_crash_after_any_compaction_step_loses_nothing() {
-        type Step = fn(&Compaction) -> Result<(), BrokerError>;
-        let steps: [Step; 5] = [
-            Compaction::write_tmp,
-            Compaction::sync_tmp,
-            Compaction::publish,
-            Compaction::sync_dir,
-            Compaction::remove_replaced,
-        ];
-        for done in 0..=steps.len() {
-            let dir = tempfile::tempdir().expect("temp dir");
-            let (log, compaction, expected) = rolled(dir.path());
-            for step in &steps[..done] {
-                step(&compaction).expect("compaction step");
-            }
-            // The broker dies here.
-            drop((log, compaction));
-            let (mut log, state) = open(dir.path());
-            assert_eq!(orders(&state, "a"), expected, "after {done} steps");
-            let files = names(dir.path());
-            let snapshot = files.iter().any(|name| name.ends_with(".snapshot"));
-            assert_eq!(snapshot, done >= 3, "after {done} steps: {files:?}");
-            assert!(
-                !files.iter().any(|name| name.ends_with(".tmp")),
-                "{files:?}"
-            );
-            if snapshot {
-                assert_eq!(files, [snapshot_name(0), segment_name(1)]);
-            }
-            // And the log goes on.
-            append(&mut log, "a", &commit(8, 80));
-            drop(log);
-            let (_, state) = open(dir.path());
-            assert_eq!(orders(&state, "a").last(), Some(&(8, 80)));
-        }
-        // A crash halfway through writing the snapshot leaves a torn temporary file.
-        let dir = tempfile::tempdir().expect("temp dir");
-        let (log, compaction, expected) = rolled(dir.path());
-        compaction.write_tmp().expect("write");
-        let tmp = dir.path().join(format!("{}.tmp", snapshot_name(0)));
-        let len = fs::metadata(&tmp).expect("stat").len();
-        fs::OpenOptions::new()
-            .write(true)
-            .open(&tmp)
-            .and_then(|f| f.set_len(len / 2))
-            .expect("tear the snapshot");
-        drop((log, compaction));
-        let (_, state) = open(dir.path());
-        assert_eq!(orders(&state, "a"), expected);
-    }
-
-    #[test]
-    fn a_finished_compaction_shrinks_the_files_and_the_next_waits_for_growth() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let (mut log, compaction, expected) = rolled(dir.path());
-        let before = log.file_bytes;
-        let result = compaction.run();
-        log.compaction_finished(result);
-        assert!(
-            log.file_bytes < before / 4,
-            "{} of {before}",
-            log.file_bytes
-        );
-        assert!(log.start_compaction().is_none());
-        drop(log);
-        let (_, state) = open(dir.path());
-        assert_eq!(orders(&state, "a"), expected);
-        assert_eq!(names(dir.path()), [snapshot_name(0), segment_name(1)]);
-    }
-
-    #[test]
-    fn a_failed_compaction_keeps_every_file_and_is_retried_after_more_appends() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let (mut log, compaction, expected) = rolled(dir.path());
-        // Something occupies the snapshot's name: the rename fails.
-        let blocker = dir.path().join(snapshot_name(0));
-        fs::create_dir(&blocker).expect("mkdir");
-        fs::write(blocker.join("x"), b"x").expect("write");
-        let result = compaction.run();
-        assert!(
-            matches!(result, Err(BrokerError::Io { op: "rename", .. })),
-            "{result:?}"
-        );
-        log.compaction_finished(result);
-        assert_eq!(
-            names(dir.path()),
-            [segment_name(0), snapshot_name(0), segment_name(1)],
-            "the temporary file is gone, the segments stay"
-        );
-        fs::remove_dir_all(&blocker).expect("unblock");
-        let failed_at = log.file_bytes;
-        let mut next = None;
-        let mut offset = 100;
-        while next.is_none() {
-            offset += 1;
-            append(&mut log, "a", &commit(7, offset));
-            next = log.start_compaction();
-        }
-        assert!(log.file_bytes >= failed_at + POLICY.min_bytes);
-        let result = next.expect("retried").run();
-        log.compaction_finished(result);
-        drop(log);
-        let (_, state) = open(dir.path());
-        let mut expected = expected;
-        expected.pop();
-        expected.push((7, offset));
-        assert_eq!(orders(&state, "a"), expected);
-        assert_eq!(names(dir.path()), [snapshot_name(1), segment_name(2)]);
-    }
+    use crate::journal::Journaled;
+    use crate::journal::log::segment_name;
 
     #[test]
     fn the_per_group_files_of_earlier_versions_are_migrated_once() {
@@ -695,35 +75,30 @@ mod tests {
             fs::copy(fixtures.join(name), dir.path().join(name)).expect("copy fixture");
         }
         fs::write(dir.path().join("billing.offsets.tmp"), b"half").expect("write");
-        let (_, state) = open(dir.path());
-        assert_eq!(orders(&state, "audit"), [(2, 5)]);
-        assert_eq!(orders(&state, "billing"), [(0, 17), (1, 0), (2, 4)]);
+        let policy = CompactionPolicy {
+            min_bytes: 4096,
+            ratio: 2,
+        };
+        let load = || {
+            let (_, state) = open(dir.path(), policy).expect("open the offsets log");
+            BTreeMap::<String, Offsets>::from(state)
+        };
+        let state = load();
+        let orders = |group: &str| -> Vec<(u32, u64)> {
+            state[group]
+                .iter()
+                .filter(|(tp, _)| tp.topic == "orders")
+                .map(|(tp, c)| (tp.partition, c.offset))
+                .collect()
+        };
+        assert_eq!(orders("audit"), [(2, 5)]);
+        assert_eq!(orders("billing"), [(0, 17), (1, 0), (2, 4)]);
         assert_eq!(state["billing"].len(), 4);
-        assert_eq!(names(dir.path()), [segment_name(0)]);
-        let (_, again) = open(dir.path());
-        assert_eq!(again, state);
-    }
-
-    #[test]
-    fn file_names_parse_strictly() {
-        assert_eq!(
-            LogFile::parse(&segment_name(42)),
-            Some(LogFile::Segment(42))
-        );
-        assert_eq!(
-            LogFile::parse(&snapshot_name(7)),
-            Some(LogFile::Snapshot(7))
-        );
-        assert_eq!(
-            LogFile::parse(&format!("{}.tmp", segment_name(1))),
-            Some(LogFile::Temporary)
-        );
-        for other in [
-            "offsets-1.log",
-            "g.offsets",
-            "offsets-0000000000000000000x.log",
-        ] {
-            assert_eq!(LogFile::parse(other), None, "{other}");
-        }
+        let names: Vec<String> = fs::read_dir(dir.path())
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, [segment_name(LiveState::NAME, 0)]);
+        assert_eq!(load(), state);
     }
 }

@@ -1,4 +1,4 @@
-//! The records of the offsets log and the frames that carry them.
+//! The records of the offsets journal (`crate::journal`), and the frames that carry them.
 //!
 //! ```text
 //! file    header, then frames
@@ -14,14 +14,12 @@
 //! Integers are big-endian. One frame is one write: the changes queued together are written,
 //! and so survive a crash, together or not at all.
 
-use crate::groups::store::OffsetChange;
+use crate::groups::offsets_state::OffsetChange;
 use crate::groups::{Committed, TopicPartition};
+use crate::journal::frame::{Reader, put_str};
 
 /// Magic and version at the start of every offsets log file.
 pub(crate) const FILE_HEADER: [u8; 6] = *b"SLOF\x00\x01";
-/// Length and CRC of a frame.
-pub(crate) const FRAME_HEADER_LEN: usize = 4 + 4;
-
 const COMMIT: u8 = 1;
 const DELETE_TOPIC: u8 = 2;
 const DELETE_GROUP: u8 = 3;
@@ -40,26 +38,12 @@ pub(crate) fn entry_len(tp: &TopicPartition) -> usize {
     ENTRY_FIXED_LEN + tp.topic.len()
 }
 
-/// Appends one frame holding `records` to `out`; the error says which field does not fit.
-pub(crate) fn encode_frame<'a>(
-    records: impl IntoIterator<Item = (&'a str, &'a OffsetChange)>,
+/// Appends one record of `group` to a frame body; the error says which field does not fit.
+pub(crate) fn encode_record(
+    group: &str,
+    change: &OffsetChange,
     out: &mut Vec<u8>,
 ) -> Result<(), String> {
-    let start = out.len();
-    out.extend_from_slice(&[0; FRAME_HEADER_LEN]);
-    for (group, change) in records {
-        encode_record(group, change, out)?;
-    }
-    let body = &out[start + FRAME_HEADER_LEN..];
-    let body_len = u32::try_from(body.len())
-        .map_err(|_| format!("a frame of {} bytes exceeds 4 GiB", body.len()))?;
-    let crc = crc32c::crc32c(body);
-    out[start..start + 4].copy_from_slice(&body_len.to_be_bytes());
-    out[start + 4..start + FRAME_HEADER_LEN].copy_from_slice(&crc.to_be_bytes());
-    Ok(())
-}
-
-fn encode_record(group: &str, change: &OffsetChange, out: &mut Vec<u8>) -> Result<(), String> {
     let kind = match change {
         OffsetChange::Set(_) => COMMIT,
         OffsetChange::RemoveTopic(_) => DELETE_TOPIC,
@@ -85,81 +69,29 @@ fn encode_record(group: &str, change: &OffsetChange, out: &mut Vec<u8>) -> Resul
     Ok(())
 }
 
-fn put_str(out: &mut Vec<u8>, s: &str, what: &str) -> Result<(), String> {
-    let len = u16::try_from(s.len())
-        .map_err(|_| format!("{what} of {} bytes exceeds {} bytes", s.len(), u16::MAX))?;
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(s.as_bytes());
-    Ok(())
-}
-
-/// What is found at a position of a file.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Frame<'a> {
-    /// A frame whose CRC matches: its body, and the bytes it takes with its header.
-    Intact { body: &'a [u8], len: usize },
-    /// Fewer bytes remain than the frame's header or its stated length needs.
-    Incomplete,
-    /// The stated length is 0 (no frame is empty).
-    EmptyLength,
-    /// The body does not match its CRC; `ends_at_eof` when it is the last thing in the file.
-    BadCrc {
-        stored: u32,
-        computed: u32,
-        ends_at_eof: bool,
-    },
-}
-
-/// Reads the frame at the start of `bytes` (the rest of a file).
-pub(crate) fn read_frame(bytes: &[u8]) -> Frame<'_> {
-    let Some((header, rest)) = bytes.split_first_chunk::<FRAME_HEADER_LEN>() else {
-        return Frame::Incomplete;
-    };
-    let body_len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
-    let stored = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
-    if body_len == 0 {
-        return Frame::EmptyLength;
-    }
-    let Some(body) = rest.get(..body_len) else {
-        return Frame::Incomplete;
-    };
-    let computed = crc32c::crc32c(body);
-    if computed != stored {
-        return Frame::BadCrc {
-            stored,
-            computed,
-            ends_at_eof: rest.len() == body_len,
-        };
-    }
-    Frame::Intact {
-        body,
-        len: FRAME_HEADER_LEN + body_len,
-    }
-}
-
 /// The records of an intact frame's body, in order; the error says what is malformed.
 pub(crate) fn decode_body(body: &[u8]) -> Result<Vec<(String, OffsetChange)>, String> {
     let mut reader = Reader(body);
     let mut records = Vec::new();
-    while !reader.0.is_empty() {
+    while reader.remaining() > 0 {
         let index = records.len();
         let kind = reader.array::<1>("record kind")?[0];
         let group = reader.string("group name")?;
         let change = match kind {
             COMMIT => {
-                let count = u32::from_be_bytes(reader.array("offset count")?) as usize;
-                if count > reader.0.len() / ENTRY_FIXED_LEN {
+                let count = reader.u32("offset count")? as usize;
+                if count > reader.remaining() / ENTRY_FIXED_LEN {
                     return Err(format!(
                         "record {index}: {count} offsets cannot fit in the {} bytes left",
-                        reader.0.len()
+                        reader.remaining()
                     ));
                 }
                 let mut entries = Vec::with_capacity(count);
                 for _ in 0..count {
                     let topic = reader.string("topic name")?;
-                    let partition = u32::from_be_bytes(reader.array("partition")?);
-                    let offset = u64::from_be_bytes(reader.array("offset")?);
-                    let commit_ms = i64::from_be_bytes(reader.array("commit time")?);
+                    let partition = reader.u32("partition")?;
+                    let offset = reader.u64("offset")?;
+                    let commit_ms = reader.i64("commit time")?;
                     entries.push((
                         TopicPartition::new(topic, partition),
                         Committed { offset, commit_ms },
@@ -176,37 +108,10 @@ pub(crate) fn decode_body(body: &[u8]) -> Result<Vec<(String, OffsetChange)>, St
     Ok(records)
 }
 
-/// Reads the bytes of a frame body front to back.
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, len: usize, what: &str) -> Result<&'a [u8], String> {
-        if self.0.len() < len {
-            return Err(format!("frame ends inside a {what}"));
-        }
-        let (head, rest) = self.0.split_at(len);
-        self.0 = rest;
-        Ok(head)
-    }
-
-    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], String> {
-        let mut array = [0; N];
-        array.copy_from_slice(self.take(N, what)?);
-        Ok(array)
-    }
-
-    fn string(&mut self, what: &str) -> Result<String, String> {
-        let len = usize::from(u16::from_be_bytes(self.array(what)?));
-        let bytes = self.take(len, what)?;
-        std::str::from_utf8(bytes)
-            .map(str::to_owned)
-            .map_err(|_| format!("{what} is not UTF-8"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::journal::frame::{FRAME_HEADER_LEN, Frame, encode_frame, read_frame};
 
     fn sample() -> Vec<(String, OffsetChange)> {
         let c = |offset, commit_ms| Committed { offset, commit_ms };
@@ -229,7 +134,12 @@ mod tests {
 
     fn frame(records: &[(String, OffsetChange)]) -> Vec<u8> {
         let mut out = Vec::new();
-        encode_frame(records.iter().map(|(g, c)| (g.as_str(), c)), &mut out).expect("encode");
+        encode_frame(&mut out, |body| {
+            records
+                .iter()
+                .try_for_each(|(g, c)| encode_record(g, c, body))
+        })
+        .expect("encode");
         out
     }
 
@@ -258,38 +168,6 @@ mod tests {
     }
 
     #[test]
-    fn every_flipped_bit_and_every_cut_is_detected() {
-        let bytes = frame(&sample());
-        for i in 0..bytes.len() {
-            for bit in 0..8 {
-                let mut bad = bytes.clone();
-                bad[i] ^= 1 << bit;
-                assert!(
-                    !matches!(read_frame(&bad), Frame::Intact { .. }),
-                    "byte {i} bit {bit} accepted"
-                );
-            }
-        }
-        for len in 0..bytes.len() {
-            let cut = read_frame(&bytes[..len]);
-            assert!(
-                matches!(cut, Frame::Incomplete | Frame::EmptyLength),
-                "cut to {len}: {cut:?}"
-            );
-        }
-        let mut followed = bytes.clone();
-        followed[FRAME_HEADER_LEN] ^= 1;
-        followed.extend_from_slice(&bytes);
-        assert!(matches!(
-            read_frame(&followed),
-            Frame::BadCrc {
-                ends_at_eof: false,
-                ..
-            }
-        ));
-    }
-
-    #[test]
     fn malformed_bodies_behind_a_valid_crc_are_errors() {
         assert!(decode_body(&[9, 0, 1, b'g']).is_err_and(|e| e.contains("unknown record kind 9")));
         assert!(
@@ -301,13 +179,5 @@ mod tests {
                 .is_err_and(|e| e.contains("inside a topic name"))
         );
         assert!(decode_body(&[DELETE_GROUP, 0, 1, 0xff]).is_err_and(|e| e.contains("UTF-8")));
-    }
-
-    #[test]
-    fn names_too_long_for_the_format_are_refused() {
-        let long = "t".repeat(usize::from(u16::MAX) + 1);
-        let change = OffsetChange::RemoveTopic(long);
-        let err = encode_frame([("g", &change)], &mut Vec::new());
-        assert!(err.is_err_and(|e| e.contains("topic name of 65536 bytes exceeds 65535")));
     }
 }

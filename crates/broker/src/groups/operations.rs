@@ -8,8 +8,8 @@ use tokio::time::Instant;
 
 use crate::broker::wall_clock_ms;
 use crate::groups::coordinator::wait_durable;
+use crate::groups::offsets_state::OffsetChange;
 use crate::groups::state::{GroupData, MemberSpec};
-use crate::groups::store::OffsetChange;
 use crate::groups::{
     Committed, CommittedOffset, GroupDescription, GroupMember, GroupSummary, JoinGroup,
     PartitionLag, ResetTo, TopicPartition, validate_group_name,

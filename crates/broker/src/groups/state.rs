@@ -16,10 +16,10 @@ use crate::groups::classic::{
     JoinLimits, Reply,
 };
 use crate::groups::offsets_state::Offsets;
-use crate::groups::store::PendingWrites;
 use crate::groups::{
     GroupKind, GroupState, MemberAssignment, MemberDescription, OffsetReset, TopicPartition,
 };
+use crate::journal::queue::PendingWrites;
 use crate::metadata::unique_suffix;
 
 /// Partition counts of topics, by name; `None` for a topic that does not exist.

@@ -11,4 +11,5 @@ mod fetch_many;
 mod groups;
 mod idempotence;
 mod produce_fetch;
+mod share_groups;
 mod topics;

@@ -1,14 +1,19 @@
-//! Families read from the broker at scrape time: partitions and consumer groups.
+//! Families read from the broker at scrape time: partitions, consumer groups and share
+//! groups.
 //!
 //! They are rendered straight into the exposition text rather than kept in the recorder,
 //! so a deleted topic or group disappears from the next scrape.
 
 use std::fmt::{self, Write as _};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use sluice_broker::{Broker, GroupDescription, PartitionInfo, PartitionLag, TopicInfo};
+use sluice_broker::{
+    Broker, GroupDescription, PartitionInfo, PartitionLag, ShareGroupDescription,
+    SharePartitionState, TopicInfo,
+};
 
-/// Appends the partition and group families to `out`. Blocking: working out group delays
-/// reads a record of every lagging partition.
+/// Appends the partition, group and share group families to `out`. Blocking: working out
+/// group delays reads a record of every lagging partition.
 pub(super) fn render(broker: &Broker, out: &mut String) {
     let topics: Vec<TopicInfo> = broker
         .list_topics()
@@ -21,8 +26,24 @@ pub(super) fn render(broker: &Broker, out: &mut String) {
         .iter()
         .filter_map(|g| broker.describe_group(&g.name).ok())
         .collect();
+    let share_groups: Vec<ShareGroupDescription> = broker
+        .list_share_groups()
+        .iter()
+        .filter_map(|g| broker.describe_share_group(&g.name).ok())
+        .collect();
     // Writing to a String cannot fail.
-    let _ = partitions(&topics, out).and_then(|()| group_families(&groups, out));
+    let _ = partitions(&topics, out)
+        .and_then(|()| group_families(&groups, out))
+        .and_then(|()| share_group_families(&share_groups, now_ms(), out));
+}
+
+/// Milliseconds since the Unix epoch now.
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| {
+            i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+        })
 }
 
 /// A partition family: name, type, help and how to read the value.
@@ -139,7 +160,7 @@ fn group_families(groups: &[GroupDescription], out: &mut String) -> fmt::Result 
             writeln!(
                 out,
                 "sluice_group_committed_offset{} {}",
-                GroupLabels(group, lag),
+                GroupLabels::of(group, lag),
                 committed.offset
             )?;
         }
@@ -154,7 +175,7 @@ fn group_families(groups: &[GroupDescription], out: &mut String) -> fmt::Result 
         writeln!(
             out,
             "sluice_group_lag_records{} {}",
-            GroupLabels(group, lag),
+            GroupLabels::of(group, lag),
             lag.lag
         )?;
     }
@@ -168,11 +189,94 @@ fn group_families(groups: &[GroupDescription], out: &mut String) -> fmt::Result 
         writeln!(
             out,
             "sluice_group_delay_seconds{} {}",
-            GroupLabels(group, lag),
+            GroupLabels::of(group, lag),
             lag.delay.as_secs_f64()
         )?;
     }
     Ok(())
+}
+
+/// A share group family: name, type, help and how to read the value of a share-partition
+/// at a time (ms since the Unix epoch).
+type ShareFamily = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&SharePartitionState, i64) -> f64,
+);
+
+fn share_group_families(
+    groups: &[ShareGroupDescription],
+    now_ms: i64,
+    out: &mut String,
+) -> fmt::Result {
+    header(
+        out,
+        "sluice_share_group_members",
+        "gauge",
+        "Members of the share group.",
+    )?;
+    for group in groups {
+        writeln!(
+            out,
+            "sluice_share_group_members{{group=\"{}\"}} {}",
+            Escaped(&group.name),
+            group.members.len()
+        )?;
+    }
+    let families: [ShareFamily; 5] = [
+        (
+            "sluice_share_group_waiting_records",
+            "gauge",
+            "The queue's length: records of the partition available to the share group or awaiting redelivery.",
+            |p, _| p.waiting as f64,
+        ),
+        (
+            "sluice_share_group_in_flight_records",
+            "gauge",
+            "Records acquired by a member of the share group and not yet acknowledged.",
+            |p, _| p.in_flight as f64,
+        ),
+        (
+            "sluice_share_group_delay_seconds",
+            "gauge",
+            "The queue's delay: age of the oldest waiting record (now - its timestamp); 0 when none waits.",
+            |p, now_ms| share_delay_seconds(p, now_ms),
+        ),
+        (
+            "sluice_share_group_accepted_records_total",
+            "counter",
+            "Records the share group accepted since it was created.",
+            |p, _| p.accepted as f64,
+        ),
+        (
+            "sluice_share_group_dead_lettered_records_total",
+            "counter",
+            "Records the share group rejected or gave up on at the delivery attempt limit since it was created.",
+            |p, _| p.dead_lettered as f64,
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        header(out, name, kind, help)?;
+        for group in groups {
+            for partition in &group.partitions {
+                let labels = GroupLabels {
+                    group: &group.name,
+                    topic: &partition.topic,
+                    partition: partition.partition,
+                };
+                writeln!(out, "{name}{labels} {}", value(partition, now_ms))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Seconds the oldest waiting record of a share-partition has waited at `now_ms`.
+fn share_delay_seconds(partition: &SharePartitionState, now_ms: i64) -> f64 {
+    partition.oldest_waiting_timestamp_ms.map_or(0.0, |oldest| {
+        now_ms.saturating_sub(oldest).max(0) as f64 / 1000.0
+    })
 }
 
 /// Every (group, partition) pair.
@@ -189,17 +293,32 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) -> fmt::Result {
     writeln!(out, "# TYPE {name} {kind}")
 }
 
-/// `{group="…",topic="…",partition="…"}`.
-struct GroupLabels<'a>(&'a GroupDescription, &'a PartitionLag);
+/// `{group="…",topic="…",partition="…"}`: a partition as a group (of either kind) reads it.
+struct GroupLabels<'a> {
+    group: &'a str,
+    topic: &'a str,
+    partition: u32,
+}
+
+impl<'a> GroupLabels<'a> {
+    /// The labels of a consumer group's partition.
+    fn of(group: &'a GroupDescription, lag: &'a PartitionLag) -> Self {
+        GroupLabels {
+            group: &group.name,
+            topic: &lag.partition.topic,
+            partition: lag.partition.partition,
+        }
+    }
+}
 
 impl fmt::Display for GroupLabels<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
             "{{group=\"{}\",topic=\"{}\",partition=\"{}\"}}",
-            Escaped(&self.0.name),
-            Escaped(&self.1.partition.topic),
-            self.1.partition.partition
+            Escaped(self.group),
+            Escaped(self.topic),
+            self.partition
         )
     }
 }
@@ -233,6 +352,48 @@ mod tests {
     };
 
     use super::*;
+
+    #[test]
+    fn share_groups_show_length_delay_and_counters_per_partition() {
+        let partition = SharePartitionState {
+            topic: "jobs".into(),
+            partition: 1,
+            start_offset: 4,
+            end_offset: 20,
+            waiting: 9,
+            in_flight: 2,
+            accepted: 7,
+            dead_lettered: 1,
+            oldest_waiting_timestamp_ms: Some(10_000),
+        };
+        let idle = SharePartitionState {
+            partition: 0,
+            waiting: 0,
+            oldest_waiting_timestamp_ms: None,
+            ..partition.clone()
+        };
+        let group = ShareGroupDescription {
+            name: "workers".into(),
+            settings: sluice_broker::ShareGroupSettings::default(),
+            members: vec![],
+            partitions: vec![idle, partition],
+        };
+        let mut out = String::new();
+        share_group_families(&[group], 12_500, &mut out).expect("render");
+        let labels = r#"{group="workers",topic="jobs",partition="1"}"#;
+        for line in [
+            r#"sluice_share_group_members{group="workers"} 0"#.to_owned(),
+            format!("sluice_share_group_waiting_records{labels} 9"),
+            format!("sluice_share_group_in_flight_records{labels} 2"),
+            format!("sluice_share_group_delay_seconds{labels} 2.5"),
+            format!("sluice_share_group_accepted_records_total{labels} 7"),
+            format!("sluice_share_group_dead_lettered_records_total{labels} 1"),
+            r#"sluice_share_group_delay_seconds{group="workers",topic="jobs",partition="0"} 0"#
+                .to_owned(),
+        ] {
+            assert!(out.lines().any(|l| l == line), "{line} missing in\n{out}");
+        }
+    }
 
     #[test]
     fn label_values_are_escaped() {

@@ -1,4 +1,4 @@
-//! Group commit of offset changes: one write to the offsets log in flight at a time; changes
+//! Group commit of journal appends: one write to a journal in flight at a time; changes
 //! arriving meanwhile, from every group, are written together by the next one, and each is
 //! acknowledged once the write carrying it is durable.
 
@@ -7,35 +7,6 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 
 use crate::BrokerError;
-use crate::groups::Committed;
-use crate::groups::TopicPartition;
-use crate::groups::offsets_state::Offsets;
-
-/// A change to a group's committed offsets.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum OffsetChange {
-    /// Sets the committed offset of partitions.
-    Set(Vec<(TopicPartition, Committed)>),
-    /// Drops every offset of a topic.
-    RemoveTopic(String),
-    /// Drops every offset.
-    Clear,
-}
-
-impl OffsetChange {
-    /// Applies the change to a group's offsets.
-    pub(crate) fn apply(&self, offsets: &mut Offsets) {
-        match self {
-            OffsetChange::Set(entries) => {
-                for (tp, committed) in entries {
-                    offsets.insert(tp.clone(), *committed);
-                }
-            }
-            OffsetChange::RemoveTopic(topic) => offsets.retain(|tp, _| tp.topic != *topic),
-            OffsetChange::Clear => offsets.clear(),
-        }
-    }
-}
 
 /// How a write went, shared by every change it carried.
 pub(crate) type Outcome = Result<(), Arc<BrokerError>>;
@@ -64,15 +35,15 @@ impl PendingWrites {
     }
 }
 
-/// The changes waiting for the next write, each with its group `G`, and whether a write is
-/// in progress.
+/// The changes `C` waiting for the next write, each with its group `G`, and whether a write
+/// is in progress.
 #[derive(Debug)]
-pub(crate) struct StoreQueue<G> {
-    pending: Vec<(G, OffsetChange, oneshot::Sender<Outcome>)>,
+pub(crate) struct StoreQueue<G, C> {
+    pending: Vec<(G, C, oneshot::Sender<Outcome>)>,
     writing: bool,
 }
 
-impl<G> Default for StoreQueue<G> {
+impl<G, C> Default for StoreQueue<G, C> {
     fn default() -> Self {
         StoreQueue {
             pending: Vec::new(),
@@ -83,16 +54,16 @@ impl<G> Default for StoreQueue<G> {
 
 /// The next write: its changes in queue order, and whom to tell.
 #[derive(Debug)]
-pub(crate) struct Batch<G> {
+pub(crate) struct Batch<G, C> {
     /// The changes, each with its group.
-    pub(crate) changes: Vec<(G, OffsetChange)>,
+    pub(crate) changes: Vec<(G, C)>,
     waiters: Vec<oneshot::Sender<Outcome>>,
 }
 
-impl<G> StoreQueue<G> {
+impl<G, C> StoreQueue<G, C> {
     /// Queues a change of `group`. Returns the receiver of its outcome, and `true` when the
     /// caller must start a writer (none is running).
-    pub(crate) fn push(&mut self, group: G, change: OffsetChange) -> (Durable, bool) {
+    pub(crate) fn push(&mut self, group: G, change: C) -> (Durable, bool) {
         let (reply, durable) = oneshot::channel();
         self.pending.push((group, change, reply));
         let start = !self.writing;
@@ -102,7 +73,7 @@ impl<G> StoreQueue<G> {
 
     /// Takes every queued change as the next write; `None` (and the writer stops) when
     /// nothing is queued.
-    pub(crate) fn next_batch(&mut self) -> Option<Batch<G>> {
+    pub(crate) fn next_batch(&mut self) -> Option<Batch<G, C>> {
         if self.pending.is_empty() {
             self.writing = false;
             return None;
@@ -116,7 +87,7 @@ impl<G> StoreQueue<G> {
     }
 }
 
-impl<G> Batch<G> {
+impl<G, C> Batch<G, C> {
     /// Tells every change of the batch how its write went.
     pub(crate) fn finish(self, result: &Outcome) {
         for waiter in self.waiters {
@@ -129,6 +100,8 @@ impl<G> Batch<G> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::groups::offsets_state::OffsetChange;
+    use crate::groups::{Committed, TopicPartition};
 
     fn set(partition: u32, offset: u64) -> OffsetChange {
         OffsetChange::Set(vec![(
@@ -174,18 +147,6 @@ mod tests {
             start_again,
             "the writer stopped, so the next change starts one"
         );
-    }
-
-    #[test]
-    fn changes_apply_in_order() {
-        let mut offsets = Offsets::new();
-        set(0, 3).apply(&mut offsets);
-        set(1, 4).apply(&mut offsets);
-        set(0, 5).apply(&mut offsets);
-        assert_eq!(offsets.len(), 2);
-        assert_eq!(offsets[&TopicPartition::new("t", 0)].offset, 5);
-        OffsetChange::Clear.apply(&mut offsets);
-        assert!(offsets.is_empty());
     }
 
     #[test]

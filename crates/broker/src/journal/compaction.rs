@@ -1,11 +1,11 @@
-//! Compaction of the offsets log: the live state as of the end of a segment becomes a
-//! snapshot replacing that segment and everything before it.
+//! Compaction of a journal: the live state as of the end of a segment becomes a snapshot
+//! replacing that segment and everything before it.
 //!
-//! Steps, each leaving a directory that loads to the same offsets if the broker dies after it:
-//! 1. write the snapshot to `offsets-<N>.snapshot.tmp` (a leftover temporary file is removed
+//! Steps, each leaving a directory that loads to the same state if the broker dies after it:
+//! 1. write the snapshot to `<name>-<N>.snapshot.tmp` (a leftover temporary file is removed
 //!    at load),
 //! 2. fsync it,
-//! 3. rename it to `offsets-<N>.snapshot` (from now on a load starts from it and removes the
+//! 3. rename it to `<name>-<N>.snapshot` (from now on a load starts from it and removes the
 //!    files it replaces),
 //! 4. fsync the directory,
 //! 5. remove the replaced segments and snapshot, and fsync the directory.
@@ -14,23 +14,22 @@ use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
-use crate::groups::offsets_log::{LogFile, list, snapshot_name};
-use crate::groups::offsets_record::{FILE_HEADER, encode_frame};
-use crate::groups::offsets_state::LiveState;
-use crate::groups::store::OffsetChange;
+use crate::journal::Journaled;
+use crate::journal::frame::encode_frame;
+use crate::journal::log::{LogFile, list, snapshot_name};
 use crate::{BrokerError, metadata};
 
 /// A compaction to run: the state through segment `seq`.
 #[derive(Debug)]
-pub(crate) struct Compaction {
+pub(crate) struct Compaction<S> {
     dir: PathBuf,
     seq: u64,
-    state: LiveState,
+    state: S,
 }
 
-impl Compaction {
+impl<S: Journaled> Compaction<S> {
     /// The compaction of `dir`'s files through segment `seq`, which hold `state`.
-    pub(crate) fn new(dir: PathBuf, seq: u64, state: LiveState) -> Compaction {
+    pub(crate) fn new(dir: PathBuf, seq: u64, state: S) -> Compaction<S> {
         Compaction { dir, seq, state }
     }
 
@@ -46,7 +45,7 @@ impl Compaction {
             if let Err(cleanup) = fs::remove_file(&tmp)
                 && cleanup.kind() != std::io::ErrorKind::NotFound
             {
-                tracing::warn!(path = %tmp.display(), error = %cleanup, "cannot remove an unfinished offsets snapshot");
+                tracing::warn!(path = %tmp.display(), error = %cleanup, "cannot remove an unfinished journal snapshot");
             }
             return Err(e);
         }
@@ -55,39 +54,41 @@ impl Compaction {
             // The snapshot is in place; the next load or compaction removes the rest.
             tracing::warn!(
                 error = &e as &dyn std::error::Error,
-                "cannot remove offsets log files a snapshot replaced"
+                journal = S::NAME,
+                "cannot remove journal files a snapshot replaced"
             );
         }
         Ok(self.state.compacted_len())
     }
 
     fn tmp_path(&self) -> PathBuf {
-        self.dir.join(format!("{}.tmp", snapshot_name(self.seq)))
+        self.dir
+            .join(format!("{}.tmp", snapshot_name(S::NAME, self.seq)))
     }
 
     fn snapshot_path(&self) -> PathBuf {
-        self.dir.join(snapshot_name(self.seq))
+        self.dir.join(snapshot_name(S::NAME, self.seq))
     }
 
-    /// Step 1: writes the snapshot, one frame per group, to the temporary file.
+    /// Step 1: writes the snapshot, frame by frame as the state gives them, to the
+    /// temporary file.
     pub(crate) fn write_tmp(&self) -> Result<(), BrokerError> {
         let tmp = self.tmp_path();
         let write_err = |e| BrokerError::io("write", &tmp, e);
         let file = File::create(&tmp).map_err(|e| BrokerError::io("create", &tmp, e))?;
         let mut out = BufWriter::new(file);
-        out.write_all(&FILE_HEADER).map_err(write_err)?;
+        out.write_all(&S::FILE_HEADER).map_err(write_err)?;
         let mut frame = Vec::new();
-        for (group, offsets) in self.state.groups() {
-            let all = OffsetChange::Set(offsets.iter().map(|(tp, c)| (tp.clone(), *c)).collect());
+        self.state.snapshot(&mut |records| {
             frame.clear();
-            encode_frame([(group.as_str(), &all)], &mut frame).map_err(|reason| {
-                BrokerError::OffsetsCorrupt {
-                    path: tmp.clone(),
-                    reason: format!("cannot encode group {group:?}: {reason}"),
-                }
-            })?;
-            out.write_all(&frame).map_err(write_err)?;
-        }
+            encode_frame(&mut frame, |body| {
+                records
+                    .iter()
+                    .try_for_each(|record| S::encode(record, body))
+            })
+            .map_err(|reason| S::corrupt(&tmp, format!("cannot encode: {reason}")))?;
+            out.write_all(&frame).map_err(write_err)
+        })?;
         out.flush().map_err(write_err)
     }
 
@@ -113,7 +114,7 @@ impl Compaction {
     /// Step 5: removes the segments through `seq` and older snapshots, then fsyncs the
     /// directory.
     pub(crate) fn remove_replaced(&self) -> Result<(), BrokerError> {
-        for (kind, path) in list(&self.dir)? {
+        for (kind, path) in list(S::NAME, &self.dir)? {
             let replaced = match kind {
                 LogFile::Segment(seq) => seq <= self.seq,
                 LogFile::Snapshot(seq) => seq < self.seq,

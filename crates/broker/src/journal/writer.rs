@@ -1,0 +1,80 @@
+//! A journal with its queue of changes: one write in flight at a time, the changes queued
+//! meanwhile (from every group) written together by the next, each acknowledged once the
+//! write carrying it is durable; a compaction started in the background when the files have
+//! grown enough.
+
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::broker::join;
+use crate::journal::Journaled;
+use crate::journal::log::JournalLog;
+use crate::journal::queue::{Durable, Outcome, StoreQueue};
+
+/// A journal of state `S` and its queue of records, each queued by a group `G`.
+///
+/// Lock order: the queue, or the log, never both; callers may hold their own locks while
+/// queueing (the queue is a leaf), never while the log is written.
+#[derive(Debug)]
+pub(crate) struct JournalWriter<S: Journaled, G> {
+    log: Arc<Mutex<JournalLog<S>>>,
+    queue: Mutex<StoreQueue<G, S::Record>>,
+}
+
+impl<S: Journaled, G> JournalWriter<S, G> {
+    /// A writer appending to `log`.
+    pub(crate) fn new(log: JournalLog<S>) -> Self {
+        JournalWriter {
+            log: Arc::new(Mutex::new(log)),
+            queue: Mutex::new(StoreQueue::default()),
+        }
+    }
+
+    /// Queues `record` of `group`. Returns the receiver of its outcome, and `true` when the
+    /// caller must run [`JournalWriter::write_queued`] (no write runs).
+    pub(crate) fn push(&self, group: G, record: S::Record) -> (Durable, bool) {
+        self.queue.lock().push(group, record)
+    }
+
+    /// Writes the queued records, batch after batch, until none is left: each batch is one
+    /// append (one fsync). After each, `written` is told the batch and how its write went,
+    /// before the waiters are.
+    pub(crate) async fn write_queued(&self, mut written: impl FnMut(&[(G, S::Record)], &Outcome)) {
+        loop {
+            let Some(batch) = self.queue.lock().next_batch() else {
+                break;
+            };
+            let records: Vec<S::Record> = batch.changes.iter().map(|(_, r)| r.clone()).collect();
+            let log = Arc::clone(&self.log);
+            let appended = join(tokio::task::spawn_blocking(move || {
+                let mut log = log.lock();
+                log.append(&records).map(|()| log.start_compaction())
+            }))
+            .await
+            .and_then(|result| result);
+            let outcome = match appended {
+                Ok(compaction) => {
+                    if let Some(compaction) = compaction {
+                        let log = Arc::clone(&self.log);
+                        tokio::task::spawn_blocking(move || {
+                            let result = compaction.run();
+                            log.lock().compaction_finished(result);
+                        });
+                    }
+                    Ok(())
+                }
+                Err(e) => {
+                    tracing::error!(
+                        error = &e as &dyn std::error::Error,
+                        journal = S::NAME,
+                        "writing to a journal failed"
+                    );
+                    Err(Arc::new(e))
+                }
+            };
+            written(&batch.changes, &outcome);
+            batch.finish(&outcome);
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! The broker's share group operations.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use crate::share::coordinator::wait_durable;
+use crate::share::group::{GroupState, MemberState, ShareGroup};
+use crate::share::reader::ends;
+use crate::share::state_record::Change;
+use crate::share::{
+    ShareGroupDescription, ShareGroupSettings, ShareGroupSummary, ShareJoin, ShareMember,
+    ShareOffsetReset, SharePartitionState,
+};
+use crate::{Broker, BrokerError, validate_group_name};
+
+impl Broker {
+    /// Joins (creating if needed) a share group reading every partition of `join.topics`;
+    /// the member acquires records with [`ShareMember::acquire`].
+    ///
+    /// A new group takes `join.settings` (or `share.defaults`); a partition the group has not
+    /// read before starts at its log start or its high watermark, as the group's
+    /// `auto_offset_reset` says, durably before this returns. Fails when the group name is
+    /// invalid, a topic does not exist ([`BrokerError::TopicNotFound`]), the prefetch is
+    /// outside `1..=share.max_prefetch`, the settings break the limits, the dead-letter topic
+    /// is one the group reads, or the group has `share.max_members` members
+    /// ([`BrokerError::ShareGroupFull`]).
+    pub async fn share_join(self: &Arc<Self>, join: ShareJoin) -> Result<ShareMember, BrokerError> {
+        let coordinator = &self.share;
+        coordinator.check_running()?;
+        validate_group_name(&join.group)?;
+        let config = &coordinator.config;
+        if join.topics.is_empty() {
+            return Err(BrokerError::invalid_request(
+                "topics",
+                "a share group member must read at least one topic",
+            ));
+        }
+        if !(1..=config.max_prefetch).contains(&join.prefetch) {
+            return Err(BrokerError::invalid_request(
+                "prefetch",
+                format!(
+                    "{} is outside 1..={} (share.max_prefetch)",
+                    join.prefetch, config.max_prefetch
+                ),
+            ));
+        }
+        if let Some(settings) = &join.settings {
+            config.check_settings(settings)?;
+        }
+        let topics: BTreeSet<String> = join.topics.iter().cloned().collect();
+        let mut partitions = Vec::new();
+        for topic in &topics {
+            for partition in 0..self.partition_count(topic)? {
+                partitions.push((topic.clone(), partition));
+            }
+        }
+        let id = coordinator.member_id(&join.group);
+        let (group, durables) = coordinator.with_registry(|groups| {
+            let mut records = Vec::new();
+            let group = match groups.get(&join.group) {
+                Some(group) => Arc::clone(group),
+                None => {
+                    let settings = join
+                        .settings
+                        .clone()
+                        .unwrap_or_else(|| config.defaults.clone());
+                    records.push((join.group.clone(), Change::Settings(settings.clone())));
+                    let group = Arc::new(ShareGroup::new(
+                        join.group.clone(),
+                        GroupState::new(settings, Default::default()),
+                    ));
+                    groups.insert(join.group.clone(), Arc::clone(&group));
+                    group
+                }
+            };
+            let mut state = group.state.lock();
+            if let Some(dlq) = &state.settings.dead_letter_topic
+                && topics.contains(dlq)
+            {
+                return Err(dead_letter_loop(&join.group, dlq));
+            }
+            if state.members.len() >= config.max_members {
+                return Err(BrokerError::ShareGroupFull {
+                    group: join.group.clone(),
+                    limit: config.max_members,
+                });
+            }
+            for (topic, partition) in &partitions {
+                let Some((log_start, end)) = ends(self, topic, *partition) else {
+                    continue;
+                };
+                let start = match state.settings.auto_offset_reset {
+                    ShareOffsetReset::Earliest => log_start,
+                    ShareOffsetReset::Latest => end,
+                };
+                records.extend(state.add_partition(&join.group, topic, *partition, start));
+            }
+            state.members.insert(
+                Arc::clone(&id),
+                MemberState {
+                    prefetch: join.prefetch,
+                    held: 0,
+                    topics: topics.iter().cloned().collect(),
+                },
+            );
+            let durables = coordinator.write(records);
+            drop(state);
+            Ok((group, durables))
+        })?;
+        let member = ShareMember::new(Arc::clone(self), Arc::clone(&group), id);
+        wait_durable(&join.group, durables).await?;
+        coordinator.start_ticker(self);
+        Ok(member)
+    }
+
+    /// Every share group, by name.
+    pub fn list_share_groups(&self) -> Vec<ShareGroupSummary> {
+        self.share
+            .snapshot()
+            .iter()
+            .map(|group| {
+                let state = group.state.lock();
+                ShareGroupSummary {
+                    name: group.name.clone(),
+                    topics: state.partitions.keys().map(|t| t.to_string()).collect(),
+                    members: state.members.len(),
+                }
+            })
+            .collect()
+    }
+
+    /// A share group's settings, members and share-partitions: per partition its start
+    /// offset, high watermark, records waiting and in flight, the counters, and the
+    /// timestamp of the oldest waiting record (one batch read per partition with records
+    /// waiting). O(partitions + members).
+    pub fn describe_share_group(&self, group: &str) -> Result<ShareGroupDescription, BrokerError> {
+        let handle = self
+            .share
+            .group(group)
+            .ok_or_else(|| BrokerError::ShareGroupNotFound {
+                group: group.to_owned(),
+            })?;
+        let (settings, members, mut partitions, oldest) = {
+            let state = handle.state.lock();
+            let mut partitions = Vec::new();
+            let mut oldest = Vec::new();
+            for (topic, ps) in &state.partitions {
+                for (partition, share) in ps {
+                    let end = ends(self, topic, *partition).map_or(share.start(), |(_, end)| end);
+                    partitions.push(SharePartitionState {
+                        topic: topic.to_string(),
+                        partition: *partition,
+                        start_offset: share.start(),
+                        end_offset: end,
+                        waiting: share.waiting(end),
+                        in_flight: share.in_flight(),
+                        accepted: share.accepted,
+                        dead_lettered: share.dead_lettered,
+                        oldest_waiting_timestamp_ms: None,
+                    });
+                    oldest.push(share.oldest_waiting(end));
+                }
+            }
+            (
+                state.settings.clone(),
+                state.describe_members(),
+                partitions,
+                oldest,
+            )
+        };
+        for (partition, oldest) in partitions.iter_mut().zip(oldest) {
+            partition.oldest_waiting_timestamp_ms = oldest.and_then(|offset| {
+                self.record_timestamp(&partition.topic, partition.partition, offset)
+                    .ok()
+                    .flatten()
+            });
+        }
+        Ok(ShareGroupDescription {
+            name: group.to_owned(),
+            settings,
+            members,
+            partitions,
+        })
+    }
+
+    /// Deletes a share group and its state, durably; only while it has no members
+    /// ([`BrokerError::ShareGroupHasMembers`]).
+    pub async fn delete_share_group(&self, group: &str) -> Result<(), BrokerError> {
+        self.share.check_running()?;
+        let durables = self.share.with_registry(|groups| {
+            let handle = groups
+                .get(group)
+                .ok_or_else(|| BrokerError::ShareGroupNotFound {
+                    group: group.to_owned(),
+                })?;
+            let mut state = handle.state.lock();
+            if !state.members.is_empty() {
+                return Err(BrokerError::ShareGroupHasMembers {
+                    group: group.to_owned(),
+                    members: state.members.len(),
+                });
+            }
+            state.deleted = true;
+            let durables = self.share.write(vec![(group.to_owned(), Change::Delete)]);
+            drop(state);
+            groups.remove(group);
+            Ok(durables)
+        })?;
+        wait_durable(group, durables).await
+    }
+
+    /// Replaces a share group's settings, durably. They apply from now on: to locks taken,
+    /// releases and acknowledgements after this returns.
+    pub async fn alter_share_group(
+        &self,
+        group: &str,
+        settings: ShareGroupSettings,
+    ) -> Result<(), BrokerError> {
+        self.share.check_running()?;
+        self.share.config.check_settings(&settings)?;
+        let handle = self
+            .share
+            .group(group)
+            .ok_or_else(|| BrokerError::ShareGroupNotFound {
+                group: group.to_owned(),
+            })?;
+        let durables = {
+            let mut state = handle.state.lock();
+            if let Some(dlq) = &settings.dead_letter_topic
+                && state.partitions.contains_key(dlq.as_str())
+            {
+                return Err(dead_letter_loop(group, dlq));
+            }
+            state.settings = settings.clone();
+            self.share
+                .write(vec![(group.to_owned(), Change::Settings(settings))])
+        };
+        handle.wake.notify_waiters();
+        wait_durable(group, durables).await
+    }
+
+    /// Drops a deleted topic's share-partitions from every share group, durably.
+    pub(crate) async fn share_topic_deleted(&self, topic: &str) -> Result<(), BrokerError> {
+        let mut writes = Vec::new();
+        for group in self.share.snapshot() {
+            let mut state = group.state.lock();
+            if let Some(removed) = state.partitions.remove(topic) {
+                for mut share in removed.into_values() {
+                    for holder in share.skip_to(u64::MAX).unwrap_or_default() {
+                        if let Some(member) = state.members.get_mut(&holder) {
+                            member.held = member.held.saturating_sub(1);
+                        }
+                    }
+                }
+                writes.push((
+                    group.name.clone(),
+                    self.share.write(vec![(
+                        group.name.clone(),
+                        Change::DropTopic(topic.to_owned()),
+                    )]),
+                ));
+            }
+        }
+        for (group, durables) in writes {
+            wait_durable(&group, durables).await?;
+        }
+        Ok(())
+    }
+}
+
+fn dead_letter_loop(group: &str, dlq: &str) -> BrokerError {
+    BrokerError::invalid_config(
+        "share.dead.letter.topic",
+        dlq,
+        format!("share group {group:?} reads this topic; a dead-letter topic must be another"),
+    )
+}

@@ -1,0 +1,135 @@
+//! The `sluice.v1.ShareGroups` service: share group membership and consumption
+//! ([`consume`]) and share group administration.
+
+mod consume;
+pub(crate) mod wire;
+
+use std::sync::Arc;
+
+use sluice_broker::Broker;
+use sluice_proto::v1::share_groups_server::ShareGroups;
+use sluice_proto::v1::{
+    AlterShareGroupRequest, AlterShareGroupResponse, DeleteShareGroupRequest,
+    DeleteShareGroupResponse, DescribeShareGroupRequest, DescribeShareGroupResponse,
+    ListShareGroupsRequest, ListShareGroupsResponse, ShareConsumeRequest, ShareGroupSummary,
+};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::status::{invalid_field, to_status};
+use consume::ShareConsumeStream;
+use wire::{description, merged_settings, settings_message};
+
+/// Implements `sluice.v1.ShareGroups` on a broker.
+#[derive(Debug)]
+pub(crate) struct ShareGroupsService {
+    broker: Arc<Broker>,
+    max_request_bytes: usize,
+}
+
+impl ShareGroupsService {
+    /// The service for `broker`; members' messages are limited to `max_request_bytes`.
+    pub(crate) fn new(broker: Arc<Broker>, max_request_bytes: usize) -> Self {
+        ShareGroupsService {
+            broker,
+            max_request_bytes,
+        }
+    }
+}
+
+/// Checks a request's group field is set.
+fn require_group(group: &str) -> Result<(), Status> {
+    if group.is_empty() {
+        return Err(invalid_field("group", "must not be empty"));
+    }
+    Ok(())
+}
+
+#[tonic::async_trait]
+impl ShareGroups for ShareGroupsService {
+    type ShareConsumeStream = ShareConsumeStream;
+
+    async fn share_consume(
+        &self,
+        request: Request<Streaming<ShareConsumeRequest>>,
+    ) -> Result<Response<ShareConsumeStream>, Status> {
+        consume::share_consume(
+            Arc::clone(&self.broker),
+            request.into_inner(),
+            self.max_request_bytes,
+        )
+        .await
+        .map(Response::new)
+    }
+
+    async fn list_share_groups(
+        &self,
+        _request: Request<ListShareGroupsRequest>,
+    ) -> Result<Response<ListShareGroupsResponse>, Status> {
+        let groups = self
+            .broker
+            .list_share_groups()
+            .into_iter()
+            .map(|group| ShareGroupSummary {
+                group: group.name,
+                topics: group.topics,
+                members: u32::try_from(group.members).unwrap_or(u32::MAX),
+            })
+            .collect();
+        Ok(Response::new(ListShareGroupsResponse { groups }))
+    }
+
+    async fn describe_share_group(
+        &self,
+        request: Request<DescribeShareGroupRequest>,
+    ) -> Result<Response<DescribeShareGroupResponse>, Status> {
+        let request = request.into_inner();
+        require_group(&request.group)?;
+        let group = self
+            .broker
+            .describe_share_group(&request.group)
+            .map_err(to_status)?;
+        Ok(Response::new(description(group)))
+    }
+
+    async fn delete_share_group(
+        &self,
+        request: Request<DeleteShareGroupRequest>,
+    ) -> Result<Response<DeleteShareGroupResponse>, Status> {
+        let request = request.into_inner();
+        require_group(&request.group)?;
+        self.broker
+            .delete_share_group(&request.group)
+            .await
+            .map_err(to_status)?;
+        tracing::info!(group = %request.group, "share group deleted");
+        Ok(Response::new(DeleteShareGroupResponse {}))
+    }
+
+    async fn alter_share_group(
+        &self,
+        request: Request<AlterShareGroupRequest>,
+    ) -> Result<Response<AlterShareGroupResponse>, Status> {
+        let request = request.into_inner();
+        require_group(&request.group)?;
+        let Some(changes) = request.settings else {
+            return Err(invalid_field(
+                "settings",
+                "required: set at least one field",
+            ));
+        };
+        let current = self
+            .broker
+            .describe_share_group(&request.group)
+            .map_err(to_status)?
+            .settings;
+        let settings = merged_settings(current, changes);
+        self.broker
+            .alter_share_group(&request.group, settings.clone())
+            .await
+            .map_err(to_status)?;
+        tracing::info!(group = %request.group, ?settings, "share group altered");
+        Ok(Response::new(AlterShareGroupResponse {
+            settings: Some(settings_message(&settings)),
+        }))
+    }
+}
