@@ -237,8 +237,14 @@ fn deleting_below_an_offset_removes_only_whole_segments_below_it() {
     assert_starts_at(&log, dir.path(), start);
     // The segment holding the floor stayed: nothing more goes at the same floor, nor at
     // the new log start.
-    assert_eq!(log.delete_segments_below(floor).unwrap().segments_deleted, 0);
-    assert_eq!(log.delete_segments_below(start).unwrap().segments_deleted, 0);
+    assert_eq!(
+        log.delete_segments_below(floor).unwrap().segments_deleted,
+        0
+    );
+    assert_eq!(
+        log.delete_segments_below(start).unwrap().segments_deleted,
+        0
+    );
 
     // Even past the end the active segment stays, holding the newest records.
     let out = log.delete_segments_below(u64::MAX).unwrap();
