@@ -94,7 +94,8 @@ impl Broker {
     /// from the next produce request, `flush.policy` from the next append (and `flush.ms`
     /// from the next flush, the background flusher starting or following the change),
     /// `segment.bytes`, `segment.ms`, `index.interval.bytes` and `message.timestamp.type`
-    /// from the next append and roll, `retention.ms` and `retention.bytes` from the next retention pass. Every topic
+    /// from the next append and roll, `retention.ms`, `retention.bytes` and
+    /// `share.reclaim.enable` from the next retention pass. Every topic
     /// config key can change this way. Appends in progress finish under the settings they
     /// started with.
     ///

@@ -1,5 +1,6 @@
 //! Periodic log maintenance: interval flushes, checkpoints (with the producer-state snapshots
-//! of partitions that rolled) and retention (with the expiry of idle producers).
+//! of partitions that rolled) and retention (with the expiry of idle producers and, for
+//! topics with `share.reclaim.enable`, the deletion of segments every share group is past).
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
@@ -12,6 +13,7 @@ use tokio::time::{Instant, MissedTickBehavior, interval_at};
 
 use crate::Broker;
 use crate::broker::{join, wall_clock_ms};
+use crate::share::coordinator::ShareCoordinator;
 use crate::topic::{Topic, TopicSettings};
 
 /// How often every partition is checkpointed.
@@ -96,7 +98,8 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 
 /// Checkpoints every partition each second (writing the producer-state snapshot of those
 /// whose log rolled since their last one) and enforces retention every `retention_every`
-/// (forgetting producers idle past `producer.id.expiration.ms`).
+/// (forgetting producers idle past `producer.id.expiration.ms`, and reclaiming the space of
+/// topics with `share.reclaim.enable`).
 async fn maintain(
     broker: Weak<Broker>,
     mut stop: watch::Receiver<bool>,
@@ -112,12 +115,15 @@ async fn maintain(
             _ = retention.tick() => true,
             () = stopped(&mut stop) => return,
         };
-        let Some(topics) = broker.upgrade().map(|b| b.topics_snapshot()) else {
+        let Some((topics, share)) = broker
+            .upgrade()
+            .map(|b| (b.topics_snapshot(), Arc::clone(&b.share)))
+        else {
             return;
         };
         let step = tokio::task::spawn_blocking(move || {
             if enforce_retention {
-                retain(&topics, wall_clock_ms());
+                retain(&topics, &share, wall_clock_ms());
             } else {
                 checkpoint_all(&topics);
             }
@@ -204,14 +210,29 @@ fn checkpoint_all(topics: &[Arc<Topic>]) {
     }
 }
 
-fn retain(topics: &[Arc<Topic>], now_ms: i64) {
+/// One retention pass over every partition; for a topic with `share.reclaim.enable`, each
+/// partition some share group reads also loses the segments wholly below the lowest start
+/// offset of those groups.
+fn retain(topics: &[Arc<Topic>], share: &ShareCoordinator, now_ms: i64) {
     for topic in topics.iter().filter(|t| !t.is_deleted()) {
+        let floors = topic
+            .settings()
+            .config
+            .share_reclaim
+            .then(|| share.reclaim_floors(topic.name()));
         for partition in &topic.partitions {
             partition.producers().expire(now_ms);
-            if let Some(log) = partition.opened()
-                && let Err(e) = log.enforce_retention(now_ms)
-            {
+            let Some(log) = partition.opened() else {
+                continue;
+            };
+            if let Err(e) = log.enforce_retention(now_ms) {
                 tracing::warn!(topic = topic.name(), partition = partition.id, error = %e, "retention failed");
+            }
+            if let Some(floor) = floors.as_ref().and_then(|f| f.get(&partition.id))
+                && let Err(e) = log.delete_segments_below(*floor)
+            {
+                tracing::warn!(topic = topic.name(), partition = partition.id, error = %e,
+                    "reclaiming the space share groups are done with failed");
             }
         }
     }

@@ -29,9 +29,13 @@ pub const INDEX_INTERVAL_BYTES: &str = "index.interval.bytes";
 pub const FLUSH_POLICY: &str = "flush.policy";
 /// `flush.ms`: the flush interval under `flush.policy = interval`.
 pub const FLUSH_MS: &str = "flush.ms";
+/// `share.reclaim.enable`: `true` deletes a partition's whole segments once every share
+/// group reading it is past them (its start offset); `false` (the default) keeps them for
+/// retention alone.
+pub const SHARE_RECLAIM_ENABLE: &str = "share.reclaim.enable";
 
 /// Every topic config key, in the order [`TopicConfig::to_map`] would sort them.
-pub const TOPIC_CONFIG_KEYS: [&str; 9] = [
+pub const TOPIC_CONFIG_KEYS: [&str; 10] = [
     FLUSH_MS,
     FLUSH_POLICY,
     INDEX_INTERVAL_BYTES,
@@ -41,6 +45,7 @@ pub const TOPIC_CONFIG_KEYS: [&str; 9] = [
     RETENTION_MS,
     SEGMENT_BYTES,
     SEGMENT_MS,
+    SHARE_RECLAIM_ENABLE,
 ];
 
 /// Smallest `segment.bytes`.
@@ -111,6 +116,10 @@ pub struct TopicConfig {
     pub flush_policy: FlushMode,
     /// `flush.ms`, used when `flush_policy` is [`FlushMode::Interval`].
     pub flush_ms: u64,
+    /// `share.reclaim.enable`: delete whole segments every share group reading the
+    /// partition is past (at each retention check). A partition no share group reads keeps
+    /// its segments.
+    pub share_reclaim: bool,
 }
 
 impl Default for TopicConfig {
@@ -125,6 +134,7 @@ impl Default for TopicConfig {
             index_interval_bytes: 4096,
             flush_policy: FlushMode::Fsync,
             flush_ms: 1000,
+            share_reclaim: false,
         }
     }
 }
@@ -175,6 +185,7 @@ impl TopicConfig {
                     BrokerError::invalid_config(key, value, "expected CreateTime or LogAppendTime")
                 })?;
             }
+            SHARE_RECLAIM_ENABLE => self.share_reclaim = parse_bool(key, value, text)?,
             _ => return Err(unknown_key(key, value)),
         }
         Ok(())
@@ -206,6 +217,7 @@ impl TopicConfig {
             (INDEX_INTERVAL_BYTES, self.index_interval_bytes.to_string()),
             (FLUSH_POLICY, self.flush_policy.to_string()),
             (FLUSH_MS, self.flush_ms.to_string()),
+            (SHARE_RECLAIM_ENABLE, self.share_reclaim.to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -275,6 +287,21 @@ fn parse_optional(key: &str, value: &str, min: u64) -> Result<Option<u64>, Broke
                 format!("expected -1 (no limit) or an integer in {min}..={MAX_LONG_CONFIG}"),
             )
         })
+}
+
+/// Parses `true` or `false`, in any case (as Kafka does).
+fn parse_bool(key: &str, value: &str, text: &str) -> Result<bool, BrokerError> {
+    if text.eq_ignore_ascii_case("true") {
+        Ok(true)
+    } else if text.eq_ignore_ascii_case("false") {
+        Ok(false)
+    } else {
+        Err(BrokerError::invalid_config(
+            key,
+            value,
+            "expected true or false",
+        ))
+    }
 }
 
 /// Converts a range-checked value into its field type.
@@ -409,6 +436,7 @@ mod tests {
                 ("flush.policy", "interval"),
                 ("flush.ms", "250"),
                 ("message.timestamp.type", "LogAppendTime"),
+                ("share.reclaim.enable", "TRUE"),
             ]),
         )
         .map_err(|e| e.to_string());
@@ -424,6 +452,7 @@ mod tests {
                 index_interval_bytes: 128,
                 flush_policy: FlushMode::Interval,
                 flush_ms: 250,
+                share_reclaim: true,
             })
         );
     }
@@ -440,6 +469,7 @@ mod tests {
             index_interval_bytes: 9,
             flush_policy: FlushMode::None,
             flush_ms: 3,
+            share_reclaim: true,
         };
         let map = config.to_map();
         assert_eq!(
@@ -449,6 +479,11 @@ mod tests {
         assert_eq!(map["retention.ms"], "-1");
         assert_eq!(map["flush.policy"], "none");
         assert_eq!(map["message.timestamp.type"], "LogAppendTime");
+        assert_eq!(map["share.reclaim.enable"], "true");
+        assert_eq!(
+            TopicConfig::default().to_map()["share.reclaim.enable"],
+            "false"
+        );
         assert_eq!(
             TopicConfig::default().to_map()["message.timestamp.type"],
             "CreateTime"
@@ -479,6 +514,8 @@ mod tests {
             rejection("message.timestamp.type", "logappendtime")
                 .contains("CreateTime or LogAppendTime")
         );
+        assert!(rejection("share.reclaim.enable", "yes").contains("true or false"));
+        assert!(rejection("share.reclaim.enable", "1").contains("true or false"));
         let err = TopicConfig::default().set("segment.bytes", "12");
         assert!(
             err.as_ref().is_err_and(|e| e.to_string()

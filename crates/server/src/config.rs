@@ -954,7 +954,7 @@ fn invalid(key: &str, value: &str, reason: &str) -> ServerError {
     }
 }
 
-/// Deserializes a table of Kafka config values written as TOML strings or integers.
+/// Deserializes a table of Kafka config values written as TOML strings, integers or booleans.
 fn scalar_map<'de, D>(deserializer: D) -> Result<BTreeMap<String, String>, D::Error>
 where
     D: Deserializer<'de>,
@@ -964,6 +964,7 @@ where
     #[serde(untagged)]
     enum Scalar {
         Integer(i64),
+        Boolean(bool),
         Text(String),
     }
     let table = BTreeMap::<String, Scalar>::deserialize(deserializer)?;
@@ -972,6 +973,7 @@ where
         .map(|(key, value)| {
             let value = match value {
                 Scalar::Integer(n) => n.to_string(),
+                Scalar::Boolean(b) => b.to_string(),
                 Scalar::Text(text) => text,
             };
             (key, value)
@@ -1058,6 +1060,7 @@ mod tests {
             "retention.ms" = 60000
             "flush.policy" = "none"
             "message.timestamp.type" = "LogAppendTime"
+            "share.reclaim.enable" = true
             "#,
         );
         let config = ServerConfig::load(&args_with_file(&file), env(&[])).expect("load");
@@ -1090,6 +1093,7 @@ mod tests {
             config.broker.topic_defaults.message_timestamp_type,
             TimestampType::LogAppendTime
         );
+        assert!(config.broker.topic_defaults.share_reclaim);
     }
 
     #[test]
@@ -1155,8 +1159,10 @@ mod tests {
         let vars = env(&[
             ("SLUICE_TOPIC_DEFAULTS_RETENTION_MS", "2000"),
             ("SLUICE_TOPIC_DEFAULTS_SEGMENT_MS", "3000"),
+            ("SLUICE_TOPIC_DEFAULTS_SHARE_RECLAIM_ENABLE", "true"),
         ]);
         let config = ServerConfig::load(&args_with_file(&file), vars.clone()).expect("load");
+        assert!(config.broker.topic_defaults.share_reclaim);
         assert_eq!(config.broker.topic_defaults.retention_ms, Some(2000));
         assert_eq!(config.broker.topic_defaults.segment_bytes, 4096);
         assert_eq!(config.broker.topic_defaults.segment_ms, Some(3000));

@@ -5,11 +5,12 @@
 //! (docs/storage-format.md describes the bytes). [`Log`] ties them together: it assigns dense offsets, serves
 //! reads of whole batches as [`bytes::Bytes`], keeps the durability promise of
 //! its [`FlushPolicy`], heals a torn tail after a crash and deletes old
-//! segments by retention.
+//! segments by retention or below an offset the owner no longer needs.
 //!
 //! This crate is synchronous and knows nothing of the network: the broker
 //! drives it from blocking threads and schedules the periodic work
-//! ([`Log::flush`], [`Log::enforce_retention`]). All file I/O goes through the [`io`] seam.
+//! ([`Log::flush`], [`Log::enforce_retention`], [`Log::delete_segments_below`]). All file I/O
+//! goes through the [`io`] seam.
 //!
 //! Features: `fault-injection` (off by default) adds `io::FaultyIo`, the fault-injecting
 //! [`io::FileIo`] the crash and I/O error tests use.

@@ -158,6 +158,20 @@ impl LogState {
         }
         n
     }
+
+    /// How many of the oldest segments hold only offsets below `offset`: a prefix of the
+    /// sealed, fully visible ones whose successor starts at or below `offset`.
+    fn segments_below(&self, offset: u64) -> usize {
+        let sealed = self.segments.len() - 1;
+        self.segments[..sealed]
+            .iter()
+            .zip(&self.segments[1..])
+            .take_while(|(segment, next)| {
+                // A sealed segment still waiting for its fsync is not fully visible yet.
+                segment.readable() >= segment.size() && next.base_offset <= offset
+            })
+            .count()
+    }
 }
 
 /// The writer's side, behind one mutex: one append at a time.
@@ -656,12 +670,36 @@ impl Log {
     /// or, after a restart, by recovery. The log start never moves backwards.
     pub fn enforce_retention(&self, now_ms: i64) -> Result<RetentionOutcome> {
         let config = self.settings();
+        self.delete_front(|st| st.expired_segments(&config, now_ms), "retention")
+    }
+
+    /// Deletes the oldest sealed segments that hold only offsets below `offset` (segment
+    /// granularity: a segment holding `offset` or anything above it stays, and so does the
+    /// active segment, and a sealed one not yet fsynced). The log start becomes the base
+    /// offset of the first segment kept, so it never passes `offset`. Blocking.
+    ///
+    /// The owner calls this once the records below `offset` are no longer needed (the
+    /// broker: once every share group reading the partition is past them). Crash-safe and
+    /// serialised with retention passes exactly as [`Log::enforce_retention`] is: both share
+    /// one deletion path.
+    pub fn delete_segments_below(&self, offset: u64) -> Result<RetentionOutcome> {
+        self.delete_front(|st| st.segments_below(offset), "reclaim")
+    }
+
+    /// Removes the `choose(state)` oldest segments: the one deletion path of
+    /// [`Log::enforce_retention`] and [`Log::delete_segments_below`]. `choose` must pick a
+    /// prefix of the sealed segments (never the active one); `why` names the pass in logs.
+    fn delete_front(
+        &self,
+        choose: impl FnOnce(&LogState) -> usize,
+        why: &'static str,
+    ) -> Result<RetentionOutcome> {
         let mut undeleted = self.retention.lock();
-        // Only retention removes segments, and passes run one at a time, so the decided
+        // Only this path removes segments, and passes run one at a time, so the decided
         // prefix stays the front of the list until it is drained below; rolls only append.
         let (n, new_start) = {
             let st = self.state.read();
-            let n = st.expired_segments(&config, now_ms);
+            let n = choose(&st).min(st.segments.len() - 1);
             (n, st.segments[n].base_offset)
         };
         let mut doomed = Vec::new();
@@ -687,7 +725,8 @@ impl Log {
                 segments = doomed.len(),
                 bytes = bytes_deleted,
                 log_start_offset,
-                "retention deleted segments"
+                pass = why,
+                "deleted segments"
             );
         }
         Ok(RetentionOutcome {

@@ -1,5 +1,6 @@
-//! Retention deletes whole sealed segments by size and age, and moves the log start, which
-//! never moves backwards: not after a failed deletion, nor after a crash in the middle of one.
+//! Retention deletes whole sealed segments by size and age (and the owner's deletion below an
+//! offset, by the same path), and moves the log start, which never moves backwards: not after
+//! a failed deletion, nor after a crash in the middle of one.
 mod common;
 
 use std::path::Path;
@@ -211,4 +212,52 @@ fn retention_ms_deletes_segments_whose_newest_record_is_old() {
     assert!(log.segment_count() >= 1);
     assert_eq!(out.log_start_offset, log.log_start_offset());
     assert_eq!(log.read(log.high_watermark(), 10).unwrap().batches.len(), 0);
+}
+
+#[test]
+fn deleting_below_an_offset_removes_only_whole_segments_below_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // No retention limits: only the offset decides.
+    let config = small_config(FlushPolicy::None);
+    let log = Log::open(dir.path(), config.clone()).unwrap();
+    for i in 0..400 {
+        append(&log, "r", 2, 200, i);
+    }
+    let end = log.log_end_offset();
+    let before = log.segment_count();
+    assert!(before > 4, "the test needs several segments, got {before}");
+    assert_eq!(log.delete_segments_below(0).unwrap().segments_deleted, 0);
+
+    let floor = end / 2;
+    let out = log.delete_segments_below(floor).unwrap();
+    assert!(out.segments_deleted > 0);
+    let start = log.log_start_offset();
+    assert_eq!(out.log_start_offset, start);
+    assert!(start > 0 && start <= floor, "start {start}, floor {floor}");
+    assert_starts_at(&log, dir.path(), start);
+    // The segment holding the floor stayed: nothing more goes at the same floor, nor at
+    // the new log start.
+    assert_eq!(
+        log.delete_segments_below(floor).unwrap().segments_deleted,
+        0
+    );
+    assert_eq!(
+        log.delete_segments_below(start).unwrap().segments_deleted,
+        0
+    );
+
+    // Even past the end the active segment stays, holding the newest records.
+    let out = log.delete_segments_below(u64::MAX).unwrap();
+    assert!(out.segments_deleted > 0);
+    assert_eq!(log.segment_count(), 1);
+    let start = log.log_start_offset();
+    assert!(start < end);
+    assert_starts_at(&log, dir.path(), start);
+
+    // The log start survives a restart.
+    log.close().unwrap();
+    drop(log);
+    let log = Log::open(dir.path(), config).unwrap();
+    assert_eq!(log.log_start_offset(), start);
+    assert_eq!(log.log_end_offset(), end);
 }

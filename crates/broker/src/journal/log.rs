@@ -196,6 +196,11 @@ impl<S: Journaled> JournalLog<S> {
         &self.dir
     }
 
+    /// The state the files hold: every record appended so far is durable and applied.
+    pub(crate) fn state(&self) -> &S {
+        &self.state
+    }
+
     /// Appends `records` as one frame and fsyncs it; they are durable when this returns
     /// `Ok`. A failed write is cut off again, so the next append follows the last good frame;
     /// after a failed fsync every append fails until the broker restarts.

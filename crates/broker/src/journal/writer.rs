@@ -37,6 +37,13 @@ impl<S: Journaled, G> JournalWriter<S, G> {
         self.queue.lock().push(group, record)
     }
 
+    /// Runs `f` on the durable state: what every record written so far (and none still
+    /// queued) makes of it. Waits for a write in progress, which holds the log across its
+    /// fsync, so call it on a blocking thread, holding no lock of the queue.
+    pub(crate) fn with_durable_state<R>(&self, f: impl FnOnce(&S) -> R) -> R {
+        f(self.log.lock().state())
+    }
+
     /// Writes the queued records, batch after batch, until none is left: each batch is one
     /// append (one fsync). After each, `written` is told the batch and how its write went,
     /// before the waiters are.

@@ -34,7 +34,7 @@ pub(crate) const TICK: Duration = Duration::from_millis(100);
 pub(crate) struct ShareCoordinator {
     pub(crate) config: ShareConfig,
     groups: Mutex<BTreeMap<String, Arc<ShareGroup>>>,
-    journal: JournalWriter<ShareState, ()>,
+    pub(super) journal: JournalWriter<ShareState, ()>,
     ticker: Mutex<Option<JoinHandle<()>>>,
     stopped: AtomicBool,
     next_member: AtomicU64,

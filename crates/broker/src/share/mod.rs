@@ -5,8 +5,9 @@
 //! Per group and partition a share-partition (`partition.rs`) holds the start offset and the
 //! in-flight window; the group (`group.rs`) holds its members and settings; every change that
 //! must survive a crash goes to one journal under `data_dir/share` (`state_record.rs`,
-//! `state_log.rs`, over `crate::journal`), compacted in the background. The guarantees are
-//! described in `docs/share-groups.md`.
+//! `state_log.rs`, over `crate::journal`), compacted in the background. How far the groups
+//! are done with a topic's partitions decides what `share.reclaim.enable` may delete
+//! (`reclaim.rs`). The guarantees are described in `docs/share-groups.md`.
 
 pub(crate) mod coordinator;
 mod dead_letter;
@@ -15,6 +16,7 @@ mod member;
 mod operations;
 mod partition;
 mod reader;
+mod reclaim;
 mod settings;
 mod state_log;
 mod state_record;

@@ -563,6 +563,9 @@ impl SharePartition {
 }
 
 #[cfg(test)]
+mod model;
+
+#[cfg(test)]
 mod tests {
     use std::time::Duration;
 

@@ -18,7 +18,7 @@ async fn fill(broker: &Broker, topic: &str, count: usize) {
 }
 
 /// Polls `check` every 20 ms for up to 5 s.
-async fn eventually(mut check: impl FnMut() -> bool) -> bool {
+pub(crate) async fn eventually(mut check: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
         if check() {

@@ -12,4 +12,5 @@ mod groups;
 mod idempotence;
 mod produce_fetch;
 mod share_groups;
+mod share_reclaim;
 mod topics;

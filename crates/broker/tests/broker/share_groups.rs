@@ -15,14 +15,14 @@ use crate::common::{TestBroker, values};
 const NO_WAIT: Duration = Duration::ZERO;
 const WAIT: Duration = Duration::from_secs(5);
 
-fn earliest() -> ShareGroupSettings {
+pub(crate) fn earliest() -> ShareGroupSettings {
     ShareGroupSettings {
         auto_offset_reset: ShareOffsetReset::Earliest,
         ..ShareGroupSettings::default()
     }
 }
 
-async fn join(
+pub(crate) async fn join(
     broker: &Arc<Broker>,
     group: &str,
     topic: &str,
@@ -40,7 +40,7 @@ async fn join(
         .expect("join")
 }
 
-async fn topic_with(broker: &Broker, topic: &str, partitions: u32, records: usize) {
+pub(crate) async fn topic_with(broker: &Broker, topic: &str, partitions: u32, records: usize) {
     broker
         .create_topic(topic, partitions, &BTreeMap::new())
         .await
@@ -54,11 +54,11 @@ async fn topic_with(broker: &Broker, topic: &str, partitions: u32, records: usiz
     }
 }
 
-fn value(record: &AcquiredRecord) -> String {
+pub(crate) fn value(record: &AcquiredRecord) -> String {
     String::from_utf8_lossy(record.record.value.as_deref().unwrap_or_default()).into_owned()
 }
 
-fn ack(record: &AcquiredRecord, kind: AckKind) -> Ack {
+pub(crate) fn ack(record: &AcquiredRecord, kind: AckKind) -> Ack {
     Ack {
         topic: record.topic.to_string(),
         partition: record.partition,
@@ -67,7 +67,7 @@ fn ack(record: &AcquiredRecord, kind: AckKind) -> Ack {
     }
 }
 
-async fn acknowledge(member: &ShareMember, records: &[AcquiredRecord], kind: AckKind) {
+pub(crate) async fn acknowledge(member: &ShareMember, records: &[AcquiredRecord], kind: AckKind) {
     let acks = records.iter().map(|r| ack(r, kind)).collect();
     let results = member.acknowledge(acks).await.expect("acknowledge");
     for result in results {
@@ -75,7 +75,7 @@ async fn acknowledge(member: &ShareMember, records: &[AcquiredRecord], kind: Ack
     }
 }
 
-fn offsets(records: &[AcquiredRecord]) -> Vec<u64> {
+pub(crate) fn offsets(records: &[AcquiredRecord]) -> Vec<u64> {
     records.iter().map(|r| r.offset).collect()
 }
 

@@ -439,6 +439,18 @@ mod tests {
             .map(|(_, _, source)| source)
             .collect();
         assert!(sources.iter().all(|&s| s == DEFAULT_CONFIG), "{sources:?}");
+        let reclaim = described(&ctx, &header, "t")
+            .await
+            .into_iter()
+            .find(|(key, _, _)| key == "share.reclaim.enable");
+        assert_eq!(
+            reclaim,
+            Some((
+                "share.reclaim.enable".to_owned(),
+                "false".to_owned(),
+                DEFAULT_CONFIG
+            ))
+        );
         broker.shutdown().await.expect("shutdown");
     }
 }

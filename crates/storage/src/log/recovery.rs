@@ -150,7 +150,7 @@ fn delete_below_log_start(
         .count();
     for &base in &bases[..below] {
         tracing::info!(dir = %dir.display(), base_offset = base, log_start,
-            "deleting segment below the log start (retention was interrupted)");
+            "deleting segment below the log start (a deletion pass was interrupted)");
         remove_segment_files(io, dir, base)?;
     }
     bases.drain(..below);
