@@ -118,3 +118,12 @@ pub struct SharePartitionState {
     /// The timestamp of the oldest waiting record, when it is known (the queue's delay).
     pub oldest_waiting_timestamp_ms: Option<i64>,
 }
+
+impl SharePartitionState {
+    /// The queue's delay at `now_ms`: how long its oldest waiting record has waited, in ms
+    /// (0 when nothing waits or its timestamp is in the future).
+    pub fn delay_ms(&self, now_ms: i64) -> i64 {
+        self.oldest_waiting_timestamp_ms
+            .map_or(0, |oldest| now_ms.saturating_sub(oldest).max(0))
+    }
+}

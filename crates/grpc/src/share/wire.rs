@@ -226,9 +226,7 @@ pub(crate) fn description(group: ShareGroupDescription) -> pb::DescribeShareGrou
 /// One share-partition on the wire, its delay measured from `now_ms`.
 fn partition_state(state: SharePartitionState, now_ms: i64) -> pb::SharePartitionState {
     pb::SharePartitionState {
-        delay_ms: state
-            .oldest_waiting_timestamp_ms
-            .map_or(0, |oldest| now_ms.saturating_sub(oldest).max(0)),
+        delay_ms: state.delay_ms(now_ms),
         topic: state.topic,
         partition: state.partition,
         start_offset: state.start_offset,

@@ -274,9 +274,7 @@ fn share_group_families(
 
 /// Seconds the oldest waiting record of a share-partition has waited at `now_ms`.
 fn share_delay_seconds(partition: &SharePartitionState, now_ms: i64) -> f64 {
-    partition.oldest_waiting_timestamp_ms.map_or(0.0, |oldest| {
-        now_ms.saturating_sub(oldest).max(0) as f64 / 1000.0
-    })
+    partition.delay_ms(now_ms) as f64 / 1000.0
 }
 
 /// Every (group, partition) pair.
