@@ -349,18 +349,24 @@ async fn redelivery_waits_for_the_backoff() {
 async fn many_members_never_hold_the_same_record_and_each_is_accepted_once() {
     let t = TestBroker::new();
     topic_with(&t.broker, "jobs", 3, 300).await;
+    // Members work until every record is accepted: one that finds nothing for a while (the
+    // rest held by others, on a busy machine) keeps asking rather than leaving them behind.
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..5 {
         let member = join(&t.broker, "workers", "jobs", 7, earliest()).await;
+        let done = Arc::clone(&done);
         tasks.push(tokio::spawn(async move {
             let mut accepted = Vec::new();
-            loop {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while done.load(std::sync::atomic::Ordering::SeqCst) < 300 {
+                assert!(std::time::Instant::now() < deadline, "records left unaccepted");
                 let got = member
                     .acquire(5, Duration::from_millis(200))
                     .await
                     .expect("acquire");
                 if got.is_empty() {
-                    return accepted;
+                    continue;
                 }
                 // Every third batch is released, to mix redeliveries in.
                 let kind = if accepted.len() % 3 == 1 {
@@ -371,10 +377,12 @@ async fn many_members_never_hold_the_same_record_and_each_is_accepted_once() {
                 acknowledge(&member, &got, kind).await;
                 if kind == AckKind::Accept {
                     accepted.extend(got.iter().map(|r| (r.partition, r.offset)));
+                    done.fetch_add(got.len(), std::sync::atomic::Ordering::SeqCst);
                 } else {
                     accepted.push((u32::MAX, 0));
                 }
             }
+            accepted
         }));
     }
     let mut all = Vec::new();
