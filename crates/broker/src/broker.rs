@@ -265,6 +265,11 @@ impl Broker {
         &self.config.limits
     }
 
+    /// The share group defaults and limits in force.
+    pub fn share_config(&self) -> &crate::ShareConfig {
+        &self.config.share
+    }
+
     /// The config of topics that override nothing.
     pub fn topic_defaults(&self) -> &TopicConfig {
         &self.config.topic_defaults
