@@ -280,7 +280,8 @@ fn responses(answers: BTreeMap<(Uuid, i32), Answer>) -> Vec<ShareFetchableTopicR
             .with_acknowledge_error_code(ack_code)
             .with_acknowledge_error_message(ack_message.map(StrBytes::from_string))
             .with_current_leader(leader.clone())
-            .with_records(answer.records)
+            // librdkafka reads a null record set as malformed: none is an empty one.
+            .with_records(Some(answer.records.unwrap_or_default()))
             .with_acquired_records(answer.acquired);
         match topics.last_mut() {
             Some(last) if last.topic_id == topic_id => last.partitions.push(data),
