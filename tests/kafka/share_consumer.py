@@ -10,12 +10,13 @@ a preview API), for the share group tests.
             release-first   release a record on its first delivery, accept it after
             release         release every record
             reject-odd      reject records whose value ends in an odd digit, accept the rest
-            hold            acknowledge nothing and keep polling (to be killed)
+            hold            acknowledge nothing and poll no more once records came
+                            (to be killed)
         It spends --pace-ms on each record (the work a worker does). It prints
         {"event": "joined"} after its first poll, and stops (committing its
         acknowledgements and leaving the group) once N records came, or once S seconds
-        (--idle) passed without a record after at least one came; exits with status 3 when
-        --timeout seconds pass first.
+        (--idle, default 3) passed without a record; exits with status 3 when --timeout
+        seconds pass first.
 """
 
 import argparse
@@ -92,7 +93,12 @@ def main():
             sys.exit(3)
         if args.count is not None and seen >= args.count:
             break
-        if args.ack != "hold" and last_record is not None and now - last_record > args.idle:
+        if args.ack == "hold" and seen > 0:
+            # Held until killed: explicit mode refuses another poll before acknowledging,
+            # and the client keeps heartbeating meanwhile.
+            time.sleep(0.1)
+            continue
+        if now - (last_record or started) > args.idle:
             break
         messages = consumer.poll(0.5)
         if not joined:
