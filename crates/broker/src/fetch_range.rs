@@ -14,24 +14,23 @@ impl Broker {
     /// `last` (it may end after it). A protocol answering with stored batches plus the
     /// ranges the client may take from them (Kafka's ShareFetch) reads them with this.
     ///
-    /// Reads at most `max_bytes` (0: no bound but the range) past the first batch; fewer
-    /// batches than the range needs when the high watermark or `max_bytes` is reached
-    /// first. `first` outside `[log_start_offset, high_watermark]` is
-    /// [`BrokerError::OffsetOutOfRange`]; `last < first` gives nothing.
+    /// Fewer batches than the range needs when the high watermark comes first. `first`
+    /// outside `[log_start_offset, high_watermark]` is [`BrokerError::OffsetOutOfRange`];
+    /// `last < first` gives nothing. The range is read in fetches of up to 1 MiB (or
+    /// `limits.max_fetch_bytes`); the caller bounds it (a share fetch by its records).
     pub async fn fetch_range(
         &self,
         topic: &str,
         partition: u32,
         first: u64,
         last: u64,
-        max_bytes: usize,
     ) -> Result<Bytes, BrokerError> {
         // Each fetch's batches are one slice of the segment: kept as slices, joined (copied)
         // only when the range spans more than one fetch.
         let mut parts: Vec<Bytes> = Vec::new();
         let mut len = 0;
         let mut from = first;
-        while from <= last && (max_bytes == 0 || len == 0 || len < max_bytes) {
+        while from <= last {
             let fetched = self
                 .fetch(topic, partition, from, 0, Duration::ZERO)
                 .await?;

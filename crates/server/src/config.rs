@@ -1241,6 +1241,19 @@ mod tests {
         assert_eq!(config.kafka_listen, None);
         assert_eq!(config.kafka.num_partitions, 5);
 
+        let vars = env(&[
+            ("SLUICE_KAFKA_SHARE_SESSION_TIMEOUT_MS", "2000"),
+            ("SLUICE_KAFKA_SHARE_HEARTBEAT_INTERVAL_MS", "500"),
+        ]);
+        let config = ServerConfig::load(&ServeArgs::default(), vars).expect("share env");
+        assert_eq!(
+            (
+                config.kafka.share_session_timeout,
+                config.kafka.share_heartbeat_interval
+            ),
+            (Duration::from_secs(2), Duration::from_millis(500))
+        );
+
         let mut args = args_with_file(&file);
         args.kafka_listen = Some(ListenAddr::Addr("127.0.0.1:9001".parse().expect("addr")));
         args.kafka_advertised = Some("localhost:9001".parse().expect("advertised"));
@@ -1256,6 +1269,17 @@ mod tests {
             ("SLUICE_KAFKA_NUM_PARTITIONS", "0", "kafka.num_partitions"),
             ("SLUICE_KAFKA_ADVERTISED", "no-port", "kafka.advertised"),
             ("SLUICE_KAFKA_LISTEN", "nowhere", "kafka.listen"),
+            (
+                "SLUICE_KAFKA_SHARE_SESSION_TIMEOUT_MS",
+                "0",
+                "kafka.share_session_timeout_ms",
+            ),
+            // The default heartbeat interval (5 s) is not less than this timeout.
+            (
+                "SLUICE_KAFKA_SHARE_SESSION_TIMEOUT_MS",
+                "5000",
+                "kafka.share_heartbeat_interval_ms",
+            ),
         ] {
             let err = ServerConfig::load(&ServeArgs::default(), env(&[(name, value)]))
                 .expect_err("bad setting");

@@ -30,6 +30,9 @@ use crate::errors;
 /// default).
 const DEFAULT_MAX_RECORDS: u32 = 500;
 
+/// Records acquired, by partition: (offset, delivery count) in offset order.
+type Acquired = BTreeMap<Partition, Vec<(u64, u32)>>;
+
 /// One partition's part of the answer.
 #[derive(Debug, Default)]
 struct Answer {
@@ -183,11 +186,8 @@ pub(crate) async fn share_fetch(
 
 /// The records of the session's partitions by partition (each in offset order), and
 /// releases of the rest.
-fn split(
-    records: Vec<AcquiredRecord>,
-    session: &BTreeSet<Partition>,
-) -> (BTreeMap<Partition, Vec<(u64, u32)>>, Vec<Ack>) {
-    let mut kept: BTreeMap<Partition, Vec<(u64, u32)>> = BTreeMap::new();
+fn split(records: Vec<AcquiredRecord>, session: &BTreeSet<Partition>) -> (Acquired, Vec<Ack>) {
+    let mut kept = Acquired::new();
     let mut outside = Vec::new();
     for record in records {
         let key = (record.topic.to_string(), record.partition);
@@ -247,11 +247,7 @@ async fn fill(
     let (Some(&(first, _)), Some(&(last, _))) = (records.first(), records.last()) else {
         return true;
     };
-    match ctx
-        .broker
-        .fetch_range(topic, partition, first, last, 0)
-        .await
-    {
+    match ctx.broker.fetch_range(topic, partition, first, last).await {
         Ok(batches) => {
             answer.records = Some(batches);
             answer.acquired = ranges(records);
