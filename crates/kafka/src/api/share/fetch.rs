@@ -16,7 +16,7 @@ use kafka_protocol::messages::share_fetch_response::{
 };
 use kafka_protocol::messages::{RequestHeader, ShareFetchRequest, ShareFetchResponse};
 use kafka_protocol::protocol::StrBytes;
-use sluice_broker::{Ack, AckKind, AcquiredRecord, NODE_ID};
+use sluice_broker::{Ack, AckKind, AcquiredRecord, NODE_ID, ShareMember};
 use uuid::Uuid;
 
 use super::acknowledge::{AckBatch, AckOutcome, apply};
@@ -131,8 +131,9 @@ pub(crate) async fn share_fetch(
         );
         answers.entry(key).or_default().acknowledged = Some(outcome);
     }
-    let response =
-        ShareFetchResponse::default().with_acquisition_lock_timeout_ms(admitted.lock_timeout_ms);
+    let lock = member.map_or(Duration::ZERO, ShareMember::record_lock_duration);
+    let response = ShareFetchResponse::default()
+        .with_acquisition_lock_timeout_ms(i32::try_from(lock.as_millis()).unwrap_or(i32::MAX));
     if epoch == SessionEpoch::Close {
         close_session(ctx, &group, &id).await;
         return response.with_responses(responses(answers));

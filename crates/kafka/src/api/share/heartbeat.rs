@@ -46,15 +46,14 @@ fn assignment_of(ctx: &Context, topics: &[String]) -> Vec<(String, u32)> {
 }
 
 /// Joins the broker's share group reading the assigned topics (none assigned: no broker
-/// member), with the most records a member may hold as its prefetch. Also returns the
-/// group's record lock duration in milliseconds.
+/// member), with the most records a member may hold as its prefetch.
 pub(super) async fn join_broker(
     ctx: &Context,
     group: &str,
     assigned: &[(String, u32)],
-) -> Result<(Option<Arc<ShareMember>>, i32), BrokerError> {
+) -> Result<Option<Arc<ShareMember>>, BrokerError> {
     if assigned.is_empty() {
-        return Ok((None, 0));
+        return Ok(None);
     }
     let member = ctx
         .broker
@@ -65,13 +64,7 @@ pub(super) async fn join_broker(
             settings: None,
         })
         .await?;
-    let lock = ctx
-        .broker
-        .describe_share_group(group)
-        .map(|d| d.settings.record_lock_duration)
-        .unwrap_or(ctx.broker.share_config().defaults.record_lock_duration);
-    let lock_ms = i32::try_from(lock.as_millis()).unwrap_or(i32::MAX);
-    Ok((Some(Arc::new(member)), lock_ms))
+    Ok(Some(Arc::new(member)))
 }
 
 /// The heartbeat's answer for an assignment.
@@ -146,7 +139,7 @@ pub(crate) async fn heartbeat(
                 );
             }
             let assigned = assignment_of(ctx, &topics);
-            let (member, lock_timeout_ms) = match join_broker(ctx, &group, &assigned).await {
+            let member = match join_broker(ctx, &group, &assigned).await {
                 Ok(joined) => joined,
                 Err(err) => {
                     let (code, message) = errors::answer(&err);
@@ -169,7 +162,6 @@ pub(crate) async fn heartbeat(
                         .as_ref()
                         .map_or_else(String::new, ToString::to_string),
                     client_host: format!("/{}", ctx.peer.ip()),
-                    lock_timeout_ms,
                     session: None,
                 },
             );
@@ -214,7 +206,7 @@ pub(crate) async fn heartbeat(
             }
             // The assignment changed: a broker member reading the new topics replaces the
             // old one (what the old one held is released), under a new epoch.
-            let (member, lock_timeout_ms) = match join_broker(ctx, &group, &assigned).await {
+            let member = match join_broker(ctx, &group, &assigned).await {
                 Ok(joined) => joined,
                 Err(err) => {
                     let (code, message) = errors::answer(&err);
@@ -230,7 +222,6 @@ pub(crate) async fn heartbeat(
                 }
                 m.epoch = next;
                 m.assigned.clone_from(&assigned);
-                m.lock_timeout_ms = lock_timeout_ms;
                 Ok(std::mem::replace(&mut m.member, member.clone()))
             });
             // Whichever broker member lost is dropped here, with no lock held.

@@ -42,8 +42,6 @@ pub(crate) struct Member {
     pub(crate) client_id: String,
     /// The client's address, as `/IP`.
     pub(crate) client_host: String,
-    /// The group's record lock duration when the member joined, in milliseconds.
-    pub(crate) lock_timeout_ms: i32,
     /// The share session, once a ShareFetch with epoch 0 opened one.
     pub(crate) session: Option<Session>,
 }
@@ -89,8 +87,6 @@ pub(crate) struct Admitted {
     pub(crate) member: Option<Arc<ShareMember>>,
     /// The session's partitions after this request's additions and removals.
     pub(crate) partitions: BTreeSet<Partition>,
-    /// The group's record lock duration, in milliseconds.
-    pub(crate) lock_timeout_ms: i32,
 }
 
 /// The share group members of one listener, by group and member id.
@@ -211,7 +207,6 @@ impl ShareMembers {
         Ok(Admitted {
             member: member.member.clone(),
             partitions: session.partitions.clone(),
-            lock_timeout_ms: member.lock_timeout_ms,
         })
     }
 

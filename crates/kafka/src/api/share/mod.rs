@@ -71,7 +71,7 @@ async fn close_session(ctx: &Context, group: &str, id: &str) {
     // The old member leaves first, so the new one does not count against the group's size.
     drop(ctx.shares.members.replace(group, id, epoch, None));
     match heartbeat::join_broker(ctx, group, &assigned).await {
-        Ok((member, _)) => drop(ctx.shares.members.replace(group, id, epoch, member)),
+        Ok(member) => drop(ctx.shares.members.replace(group, id, epoch, member)),
         Err(err) => {
             tracing::warn!(group, member = id, error = %err, "cannot rejoin a share group after closing a share session");
         }
