@@ -43,6 +43,7 @@ pub mod config;
 mod error;
 mod fetch;
 mod fetch_many;
+mod fetch_range;
 mod follow;
 mod groups;
 mod in_flight;

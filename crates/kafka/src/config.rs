@@ -2,11 +2,18 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
 
 /// Default largest request frame (Kafka's `socket.request.max.bytes`): 100 MiB.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 100 << 20;
 /// Default most requests one connection may have in flight (decoded, not yet answered).
 pub const DEFAULT_MAX_IN_FLIGHT_REQUESTS: usize = 64;
+/// Default time a share group member stays without a heartbeat (Kafka's
+/// `group.share.session.timeout.ms`): 45 s.
+pub const DEFAULT_SHARE_SESSION_TIMEOUT: Duration = Duration::from_secs(45);
+/// Default heartbeat interval handed to share group members (Kafka's
+/// `group.share.heartbeat.interval.ms`): 5 s.
+pub const DEFAULT_SHARE_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The host and port Metadata hands out as this broker's address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +77,14 @@ pub struct KafkaConfig {
     /// (`kafka.max_in_flight_requests`, default 64); the connection is not read further
     /// until a response goes out.
     pub max_in_flight_requests: usize,
+    /// How long a share group member may go without a heartbeat before it is removed and
+    /// the records it holds are released (`kafka.share_session_timeout_ms`, Kafka's
+    /// `group.share.session.timeout.ms`, default 45 s).
+    pub share_session_timeout: Duration,
+    /// The heartbeat interval ShareGroupHeartbeat hands to members
+    /// (`kafka.share_heartbeat_interval_ms`, Kafka's `group.share.heartbeat.interval.ms`,
+    /// default 5 s).
+    pub share_heartbeat_interval: Duration,
 }
 
 impl Default for KafkaConfig {
@@ -80,6 +95,8 @@ impl Default for KafkaConfig {
             num_partitions: 1,
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             max_in_flight_requests: DEFAULT_MAX_IN_FLIGHT_REQUESTS,
+            share_session_timeout: DEFAULT_SHARE_SESSION_TIMEOUT,
+            share_heartbeat_interval: DEFAULT_SHARE_HEARTBEAT_INTERVAL,
         }
     }
 }

@@ -38,6 +38,11 @@ pub(crate) fn code(err: &BrokerError) -> ResponseError {
         BrokerError::InvalidJoin { .. } => return ResponseError::InvalidSessionTimeout,
         BrokerError::ProducerFenced { .. } => return ResponseError::InvalidProducerEpoch,
         BrokerError::OutOfOrderSequence { .. } => return ResponseError::OutOfOrderSequenceNumber,
+        BrokerError::ShareGroupNotFound { .. } => return ResponseError::GroupIdNotFound,
+        BrokerError::ShareGroupHasMembers { .. } => return ResponseError::NonEmptyGroup,
+        BrokerError::ShareGroupFull { .. } => return ResponseError::GroupMaxSizeReached,
+        BrokerError::RecordNotHeld { .. } => return ResponseError::InvalidRecordState,
+        BrokerError::ShareMemberGone { .. } => return ResponseError::UnknownMemberId,
         BrokerError::TransactionsUnsupported { .. } => {
             return ResponseError::TransactionalIdAuthorizationFailed;
         }

@@ -2,12 +2,14 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use sluice_broker::Broker;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
 use crate::api::Context;
+use crate::api::share::Shares;
 use crate::{KafkaConfig, KafkaError, connection};
 
 /// A bound Kafka listener, not yet serving.
@@ -16,6 +18,8 @@ pub struct KafkaListener {
     listener: TcpListener,
     local_addr: SocketAddr,
     config: Arc<KafkaConfig>,
+    /// Share group members and sessions, shared by every connection.
+    shares: Arc<Shares>,
 }
 
 impl KafkaListener {
@@ -28,6 +32,7 @@ impl KafkaListener {
             listener,
             local_addr,
             config: Arc::new(config),
+            shares: Arc::default(),
         })
     }
 
@@ -42,11 +47,19 @@ impl KafkaListener {
     pub async fn serve(self, broker: Arc<Broker>) {
         let draining = broker.draining();
         let mut connections = JoinSet::new();
+        // Share group members not heard from within the session timeout leave.
+        let timeout = self.config.share_session_timeout;
+        let mut sweep = tokio::time::interval((timeout / 4).max(Duration::from_millis(100)));
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tracing::info!(addr = %self.local_addr, "serving Kafka clients");
         loop {
             let accepted = tokio::select! {
                 accepted = self.listener.accept() => accepted,
                 () = draining.wait() => break,
+                _ = sweep.tick() => {
+                    self.shares.expire(timeout);
+                    continue;
+                }
                 Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             };
             match accepted {
@@ -57,13 +70,14 @@ impl KafkaListener {
                         config: Arc::clone(&self.config),
                         local_addr,
                         peer,
+                        shares: Arc::clone(&self.shares),
                     };
                     connections.spawn(connection::serve(stream, peer, ctx));
                 }
                 Err(err) => {
                     // Out of file descriptors or similar: keep the listener, slow down.
                     tracing::warn!(error = %err, "cannot accept a Kafka connection");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
         }

@@ -226,6 +226,10 @@ pub struct KafkaSettings {
     pub max_request_bytes: Option<usize>,
     /// `kafka.max_in_flight_requests`: requests one connection may have waiting for answers.
     pub max_in_flight_requests: Option<usize>,
+    /// `kafka.share_session_timeout_ms`: Kafka's `group.share.session.timeout.ms`.
+    pub share_session_timeout_ms: Option<u64>,
+    /// `kafka.share_heartbeat_interval_ms`: Kafka's `group.share.heartbeat.interval.ms`.
+    pub share_heartbeat_interval_ms: Option<u64>,
 }
 
 impl KafkaSettings {
@@ -242,6 +246,12 @@ impl KafkaSettings {
             max_in_flight_requests: higher
                 .max_in_flight_requests
                 .or(self.max_in_flight_requests),
+            share_session_timeout_ms: higher
+                .share_session_timeout_ms
+                .or(self.share_session_timeout_ms),
+            share_heartbeat_interval_ms: higher
+                .share_heartbeat_interval_ms
+                .or(self.share_heartbeat_interval_ms),
         }
     }
 
@@ -256,6 +266,12 @@ impl KafkaSettings {
             "num_partitions" => self.num_partitions = Some(parse(key, value)?),
             "max_request_bytes" => self.max_request_bytes = Some(parse(key, value)?),
             "max_in_flight_requests" => self.max_in_flight_requests = Some(parse(key, value)?),
+            "share_session_timeout_ms" => {
+                self.share_session_timeout_ms = Some(parse(key, value)?);
+            }
+            "share_heartbeat_interval_ms" => {
+                self.share_heartbeat_interval_ms = Some(parse(key, value)?);
+            }
             _ => return Ok(false),
         }
         Ok(true)
@@ -289,7 +305,27 @@ impl KafkaSettings {
                 self.max_in_flight_requests,
                 defaults.max_in_flight_requests,
             )?,
+            share_session_timeout: Duration::from_millis(positive(
+                "kafka.share_session_timeout_ms",
+                self.share_session_timeout_ms,
+                millis(defaults.share_session_timeout),
+            )?),
+            share_heartbeat_interval: Duration::from_millis(positive(
+                "kafka.share_heartbeat_interval_ms",
+                self.share_heartbeat_interval_ms,
+                millis(defaults.share_heartbeat_interval),
+            )?),
         };
+        if config.share_heartbeat_interval >= config.share_session_timeout {
+            return Err(invalid(
+                "kafka.share_heartbeat_interval_ms",
+                &millis(config.share_heartbeat_interval).to_string(),
+                &format!(
+                    "must be less than kafka.share_session_timeout_ms ({})",
+                    millis(config.share_session_timeout)
+                ),
+            ));
+        }
         Ok((listen, config))
     }
 }
@@ -945,6 +981,11 @@ where
     Ok(value)
 }
 
+/// A duration in whole milliseconds, as the `*_ms` settings give it.
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// A [`ServerError::InvalidSetting`].
 fn invalid(key: &str, value: &str, reason: &str) -> ServerError {
     ServerError::InvalidSetting {
@@ -1206,6 +1247,19 @@ mod tests {
         assert_eq!(config.kafka_listen, None);
         assert_eq!(config.kafka.num_partitions, 5);
 
+        let vars = env(&[
+            ("SLUICE_KAFKA_SHARE_SESSION_TIMEOUT_MS", "2000"),
+            ("SLUICE_KAFKA_SHARE_HEARTBEAT_INTERVAL_MS", "500"),
+        ]);
+        let config = ServerConfig::load(&ServeArgs::default(), vars).expect("share env");
+        assert_eq!(
+            (
+                config.kafka.share_session_timeout,
+                config.kafka.share_heartbeat_interval
+            ),
+            (Duration::from_secs(2), Duration::from_millis(500))
+        );
+
         let mut args = args_with_file(&file);
         args.kafka_listen = Some(ListenAddr::Addr("127.0.0.1:9001".parse().expect("addr")));
         args.kafka_advertised = Some("localhost:9001".parse().expect("advertised"));
@@ -1221,6 +1275,17 @@ mod tests {
             ("SLUICE_KAFKA_NUM_PARTITIONS", "0", "kafka.num_partitions"),
             ("SLUICE_KAFKA_ADVERTISED", "no-port", "kafka.advertised"),
             ("SLUICE_KAFKA_LISTEN", "nowhere", "kafka.listen"),
+            (
+                "SLUICE_KAFKA_SHARE_SESSION_TIMEOUT_MS",
+                "0",
+                "kafka.share_session_timeout_ms",
+            ),
+            // The default heartbeat interval (5 s) is not less than this timeout.
+            (
+                "SLUICE_KAFKA_SHARE_SESSION_TIMEOUT_MS",
+                "5000",
+                "kafka.share_heartbeat_interval_ms",
+            ),
         ] {
             let err = ServerConfig::load(&ServeArgs::default(), env(&[(name, value)]))
                 .expect_err("bad setting");

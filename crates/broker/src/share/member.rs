@@ -41,6 +41,11 @@ impl ShareMember {
         &self.group.name
     }
 
+    /// The group's record lock duration now (what a lock taken now lasts).
+    pub fn record_lock_duration(&self) -> Duration {
+        self.group.state.lock().settings.record_lock_duration
+    }
+
     fn gone(&self) -> BrokerError {
         BrokerError::ShareMemberGone {
             group: self.group.name.clone(),

@@ -8,6 +8,7 @@ mod compression;
 mod errors;
 mod faults;
 mod fetch_many;
+mod fetch_range;
 mod groups;
 mod idempotence;
 mod produce_fetch;

@@ -1,5 +1,7 @@
 //! Metadata: this broker, and the topics asked for (all of them when none are named),
-//! created first when they do not exist and auto-creation is on (Kafka's default).
+//! created first when they do not exist and auto-creation is on (Kafka's default). From
+//! version 10 each topic carries its id ([`super::topic_ids`]), and from version 12 a topic
+//! may be asked for by id alone.
 
 use std::collections::BTreeMap;
 
@@ -14,6 +16,7 @@ use kafka_protocol::protocol::StrBytes;
 use sluice_broker::{BrokerError, NODE_ID, TopicInfo};
 
 use super::Context;
+use super::topic_ids::topic_id;
 use crate::errors;
 
 /// `*_authorized_operations` when the client did not ask for them.
@@ -25,11 +28,24 @@ pub(crate) async fn metadata(
     header: &RequestHeader,
     request: MetadataRequest,
 ) -> MetadataResponse {
+    let version = header.request_api_version;
+    // Topics named by id only (version 10 on) that no topic has.
+    let mut unknown_ids = Vec::new();
     // Version 0 asks for every topic with an empty list; later versions with null.
     let names: Vec<String> = match &request.topics {
-        Some(topics) if !(header.request_api_version == 0 && topics.is_empty()) => topics
+        Some(topics) if !(version == 0 && topics.is_empty()) => topics
             .iter()
-            .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
+            .filter_map(|t| match &t.name {
+                Some(name) => Some(name.0.to_string()),
+                None if !t.topic_id.is_nil() => {
+                    let found = ctx.shares.topic_ids.name(&ctx.broker, t.topic_id);
+                    if found.is_none() {
+                        unknown_ids.push(t.topic_id);
+                    }
+                    found
+                }
+                None => None,
+            })
             .collect(),
         _ => ctx
             .broker
@@ -39,11 +55,23 @@ pub(crate) async fn metadata(
             .collect(),
     };
     // Versions before 4 have no flag: they always allowed auto-creation.
-    let allow_create = ctx.config.auto_create_topics
-        && (header.request_api_version < 4 || request.allow_auto_topic_creation);
+    let allow_create =
+        ctx.config.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
     let mut topics = Vec::with_capacity(names.len());
     for name in names {
-        topics.push(describe(ctx, &name, allow_create && request.topics.is_some()).await);
+        let mut topic = describe(ctx, &name, allow_create && request.topics.is_some()).await;
+        if version >= 10 {
+            topic.topic_id = topic_id(&name);
+        }
+        topics.push(topic);
+    }
+    for id in unknown_ids {
+        topics.push(
+            MetadataResponseTopic::default()
+                .with_topic_id(id)
+                .with_error_code(ResponseError::UnknownTopicId.code())
+                .with_topic_authorized_operations(OPERATIONS_NOT_ASKED),
+        );
     }
     let (host, port) = ctx.advertised();
     MetadataResponse::default()

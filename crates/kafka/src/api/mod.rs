@@ -23,6 +23,8 @@ mod list_offsets;
 mod metadata;
 pub(crate) mod produce;
 mod producers;
+pub(crate) mod share;
+pub(crate) mod topic_ids;
 mod topics;
 
 /// Every API served, with the oldest and newest version: exactly what ApiVersions answers.
@@ -51,6 +53,10 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::ShareGroupHeartbeat, 1, 1),
+    (ApiKey::ShareGroupDescribe, 1, 1),
+    (ApiKey::ShareFetch, 1, 1),
+    (ApiKey::ShareAcknowledge, 1, 1),
 ];
 
 /// The served version range of `key`, if it is served at all.
@@ -71,6 +77,8 @@ pub(crate) struct Context {
     pub(crate) local_addr: SocketAddr,
     /// The client's address.
     pub(crate) peer: SocketAddr,
+    /// The listener's share group members and sessions.
+    pub(crate) shares: Arc<share::Shares>,
 }
 
 impl Context {
@@ -224,6 +232,10 @@ pub(crate) async fn handle(ctx: &Context, request: Request) -> Result<Frame, Kaf
         RequestKind::InitProducerId(r) => serve!(producers::init_producer_id, r),
         RequestKind::FindCoordinator(r) => serve!(cluster::find_coordinator, r),
         RequestKind::DescribeCluster(r) => serve!(cluster::describe_cluster, r),
+        RequestKind::ShareGroupHeartbeat(r) => serve!(share::share_group_heartbeat, r),
+        RequestKind::ShareGroupDescribe(r) => serve!(share::share_group_describe, r),
+        RequestKind::ShareFetch(r) => serve!(share::share_fetch, r),
+        RequestKind::ShareAcknowledge(r) => serve!(share::share_acknowledge, r),
         // Produce is answered by the connection (it must be queued in order); an API in
         // SUPPORTED without a handler here would be a bug, answered like an unknown one.
         _ => Err(KafkaError::UnsupportedApi {
@@ -248,6 +260,7 @@ pub(crate) async fn test_context() -> (tempfile::TempDir, Arc<Broker>, Context) 
         config: Arc::new(KafkaConfig::default()),
         local_addr: "127.0.0.1:9092".parse().expect("addr"),
         peer: "127.0.0.1:40000".parse().expect("addr"),
+        shares: Arc::default(),
     };
     (dir, broker, ctx)
 }
@@ -294,6 +307,10 @@ mod tests {
                 ApiKey::CreatePartitions => RequestKind::CreatePartitions(Default::default()),
                 ApiKey::DescribeCluster => RequestKind::DescribeCluster(Default::default()),
                 ApiKey::InitProducerId => RequestKind::InitProducerId(Default::default()),
+                ApiKey::ShareGroupHeartbeat => RequestKind::ShareGroupHeartbeat(Default::default()),
+                ApiKey::ShareGroupDescribe => RequestKind::ShareGroupDescribe(Default::default()),
+                ApiKey::ShareFetch => RequestKind::ShareFetch(Default::default()),
+                ApiKey::ShareAcknowledge => RequestKind::ShareAcknowledge(Default::default()),
                 other => panic!("no test request for {other:?}"),
             };
         }
@@ -434,6 +451,48 @@ mod tests {
                     .with_members(vec![
                         m::leave_group_request::MemberIdentity::default()
                             .with_member_id(StrBytes::from_static_str("nobody")),
+                    ]),
+            ),
+            ApiKey::ShareGroupHeartbeat => RequestKind::ShareGroupHeartbeat(
+                m::ShareGroupHeartbeatRequest::default()
+                    .with_group_id(group())
+                    .with_member_id(StrBytes::from_static_str("m-1"))
+                    .with_subscribed_topic_names(Some(vec![topic()])),
+            ),
+            ApiKey::ShareGroupDescribe => RequestKind::ShareGroupDescribe(
+                m::ShareGroupDescribeRequest::default()
+                    .with_group_ids(vec![group(), m::GroupId(StrBytes::from_static_str("none"))]),
+            ),
+            ApiKey::ShareFetch => RequestKind::ShareFetch(
+                m::ShareFetchRequest::default()
+                    .with_group_id(Some(group()))
+                    .with_member_id(Some(StrBytes::from_static_str("m-1")))
+                    .with_topics(vec![
+                        m::share_fetch_request::FetchTopic::default()
+                            .with_topic_id(topic_ids::topic_id("t"))
+                            .with_partitions(vec![
+                                m::share_fetch_request::FetchPartition::default(),
+                            ]),
+                        m::share_fetch_request::FetchTopic::default().with_partitions(vec![
+                            m::share_fetch_request::FetchPartition::default(),
+                        ]),
+                    ]),
+            ),
+            ApiKey::ShareAcknowledge => RequestKind::ShareAcknowledge(
+                m::ShareAcknowledgeRequest::default()
+                    .with_group_id(Some(group()))
+                    .with_member_id(Some(StrBytes::from_static_str("m-1")))
+                    .with_share_session_epoch(1)
+                    .with_topics(vec![
+                        m::share_acknowledge_request::AcknowledgeTopic::default()
+                            .with_topic_id(topic_ids::topic_id("t"))
+                            .with_partitions(vec![
+                                m::share_acknowledge_request::AcknowledgePartition::default()
+                                    .with_acknowledgement_batches(vec![
+                                    m::share_acknowledge_request::AcknowledgementBatch::default()
+                                        .with_acknowledge_types(vec![1]),
+                                ]),
+                            ]),
                     ]),
             ),
             other => request(other, false),
