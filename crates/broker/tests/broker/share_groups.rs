@@ -360,7 +360,10 @@ async fn many_members_never_hold_the_same_record_and_each_is_accepted_once() {
             let mut accepted = Vec::new();
             let deadline = std::time::Instant::now() + Duration::from_secs(60);
             while done.load(std::sync::atomic::Ordering::SeqCst) < 300 {
-                assert!(std::time::Instant::now() < deadline, "records left unaccepted");
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "records left unaccepted"
+                );
                 let got = member
                     .acquire(5, Duration::from_millis(200))
                     .await
