@@ -552,16 +552,16 @@ async fn after_a_server_sigkill_accepted_records_stay_done_and_unaccepted_come_b
         handle.abort();
         let _ = handle.await;
     }
-    drop(holder);
     let before = std::mem::take(&mut *lock(&journal)?);
 
+    // The holder carries on after the restart: its next poll joins again.
     let server = Server::start_on(dir.path(), &addr, &[])?;
     let client = connect(&server).await?;
-    let mut after = worker(&client, "crash", "work", 50);
+    let mut after = holder;
     let mut delivered_after: BTreeMap<String, u32> = BTreeMap::new();
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
-        let records = after.poll(50, Duration::from_millis(200)).await?;
+        let records = after.poll(10, Duration::from_millis(500)).await?;
         for record in &records {
             if delivered_after
                 .insert(value(record), record.delivery_count)
@@ -620,5 +620,132 @@ async fn after_a_server_sigkill_accepted_records_stay_done_and_unaccepted_come_b
     }
     let (_, _, accepted, _) = queue(&client, "crash").await?;
     ensure!(accepted == TOTAL as u64, "accepted {accepted} of {TOTAL}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_joins_and_admin_calls_fail_naming_the_field_or_limit() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path(), &[])?;
+    let client = connect(&server).await?;
+    let admin = client.admin();
+    admin.create_topic(NewTopic::new("q", 1)).await?;
+    let expect =
+        |result: sluice_client::Result<Vec<ShareRecord>>, code: Code, needle: &str| match result {
+            Err(err) if err.code() == Some(code) && err.to_string().contains(needle) => Ok(()),
+            other => Err(anyhow::anyhow!(
+                "wanted {code:?} naming {needle:?}, got {other:?}"
+            )),
+        };
+    let poll_once =
+        |mut consumer: ShareConsumer| async move { consumer.poll(1, Duration::from_secs(2)).await };
+    expect(
+        poll_once(client.share_consumer("g").topic("missing").build()).await,
+        Code::NotFound,
+        "missing",
+    )?;
+    expect(
+        poll_once(client.share_consumer("g").topic("q").prefetch(0).build()).await,
+        Code::InvalidArgument,
+        "prefetch",
+    )?;
+    expect(
+        poll_once(client.share_consumer("g").topic("q").prefetch(5000).build()).await,
+        Code::InvalidArgument,
+        "share.max_prefetch",
+    )?;
+    expect(
+        poll_once(client.share_consumer("g").build()).await,
+        Code::InvalidArgument,
+        "join.topics",
+    )?;
+    expect(
+        poll_once(
+            client
+                .share_consumer("g")
+                .topic("q")
+                .delivery_attempt_limit(0)
+                .build(),
+        )
+        .await,
+        Code::InvalidArgument,
+        "share.delivery.attempt.limit",
+    )?;
+    expect(
+        poll_once(client.share_consumer("a b").topic("q").build()).await,
+        Code::InvalidArgument,
+        "a b",
+    )?;
+
+    let missing = admin
+        .describe_share_group("nobody")
+        .await
+        .expect_err("found");
+    ensure!(missing.code() == Some(Code::NotFound), "{missing}");
+    let mut member = client.share_consumer("g").topic("q").build();
+    ensure!(member.poll(1, Duration::from_millis(100)).await?.is_empty());
+    let busy = admin.delete_share_group("g").await.expect_err("deleted");
+    ensure!(busy.code() == Some(Code::FailedPrecondition), "{busy}");
+    let changes = sluice_client::ShareGroupSettings {
+        record_lock_duration_ms: Some(u32::MAX),
+        ..Default::default()
+    };
+    let too_long = admin
+        .alter_share_group("g", changes)
+        .await
+        .expect_err("altered");
+    ensure!(
+        too_long.code() == Some(Code::InvalidArgument)
+            && too_long
+                .to_string()
+                .contains("share.record.lock.duration.ms"),
+        "{too_long}"
+    );
+    member.close().await?;
+    admin.delete_share_group("g").await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_share_stream_ends_unavailable_when_the_server_shuts_down() -> Result<()> {
+    use sluice_proto::v1::share_groups_client::ShareGroupsClient;
+    use sluice_proto::v1::{self as pb, share_consume_request, share_consume_response};
+
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path(), &[])?;
+    let client = connect(&server).await?;
+    client.admin().create_topic(NewTopic::new("q", 1)).await?;
+    let (requests, outgoing) = tokio::sync::mpsc::channel(4);
+    let join = pb::ShareJoin {
+        group: "g".into(),
+        topics: vec!["q".into()],
+        prefetch: 5,
+        credit: 5,
+        settings: None,
+    };
+    requests
+        .send(pb::ShareConsumeRequest {
+            kind: Some(share_consume_request::Kind::Join(join)),
+        })
+        .await?;
+    let mut responses = ShareGroupsClient::new(server.channel().await?)
+        .share_consume(tokio_stream::wrappers::ReceiverStream::new(outgoing))
+        .await?
+        .into_inner();
+    let first = responses.message().await?.context("no joined")?;
+    ensure!(
+        matches!(first.kind, Some(share_consume_response::Kind::Joined(_))),
+        "{first:?}"
+    );
+    let stopped = tokio::task::spawn_blocking(move || server.stop());
+    let ended = tokio::time::timeout(PATIENCE, responses.message())
+        .await
+        .context("the stream did not end")?;
+    match ended {
+        Err(status) => ensure!(status.code() == tonic::Code::Unavailable, "{status:?}"),
+        Ok(other) => bail!("the stream ended without a status: {other:?}"),
+    }
+    drop(requests);
+    stopped.await??;
     Ok(())
 }

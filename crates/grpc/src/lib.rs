@@ -1,11 +1,11 @@
 //! Sluice's gRPC front end.
 //!
 //! The `sluice.v1.Admin`, `sluice.v1.Log`, `sluice.v1.Groups` and `sluice.v1.ShareGroups`
-//! services map each call onto the [`sluice_broker::Broker`] and each broker error onto a gRPC status ([`status`]); the
-//! broker holds every behaviour (produce, fetch, live follow, group sessions, limits,
-//! share groups, draining), so nothing here streams or keeps state of its own beyond turning broker
-//! events into messages. The host (`sluice-server`) adds health, reflection and the
-//! listener; [`routes`] is what it serves.
+//! services map each call onto the [`sluice_broker::Broker`] and each broker error onto a
+//! gRPC status ([`status`]); the broker holds every behaviour (produce, fetch, live follow,
+//! group sessions, share groups, limits, draining), so nothing here streams or keeps state
+//! of its own beyond turning broker events into messages. The host (`sluice-server`) adds
+//! health, reflection and the listener; [`routes`] is what it serves.
 #![warn(missing_docs)]
 
 mod admin;
@@ -43,7 +43,6 @@ pub use status::{shutting_down, to_status};
 pub mod validation {
     pub use crate::convert::position;
     pub use crate::groups::wire::join_request;
-    pub use crate::share::wire::share_join;
     pub use crate::status::require_topic;
 }
 

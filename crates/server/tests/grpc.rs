@@ -120,7 +120,13 @@ async fn admin_calls_and_health() -> TestResult {
     let mut admin = AdminClient::new(channel.clone());
 
     let mut health = HealthClient::new(channel.clone());
-    for service in ["", "sluice.v1.Admin", "sluice.v1.Log", "sluice.v1.Groups"] {
+    for service in [
+        "",
+        "sluice.v1.Admin",
+        "sluice.v1.Log",
+        "sluice.v1.Groups",
+        "sluice.v1.ShareGroups",
+    ] {
         let status = health
             .check(HealthCheckRequest {
                 service: service.into(),
@@ -139,6 +145,7 @@ async fn admin_calls_and_health() -> TestResult {
             "sluice.v1.Admin",
             "sluice.v1.Groups",
             "sluice.v1.Log",
+            "sluice.v1.ShareGroups",
         ]
     );
 

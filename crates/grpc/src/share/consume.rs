@@ -177,7 +177,11 @@ async fn read_requests(
         let message = tokio::select! {
             message = requests.next() => message,
             () = responses.closed() => return,
-            () = draining.wait() => return,
+            () = draining.wait() => {
+                // The acquirer may be stopped before it reports the shutdown itself.
+                let _ = responses.send(Err(shutting_down())).await;
+                return;
+            }
         };
         let message = match message {
             None => return,

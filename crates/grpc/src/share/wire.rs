@@ -15,7 +15,10 @@ use crate::groups::wire::{millis, wire_error};
 use crate::status::{invalid_field, require_topic};
 
 /// The broker's join for a wire join; unset settings take the values of `defaults`.
-pub fn share_join(join: pb::ShareJoin, defaults: &ShareGroupSettings) -> Result<ShareJoin, Status> {
+pub(crate) fn share_join(
+    join: pb::ShareJoin,
+    defaults: &ShareGroupSettings,
+) -> Result<ShareJoin, Status> {
     if join.group.is_empty() {
         return Err(invalid_field("join.group", "must not be empty"));
     }
