@@ -8,6 +8,12 @@
 #                             messages, publisher confirms
 #   replay 1 KiB from start   what "produce 1 KiB" wrote in the same round
 #   latency at 1,000 rec/s    1 KiB, one record per send: produce -> ack, and produce -> consumer
+#   share 1 KiB, 4 members    work sharing with explicit acknowledgement: SHARE_RECORDS records of
+#                             1 KiB stored first (not measured), then 4 members of a Sluice share
+#                             group (`sluice bench share`, prefetch 1000, one durable commit of
+#                             acceptances per poll) | 4 consumers of a RabbitMQ classic durable
+#                             queue of persistent messages (basic.qos 1000, manual acks, one
+#                             basic.ack multiple=true per 100 deliveries); until all are accepted
 #
 # Every workload runs against each system in turn (sluice, nats, rabbitmq, then the next
 # workload), for ROUNDS rounds; the table shows the median of the rounds and the ratio
@@ -15,12 +21,15 @@
 # writes with fdatasync every MiB (fio, else dd), and loopback TCP (iperf3, if installed).
 #
 # Installs nats-server, rabbitmq-server, fio and iperf3 from the Debian packages if missing,
-# builds `sluice` (release) and the peer load generator (scripts/peers, outside the workspace),
+# builds `sluice` (release) and the peer load generator (scripts/peers, outside the workspace;
+# both under CARGO_TARGET_DIR if set, else target/),
 # starts every server on 127.0.0.1 with its data under target/compare-peers/, and stops them at
 # the end. Writes target/compare-peers/results.md (and raw.jsonl, every run's summary).
 #
 # Environment: ROUNDS (default 3), RUN_SECONDS per throughput run (default 5),
-# LATENCY_RECORDS per latency run (default 5000, i.e. 5 s at 1,000/s).
+# LATENCY_RECORDS per latency run (default 5000, i.e. 5 s at 1,000/s), SHARE_RECORDS per share
+# run (default 1000000), WORKLOADS: which groups of workloads to run, "log" (every row above but
+# the last), "share" (the last) or "log share" (the default).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -28,6 +37,9 @@ OUT=$ROOT/target/compare-peers
 ROUNDS=${ROUNDS:-3}
 RUN_SECONDS=${RUN_SECONDS:-5}
 LATENCY_RECORDS=${LATENCY_RECORDS:-5000}
+SHARE_RECORDS=${SHARE_RECORDS:-1000000}
+WORKLOADS=${WORKLOADS:-log share}
+runs() { [[ " $WORKLOADS " == *" $1 "* ]]; }
 NATS_PORT=4222
 NATS_MONITOR_PORT=8222
 AMQP_PORT=5672
@@ -55,10 +67,11 @@ RABBITMQCTL=/usr/lib/rabbitmq/bin/rabbitmqctl
 
 # ---- build ---------------------------------------------------------------------------------
 log "building sluice (release) and the peer load generator"
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 cargo build --release --workspace --quiet
-cargo build --release --quiet --locked --manifest-path scripts/peers/Cargo.toml --target-dir "$ROOT/target/peers"
-SLUICE=$ROOT/target/release/sluice
-PEER=$ROOT/target/peers/release/peerbench
+cargo build --release --quiet --locked --manifest-path scripts/peers/Cargo.toml --target-dir "$TARGET/peers"
+SLUICE=$TARGET/release/sluice
+PEER=$TARGET/peers/release/peerbench
 
 rm -rf "$OUT"
 mkdir -p "$OUT"
@@ -187,6 +200,14 @@ STREAM_WINDOW=(--batch-size 100 --window 50)
 
 for round in $(seq "$ROUNDS"); do
   log "round $round of $ROUNDS"
+  if runs share; then
+    w="share 1 KiB, 4 members"
+    fresh_topic share
+    record "$w" sluice "$(sb share --topic share --partitions 4 --flush fsync --record-size 1024 --batch-size 1000 --records "$SHARE_RECORDS" --consumers 4 --prefetch 1000)"
+    fresh_topic share
+    record "$w" rabbitmq "$(pb queue work --name work --record-size 1024 --window 4000 --records "$SHARE_RECORDS" --consumers 4 --prefetch 1000 --ack-every 100)"
+  fi
+  runs log || continue
   declare -A produced=()
   for size in 1024 100; do
     w="produce $([ $size = 1024 ] && echo "1 KiB" || echo "100 B") x1000"
@@ -228,7 +249,7 @@ disk=$(findmnt -n -o SOURCE,FSTYPE -T "$OUT" | tr -s ' ')
   echo
   echo "$(date -u '+%Y-%m-%d %H:%M UTC'); $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) memory,"
   echo "Linux $(uname -r), data on $disk; $versions. Median of $ROUNDS rounds, workloads interleaved."
-  echo "Command: \`ROUNDS=$ROUNDS RUN_SECONDS=$RUN_SECONDS LATENCY_RECORDS=$LATENCY_RECORDS scripts/compare-peers.sh\`"
+  echo "Command: \`ROUNDS=$ROUNDS RUN_SECONDS=$RUN_SECONDS LATENCY_RECORDS=$LATENCY_RECORDS SHARE_RECORDS=$SHARE_RECORDS WORKLOADS=\"$WORKLOADS\" scripts/compare-peers.sh\`"
   echo
   echo "| physical limit, same run | |"
   echo "|---|---:|"
@@ -257,18 +278,27 @@ def ratio($a; $b): if $a == null or $b == null or $b == 0 then "–"
       ["produce latency @1000/s 1 KiB", "p50 ms", "p50"],
       ["produce latency @1000/s 1 KiB", "p99 ms", "p99"],
       ["e2e latency @1000/s 1 KiB", "p50 ms", "p50"],
-      ["e2e latency @1000/s 1 KiB", "p99 ms", "p99"] ][]
+      ["e2e latency @1000/s 1 KiB", "p99 ms", "p99"],
+      ["share 1 KiB, 4 members", "records/s accepted", "rps"],
+      ["share 1 KiB, 4 members", "MB/s accepted (payload)", "mbps"],
+      ["share 1 KiB, 4 members", "p50 ms delivery to ack", "p50"],
+      ["share 1 KiB, 4 members", "p99 ms delivery to ack", "p99"] ][]
     | . as [$w, $fig, $m]
+    | select(any($runs[]; .workload == $w))
     | [ "sluice", "nats", "rabbitmq"
         | . as $s | [ $runs[] | select(.workload == $w and .system == $s) | metric($m) ] | median ]
     | "| \($w) | \($fig) | \(.[0] | show) | \(.[1] | show) | \(.[2] | show) | \(ratio(.[0]; .[1])) | \(ratio(.[0]; .[2])) |" )
 JQ
   echo
   echo "Ratios above 1 favour Sluice for rates; for latencies lower is better, so below 1 favours Sluice."
-  echo "RabbitMQ is a stream (rabbitmq_stream plugin) except in \"durable produce\", where it is a classic"
-  echo "durable queue with persistent messages and publisher confirms (acknowledged after fsync). Sluice"
-  echo "fsyncs before acknowledging only in \"durable produce\" (flush.policy=fsync); NATS 2.9 JetStream"
-  echo "acknowledges once written to the OS in every row. Sluice replay MB/s counts payload here."
+  echo "RabbitMQ is a stream (rabbitmq_stream plugin) except in \"durable produce\" and \"share\", where it"
+  echo "is a classic durable queue with persistent messages (and publisher confirms, acknowledged after"
+  echo "fsync). Sluice fsyncs before acknowledging a produce only in \"durable produce\" and in the filling"
+  echo "of \"share\" (flush.policy=fsync); NATS 2.9 JetStream acknowledges once written to the OS in every"
+  echo "row. Sluice replay MB/s counts payload here."
+  echo "In \"share\", a Sluice acceptance counts once the server has stored it durably (fsynced share"
+  echo "state) and its latency runs from the poll that returned the record to that answer; RabbitMQ"
+  echo "does not answer acks, so its latency runs from the delivery to the ack being sent."
 } > "$OUT/results.md"
 cat "$OUT/results.md"
 log "wrote $OUT/results.md and $RAW"

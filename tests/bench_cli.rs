@@ -1,5 +1,5 @@
-//! `sluice bench` against a real server: producing, replaying and end-to-end latency, with
-//! JSON summaries.
+//! `sluice bench` against a real server: producing, replaying, end-to-end latency and share
+//! consumption, with JSON summaries.
 mod common;
 
 use std::process::{Command, Stdio};
@@ -154,6 +154,85 @@ fn end_to_end_at_a_fixed_rate() -> Result<()> {
     ensure!(short["records"] == 100, "{short}");
     ensure!(short["bytes"] == 400, "{short}");
     latencies(&short, 5_000.0)?;
+    Ok(())
+}
+
+#[test]
+fn share_members_accept_every_record_once() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path(), &[])?;
+    let filled = bench(
+        &server,
+        &[
+            "share",
+            "--topic",
+            "jobs",
+            "--partitions",
+            "3",
+            "--records",
+            "3000",
+            "--record-size",
+            "100",
+            "--consumers",
+            "3",
+            "--prefetch",
+            "200",
+            "--ack-every",
+            "50",
+        ],
+    )?;
+    ensure!(filled["mode"] == "share", "{filled}");
+    // Every record accepted once: a record delivered twice would be counted twice.
+    ensure!(filled["records"] == 3000, "{filled}");
+    ensure!(filled["bytes"] == 300_000, "{filled}");
+    ensure!(number(&filled, "records_per_sec")? > 0.0, "{filled}");
+    latencies(&filled, 30_000.0)?;
+
+    // Without --records the topic is taken as it is, by a new group (the default 4 members).
+    let again = bench(&server, &["share", "--topic", "jobs"])?;
+    ensure!(again["records"] == 3000, "{again}");
+
+    // Each run deletes its group.
+    let groups = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "share",
+            "list",
+            "--output",
+            "json",
+            "--server",
+            &server.url(),
+        ])
+        .env_remove("SLUICE_SERVER")
+        .stdin(Stdio::null())
+        .output()?;
+    ensure!(groups.status.success());
+    let groups: Value = serde_json::from_slice(&groups.stdout)?;
+    ensure!(groups == serde_json::json!([]), "groups left: {groups}");
+    Ok(())
+}
+
+#[test]
+fn share_of_an_empty_topic_fails() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path(), &[])?;
+    let output = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "bench",
+            "share",
+            "--topic",
+            "empty",
+            "--server",
+            &server.url(),
+        ])
+        .env_remove("SLUICE_SERVER")
+        .stdin(Stdio::null())
+        .output()?;
+    let stderr = String::from_utf8(output.stderr)?;
+    ensure!(!output.status.success(), "succeeded on an empty topic");
+    ensure!(
+        stderr.trim() == "error: topic 'empty' holds no record: give --records to fill it first",
+        "{stderr}"
+    );
     Ok(())
 }
 

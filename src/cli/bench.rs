@@ -13,11 +13,17 @@
 //! - `e2e` produces as above, stamping every record's value with its intended send time in
 //!   microseconds, while consumers (the client `Consumer`) tail the topic; latency is per
 //!   record, receipt time minus that stamp.
+//! - `share` ([`share`]): `--consumers` members (default 4) of a fresh share group take the
+//!   records of a pre-filled topic (filled first with `--records`, not measured) and accept
+//!   each explicitly, the acceptances of one poll sent (and made durable) by the next, until
+//!   all are accepted. Latency is per record, from the poll that returned it until its
+//!   acceptance was durable.
 
 mod consume;
 mod e2e;
 mod kafka;
 mod produce;
+mod share;
 mod stats;
 
 use std::time::{Duration, Instant};
@@ -53,6 +59,12 @@ message (the wait for it).
 e2e: produces as above, each record stamped with its intended send time, while client \
 consumers tail the topic; latency is per record, receipt time minus the send time stamped in \
 the first 8 bytes of the value (records under 8 bytes: minus the timestamp, 1 ms resolution).
+share: with --records, fills the topic first (as produce, not measured); then --consumers \
+members (default 4) of a new share group, starting at the earliest record, each poll up to \
+--ack-every records and accept every one, the next poll sending the acceptances and \
+returning once they are durable, until every record the topic held is accepted; the group \
+is deleted at the end. Records/s counts records accepted; latency is per record, from the \
+poll that returned it until its acceptance was durable.
 With --rate, requests are sent open-loop on a fixed schedule and latency counts from the \
 scheduled time, so queueing is not hidden. MB/s counts payload bytes (consume: stored batch \
 bytes), 1 MB = 10^6 bytes.")]
@@ -65,7 +77,8 @@ pub(crate) struct BenchArgs {
     /// Topic to use; created if missing
     #[arg(long, default_value = "sluice-bench", value_name = "T")]
     topic: String,
-    /// Records to produce (produce, e2e); required unless --duration is given
+    /// Records to produce (produce, e2e: required unless --duration is given; share: to fill
+    /// the topic with before the measured part)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     records: Option<u64>,
     /// Payload bytes per record (random bytes, no key)
@@ -80,9 +93,19 @@ pub(crate) struct BenchArgs {
     /// Concurrent producers, each with its own connection
     #[arg(long, value_name = "P", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
     producers: u32,
-    /// Concurrent consumers, splitting the partitions between them
-    #[arg(long, value_name = "C", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
-    consumers: u32,
+    /// Concurrent consumers, splitting the partitions between them (share: members of the
+    /// share group) [default: 1; share: 4]
+    #[arg(long, value_name = "C", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    consumers: Option<u32>,
+    /// Records each share group member may hold unacknowledged (share; at most the server's
+    /// share.max_prefetch)
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    prefetch: u32,
+    /// Records each share group member polls, accepts and commits at a time (share); below
+    /// --prefetch, the next records come while a commit is on its way [default: half the
+    /// prefetch]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    ack_every: Option<u32>,
     /// Total records per second over all producers (open loop); default: as fast as acknowledged
     #[arg(long, value_name = "R", value_parser = clap::value_parser!(u64).range(1..))]
     rate: Option<u64>,
@@ -113,6 +136,8 @@ enum Mode {
     Consume,
     /// Produce while consuming and measure produce-to-receipt latency
     E2e,
+    /// Take and accept every record of the topic as members of a share group
+    Share,
 }
 
 impl Mode {
@@ -121,7 +146,23 @@ impl Mode {
             Mode::Produce => "produce",
             Mode::Consume => "consume",
             Mode::E2e => "e2e",
+            Mode::Share => "share",
         }
+    }
+}
+
+impl BenchArgs {
+    /// Consumers (share: members) to run.
+    fn consumers(&self) -> u32 {
+        let default = if self.mode == Mode::Share { 4 } else { 1 };
+        self.consumers.unwrap_or(default)
+    }
+
+    /// Records a share group member polls and commits at a time.
+    fn ack_every(&self) -> u32 {
+        self.ack_every
+            .unwrap_or(self.prefetch / 2)
+            .clamp(1, self.prefetch)
     }
 }
 
@@ -157,11 +198,18 @@ fn seconds(text: &str) -> Result<Duration, String> {
 
 /// Runs `sluice bench`.
 pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    if args.mode != Mode::Consume && args.records.is_none() && args.duration.is_none() {
+    let needs_records = matches!(args.mode, Mode::Produce | Mode::E2e);
+    if needs_records && args.records.is_none() && args.duration.is_none() {
         bail!("give --records or --duration");
     }
+    if args.mode == Mode::Share && args.kafka.is_some() {
+        bail!("--kafka measures produce and consume, not share");
+    }
     let client = args.connect.connect().await?;
-    let topic = ensure_topic(&client, &args).await?;
+    let mut topic = ensure_topic(&client, &args).await?;
+    if args.mode == Mode::Share {
+        topic = share::prefill(&client, &args, topic).await?;
+    }
     let clock = Clock::start();
     let deadline = args.duration.map(|d| clock.start + d);
     let stats = Stats::new()?;
@@ -177,6 +225,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
         (Mode::E2e, None) => e2e::run(&client, &args, &topic, &clock, deadline, &stats).await,
         (Mode::E2e, Some(_)) => bail!("--kafka measures produce and consume, not e2e"),
+        (Mode::Share, _) => share::run(&client, &args, &topic, deadline, &stats).await,
     };
     progress.abort();
     let finished = outcome?;

@@ -513,13 +513,13 @@ struct Session {
 }
 
 impl Session {
-    /// Flushes the queued acknowledgements, asks for enough records to return
-    /// `max_records`, and returns what came by `deadline` (waiting only for the first).
+    /// Asks for enough records to return `max_records`, flushes the queued
+    /// acknowledgements, and returns what came by `deadline` (waiting only for the first).
+    ///
+    /// The credit goes out before the acknowledgements: the server then acquires the next
+    /// records as soon as the acknowledgements free prefetch room, and makes both durable
+    /// together, instead of waiting for another round trip.
     async fn poll(&mut self, max_records: u32, deadline: Instant) -> Result<Vec<ShareRecord>> {
-        self.flush().await?;
-        if max_records == 0 {
-            return Ok(Vec::new());
-        }
         let wanted = u64::from(max_records);
         let coming = self.buffered.len() as u64 + self.credit;
         if wanted > coming {
@@ -529,6 +529,10 @@ impl Session {
             }))
             .await?;
             self.credit += u64::from(more);
+        }
+        self.flush().await?;
+        if max_records == 0 {
+            return Ok(Vec::new());
         }
         while self.buffered.is_empty() {
             match tokio::time::timeout_at(deadline, self.responses.message()).await {

@@ -18,6 +18,13 @@
 //! - `e2e`: produces as `produce` does while a consumer tails the stream; every payload starts
 //!   with its intended send time (microseconds since the run started, little-endian) and
 //!   latency is per message, receipt time minus that.
+//! - `work` (`queue` only), the counterpart of `sluice bench share`: fills the queue with
+//!   `--records` persistent messages first (publisher confirms, not measured), then
+//!   `--consumers` consumers, each on its own connection with `basic.qos(--prefetch)`, take
+//!   them with manual acknowledgement, acknowledging every `--ack-every` deliveries with one
+//!   `basic.ack(multiple)` (and what they hold whenever the queue runs dry), until every
+//!   message is acknowledged. Latency is per message, from its delivery to the ack that
+//!   covers it being sent (RabbitMQ does not answer acks).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -57,6 +64,7 @@ enum Mode {
     Produce,
     Consume,
     E2e,
+    Work,
 }
 
 /// Flags of `peerbench`.
@@ -90,6 +98,15 @@ struct Args {
     /// Host of the broker
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
+    /// Consumers (work)
+    #[arg(long, default_value_t = 4)]
+    consumers: u32,
+    /// Unacknowledged deliveries each consumer may hold: basic.qos prefetch count (work)
+    #[arg(long, default_value_t = 1000)]
+    prefetch: u16,
+    /// Deliveries per acknowledgement (work): one basic.ack with multiple=true
+    #[arg(long, default_value_t = 100)]
+    ack_every: usize,
 }
 
 /// Counters and latencies of a run, shared by its tasks.
@@ -121,6 +138,19 @@ impl Stats {
 
     fn records(&self) -> u64 {
         self.records.load(Ordering::Relaxed)
+    }
+
+    /// Counts messages received at `received`, `bytes` bytes in all, acknowledged now.
+    fn acked(&self, received: &[Instant], bytes: u64) {
+        let now = Instant::now();
+        let mut histogram = self.latency_us.lock().unwrap_or_else(PoisonError::into_inner);
+        for at in received {
+            let micros = u64::try_from(now.duration_since(*at).as_micros()).unwrap_or(u64::MAX);
+            histogram.saturating_record(micros.max(1));
+        }
+        drop(histogram);
+        self.records.fetch_add(received.len() as u64, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
     fn summary(&self, args: &Args, seconds: f64) -> serde_json::Value {
@@ -312,6 +342,7 @@ impl Sender for NatsSender {
 
 /// Runs the mode against NATS JetStream; returns when the measured part started.
 async fn nats(args: &Args, stats: &Arc<Stats>) -> anyhow::Result<Instant> {
+    ensure!(args.mode != Mode::Work, "work: only the queue system");
     let client = async_nats::connect(format!("{}:4222", args.host)).await?;
     let js = jetstream::new(client);
     let subject = format!("{}.data", args.name);
@@ -410,6 +441,7 @@ impl Sender for StreamSender {
 
 /// Runs the mode against a RabbitMQ stream; returns when the measured part started.
 async fn stream(args: &Args, stats: &Arc<Stats>) -> anyhow::Result<Instant> {
+    ensure!(args.mode != Mode::Work, "work: only the queue system");
     let env = Environment::builder().host(&args.host).port(5552).build().await?;
     if args.mode != Mode::Consume {
         let _ = env.delete_stream(&args.name).await;
@@ -483,9 +515,13 @@ impl Sender for QueueSender {
     }
 }
 
-/// Produces to a RabbitMQ classic durable queue; returns when the measured part started.
+/// Produces to a RabbitMQ classic durable queue, or (work) fills it then consumes it with
+/// manual acks; returns when the measured part started.
 async fn queue(args: &Args, stats: &Arc<Stats>) -> anyhow::Result<Instant> {
-    ensure!(args.mode == Mode::Produce, "queue: only produce is measured");
+    ensure!(
+        matches!(args.mode, Mode::Produce | Mode::Work),
+        "queue: only produce and work are measured"
+    );
     let uri = format!("amqp://guest:guest@{}:5672/%2f", args.host);
     let connection = Connection::connect(&uri, ConnectionProperties::default()).await?;
     let channel = connection.create_channel().await?;
@@ -494,13 +530,93 @@ async fn queue(args: &Args, stats: &Arc<Stats>) -> anyhow::Result<Instant> {
         .queue_declare(args.name.as_str().into(), QueueDeclareOptions::durable(), FieldTable::default())
         .await?;
     channel.confirm_select(ConfirmSelectOptions::default()).await?;
-    let start = Instant::now();
-    let plan = Plan::new(args, start);
     let sender = QueueSender { channel: channel.clone(), queue: args.name.clone() };
-    produce(&plan, sender, stats).await?;
+    let start = if args.mode == Mode::Work {
+        let fill = Plan::new(args, Instant::now());
+        eprintln!("publishing {} persistent messages first", args.records);
+        let filled = Stats::new()?;
+        produce(&fill, sender, &filled).await?;
+        let start = Instant::now();
+        work(args, &uri, stats).await?;
+        start
+    } else {
+        let start = Instant::now();
+        produce(&Plan::new(args, start), sender, stats).await?;
+        start
+    };
     let _ = channel.queue_delete(args.name.as_str().into(), QueueDeleteOptions::default()).await;
     connection.close(200, "done".into()).await?;
     Ok(start)
+}
+
+/// Runs `--consumers` consumers of the queue until `--records` messages are acknowledged.
+async fn work(args: &Args, uri: &str, stats: &Arc<Stats>) -> anyhow::Result<()> {
+    let mut consumers = Vec::new();
+    for index in 0..args.consumers.max(1) {
+        let connection = Connection::connect(uri, ConnectionProperties::default()).await?;
+        let channel = connection.create_channel().await?;
+        channel.basic_qos(args.prefetch, BasicQosOptions::default()).await?;
+        let deliveries = channel
+            .basic_consume(
+                args.name.as_str().into(),
+                format!("worker-{index}").as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        let (stats, target, ack_every) = (Arc::clone(stats), args.records, args.ack_every.max(1));
+        consumers.push(tokio::spawn(async move {
+            let worked = take(&channel, deliveries, target, ack_every, &stats).await;
+            let _ = connection.close(200, "done".into()).await;
+            worked
+        }));
+    }
+    for consumer in consumers {
+        consumer.await.context("a consumer task failed")??;
+    }
+    Ok(())
+}
+
+/// One consumer: acknowledges every `ack_every` deliveries (and what it holds when nothing
+/// comes for a moment) until `target` messages are acknowledged over all consumers.
+async fn take(
+    channel: &lapin::Channel,
+    mut deliveries: lapin::Consumer,
+    target: u64,
+    ack_every: usize,
+    stats: &Stats,
+) -> anyhow::Result<()> {
+    /// How long a consumer holding deliveries waits for another before acknowledging them.
+    const LINGER: Duration = Duration::from_millis(2);
+    let mut received: Vec<Instant> = Vec::with_capacity(ack_every);
+    let (mut bytes, mut last_tag) = (0u64, 0u64);
+    let mut idle_since = Instant::now();
+    while stats.records() < target {
+        let wait = if received.is_empty() { Duration::from_millis(100) } else { LINGER };
+        match tokio::time::timeout(wait, deliveries.next()).await {
+            Ok(Some(delivery)) => {
+                let delivery = delivery?;
+                received.push(Instant::now());
+                bytes += delivery.data.len() as u64;
+                last_tag = delivery.delivery_tag;
+                if received.len() < ack_every {
+                    continue;
+                }
+            }
+            Ok(None) => bail!("the consumer was cancelled"),
+            Err(_elapsed) if received.is_empty() => {
+                ensure!(idle_since.elapsed() < DRAIN_TIMEOUT, "no message within {DRAIN_TIMEOUT:?}");
+                continue;
+            }
+            Err(_elapsed) => {}
+        }
+        channel.basic_ack(last_tag, BasicAckOptions { multiple: true }).await?;
+        stats.acked(&received, bytes);
+        received.clear();
+        bytes = 0;
+        idle_since = Instant::now();
+    }
+    Ok(())
 }
 
 #[tokio::main]

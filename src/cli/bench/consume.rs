@@ -51,8 +51,8 @@ pub(super) async fn run_all(
     stats: &Arc<Stats>,
 ) -> anyhow::Result<Instant> {
     let mut consumers = Vec::new();
-    for index in 0..args.consumers {
-        let ranges = share_of(topic, args.consumers, index);
+    for index in 0..args.consumers() {
+        let ranges = share_of(topic, args.consumers(), index);
         if ranges.is_empty() {
             continue;
         }

@@ -99,13 +99,13 @@ fn spawn_consumers(
     clock: &Clock,
     stats: &Arc<Stats>,
 ) -> Vec<JoinHandle<anyhow::Result<()>>> {
-    (0..args.consumers)
+    (0..args.consumers())
         .filter_map(|index| {
             let starts: Vec<(u32, u64)> = topic
                 .partitions
                 .iter()
                 .enumerate()
-                .filter(|(n, _)| *n as u64 % u64::from(args.consumers) == u64::from(index))
+                .filter(|(n, _)| *n as u64 % u64::from(args.consumers()) == u64::from(index))
                 .map(|(_, p)| (p.id, p.high_watermark))
                 .collect();
             if starts.is_empty() {

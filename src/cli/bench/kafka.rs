@@ -229,8 +229,8 @@ pub(super) async fn consume_all(
     stats: &Arc<Stats>,
 ) -> anyhow::Result<Instant> {
     let mut consumers = Vec::new();
-    for index in 0..args.consumers {
-        let mut ranges = share_of(topic, args.consumers, index);
+    for index in 0..args.consumers() {
+        let mut ranges = share_of(topic, args.consumers(), index);
         ranges.retain(|r| r.from < r.end);
         if ranges.is_empty() {
             continue;

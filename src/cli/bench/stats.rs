@@ -75,6 +75,12 @@ impl Stats {
         self.latency_us(micros);
     }
 
+    /// Records one latency shared by `count` records.
+    pub(super) fn latency_n(&self, latency: Duration, count: u64) {
+        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        self.histogram().saturating_record_n(micros.max(1), count);
+    }
+
     /// Records one latency in microseconds.
     pub(super) fn latency_us(&self, micros: u64) {
         self.histogram().saturating_record(micros.max(1));
