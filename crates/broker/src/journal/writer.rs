@@ -7,8 +7,10 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use crate::BrokerError;
 use crate::broker::join;
 use crate::journal::Journaled;
+use crate::journal::compaction::Compaction;
 use crate::journal::log::JournalLog;
 use crate::journal::queue::{Durable, Outcome, StoreQueue};
 
@@ -54,34 +56,66 @@ impl<S: Journaled, G> JournalWriter<S, G> {
             };
             let records: Vec<S::Record> = batch.changes.iter().map(|(_, r)| r.clone()).collect();
             let log = Arc::clone(&self.log);
-            let appended = join(tokio::task::spawn_blocking(move || {
-                let mut log = log.lock();
-                log.append(&records).map(|()| log.start_compaction())
-            }))
-            .await
-            .and_then(|result| result);
-            let outcome = match appended {
-                Ok(compaction) => {
-                    if let Some(compaction) = compaction {
-                        let log = Arc::clone(&self.log);
-                        tokio::task::spawn_blocking(move || {
-                            let result = compaction.run();
-                            log.lock().compaction_finished(result);
-                        });
-                    }
-                    Ok(())
-                }
-                Err(e) => {
-                    tracing::error!(
-                        error = &e as &dyn std::error::Error,
-                        journal = S::NAME,
-                        "writing to a journal failed"
-                    );
-                    Err(Arc::new(e))
-                }
-            };
+            let appended = join(tokio::task::spawn_blocking(move || append(&log, &records)))
+                .await
+                .and_then(|result| result);
+            let outcome = self.settle(appended, |compaction| {
+                let log = Arc::clone(&self.log);
+                tokio::task::spawn_blocking(move || compact(&log, compaction));
+            });
             written(&batch.changes, &outcome);
             batch.finish(&outcome);
         }
     }
+
+    /// [`JournalWriter::write_queued`] on this thread, for a caller outside any runtime:
+    /// appends, and compacts when due, blocking.
+    pub(crate) fn write_queued_blocking(&self) {
+        while let Some(batch) = self.queue.lock().next_batch() {
+            let records: Vec<S::Record> = batch.changes.iter().map(|(_, r)| r.clone()).collect();
+            let appended = append(&self.log, &records);
+            let outcome = self.settle(appended, |compaction| compact(&self.log, compaction));
+            batch.finish(&outcome);
+        }
+    }
+
+    /// How an append went, logging a failure; a compaction it made due is handed to
+    /// `start`.
+    fn settle(
+        &self,
+        appended: Result<Option<Compaction<S>>, BrokerError>,
+        start: impl FnOnce(Compaction<S>),
+    ) -> Outcome {
+        match appended {
+            Ok(compaction) => {
+                if let Some(compaction) = compaction {
+                    start(compaction);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(
+                    error = &e as &dyn std::error::Error,
+                    journal = S::NAME,
+                    "writing to a journal failed"
+                );
+                Err(Arc::new(e))
+            }
+        }
+    }
+}
+
+/// Appends `records` to the journal (one fsync); returns a compaction made due by it.
+fn append<S: Journaled>(
+    log: &Mutex<JournalLog<S>>,
+    records: &[S::Record],
+) -> Result<Option<Compaction<S>>, BrokerError> {
+    let mut log = log.lock();
+    log.append(records).map(|()| log.start_compaction())
+}
+
+/// Runs a compaction of the journal, blocking, and tells the journal how it went.
+fn compact<S: Journaled>(log: &Mutex<JournalLog<S>>, compaction: Compaction<S>) {
+    let result = compaction.run();
+    log.lock().compaction_finished(result);
 }

@@ -64,13 +64,10 @@ impl ShareCoordinator {
             };
             let mut partitions: BTreeMap<Arc<str>, BTreeMap<u32, SharePartition>> = BTreeMap::new();
             for ((topic, partition), durable) in &group.partitions {
-                let entries = durable.offsets.iter().map(|(offset, o)| {
-                    (
-                        *offset,
-                        o.delivery_count,
-                        o.outcome.map(|outcome| outcome == Outcome::Accepted),
-                    )
-                });
+                let entries = durable
+                    .offsets
+                    .iter()
+                    .map(|(offset, o)| (*offset, o.delivery_count, o.outcome));
                 let (share, done) = SharePartition::restore(
                     durable.start,
                     durable.accepted,
@@ -144,7 +141,7 @@ impl ShareCoordinator {
 
     /// Queues `records` for the journal (starting its writer if it does not run); the
     /// returned receivers resolve once they are durable. May be called with a group's
-    /// state locked.
+    /// state locked (outside a runtime it then writes, and fsyncs, under that lock).
     pub(crate) fn write(self: &Arc<Self>, records: Vec<StateRecord>) -> Vec<Durable> {
         let mut durables = Vec::with_capacity(records.len());
         let mut start = false;
@@ -154,14 +151,13 @@ impl ShareCoordinator {
             durables.push(durable);
         }
         if start {
-            let coordinator = Arc::clone(self);
-            let spawn = tokio::runtime::Handle::try_current().map(|runtime| {
-                runtime.spawn(async move { coordinator.journal.write_queued(|_, _| {}).await })
-            });
-            if spawn.is_err() {
-                tracing::error!(
-                    "share state written outside a runtime: the write waits for the next one"
-                );
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    let coordinator = Arc::clone(self);
+                    runtime.spawn(async move { coordinator.journal.write_queued(|_, _| {}).await });
+                }
+                // Outside a runtime (a member dropped there): written on this thread.
+                Err(_) => self.journal.write_queued_blocking(),
             }
         }
         durables

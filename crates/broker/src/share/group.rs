@@ -9,6 +9,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::share::dead_letter::RETRY_PAUSE;
 use crate::share::partition::{ArchiveReason, Holder, Released, Rules, SharePartition};
 use crate::share::state_record::{Change, Outcome, StateRecord, runs};
 use crate::share::{Ack, AckKind, ShareGroupSettings, ShareMemberDescription};
@@ -90,6 +91,8 @@ pub(crate) struct GroupState {
     pub(crate) deleted: bool,
     /// Where the next acquire starts looking, so partitions take turns.
     cursor: usize,
+    /// No dead letter is started before this: a dead-letter append failed.
+    dead_letters_paused_until: Option<Instant>,
 }
 
 impl GroupState {
@@ -104,6 +107,7 @@ impl GroupState {
             partitions,
             deleted: false,
             cursor: 0,
+            dead_letters_paused_until: None,
         }
     }
 
@@ -154,8 +158,8 @@ impl GroupState {
     }
 
     /// Acquires up to `max` records for `member` (fewer when its prefetch is nearly used
-    /// up), taking partitions in turn from the last acquire's. Returns what it got and the
-    /// records making the delivery counts durable.
+    /// up) from the partitions `ends` answers for, taking partitions in turn from the last
+    /// acquire's. Returns what it got and the records making the delivery counts durable.
     pub(crate) fn acquire(
         &mut self,
         group: &str,
@@ -262,8 +266,11 @@ impl GroupState {
         if let Some(state) = self.members.get_mut(member) {
             state.held = state.held.saturating_sub(1);
         }
-        let outcome = outcome.or(match released {
-            Some(Released::Archived) => Some(Outcome::Archived),
+        // A reject headed for the dead-letter topic is written down as such, so a crash
+        // before the append cannot deliver it again.
+        let outcome = outcome.or(match (kind, released) {
+            (_, Some(Released::Archived)) => Some(Outcome::Archived),
+            (AckKind::Reject, Some(Released::DeadLetter)) => Some(Outcome::Rejected),
             _ => None,
         });
         let record = outcome.map(|outcome| acked_record(group, topic, partition, offset, outcome));
@@ -301,7 +308,8 @@ impl GroupState {
     }
 
     /// Releases expired locks (and, with `leaving`, everything that member holds), moves
-    /// starts past records retention deleted, and starts the dead letters waiting. Returns
+    /// starts past records retention deleted, and starts the dead letters waiting (unless
+    /// a failed append paused them; without a dead-letter topic, archives them). Returns
     /// the records to write, the dead letters to append, and whether records became
     /// available.
     pub(crate) fn sweep(
@@ -312,7 +320,11 @@ impl GroupState {
         ends: Ends<'_>,
     ) -> Swept {
         let rules = self.rules();
+        let start_letters = self.dead_letters_paused_until.is_none_or(|t| t <= now);
         let mut swept = Swept::default();
+        if !rules.dead_letter {
+            swept.records = self.archive_dead_letters(group);
+        }
         for (topic, ps) in &mut self.partitions {
             for (partition, share) in ps.iter_mut() {
                 let released = share.release_expired(now, leaving, &rules);
@@ -350,7 +362,7 @@ impl GroupState {
                         .push(partition_record(group, topic, *partition, share));
                     swept.available = true;
                 }
-                if rules.dead_letter {
+                if rules.dead_letter && start_letters {
                     swept
                         .dead_letters
                         .extend(share.start_dead_letters().into_iter().map(
@@ -368,8 +380,9 @@ impl GroupState {
         swept
     }
 
-    /// How dead-letter appends of a partition went: archives the appended ones (returning
-    /// the record to write), leaves the others to be tried again.
+    /// How dead-letter appends of a partition went at `now`: archives the appended ones
+    /// (returning the record to write), leaves the others to be tried again after
+    /// [`RETRY_PAUSE`].
     pub(crate) fn dead_lettered(
         &mut self,
         group: &str,
@@ -377,7 +390,11 @@ impl GroupState {
         partition: u32,
         offsets: &[u64],
         appended: bool,
+        now: Instant,
     ) -> Option<StateRecord> {
+        if !appended {
+            self.dead_letters_paused_until = Some(now + RETRY_PAUSE);
+        }
         let share = self.partitions.get_mut(topic)?.get_mut(&partition)?;
         let archived: Vec<(u64, Outcome)> = offsets
             .iter()
@@ -396,15 +413,36 @@ impl GroupState {
         })
     }
 
+    /// Archives the records waiting for a dead-letter topic the group no longer has (those
+    /// whose append is under way are archived once it ends); returns the records to write.
+    pub(crate) fn archive_dead_letters(&mut self, group: &str) -> Vec<StateRecord> {
+        let mut records = Vec::new();
+        for (topic, ps) in &mut self.partitions {
+            for (partition, share) in ps.iter_mut() {
+                let archived = share.archive_dead_letters();
+                if !archived.is_empty() {
+                    records.push((
+                        group.to_owned(),
+                        Change::Acked {
+                            topic: topic.to_string(),
+                            partition: *partition,
+                            runs: runs(archived.into_iter().map(|o| (o, Outcome::Archived))),
+                        },
+                    ));
+                }
+            }
+        }
+        records
+    }
+
     /// Whether the background sweep has work: members with locks, or dead letters waiting.
     pub(crate) fn needs_sweeps(&self) -> bool {
         !self.members.is_empty()
-            || (self.settings.dead_letter_topic.is_some()
-                && self
-                    .partitions
-                    .values()
-                    .flat_map(|ps| ps.values())
-                    .any(|p| p.next() > p.start()))
+            || self
+                .partitions
+                .values()
+                .flat_map(|ps| ps.values())
+                .any(|p| p.dead_lettering() > 0)
     }
 }
 

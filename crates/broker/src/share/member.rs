@@ -65,6 +65,17 @@ impl ShareMember {
         max_records: u32,
         max_wait: Duration,
     ) -> Result<Vec<AcquiredRecord>, BrokerError> {
+        self.acquire_from(max_records, max_wait, &|_, _| true).await
+    }
+
+    /// [`ShareMember::acquire`] from only the partitions (topic, partition) `only` admits,
+    /// such as those of a Kafka share session.
+    pub async fn acquire_from(
+        &self,
+        max_records: u32,
+        max_wait: Duration,
+        only: &(dyn Fn(&str, u32) -> bool + Sync),
+    ) -> Result<Vec<AcquiredRecord>, BrokerError> {
         if max_records == 0 {
             return Err(BrokerError::invalid_request(
                 "max_records",
@@ -97,7 +108,7 @@ impl ShareMember {
                 if state.deleted || !state.members.contains_key(&self.id) {
                     return Err(self.gone());
                 }
-                let ends = |t: &str, p: u32| ends(broker, t, p);
+                let ends = |t: &str, p: u32| only(t, p).then(|| ends(broker, t, p)).flatten();
                 let (grabs, records) = state.acquire(
                     &self.group.name,
                     &self.id,
@@ -260,11 +271,11 @@ impl ShareMember {
         if let Some(dlq) = dlq {
             for (i, letter) in letters {
                 let appended = dead_letter::append(
-                    &self.broker,
-                    &self.broker.share,
-                    &self.group,
-                    &dlq,
-                    std::slice::from_ref(&letter),
+                    Arc::clone(&self.broker),
+                    Arc::clone(&self.broker.share),
+                    Arc::clone(&self.group),
+                    dlq.clone(),
+                    vec![letter],
                 )
                 .await;
                 if let Err(e) = appended {

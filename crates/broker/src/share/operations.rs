@@ -57,20 +57,24 @@ impl Broker {
         let id = coordinator.member_id(&join.group);
         let (group, durables) = coordinator.with_registry(|groups| {
             let mut records = Vec::new();
-            let group = match groups.get(&join.group) {
-                Some(group) => Arc::clone(group),
+            // A new group enters the registry only once every check has passed, its
+            // settings record first in the journal.
+            let (group, created) = match groups.get(&join.group) {
+                Some(group) => (Arc::clone(group), false),
                 None => {
                     let settings = join
                         .settings
                         .clone()
                         .unwrap_or_else(|| config.defaults.clone());
+                    if let Some(dlq) = &settings.dead_letter_topic {
+                        self.check_dead_letter_topic(dlq)?;
+                    }
                     records.push((join.group.clone(), Change::Settings(settings.clone())));
                     let group = Arc::new(ShareGroup::new(
                         join.group.clone(),
                         GroupState::new(settings, Default::default()),
                     ));
-                    groups.insert(join.group.clone(), Arc::clone(&group));
-                    group
+                    (group, true)
                 }
             };
             let mut state = group.state.lock();
@@ -105,6 +109,9 @@ impl Broker {
             );
             let durables = coordinator.write(records);
             drop(state);
+            if created {
+                groups.insert(join.group.clone(), Arc::clone(&group));
+            }
             Ok((group, durables))
         })?;
         let member = ShareMember::new(Arc::clone(self), Arc::clone(&group), id);
@@ -224,6 +231,9 @@ impl Broker {
             .ok_or_else(|| BrokerError::ShareGroupNotFound {
                 group: group.to_owned(),
             })?;
+        if let Some(dlq) = &settings.dead_letter_topic {
+            self.check_dead_letter_topic(dlq)?;
+        }
         let durables = {
             let mut state = handle.state.lock();
             if let Some(dlq) = &settings.dead_letter_topic
@@ -231,9 +241,13 @@ impl Broker {
             {
                 return Err(dead_letter_loop(group, dlq));
             }
+            let removes_dlq = settings.dead_letter_topic.is_none();
             state.settings = settings.clone();
-            self.share
-                .write(vec![(group.to_owned(), Change::Settings(settings))])
+            let mut records = vec![(group.to_owned(), Change::Settings(settings))];
+            if removes_dlq {
+                records.extend(state.archive_dead_letters(group));
+            }
+            self.share.write(records)
         };
         handle.wake.notify_waiters();
         wait_durable(group, durables).await
@@ -265,6 +279,19 @@ impl Broker {
             wait_durable(&group, durables).await?;
         }
         Ok(())
+    }
+}
+
+impl Broker {
+    /// Checks that a dead-letter topic named in share group settings exists.
+    fn check_dead_letter_topic(&self, dlq: &str) -> Result<(), BrokerError> {
+        self.partition_count(dlq).map(drop).map_err(|_| {
+            BrokerError::invalid_config(
+                "share.dead.letter.topic",
+                dlq,
+                "no such topic: create the dead-letter topic first",
+            )
+        })
     }
 }
 

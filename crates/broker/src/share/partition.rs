@@ -15,6 +15,8 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
+use crate::share::state_record::Outcome;
+
 /// Who holds a record: a member's id.
 pub(crate) type Holder = Arc<str>;
 
@@ -141,15 +143,16 @@ impl SharePartition {
     }
 
     /// A share-partition as the durable state left it: `entries` (offset, delivery count,
-    /// done: `Some(accepted?)`) are the offsets at and above `start` that were delivered.
+    /// outcome once acknowledged) are the offsets at and above `start` that were delivered.
     /// Records that were in flight are available again with their delivery counts, or
-    /// headed for archiving when they reached the limit. Also returns the offsets archived
-    /// here (past the limit, without a dead-letter topic), for the caller to write down.
+    /// headed for archiving when they reached the limit; rejected ones still headed for the
+    /// dead-letter topic stay headed there. Also returns the offsets archived here (past the
+    /// limit or rejected, without a dead-letter topic), for the caller to write down.
     pub(crate) fn restore(
         start: u64,
         accepted: u64,
         dead_lettered: u64,
-        entries: impl IntoIterator<Item = (u64, u32, Option<bool>)>,
+        entries: impl IntoIterator<Item = (u64, u32, Option<Outcome>)>,
         rules: &Rules,
     ) -> (SharePartition, Vec<u64>) {
         let mut partition = SharePartition {
@@ -166,22 +169,27 @@ impl SharePartition {
             while partition.next < offset {
                 partition.push(Slot::Available { not_before: None }, 0);
             }
-            let slot = match done {
-                Some(true) => Slot::Accepted,
-                Some(false) => Slot::Archived,
-                None if delivery_count >= rules.delivery_attempt_limit && rules.dead_letter => {
-                    Slot::DeadLettering {
-                        reason: ArchiveReason::DeliveryLimit,
-                        started: false,
-                    }
-                }
-                // Archived for want of a dead-letter topic: the caller writes it down.
+            let reason = match done {
+                Some(Outcome::Rejected) => Some(ArchiveReason::Rejected),
                 None if delivery_count >= rules.delivery_attempt_limit => {
+                    Some(ArchiveReason::DeliveryLimit)
+                }
+                _ => None,
+            };
+            let slot = match (done, reason) {
+                (Some(Outcome::Accepted), _) => Slot::Accepted,
+                (Some(Outcome::Archived), _) => Slot::Archived,
+                (_, Some(reason)) if rules.dead_letter => Slot::DeadLettering {
+                    reason,
+                    started: false,
+                },
+                // Archived for want of a dead-letter topic: the caller writes it down.
+                (_, Some(_)) => {
                     archived.push(offset);
                     partition.dead_lettered += 1;
                     Slot::Archived
                 }
-                None => Slot::Available { not_before: None },
+                (_, None) => Slot::Available { not_before: None },
             };
             match slot {
                 Slot::Accepted | Slot::Archived => partition.done += 1,
@@ -211,6 +219,7 @@ impl SharePartition {
     }
 
     /// The first offset never acquired.
+    #[cfg(test)]
     pub(crate) fn next(&self) -> u64 {
         self.next
     }
@@ -218,6 +227,11 @@ impl SharePartition {
     /// Records acquired and not yet acknowledged.
     pub(crate) fn in_flight(&self) -> u64 {
         self.acquired
+    }
+
+    /// Records waiting to be dead-lettered (or under way).
+    pub(crate) fn dead_lettering(&self) -> u64 {
+        self.dead_lettering
     }
 
     /// Records above the start that are done already.
@@ -497,6 +511,26 @@ impl SharePartition {
         started
     }
 
+    /// Archives the records waiting to be dead-lettered and not under way (the group no
+    /// longer has a dead-letter topic); returns their offsets.
+    pub(crate) fn archive_dead_letters(&mut self) -> Vec<u64> {
+        if self.dead_lettering == 0 {
+            return Vec::new();
+        }
+        let waiting: Vec<u64> = self
+            .slots
+            .iter()
+            .filter(|(_, e)| matches!(e.slot, Slot::DeadLettering { started: false, .. }))
+            .map(|(offset, _)| *offset)
+            .collect();
+        for &offset in &waiting {
+            self.dead_lettering -= 1;
+            self.acquired += 1; // finish counts it out again
+            self.finish(offset, Slot::Archived);
+        }
+        waiting
+    }
+
     /// Marks one record under way to the dead-letter topic (after a reject), if it is
     /// waiting for it.
     pub(crate) fn start_dead_letter(&mut self, offset: u64) -> Option<(u32, ArchiveReason)> {
@@ -698,10 +732,10 @@ mod tests {
     #[test]
     fn restore_makes_in_flight_records_available_with_their_counts() {
         let entries = [
-            (5, 1, Some(true)),
+            (5, 1, Some(Outcome::Accepted)),
             (6, 2, None),
             (7, 3, None),
-            (8, 1, Some(false)),
+            (8, 1, Some(Outcome::Archived)),
         ];
         let (p, archived) = SharePartition::restore(5, 4, 2, entries, &RULES);
         assert_eq!(archived, [7]);
@@ -716,6 +750,28 @@ mod tests {
         );
         assert_eq!(p.entry(7).map(|e| &e.slot), Some(&Slot::Archived));
         assert_eq!(p.done_in_window(), 2);
+    }
+
+    #[test]
+    fn restore_keeps_rejects_headed_for_the_dead_letter_topic() {
+        let entries = [(0, 1, Some(Outcome::Rejected)), (1, 3, None)];
+        let with_dlq = Rules {
+            dead_letter: true,
+            ..RULES
+        };
+        let (mut p, archived) = SharePartition::restore(0, 0, 0, entries, &with_dlq);
+        assert!(archived.is_empty());
+        assert_eq!(
+            p.start_dead_letters(),
+            [
+                (0, 1, ArchiveReason::Rejected),
+                (1, 3, ArchiveReason::DeliveryLimit)
+            ]
+        );
+        // Without a dead-letter topic (it was removed), both are archived at once.
+        let (p, archived) = SharePartition::restore(0, 0, 0, entries, &RULES);
+        assert_eq!(archived, [0, 1]);
+        assert_eq!((p.start(), p.dead_lettered), (2, 2));
     }
 
     #[test]

@@ -43,7 +43,7 @@ impl DurablePartition {
     fn advance(&mut self) -> usize {
         let mut removed = 0;
         while let Some(entry) = self.offsets.first_entry() {
-            if *entry.key() != self.start || entry.get().outcome.is_none() {
+            if *entry.key() != self.start || !entry.get().outcome.is_some_and(Outcome::is_done) {
                 break;
             }
             entry.remove();
@@ -203,11 +203,13 @@ impl ShareState {
                                 outcome: None,
                             }
                         });
-                        if entry.outcome.is_none() {
-                            match run.value {
-                                Outcome::Accepted => state.accepted += 1,
-                                Outcome::Archived => state.dead_lettered += 1,
-                            }
+                        if entry.outcome.is_some_and(Outcome::is_done) {
+                            continue;
+                        }
+                        match run.value {
+                            Outcome::Accepted => state.accepted += 1,
+                            Outcome::Archived => state.dead_lettered += 1,
+                            Outcome::Rejected => {}
                         }
                         entry.outcome = Some(run.value);
                     }
@@ -376,6 +378,26 @@ mod tests {
             state.groups()["g"].partitions[&("t".to_owned(), 0)].dead_lettered,
             1
         );
+    }
+
+    #[test]
+    fn a_reject_waiting_for_its_dead_letter_holds_the_start_until_archived() {
+        let mut state = ShareState::default();
+        apply(&mut state, Change::Settings(ShareGroupSettings::default()));
+        apply(&mut state, partition(0));
+        apply(&mut state, delivered(0, 2, 1));
+        apply(&mut state, acked(0, 1, Outcome::Rejected));
+        apply(&mut state, acked(1, 1, Outcome::Accepted));
+        // A done record is not made pending again.
+        apply(&mut state, acked(1, 1, Outcome::Rejected));
+        let p = &state.groups()["g"].partitions[&("t".to_owned(), 0)];
+        assert_eq!((p.start, p.accepted, p.dead_lettered), (0, 1, 0));
+        assert_eq!(p.offsets[&0].outcome, Some(Outcome::Rejected));
+        assert_eq!(p.offsets[&1].outcome, Some(Outcome::Accepted));
+        assert_eq!(replayed(&state).groups, state.groups);
+        apply(&mut state, acked(0, 1, Outcome::Archived));
+        let p = &state.groups()["g"].partitions[&("t".to_owned(), 0)];
+        assert_eq!((p.start, p.accepted, p.dead_lettered), (2, 1, 1));
     }
 
     #[test]

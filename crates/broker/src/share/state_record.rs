@@ -17,8 +17,10 @@
 //!                       count x { first u64, len u32, delivery_count u32 }
 //!                       (offsets first..first+len were delivered that many times)
 //!         5 acked       topic_len u16, topic, partition u32, count u32,
-//!                       count x { first u64, len u32, outcome u8 (1 accepted, 2 archived) }
-//!                       (offsets first..first+len are done; counted in the counters)
+//!                       count x { first u64, len u32, outcome u8 (1 accepted, 2 archived,
+//!                       3 rejected: its dead letter not appended yet) }
+//!                       (offsets first..first+len are done, and counted in the counters,
+//!                       or, outcome 3, headed for the dead-letter topic)
 //!         6 drop topic  topic_len u16, topic  (drops the group's state of the topic)
 //! ```
 //!
@@ -50,6 +52,16 @@ pub(crate) enum Outcome {
     Accepted,
     /// Archived: rejected or past the delivery limit (and dead-lettered, with a topic).
     Archived,
+    /// Rejected and headed for the dead-letter topic, not appended there yet: not done,
+    /// never delivered again.
+    Rejected,
+}
+
+impl Outcome {
+    /// Whether the record is done (its offset may fall below the start).
+    pub(crate) fn is_done(self) -> bool {
+        self != Outcome::Rejected
+    }
 }
 
 /// Offsets `first..first + len` and what holds for all of them.
@@ -188,6 +200,7 @@ pub(crate) fn encode((group, change): &StateRecord, out: &mut Vec<u8>) -> Result
             out.push(match outcome {
                 Outcome::Accepted => 1,
                 Outcome::Archived => 2,
+                Outcome::Rejected => 3,
             });
         })?,
         Change::DropTopic(topic) => put_str(out, topic, "topic name")?,
@@ -264,6 +277,7 @@ pub(crate) fn decode(body: &[u8]) -> Result<Vec<StateRecord>, String> {
                     read_runs(&mut reader, index, |r| match r.array::<1>("outcome")?[0] {
                         1 => Ok(Outcome::Accepted),
                         2 => Ok(Outcome::Archived),
+                        3 => Ok(Outcome::Rejected),
                         other => Err(format!("record {index}: unknown outcome {other}")),
                     })?;
                 Change::Acked {
@@ -359,7 +373,11 @@ mod tests {
                 Change::Acked {
                     topic: "jobs".into(),
                     partition: 3,
-                    runs: runs([(17, Outcome::Accepted), (18, Outcome::Archived)]),
+                    runs: runs([
+                        (17, Outcome::Accepted),
+                        (18, Outcome::Archived),
+                        (19, Outcome::Rejected),
+                    ]),
                 },
             ),
             (g(), Change::DropTopic("old".into())),

@@ -604,3 +604,110 @@ async fn groups_are_listed_altered_and_deleted_only_without_members() {
         })
     ));
 }
+
+/// A group reading `jobs` (two records) with dead-letter topic `jobs.dlq`, whose member has
+/// rejected record 0 after `jobs.dlq` was deleted: the dead letter waits.
+async fn reject_with_the_dead_letter_topic_gone(t: &TestBroker) -> ShareMember {
+    topic_with(&t.broker, "jobs", 1, 2).await;
+    topic_with(&t.broker, "jobs.dlq", 1, 0).await;
+    let settings = ShareGroupSettings {
+        dead_letter_topic: Some("jobs.dlq".into()),
+        ..earliest()
+    };
+    let member = join(&t.broker, "workers", "jobs", 10, settings).await;
+    let got = member.acquire(2, NO_WAIT).await.expect("acquire");
+    assert_eq!(offsets(&got), [0, 1]);
+    t.broker.delete_topic("jobs.dlq").await.expect("delete dlq");
+    let results = member
+        .acknowledge(vec![ack(&got[0], AckKind::Reject)])
+        .await
+        .expect("acknowledge");
+    assert!(
+        matches!(&results[..], [Err(_)]),
+        "the dead letter cannot be appended: {results:?}"
+    );
+    member
+}
+
+#[tokio::test]
+async fn a_reject_waiting_for_its_dead_letter_is_not_delivered_again_after_a_crash() {
+    let t = TestBroker::new();
+    let member = reject_with_the_dead_letter_topic_gone(&t).await;
+    drop(member);
+    let t = t.restart(); // no shutdown: a crash
+    let member = join(&t.broker, "workers", "jobs", 10, earliest()).await;
+    let got = member.acquire(10, NO_WAIT).await.expect("acquire");
+    let seen: Vec<(u64, u32)> = got.iter().map(|r| (r.offset, r.delivery_count)).collect();
+    assert_eq!(seen, [(1, 2)], "the rejected record 0 is not delivered again");
+    // Once the dead-letter topic exists again, a sweep appends the waiting dead letter.
+    topic_with(&t.broker, "jobs.dlq", 1, 0).await;
+    let mut letters = Vec::new();
+    for _ in 0..100 {
+        letters = dead_letters(&t.broker).await;
+        if !letters.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rejected = ("r0", "0", "1", "rejected");
+    let rejected = [rejected].map(|(a, b, c, d)| (a.into(), b.into(), c.into(), d.into()));
+    assert_eq!(letters, rejected);
+}
+
+#[tokio::test]
+async fn removing_the_dead_letter_topic_archives_the_records_waiting_for_it() {
+    let t = TestBroker::new();
+    let member = reject_with_the_dead_letter_topic_gone(&t).await;
+    let waiting = t.broker.describe_share_group("workers").expect("describe");
+    assert_eq!(waiting.partitions[0].dead_lettered, 0);
+    t.broker
+        .alter_share_group("workers", earliest())
+        .await
+        .expect("alter");
+    let p = &t
+        .broker
+        .describe_share_group("workers")
+        .expect("describe")
+        .partitions[0];
+    assert_eq!((p.start_offset, p.dead_lettered, p.in_flight), (1, 1, 1));
+    drop(member);
+    let t = t.restart();
+    let p = &t
+        .broker
+        .describe_share_group("workers")
+        .expect("describe")
+        .partitions[0];
+    assert_eq!((p.start_offset, p.dead_lettered), (1, 1));
+}
+
+#[tokio::test]
+async fn a_refused_join_leaves_no_group_behind() {
+    let t = TestBroker::new();
+    topic_with(&t.broker, "jobs", 1, 0).await;
+    for dlq in ["jobs", "missing"] {
+        let settings = ShareGroupSettings {
+            dead_letter_topic: Some(dlq.into()),
+            ..earliest()
+        };
+        let refused = t
+            .broker
+            .share_join(ShareJoin {
+                group: "workers".into(),
+                topics: vec!["jobs".into()],
+                prefetch: 1,
+                settings: Some(settings),
+            })
+            .await;
+        assert!(
+            matches!(refused, Err(BrokerError::InvalidConfig { ref key, .. }) if key == "share.dead.letter.topic"),
+            "{dlq}: {refused:?}"
+        );
+        assert!(t.broker.list_share_groups().is_empty(), "{dlq}");
+    }
+    // The next join creates the group with its own settings, durably.
+    let member = join(&t.broker, "workers", "jobs", 1, earliest()).await;
+    drop(member);
+    let t = t.restart();
+    let described = t.broker.describe_share_group("workers").expect("describe");
+    assert_eq!(described.settings, earliest());
+}

@@ -12,7 +12,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use tokio::time::Instant;
 
-use super::{ArchiveReason, Entry, Holder, Released, Rules, SharePartition, Slot};
+use super::{ArchiveReason, Entry, Holder, Outcome, Released, Rules, SharePartition, Slot};
 
 const MEMBERS: usize = 3;
 const LOCK: Duration = Duration::from_millis(100);
@@ -482,14 +482,18 @@ fn run(rules: Rules, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 // The durable view: the start, the counters, and each delivered offset of
                 // the window with its count and, once done, how it ended.
                 let start = m.start();
-                let entries: Vec<(u64, u32, Option<bool>)> = m
+                let entries: Vec<(u64, u32, Option<Outcome>)> = m
                     .offsets
                     .range(start..m.next)
                     .filter(|(_, (s, c))| *c > 0 || s.is_done())
                     .map(|(o, (s, c))| {
                         let done = match s {
-                            State::Accepted => Some(true),
-                            State::Archived => Some(false),
+                            State::Accepted => Some(Outcome::Accepted),
+                            State::Archived => Some(Outcome::Archived),
+                            State::DeadLettering {
+                                reason: ArchiveReason::Rejected,
+                                ..
+                            } => Some(Outcome::Rejected),
                             _ => None,
                         };
                         (*o, *c, done)
@@ -511,7 +515,17 @@ fn run(rules: Rules, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     if state.is_done() {
                         continue;
                     }
-                    let state = if count > 0 && count >= rules.delivery_attempt_limit {
+                    let state = if let State::DeadLettering {
+                        reason: ArchiveReason::Rejected,
+                        ..
+                    } = state
+                    {
+                        // Rejected: its dead letter still to be appended.
+                        State::DeadLettering {
+                            reason: ArchiveReason::Rejected,
+                            started: false,
+                        }
+                    } else if count > 0 && count >= rules.delivery_attempt_limit {
                         if rules.dead_letter {
                             State::DeadLettering {
                                 reason: ArchiveReason::DeliveryLimit,

@@ -31,6 +31,19 @@ pub(super) struct AckBatch {
     pub(super) types: Vec<i8>,
 }
 
+impl AckBatch {
+    /// The batches of a request, from each one's first offset, last offset and types.
+    pub(super) fn all<'a>(batches: impl Iterator<Item = (i64, i64, &'a [i8])>) -> Vec<AckBatch> {
+        batches
+            .map(|(first, last, types)| AckBatch {
+                first,
+                last,
+                types: types.to_vec(),
+            })
+            .collect()
+    }
+}
+
 /// The broker's acks for the batches of one partition, at most `limit` records (gaps do
 /// not count). The error names what is wrong.
 pub(super) fn acks_of(
@@ -120,12 +133,33 @@ pub(super) async fn apply(
     member: Option<&ShareMember>,
     wanted: Vec<(Partition, Vec<AckBatch>)>,
 ) -> BTreeMap<Partition, AckOutcome> {
+    // A member holds at most its prefetch: no request acknowledges more, in all.
     let limit = usize::try_from(ctx.broker.share_config().max_prefetch).unwrap_or(usize::MAX);
     let mut outcomes = BTreeMap::new();
+    let mut named = BTreeMap::<&Partition, usize>::new();
+    for (partition, _) in &wanted {
+        *named.entry(partition).or_default() += 1;
+    }
+    let twice: Vec<Partition> = named
+        .into_iter()
+        .filter(|(_, n)| *n > 1)
+        .map(|(p, _)| p.clone())
+        .collect();
     let mut acks = Vec::new();
     let mut owners = Vec::new();
     for (partition, batches) in wanted {
-        match acks_of(&partition, &batches, limit) {
+        if twice.contains(&partition) {
+            let reason = "the partition is named twice in one request: none of its acknowledgements is applied";
+            outcomes.insert(
+                partition,
+                (
+                    ResponseError::InvalidRequest.code(),
+                    Some(reason.to_owned()),
+                ),
+            );
+            continue;
+        }
+        match acks_of(&partition, &batches, limit - acks.len()) {
             Ok(parsed) => {
                 owners.extend(std::iter::repeat_n(partition.clone(), parsed.len()));
                 acks.extend(parsed);
@@ -219,14 +253,13 @@ pub(crate) async fn share_acknowledge(
                     names.insert(name.clone(), topic.topic_id);
                     wanted.push((
                         (name.clone(), partition),
-                        p.acknowledgement_batches
-                            .iter()
-                            .map(|b| AckBatch {
-                                first: b.first_offset,
-                                last: b.last_offset,
-                                types: b.acknowledge_types.clone(),
-                            })
-                            .collect(),
+                        AckBatch::all(p.acknowledgement_batches.iter().map(|b| {
+                            (
+                                b.first_offset,
+                                b.last_offset,
+                                b.acknowledge_types.as_slice(),
+                            )
+                        })),
                     ));
                 }
                 _ => unknown.push((topic.topic_id, p.partition_index)),

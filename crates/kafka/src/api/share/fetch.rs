@@ -6,7 +6,7 @@
 //! batches only the records inside its ranges, as from a Kafka broker. Records acquired from
 //! a partition the session does not fetch are released at once.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -83,18 +83,29 @@ pub(crate) async fn share_fetch(
                 ));
                 continue;
             };
+            // Only partitions that exist join a session, so it stays within the topics'.
+            if ctx
+                .broker
+                .partition_count(name)
+                .is_ok_and(|n| partition >= n)
+            {
+                answer.error = Some((
+                    ResponseError::UnknownTopicOrPartition.code(),
+                    format!("topic {name:?} has no partition {partition}"),
+                ));
+                continue;
+            }
             add.push((name.clone(), partition));
             if !p.acknowledgement_batches.is_empty() {
                 wanted.push((
                     (name.clone(), partition),
-                    p.acknowledgement_batches
-                        .iter()
-                        .map(|b| AckBatch {
-                            first: b.first_offset,
-                            last: b.last_offset,
-                            types: b.acknowledge_types.clone(),
-                        })
-                        .collect(),
+                    AckBatch::all(p.acknowledgement_batches.iter().map(|b| {
+                        (
+                            b.first_offset,
+                            b.last_offset,
+                            b.acknowledge_types.as_slice(),
+                        )
+                    })),
                 ));
             }
         }
@@ -146,15 +157,16 @@ pub(crate) async fn share_fetch(
             .unwrap_or(DEFAULT_MAX_RECORDS)
             .min(ctx.broker.share_config().max_prefetch);
         let max_wait = Duration::from_millis(u64::try_from(request.max_wait_ms).unwrap_or(0));
-        match member.acquire(max_records, max_wait).await {
+        let session = &admitted.partitions;
+        let in_session =
+            |topic: &str, partition: u32| session.contains(&(topic.to_owned(), partition));
+        match member
+            .acquire_from(max_records, max_wait, &in_session)
+            .await
+        {
             Ok(records) => {
-                let (kept, outside) = split(records, &admitted.partitions);
-                if !outside.is_empty() {
-                    // Not fetched by this session: offered to the others again.
-                    let _ = member.acknowledge(outside).await;
-                }
                 let mut unread = Vec::new();
-                for ((topic, partition), records) in kept {
+                for ((topic, partition), records) in by_partition(records) {
                     let key = (
                         topic_id(&topic),
                         i32::try_from(partition).unwrap_or(i32::MAX),
@@ -185,30 +197,19 @@ pub(crate) async fn share_fetch(
     response.with_responses(responses(answers))
 }
 
-/// The records of the session's partitions by partition (each in offset order), and
-/// releases of the rest.
-fn split(records: Vec<AcquiredRecord>, session: &BTreeSet<Partition>) -> (Acquired, Vec<Ack>) {
-    let mut kept = Acquired::new();
-    let mut outside = Vec::new();
+/// Acquired records by partition, each in offset order.
+fn by_partition(records: Vec<AcquiredRecord>) -> Acquired {
+    let mut acquired = Acquired::new();
     for record in records {
-        let key = (record.topic.to_string(), record.partition);
-        if session.contains(&key) {
-            kept.entry(key)
-                .or_default()
-                .push((record.offset, record.delivery_count));
-        } else {
-            outside.push(Ack {
-                topic: key.0,
-                partition: key.1,
-                offset: record.offset,
-                kind: AckKind::Release,
-            });
-        }
+        acquired
+            .entry((record.topic.to_string(), record.partition))
+            .or_default()
+            .push((record.offset, record.delivery_count));
     }
-    for offsets in kept.values_mut() {
+    for offsets in acquired.values_mut() {
         offsets.sort_unstable();
     }
-    (kept, outside)
+    acquired
 }
 
 /// The acquired ranges of one partition: consecutive offsets with the same delivery count.
