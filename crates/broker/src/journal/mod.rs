@@ -1,7 +1,7 @@
 //! Journals: append-only logs of state changes under one directory, compacted in the
 //! background into a snapshot of the live state. The committed offsets of every consumer
-//! group are one (`groups/offsets_*`), the state of every share group another
-//! (`share/state_*`).
+//! group are one (`groups/offsets-<N>.log`), the state of every share
+//! group another (`share/share-<N>.log`).
 //!
 //! A journal's directory holds at most one compacted file `<name>-<N>.snapshot` (the live
 //! state as of the end of segment `N`) and the segments after it, `<name>-<M>.log` with

@@ -57,11 +57,7 @@ impl ShareCoordinator {
         let mut archived: Vec<StateRecord> = Vec::new();
         for (name, group) in state.groups() {
             let settings = group.settings.clone();
-            let rules = Rules {
-                delivery_attempt_limit: settings.delivery_attempt_limit,
-                dead_letter: settings.dead_letter_topic.is_some(),
-                redelivery_backoff: settings.redelivery_backoff,
-            };
+            let rules = Rules::of(&settings);
             let mut partitions: BTreeMap<Arc<str>, BTreeMap<u32, SharePartition>> = BTreeMap::new();
             for ((topic, partition), durable) in &group.partitions {
                 let entries = durable

@@ -113,11 +113,7 @@ impl GroupState {
 
     /// What the group's settings mean for its records.
     pub(crate) fn rules(&self) -> Rules {
-        Rules {
-            delivery_attempt_limit: self.settings.delivery_attempt_limit,
-            dead_letter: self.settings.dead_letter_topic.is_some(),
-            redelivery_backoff: self.settings.redelivery_backoff,
-        }
+        Rules::of(&self.settings)
     }
 
     /// Starts reading partition `partition` of `topic` at `start` unless the group reads it
@@ -416,10 +412,27 @@ impl GroupState {
     /// Archives the records waiting for a dead-letter topic the group no longer has (those
     /// whose append is under way are archived once it ends); returns the records to write.
     pub(crate) fn archive_dead_letters(&mut self, group: &str) -> Vec<StateRecord> {
+        self.archive_where(group, SharePartition::archive_dead_letters)
+    }
+
+    /// Archives the waiting records delivered as often as the delivery limit allows (it was
+    /// lowered), through the dead-letter topic if the group has one; returns the records to
+    /// write.
+    pub(crate) fn enforce_delivery_limit(&mut self, group: &str) -> Vec<StateRecord> {
+        let rules = self.rules();
+        self.archive_where(group, |share| share.enforce_limit(&rules))
+    }
+
+    /// The records making durable what `archive` archived in each share-partition.
+    fn archive_where(
+        &mut self,
+        group: &str,
+        mut archive: impl FnMut(&mut SharePartition) -> Vec<u64>,
+    ) -> Vec<StateRecord> {
         let mut records = Vec::new();
         for (topic, ps) in &mut self.partitions {
             for (partition, share) in ps.iter_mut() {
-                let archived = share.archive_dead_letters();
+                let archived = archive(share);
                 if !archived.is_empty() {
                     records.push((
                         group.to_owned(),

@@ -217,9 +217,11 @@ impl Broker {
     }
 
     /// Replaces a share group's settings, durably. They apply from now on: to locks taken,
-    /// releases and acknowledgements after this returns.
+    /// releases and acknowledgements after this returns. Records waiting that were delivered
+    /// as often as a lowered delivery limit allows are archived (dead-lettered, with a
+    /// dead-letter topic); without a dead-letter topic, those waiting for one are archived.
     pub async fn alter_share_group(
-        &self,
+        self: &Arc<Self>,
         group: &str,
         settings: ShareGroupSettings,
     ) -> Result<(), BrokerError> {
@@ -247,9 +249,12 @@ impl Broker {
             if removes_dlq {
                 records.extend(state.archive_dead_letters(group));
             }
+            records.extend(state.enforce_delivery_limit(group));
             self.share.write(records)
         };
         handle.wake.notify_waiters();
+        // Dead letters the new settings made due are appended by the sweep.
+        self.share.start_ticker(self);
         wait_durable(group, durables).await
     }
 

@@ -106,6 +106,17 @@ pub(crate) struct Rules {
     pub(crate) redelivery_backoff: std::time::Duration,
 }
 
+impl Rules {
+    /// The rules of a group with `settings`.
+    pub(crate) fn of(settings: &crate::share::ShareGroupSettings) -> Rules {
+        Rules {
+            delivery_attempt_limit: settings.delivery_attempt_limit,
+            dead_letter: settings.dead_letter_topic.is_some(),
+            redelivery_backoff: settings.redelivery_backoff,
+        }
+    }
+}
+
 /// Why an acknowledgement or renewal does not apply.
 pub(crate) type NotHeld = &'static str;
 
@@ -531,6 +542,26 @@ impl SharePartition {
         waiting
     }
 
+    /// Archives the waiting records delivered `rules.delivery_attempt_limit` times or more
+    /// (the limit was lowered): to be dead-lettered when `rules.dead_letter`, at once
+    /// otherwise. Returns the offsets archived at once.
+    pub(crate) fn enforce_limit(&mut self, rules: &Rules) -> Vec<u64> {
+        let over: Vec<u64> = self
+            .slots
+            .iter()
+            .filter(|(_, e)| {
+                matches!(e.slot, Slot::Available { .. })
+                    && e.delivery_count >= rules.delivery_attempt_limit
+            })
+            .map(|(offset, _)| *offset)
+            .collect();
+        over.into_iter()
+            .filter(|&offset| {
+                self.archive(offset, ArchiveReason::DeliveryLimit, rules) == Released::Archived
+            })
+            .collect()
+    }
+
     /// Marks one record under way to the dead-letter topic (after a reject), if it is
     /// waiting for it.
     pub(crate) fn start_dead_letter(&mut self, offset: u64) -> Option<(u32, ArchiveReason)> {
@@ -772,6 +803,25 @@ mod tests {
         let (p, archived) = SharePartition::restore(0, 0, 0, entries, &RULES);
         assert_eq!(archived, [0, 1]);
         assert_eq!((p.start(), p.dead_lettered), (2, 2));
+    }
+
+    #[test]
+    fn a_lowered_limit_archives_the_records_that_reached_it() {
+        let now = Instant::now();
+        let later = now + Duration::from_secs(30);
+        let a = holder("a");
+        let mut p = SharePartition::new(0);
+        p.acquire(&a, 3, now, later, 3, 10);
+        for offset in [0, 1] {
+            assert_eq!(p.release("a", offset, now, &RULES), Ok(Released::Available));
+        }
+        let lowered = Rules {
+            delivery_attempt_limit: 1,
+            ..RULES
+        };
+        // 0 and 1 wait with one delivery each; 2 is held and keeps its lock.
+        assert_eq!(p.enforce_limit(&lowered), [0, 1]);
+        assert_eq!((p.start(), p.dead_lettered, p.in_flight()), (2, 2, 1));
     }
 
     #[test]

@@ -638,7 +638,11 @@ async fn a_reject_waiting_for_its_dead_letter_is_not_delivered_again_after_a_cra
     let member = join(&t.broker, "workers", "jobs", 10, earliest()).await;
     let got = member.acquire(10, NO_WAIT).await.expect("acquire");
     let seen: Vec<(u64, u32)> = got.iter().map(|r| (r.offset, r.delivery_count)).collect();
-    assert_eq!(seen, [(1, 2)], "the rejected record 0 is not delivered again");
+    assert_eq!(
+        seen,
+        [(1, 2)],
+        "the rejected record 0 is not delivered again"
+    );
     // Once the dead-letter topic exists again, a sweep appends the waiting dead letter.
     topic_with(&t.broker, "jobs.dlq", 1, 0).await;
     let mut letters = Vec::new();
