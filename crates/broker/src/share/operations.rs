@@ -3,10 +3,12 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use crate::journal::queue::Durable;
 use crate::share::coordinator::wait_durable;
-use crate::share::group::{GroupState, MemberState, ShareGroup};
+use crate::share::group::{GroupState, MemberState, ShareGroup, partition_record};
+use crate::share::partition::Holder;
 use crate::share::reader::ends;
-use crate::share::state_record::Change;
+use crate::share::state_record::{Change, Outcome, runs};
 use crate::share::{
     ShareGroupDescription, ShareGroupSettings, ShareGroupSummary, ShareJoin, ShareMember,
     ShareOffsetReset, SharePartitionState,
@@ -25,16 +27,7 @@ impl Broker {
     /// is one the group reads, or the group has `share.max_members` members
     /// ([`BrokerError::ShareGroupFull`]).
     pub async fn share_join(self: &Arc<Self>, join: ShareJoin) -> Result<ShareMember, BrokerError> {
-        let coordinator = &self.share;
-        coordinator.check_running()?;
-        validate_group_name(&join.group)?;
-        let config = &coordinator.config;
-        if join.topics.is_empty() {
-            return Err(BrokerError::invalid_request(
-                "topics",
-                "a share group member must read at least one topic",
-            ));
-        }
+        let config = &self.share.config;
         if !(1..=config.max_prefetch).contains(&join.prefetch) {
             return Err(BrokerError::invalid_request(
                 "prefetch",
@@ -42,6 +35,52 @@ impl Broker {
                     "{} is outside 1..={} (share.max_prefetch)",
                     join.prefetch, config.max_prefetch
                 ),
+            ));
+        }
+        let id = self.share.member_id(&join.group);
+        let (group, durables) = self.enter_share_group(&join, Some(&id))?;
+        let member = ShareMember::new(Arc::clone(self), group, id);
+        wait_durable(&join.group, durables).await?;
+        self.share.start_ticker(self);
+        Ok(member)
+    }
+
+    /// Creates share group `group` reading every partition of `topics` unless it exists
+    /// (then adds the partitions it does not read yet), durably, without joining it: its
+    /// records wait for the members to come. `settings` (or `share.defaults`) apply only
+    /// when this creates the group. Fails as [`Broker::share_join`] does.
+    pub async fn declare_share_group(
+        &self,
+        group: &str,
+        topics: &[String],
+        settings: Option<ShareGroupSettings>,
+    ) -> Result<(), BrokerError> {
+        let join = ShareJoin {
+            group: group.to_owned(),
+            topics: topics.to_vec(),
+            prefetch: 1,
+            settings,
+        };
+        let (_, durables) = self.enter_share_group(&join, None)?;
+        wait_durable(group, durables).await
+    }
+
+    /// Creates (if needed) the group of `join`, adds the partitions of its topics it does
+    /// not read yet and, with `member`, adds that member. Returns the group and the writes
+    /// making it durable.
+    fn enter_share_group(
+        &self,
+        join: &ShareJoin,
+        member: Option<&Holder>,
+    ) -> Result<(Arc<ShareGroup>, Vec<Durable>), BrokerError> {
+        let coordinator = &self.share;
+        coordinator.check_running()?;
+        validate_group_name(&join.group)?;
+        let config = &coordinator.config;
+        if join.topics.is_empty() {
+            return Err(BrokerError::invalid_request(
+                "topics",
+                "a share group must read at least one topic",
             ));
         }
         if let Some(settings) = &join.settings {
@@ -54,8 +93,7 @@ impl Broker {
                 partitions.push((topic.clone(), partition));
             }
         }
-        let id = coordinator.member_id(&join.group);
-        let (group, durables) = coordinator.with_registry(|groups| {
+        coordinator.with_registry(|groups| {
             let mut records = Vec::new();
             // A new group enters the registry only once every check has passed, its
             // settings record first in the journal.
@@ -83,7 +121,7 @@ impl Broker {
             {
                 return Err(dead_letter_loop(&join.group, dlq));
             }
-            if state.members.len() >= config.max_members {
+            if member.is_some() && state.members.len() >= config.max_members {
                 return Err(BrokerError::ShareGroupFull {
                     group: join.group.clone(),
                     limit: config.max_members,
@@ -99,25 +137,23 @@ impl Broker {
                 };
                 records.extend(state.add_partition(&join.group, topic, *partition, start));
             }
-            state.members.insert(
-                Arc::clone(&id),
-                MemberState {
-                    prefetch: join.prefetch,
-                    held: 0,
-                    topics: topics.iter().cloned().collect(),
-                },
-            );
+            if let Some(id) = member {
+                state.members.insert(
+                    Arc::clone(id),
+                    MemberState {
+                        prefetch: join.prefetch,
+                        held: 0,
+                        topics: topics.iter().cloned().collect(),
+                    },
+                );
+            }
             let durables = coordinator.write(records);
             drop(state);
             if created {
                 groups.insert(join.group.clone(), Arc::clone(&group));
             }
             Ok((group, durables))
-        })?;
-        let member = ShareMember::new(Arc::clone(self), Arc::clone(&group), id);
-        wait_durable(&join.group, durables).await?;
-        coordinator.start_ticker(self);
-        Ok(member)
+        })
     }
 
     /// Every share group, by name.
@@ -256,6 +292,49 @@ impl Broker {
         // Dead letters the new settings made due are appended by the sweep.
         self.share.start_ticker(self);
         wait_durable(group, durables).await
+    }
+
+    /// Purges a share group (RabbitMQ's queue purge): every record waiting is archived,
+    /// counted as dead-lettered, not dead-lettered; records in flight stay. Returns how many
+    /// were purged. Durable before it returns.
+    pub async fn purge_share_group(&self, group: &str) -> Result<u64, BrokerError> {
+        self.share.check_running()?;
+        let handle = self
+            .share
+            .group(group)
+            .ok_or_else(|| BrokerError::ShareGroupNotFound {
+                group: group.to_owned(),
+            })?;
+        let max_window = u64::from(self.share.config.max_in_flight_per_partition);
+        let (durables, purged) = {
+            let mut state = handle.state.lock();
+            let mut records = Vec::new();
+            let mut purged = 0;
+            for (topic, ps) in &mut state.partitions {
+                for (partition, share) in ps.iter_mut() {
+                    let end = ends(self, topic, *partition).map_or(share.start(), |(_, end)| end);
+                    let (archived, count) = share.purge(end, max_window);
+                    if count == 0 {
+                        continue;
+                    }
+                    purged += count;
+                    if !archived.is_empty() {
+                        records.push((
+                            group.to_owned(),
+                            Change::Acked {
+                                topic: topic.to_string(),
+                                partition: *partition,
+                                runs: runs(archived.into_iter().map(|o| (o, Outcome::Archived))),
+                            },
+                        ));
+                    }
+                    records.push(partition_record(group, topic, *partition, share));
+                }
+            }
+            (self.share.write(records), purged)
+        };
+        wait_durable(group, durables).await?;
+        Ok(purged)
     }
 
     /// Drops a deleted topic's share-partitions from every share group, durably.

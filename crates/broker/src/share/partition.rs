@@ -562,6 +562,43 @@ impl SharePartition {
             .collect()
     }
 
+    /// Archives every record waiting below `end` (RabbitMQ's queue purge), counted as
+    /// dead-lettered; records in flight stay. With none in flight the start moves to `end`;
+    /// otherwise the never-delivered records are archived as far as `max_window` reaches.
+    /// Returns the offsets archived inside the window (the caller writes them down with the
+    /// new start) and how many records were purged.
+    pub(crate) fn purge(&mut self, end: u64, max_window: u64) -> (Vec<u64>, u64) {
+        if self.acquired == 0 && self.dead_lettering == 0 {
+            let purged = self.waiting(end);
+            self.slots.clear();
+            self.done = 0;
+            self.start = self.start.max(end);
+            self.next = self.start;
+            self.dead_lettered += purged;
+            return (Vec::new(), purged);
+        }
+        let mut archived: Vec<u64> = self
+            .slots
+            .iter()
+            .filter(|(_, e)| matches!(e.slot, Slot::Available { .. }))
+            .map(|(offset, _)| *offset)
+            .collect();
+        for &offset in &archived {
+            self.acquired += 1; // finish counts it out again
+            self.finish(offset, Slot::Archived);
+        }
+        while self.next < end && self.next - self.start < max_window {
+            archived.push(self.next);
+            self.push(Slot::Archived, 0);
+            self.done += 1;
+            self.dead_lettered += 1;
+        }
+        self.advance();
+        let purged = archived.len() as u64;
+        archived.retain(|offset| *offset >= self.start);
+        (archived, purged)
+    }
+
     /// Marks one record under way to the dead-letter topic (after a reject), if it is
     /// waiting for it.
     pub(crate) fn start_dead_letter(&mut self, offset: u64) -> Option<(u32, ArchiveReason)> {
@@ -822,6 +859,23 @@ mod tests {
         // 0 and 1 wait with one delivery each; 2 is held and keeps its lock.
         assert_eq!(p.enforce_limit(&lowered), [0, 1]);
         assert_eq!((p.start(), p.dead_lettered, p.in_flight()), (2, 2, 1));
+    }
+
+    #[test]
+    fn a_purge_archives_what_waits_and_keeps_what_is_in_flight() {
+        let now = Instant::now();
+        let later = now + Duration::from_secs(30);
+        let a = holder("a");
+        let mut p = SharePartition::new(0);
+        assert_eq!(p.purge(5, 10), (Vec::new(), 5));
+        assert_eq!((p.start(), p.next(), p.dead_lettered), (5, 5, 5));
+        p.acquire(&a, 2, now, later, 10, 10);
+        assert_eq!(p.release("a", 6, now, &RULES), Ok(Released::Available));
+        // 5 is held; 6 (released) and 7..10 wait; the window reaches 9.
+        let (archived, purged) = p.purge(10, 4);
+        assert_eq!((archived, purged), (vec![6, 7, 8], 3));
+        assert_eq!((p.start(), p.next(), p.in_flight()), (5, 9, 1));
+        assert_eq!(p.waiting(10), 1);
     }
 
     #[test]
