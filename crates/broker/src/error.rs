@@ -462,6 +462,20 @@ pub enum BrokerError {
         /// The group asked for.
         group: String,
     },
+    /// No queue of that name is declared.
+    #[error("no queue {queue:?} is declared")]
+    QueueNotFound {
+        /// The queue.
+        queue: String,
+    },
+    /// A queue deleted only when empty still holds messages.
+    #[error("queue {queue:?} holds {messages} message(s) and was to be deleted only if empty")]
+    QueueNotEmpty {
+        /// The queue.
+        queue: String,
+        /// Messages waiting.
+        messages: u64,
+    },
     /// The operation needs a share group without members.
     #[error("share group {group:?} has {members} member(s); stop its consumers first")]
     ShareGroupHasMembers {
@@ -589,7 +603,8 @@ impl BrokerError {
             BrokerError::TopicNotFound { .. }
             | BrokerError::PartitionNotFound { .. }
             | BrokerError::GroupNotFound { .. }
-            | BrokerError::ShareGroupNotFound { .. } => ErrorKind::NotFound,
+            | BrokerError::ShareGroupNotFound { .. }
+            | BrokerError::QueueNotFound { .. } => ErrorKind::NotFound,
             BrokerError::TopicExists { .. } => ErrorKind::AlreadyExists,
             BrokerError::InvalidTopicName { .. }
             | BrokerError::InvalidPartitionCount { .. }
@@ -613,6 +628,7 @@ impl BrokerError {
             | BrokerError::InconsistentGroupProtocol { .. }
             | BrokerError::GroupKindMismatch { .. }
             | BrokerError::ShareGroupHasMembers { .. }
+            | BrokerError::QueueNotEmpty { .. }
             | BrokerError::RecordNotHeld { .. } => ErrorKind::FailedPrecondition,
             BrokerError::UnknownMember { .. }
             | BrokerError::StaleGeneration { .. }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use sluice_kafka::Advertised;
 
 use crate::config::{
-    GroupSettings, KafkaSettings, LimitSettings, ListenAddr, LogFormat, ProducerSettings, Settings,
+    AmqpSettings, GroupSettings, KafkaSettings, LimitSettings, ListenAddr, LogFormat, ProducerSettings, Settings,
     ShareSettings,
 };
 
@@ -30,6 +30,9 @@ pub struct ServeArgs {
     /// HOST:PORT that Kafka Metadata hands out as this broker's address [env: SLUICE_KAFKA_ADVERTISED] [default: the address each client connected to]
     #[arg(long, value_name = "HOST:PORT")]
     pub kafka_advertised: Option<Advertised>,
+    /// Address of the AMQP 0-9-1 listener, or `off` [env: SLUICE_AMQP_LISTEN] [default: 127.0.0.1:5672]
+    #[arg(long, value_name = "ADDR|off")]
+    pub amqp_listen: Option<ListenAddr>,
     /// TOML file with settings [env: SLUICE_CONFIG]
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -117,6 +120,10 @@ impl ServeArgs {
                 listen: self.kafka_listen,
                 advertised: self.kafka_advertised.clone(),
                 ..KafkaSettings::default()
+            },
+            amqp: AmqpSettings {
+                listen: self.amqp_listen,
+                ..AmqpSettings::default()
             },
             producers: ProducerSettings::default(),
             topic_defaults: self.topic_defaults.iter().cloned().collect(),

@@ -21,6 +21,7 @@ use sluice_broker::{
     BrokerConfig, GroupConfig, Limits, ProducerConfig, ShareConfig, ShareGroupSettings,
     ShareOffsetReset, TopicConfig,
 };
+use sluice_amqp::AmqpConfig;
 use sluice_kafka::{Advertised, KafkaConfig};
 
 use crate::cli::ServeArgs;
@@ -32,6 +33,9 @@ pub const DEFAULT_LISTEN: SocketAddr =
 /// Address the Kafka listener listens on when none is configured (Kafka's port).
 pub const DEFAULT_KAFKA_LISTEN: SocketAddr =
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9092));
+/// Address the AMQP listener listens on when none is configured (AMQP's port).
+pub const DEFAULT_AMQP_LISTEN: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 5672));
 /// Address the metrics endpoint listens on when none is configured.
 pub const DEFAULT_METRICS_LISTEN: SocketAddr =
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9644));
@@ -109,6 +113,10 @@ pub struct ServerConfig {
     pub kafka_listen: Option<SocketAddr>,
     /// How the Kafka front end behaves.
     pub kafka: KafkaConfig,
+    /// Address of the AMQP listener; `None` when it is off.
+    pub amqp_listen: Option<SocketAddr>,
+    /// How the AMQP front end behaves.
+    pub amqp: AmqpConfig,
     /// Data directory, topic defaults, broker limits and retention interval.
     pub broker: BrokerConfig,
     /// Largest gRPC request message accepted (`limits.max_request_bytes`).
@@ -170,6 +178,9 @@ pub struct Settings {
     /// `[kafka]`: the Kafka listener.
     #[serde(default)]
     pub kafka: KafkaSettings,
+    /// `[amqp]`: the AMQP listener.
+    #[serde(default)]
+    pub amqp: AmqpSettings,
     /// `[producers]`: how long and how many idempotent producers partitions remember.
     #[serde(default)]
     pub producers: ProducerSettings,
@@ -326,6 +337,71 @@ impl KafkaSettings {
                 ),
             ));
         }
+        Ok((listen, config))
+    }
+}
+
+/// The `[amqp]` table: the AMQP 0-9-1 listener.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AmqpSettings {
+    /// `amqp.listen`: address of the AMQP listener, or `off`.
+    pub listen: Option<ListenAddr>,
+    /// `amqp.frame_max`: the largest frame, in bytes.
+    pub frame_max: Option<u32>,
+    /// `amqp.channel_max`: the most channels per connection.
+    pub channel_max: Option<u16>,
+    /// `amqp.heartbeat_secs`: the heartbeat interval the server proposes (0: none).
+    pub heartbeat_secs: Option<u64>,
+    /// `amqp.max_message_bytes`: the largest message body.
+    pub max_message_bytes: Option<u64>,
+}
+
+impl AmqpSettings {
+    /// These settings with every one of `higher` that is set taking precedence.
+    fn overlay(self, higher: AmqpSettings) -> AmqpSettings {
+        AmqpSettings {
+            listen: higher.listen.or(self.listen),
+            frame_max: higher.frame_max.or(self.frame_max),
+            channel_max: higher.channel_max.or(self.channel_max),
+            heartbeat_secs: higher.heartbeat_secs.or(self.heartbeat_secs),
+            max_message_bytes: higher.max_message_bytes.or(self.max_message_bytes),
+        }
+    }
+
+    /// Sets `name` (a field name) from text; `false` when there is no such field.
+    fn set(&mut self, key: &str, name: &str, value: &str) -> Result<bool, ServerError> {
+        match name {
+            "listen" => self.listen = Some(parse(key, value)?),
+            "frame_max" => self.frame_max = Some(parse(key, value)?),
+            "channel_max" => self.channel_max = Some(parse(key, value)?),
+            "heartbeat_secs" => self.heartbeat_secs = Some(parse(key, value)?),
+            "max_message_bytes" => self.max_message_bytes = Some(parse(key, value)?),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// The listen address (`None`: off) and the front end's config, checked.
+    fn resolve(&self) -> Result<(Option<SocketAddr>, AmqpConfig), ServerError> {
+        let defaults = AmqpConfig::default();
+        let listen = match self.listen {
+            None => Some(DEFAULT_AMQP_LISTEN),
+            Some(ListenAddr::Off) => None,
+            Some(ListenAddr::Addr(addr)) => Some(addr),
+        };
+        let config = AmqpConfig {
+            frame_max: self.frame_max.unwrap_or(defaults.frame_max),
+            channel_max: self.channel_max.unwrap_or(defaults.channel_max),
+            heartbeat: self
+                .heartbeat_secs
+                .map_or(defaults.heartbeat, Duration::from_secs),
+            max_message_bytes: self.max_message_bytes.unwrap_or(defaults.max_message_bytes),
+        };
+        config.validate().map_err(|reason| {
+            let (key, rest) = reason.split_once(": ").unwrap_or(("amqp", &reason));
+            invalid(key, "", rest)
+        })?;
         Ok((listen, config))
     }
 }
@@ -682,6 +758,7 @@ impl Settings {
             groups: self.groups.overlay(higher.groups),
             share: self.share.overlay(higher.share),
             kafka: self.kafka.overlay(higher.kafka),
+            amqp: self.amqp.overlay(higher.amqp),
             producers: self.producers.overlay(higher.producers),
             topic_defaults,
         }
@@ -737,6 +814,8 @@ impl Settings {
                     return self.share.set(key, name, value);
                 } else if let Some(name) = key.strip_prefix("kafka.") {
                     return self.kafka.set(key, name, value);
+                } else if let Some(name) = key.strip_prefix("amqp.") {
+                    return self.amqp.set(key, name, value);
                 } else if let Some(name) = key.strip_prefix("producers.") {
                     return self.producers.set(key, name, value);
                 } else {
@@ -825,6 +904,7 @@ impl Settings {
         broker.groups = self.groups.resolve()?;
         broker.share = self.share.resolve()?;
         let (kafka_listen, kafka) = self.kafka.resolve()?;
+        let (amqp_listen, amqp) = self.amqp.resolve()?;
         broker.producers = self.producers.resolve()?;
         broker.retention_check_interval = match self.retention_check_interval_ms {
             None => broker.retention_check_interval,
@@ -847,6 +927,8 @@ impl Settings {
             },
             kafka_listen,
             kafka,
+            amqp_listen,
+            amqp,
             broker,
             max_request_bytes,
             max_streams_per_connection,
@@ -934,6 +1016,7 @@ impl Environment {
 /// `SLUICE_GROUPS_HEARTBEAT_INTERVAL_MS` -> `groups.heartbeat_interval_ms`,
 /// `SLUICE_SHARE_MAX_PREFETCH` -> `share.max_prefetch`,
 /// `SLUICE_KAFKA_LISTEN` -> `kafka.listen`,
+/// `SLUICE_AMQP_LISTEN` -> `amqp.listen`,
 /// `SLUICE_PRODUCERS_ID_EXPIRATION_MS` -> `producers.id_expiration_ms`.
 fn setting_key(env_name: &str) -> String {
     let name = env_name
@@ -950,6 +1033,8 @@ fn setting_key(env_name: &str) -> String {
         format!("share.{share}")
     } else if let Some(kafka) = name.strip_prefix("kafka_") {
         format!("kafka.{kafka}")
+    } else if let Some(amqp) = name.strip_prefix("amqp_") {
+        format!("amqp.{amqp}")
     } else if let Some(producer) = name.strip_prefix("producers_") {
         format!("producers.{producer}")
     } else {

@@ -76,6 +76,9 @@ pub enum ServerError {
     /// The Kafka listener could not start (its message names `kafka.listen`).
     #[error("{0} (set kafka.listen to another address, or to off)")]
     Kafka(#[from] sluice_kafka::KafkaError),
+    /// The AMQP listener could not start (its message names the address or setting).
+    #[error("{0} (set amqp.listen to another address, or to off)")]
+    Amqp(#[from] sluice_amqp::AmqpError),
     /// The metrics endpoint's address could not be bound.
     #[error(
         "cannot listen on {addr} for the metrics endpoint (set metrics_listen to another \

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use sluice_broker::Broker;
 use sluice_grpc::{Accept, ObserveCalls};
+use sluice_amqp::AmqpListener;
 use sluice_kafka::KafkaListener;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -38,6 +39,8 @@ pub struct Server {
     metrics: Option<(SocketAddr, AbortOnDrop)>,
     /// The Kafka listener, unless it is off.
     kafka: Option<KafkaListener>,
+    /// The AMQP listener, unless it is off.
+    amqp: Option<AmqpListener>,
 }
 
 impl Server {
@@ -70,6 +73,10 @@ impl Server {
             }
             None => None,
         };
+        let amqp = match config.amqp_listen {
+            Some(addr) => Some(AmqpListener::bind(addr, config.amqp.clone()).await?),
+            None => None,
+        };
         let listener = TcpListener::bind(config.listen).await.map_err(bind_error)?;
         let local_addr = listener.local_addr().map_err(bind_error)?;
         let listener = Arc::new(listener);
@@ -89,6 +96,7 @@ impl Server {
             health,
             metrics,
             kafka,
+            amqp,
         })
     }
 
@@ -109,6 +117,12 @@ impl Server {
         self.kafka.as_ref().map(KafkaListener::local_addr)
     }
 
+    /// The address of the AMQP listener (with the real port when port 0 was asked for), or
+    /// `None` when it is off.
+    pub fn amqp_addr(&self) -> Option<SocketAddr> {
+        self.amqp.as_ref().map(AmqpListener::local_addr)
+    }
+
     /// Serves until `shutdown` resolves. Then stops accepting connections, reports
     /// NOT_SERVING, ends long-running calls, lets in-flight requests finish (for up to
     /// 10 s) and closes the broker's logs cleanly.
@@ -121,6 +135,7 @@ impl Server {
             health,
             metrics: _metrics,
             kafka,
+            amqp,
         } = self;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(sluice_proto::FILE_DESCRIPTOR_SET)
@@ -131,6 +146,7 @@ impl Server {
         health.serving(Arc::clone(&broker)).await;
         // Ends by itself once the broker drains.
         let kafka = kafka.map(|listener| tokio::spawn(listener.serve(Arc::clone(&broker))));
+        let amqp = amqp.map(|listener| tokio::spawn(listener.serve(Arc::clone(&broker))));
 
         let routes = sluice_grpc::routes(&broker, config.max_request_bytes)
             .add_service(health.service())
@@ -167,6 +183,9 @@ impl Server {
             // Its connections end once their current request is answered; the grace
             // period above bounds how long those take.
             kafka.abort();
+        }
+        if let Some(amqp) = amqp {
+            amqp.abort();
         }
         let closed = broker.shutdown().await.map_err(ServerError::Shutdown);
         match (served, closed) {
@@ -233,6 +252,9 @@ pub async fn run(
     let server = Server::start(config).await?;
     if let Some(addr) = server.metrics_addr() {
         println!("sluice metrics on {addr}");
+    }
+    if let Some(addr) = server.amqp_addr() {
+        println!("sluice amqp on {addr}");
     }
     if let Some(addr) = server.kafka_addr() {
         println!("sluice kafka on {addr}");

@@ -172,6 +172,25 @@ impl Broker {
             .collect()
     }
 
+    /// Records waiting in a share group (its queue length), summed over its partitions
+    /// without reading any record; `None` when the group does not exist.
+    pub fn share_waiting(&self, group: &str) -> Option<u64> {
+        let handle = self.share.group(group)?;
+        let state = handle.state.lock();
+        Some(
+            state
+                .partitions
+                .iter()
+                .flat_map(|(topic, ps)| {
+                    ps.iter().map(move |(partition, share)| {
+                        let end = ends(self, topic, *partition).map_or(share.start(), |(_, end)| end);
+                        share.waiting(end)
+                    })
+                })
+                .sum(),
+        )
+    }
+
     /// A share group's settings, members and share-partitions: per partition its start
     /// offset, high watermark, records waiting and in flight, the counters, and the
     /// timestamp of the oldest waiting record (one batch read per partition with records

@@ -1,0 +1,129 @@
+//! Queues, as message-queue protocols (AMQP) know them: a topic of one partition read by
+//! the share group of the same name, plus a definition in the routing state (durable,
+//! exclusive, auto-delete, arguments). The queue's messages are the topic's records, so
+//! every protocol reads and measures them; its length is what the share group has waiting.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::share::{ShareGroupSettings, ShareJoin, ShareOffsetReset};
+use crate::{AckKind, Broker, BrokerError, QueueSpec};
+
+/// A queue's definition and length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueStatus {
+    /// Its definition.
+    pub spec: QueueSpec,
+    /// Messages waiting (not delivered, or released and not delivered again).
+    pub messages: u64,
+}
+
+impl Broker {
+    /// Declares a queue: defines it (an equal definition is a no-op, a different one
+    /// fails naming the field), creates its topic (one partition) unless it exists, and
+    /// the share group reading it, which starts at the topic's start when this created
+    /// the topic (else at its end, as a new share group does), so every message published
+    /// from now on waits for the queue's consumers.
+    pub async fn declare_queue(&self, spec: QueueSpec) -> Result<QueueStatus, BrokerError> {
+        let created = match self.create_topic(&spec.name, 1, &BTreeMap::new()).await {
+            Ok(()) => true,
+            Err(BrokerError::TopicExists { .. }) => false,
+            Err(err) => return Err(err),
+        };
+        let settings = created.then(|| ShareGroupSettings {
+            auto_offset_reset: ShareOffsetReset::Earliest,
+            ..self.share.config.defaults.clone()
+        });
+        self.declare_share_group(&spec.name, std::slice::from_ref(&spec.name), settings)
+            .await?;
+        self.define_queue(spec.clone()).await?;
+        Ok(QueueStatus {
+            messages: self.share_waiting(&spec.name).unwrap_or(0),
+            spec,
+        })
+    }
+
+    /// The definition and length of a declared queue.
+    pub fn queue_status(&self, name: &str) -> Result<QueueStatus, BrokerError> {
+        let spec = self
+            .queue_definition(name)
+            .ok_or_else(|| queue_not_found(name))?;
+        Ok(QueueStatus {
+            messages: self.share_waiting(name).unwrap_or(0),
+            spec,
+        })
+    }
+
+    /// Purges a declared queue: every waiting message goes (those delivered and not yet
+    /// acknowledged stay). Returns how many went.
+    pub async fn purge_queue(&self, name: &str) -> Result<u64, BrokerError> {
+        self.queue_status(name)?;
+        self.purge_share_group(name).await
+    }
+
+    /// Drops the `count` oldest waiting messages of a declared queue (the head, as a
+    /// queue over its `x-max-length` does); returns how many went.
+    pub async fn drop_queue_head(self: &Arc<Self>, name: &str, count: u32) -> Result<u64, BrokerError> {
+        if count == 0 {
+            return Ok(0);
+        }
+        let prefetch = count.min(self.share.config.max_prefetch);
+        let member = self
+            .share_join(ShareJoin {
+                group: name.to_owned(),
+                topics: vec![name.to_owned()],
+                prefetch,
+                settings: None,
+            })
+            .await?;
+        let records = member.acquire(prefetch, std::time::Duration::ZERO).await?;
+        let acks = records
+            .iter()
+            .map(|r| crate::Ack {
+                topic: r.topic.to_string(),
+                partition: r.partition,
+                offset: r.offset,
+                kind: AckKind::Accept,
+            })
+            .collect();
+        member.acknowledge(acks).await?;
+        Ok(records.len() as u64)
+    }
+
+    /// Deletes a declared queue: its definition and bindings, its share group and its
+    /// topic. With `if_empty`, refuses while messages wait; refuses while the share group
+    /// has members (consumers). Returns how many messages it held.
+    pub async fn delete_queue(&self, name: &str, if_empty: bool) -> Result<u64, BrokerError> {
+        let status = self.queue_status(name)?;
+        if if_empty && status.messages > 0 {
+            return Err(BrokerError::QueueNotEmpty {
+                queue: name.to_owned(),
+                messages: status.messages,
+            });
+        }
+        if let Ok(described) = self.describe_share_group(name)
+            && !described.members.is_empty()
+        {
+            return Err(BrokerError::ShareGroupHasMembers {
+                group: name.to_owned(),
+                members: described.members.len(),
+            });
+        }
+        self.forget_queue(name).await?;
+        match self.delete_share_group(name).await {
+            Ok(()) | Err(BrokerError::ShareGroupNotFound { .. }) => {}
+            Err(err) => return Err(err),
+        }
+        match self.delete_topic(name).await {
+            Ok(()) | Err(BrokerError::TopicNotFound { .. }) => {}
+            Err(err) => return Err(err),
+        }
+        Ok(status.messages)
+    }
+}
+
+fn queue_not_found(name: &str) -> BrokerError {
+    BrokerError::QueueNotFound {
+        queue: name.to_owned(),
+    }
+}
