@@ -56,6 +56,7 @@ mod produce;
 mod producers;
 mod raw_batch;
 mod reservations;
+mod routing;
 mod share;
 mod subscriptions;
 mod topic;
@@ -80,6 +81,7 @@ pub use lifecycle::Draining;
 pub use name::validate_topic_name;
 pub use produce::{NewRecord, ProduceRecord};
 pub use producers::{ProducerConfig, ProducerIdentity};
+pub use routing::{BindingSpec, ExchangeKind, ExchangeSpec, QueueSpec};
 pub use share::{
     Ack, AckKind, AcquiredRecord, DLQ_DELIVERY_COUNT_HEADER, DLQ_OFFSET_HEADER,
     DLQ_PARTITION_HEADER, DLQ_REASON_HEADER, DLQ_TOPIC_HEADER, ShareConfig, ShareGroupDescription,
