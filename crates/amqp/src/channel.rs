@@ -82,12 +82,14 @@ impl Channel {
             consumer.task.abort();
         }
         tracing::debug!(channel = self.id, code = failure.code, reason = %failure.text, "closing an AMQP channel");
-        self.reply(AMQPClass::Channel(channel::AMQPMethod::Close(channel::Close {
-            reply_code: failure.code,
-            reply_text: ShortString::from(failure.text.as_str()),
-            class_id: failure.class_id,
-            method_id: failure.method_id,
-        })))
+        self.reply(AMQPClass::Channel(channel::AMQPMethod::Close(
+            channel::Close {
+                reply_code: failure.code,
+                reply_text: ShortString::from(failure.text.as_str()),
+                class_id: failure.class_id,
+                method_id: failure.method_id,
+            },
+        )))
         .await;
     }
 
@@ -105,17 +107,33 @@ impl Channel {
     }
 
     /// Handles one frame; `Ok(false)` once the channel is closed.
-    pub(crate) async fn handle(&mut self, frame: AMQPFrame, shared: &Arc<Shared>, connection: ConnectionId) -> Result<bool, Failure> {
+    pub(crate) async fn handle(
+        &mut self,
+        frame: AMQPFrame,
+        shared: &Arc<Shared>,
+        connection: ConnectionId,
+    ) -> Result<bool, Failure> {
         if self.closing {
             return Ok(!matches!(
                 frame,
-                AMQPFrame::Method(_, AMQPClass::Channel(channel::AMQPMethod::CloseOk(_) | channel::AMQPMethod::Close(_)))
+                AMQPFrame::Method(
+                    _,
+                    AMQPClass::Channel(
+                        channel::AMQPMethod::CloseOk(_) | channel::AMQPMethod::Close(_)
+                    )
+                )
             ));
         }
         match frame {
             AMQPFrame::Header(_, header) => {
-                let incoming = self.incoming.as_mut().ok_or_else(|| Failure::connection(UNEXPECTED_FRAME, "a content header without a publish"))?;
-                match incoming.header(header.body_size, header.properties, shared.config.max_message_bytes) {
+                let incoming = self.incoming.as_mut().ok_or_else(|| {
+                    Failure::connection(UNEXPECTED_FRAME, "a content header without a publish")
+                })?;
+                match incoming.header(
+                    header.body_size,
+                    header.properties,
+                    shared.config.max_message_bytes,
+                ) {
                     Ok(Some(message)) => self.published(shared, message).await?,
                     Ok(None) => {}
                     Err(failure) => {
@@ -126,7 +144,9 @@ impl Channel {
                 Ok(true)
             }
             AMQPFrame::Body(_, bytes) => {
-                let incoming = self.incoming.as_mut().ok_or_else(|| Failure::connection(UNEXPECTED_FRAME, "a content body without a publish"))?;
+                let incoming = self.incoming.as_mut().ok_or_else(|| {
+                    Failure::connection(UNEXPECTED_FRAME, "a content body without a publish")
+                })?;
                 if let Some(message) = incoming.body(&bytes)? {
                     self.published(shared, message).await?;
                 }
@@ -134,31 +154,59 @@ impl Channel {
             }
             AMQPFrame::Method(_, class) => {
                 if self.incoming.is_some() {
-                    return Err(Failure::connection(UNEXPECTED_FRAME, "a method frame inside a publish's content"));
+                    return Err(Failure::connection(
+                        UNEXPECTED_FRAME,
+                        "a method frame inside a publish's content",
+                    ));
                 }
                 let (class_id, method_id) = (class.get_amqp_class_id(), class.get_amqp_method_id());
                 self.method(class, shared, connection)
                     .await
-                    .map_err(|failure| if failure.class_id == 0 { failure.on(class_id, method_id) } else { failure })
+                    .map_err(|failure| {
+                        if failure.class_id == 0 {
+                            failure.on(class_id, method_id)
+                        } else {
+                            failure
+                        }
+                    })
             }
-            other => Err(Failure::connection(UNEXPECTED_FRAME, format!("unexpected frame {other}"))),
+            other => Err(Failure::connection(
+                UNEXPECTED_FRAME,
+                format!("unexpected frame {other}"),
+            )),
         }
     }
 
-    async fn method(&mut self, class: AMQPClass, shared: &Arc<Shared>, connection: ConnectionId) -> Result<bool, Failure> {
+    async fn method(
+        &mut self,
+        class: AMQPClass,
+        shared: &Arc<Shared>,
+        connection: ConnectionId,
+    ) -> Result<bool, Failure> {
         match class {
             AMQPClass::Channel(method) => match method {
                 channel::AMQPMethod::Close(_) => {
-                    self.reply(AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {}))).await;
+                    self.reply(AMQPClass::Channel(channel::AMQPMethod::CloseOk(
+                        channel::CloseOk {},
+                    )))
+                    .await;
                     Ok(false)
                 }
                 channel::AMQPMethod::CloseOk(_) => Ok(false),
                 channel::AMQPMethod::Flow(flow) => {
                     self.deliveries.set_paused(!flow.active);
-                    self.reply(AMQPClass::Channel(channel::AMQPMethod::FlowOk(channel::FlowOk { active: flow.active }))).await;
+                    self.reply(AMQPClass::Channel(channel::AMQPMethod::FlowOk(
+                        channel::FlowOk {
+                            active: flow.active,
+                        },
+                    )))
+                    .await;
                     Ok(true)
                 }
-                other => Err(Failure::connection(COMMAND_INVALID, format!("channel method {other:?} is not allowed here"))),
+                other => Err(Failure::connection(
+                    COMMAND_INVALID,
+                    format!("channel method {other:?} is not allowed here"),
+                )),
             },
             AMQPClass::Exchange(method) => self.exchange(method, shared).await.map(|()| true),
             AMQPClass::Queue(method) => self.queue(method, shared, connection).await.map(|()| true),
@@ -166,22 +214,41 @@ impl Channel {
             AMQPClass::Confirm(confirm::AMQPMethod::Select(select)) => {
                 self.confirm.get_or_insert(0);
                 if !select.nowait {
-                    self.reply(AMQPClass::Confirm(confirm::AMQPMethod::SelectOk(confirm::SelectOk {}))).await;
+                    self.reply(AMQPClass::Confirm(confirm::AMQPMethod::SelectOk(
+                        confirm::SelectOk {},
+                    )))
+                    .await;
                 }
                 Ok(true)
             }
-            AMQPClass::Tx(_) => Err(Failure::channel(NOT_IMPLEMENTED, "transactions (tx.*) are not supported; use publisher confirms")),
-            AMQPClass::Access(_) => Err(Failure::channel(NOT_IMPLEMENTED, "access.request is deprecated and not supported")),
-            other => Err(Failure::connection(COMMAND_INVALID, format!("method {other:?} is not allowed from a client"))),
+            AMQPClass::Tx(_) => Err(Failure::channel(
+                NOT_IMPLEMENTED,
+                "transactions (tx.*) are not supported; use publisher confirms",
+            )),
+            AMQPClass::Access(_) => Err(Failure::channel(
+                NOT_IMPLEMENTED,
+                "access.request is deprecated and not supported",
+            )),
+            other => Err(Failure::connection(
+                COMMAND_INVALID,
+                format!("method {other:?} is not allowed from a client"),
+            )),
         }
     }
 
-    async fn exchange(&mut self, method: exchange::AMQPMethod, shared: &Arc<Shared>) -> Result<(), Failure> {
+    async fn exchange(
+        &mut self,
+        method: exchange::AMQPMethod,
+        shared: &Arc<Shared>,
+    ) -> Result<(), Failure> {
         let broker = &shared.broker;
         match method {
             exchange::AMQPMethod::Declare(d) => {
                 let kind: ExchangeKind = d.kind.as_str().parse().map_err(|_| {
-                    Failure::connection(COMMAND_INVALID, format!("unknown exchange type '{}'", d.kind))
+                    Failure::connection(
+                        COMMAND_INVALID,
+                        format!("unknown exchange type '{}'", d.kind),
+                    )
                 })?;
                 let spec = sluice_broker::ExchangeSpec {
                     name: d.exchange.to_string(),
@@ -191,26 +258,51 @@ impl Channel {
                     internal: d.internal,
                     arguments: arguments(&d.arguments),
                 };
-                broker.declare_exchange(spec, d.passive).await.map_err(|err| not_found(err, "exchange", d.exchange.as_str()))?;
+                broker
+                    .declare_exchange(spec, d.passive)
+                    .await
+                    .map_err(|err| not_found(err, "exchange", d.exchange.as_str()))?;
                 if !d.nowait {
-                    self.reply(AMQPClass::Exchange(exchange::AMQPMethod::DeclareOk(exchange::DeclareOk {}))).await;
+                    self.reply(AMQPClass::Exchange(exchange::AMQPMethod::DeclareOk(
+                        exchange::DeclareOk {},
+                    )))
+                    .await;
                 }
             }
             exchange::AMQPMethod::Delete(d) => {
-                broker.delete_exchange(d.exchange.as_str(), d.if_unused).await.map_err(|err| not_found(err, "exchange", d.exchange.as_str()))?;
+                broker
+                    .delete_exchange(d.exchange.as_str(), d.if_unused)
+                    .await
+                    .map_err(|err| not_found(err, "exchange", d.exchange.as_str()))?;
                 if !d.nowait {
-                    self.reply(AMQPClass::Exchange(exchange::AMQPMethod::DeleteOk(exchange::DeleteOk {}))).await;
+                    self.reply(AMQPClass::Exchange(exchange::AMQPMethod::DeleteOk(
+                        exchange::DeleteOk {},
+                    )))
+                    .await;
                 }
             }
             exchange::AMQPMethod::Bind(_) | exchange::AMQPMethod::Unbind(_) => {
-                return Err(Failure::channel(NOT_IMPLEMENTED, "exchange-to-exchange bindings are not supported; bind queues"));
+                return Err(Failure::channel(
+                    NOT_IMPLEMENTED,
+                    "exchange-to-exchange bindings are not supported; bind queues",
+                ));
             }
-            other => return Err(Failure::connection(COMMAND_INVALID, format!("exchange method {other:?} is not allowed from a client"))),
+            other => {
+                return Err(Failure::connection(
+                    COMMAND_INVALID,
+                    format!("exchange method {other:?} is not allowed from a client"),
+                ));
+            }
         }
         Ok(())
     }
 
-    async fn queue(&mut self, method: queue::AMQPMethod, shared: &Arc<Shared>, connection: ConnectionId) -> Result<(), Failure> {
+    async fn queue(
+        &mut self,
+        method: queue::AMQPMethod,
+        shared: &Arc<Shared>,
+        connection: ConnectionId,
+    ) -> Result<(), Failure> {
         let broker = &shared.broker;
         match method {
             queue::AMQPMethod::Declare(d) => {
@@ -226,10 +318,15 @@ impl Channel {
                     return Err(locked(&name));
                 }
                 let status = if d.passive {
-                    broker.queue_status(&name).map_err(|err| not_found(err, "queue", &name))?
+                    broker
+                        .queue_status(&name)
+                        .map_err(|err| not_found(err, "queue", &name))?
                 } else {
                     if name.starts_with("amq.") && !d.queue.as_str().is_empty() {
-                        return Err(Failure::channel(ACCESS_REFUSED, format!("queue name '{name}' contains reserved prefix 'amq.*'")));
+                        return Err(Failure::channel(
+                            ACCESS_REFUSED,
+                            format!("queue name '{name}' contains reserved prefix 'amq.*'"),
+                        ));
                     }
                     let spec = QueueSpec {
                         name: name.clone(),
@@ -245,11 +342,14 @@ impl Channel {
                     status
                 };
                 if !d.nowait {
-                    self.reply(AMQPClass::Queue(queue::AMQPMethod::DeclareOk(queue::DeclareOk {
-                        queue: short(&name),
-                        message_count: u32::try_from(status.messages).unwrap_or(u32::MAX),
-                        consumer_count: u32::try_from(shared.registry.consumers(&name)).unwrap_or(u32::MAX),
-                    })))
+                    self.reply(AMQPClass::Queue(queue::AMQPMethod::DeclareOk(
+                        queue::DeclareOk {
+                            queue: short(&name),
+                            message_count: u32::try_from(status.messages).unwrap_or(u32::MAX),
+                            consumer_count: u32::try_from(shared.registry.consumers(&name))
+                                .unwrap_or(u32::MAX),
+                        },
+                    )))
                     .await;
                 }
             }
@@ -263,7 +363,10 @@ impl Channel {
                 };
                 broker.bind_queue(binding).await.map_err(Failure::from)?;
                 if !b.nowait {
-                    self.reply(AMQPClass::Queue(queue::AMQPMethod::BindOk(queue::BindOk {}))).await;
+                    self.reply(AMQPClass::Queue(queue::AMQPMethod::BindOk(
+                        queue::BindOk {},
+                    )))
+                    .await;
                 }
             }
             queue::AMQPMethod::Unbind(u) => {
@@ -275,15 +378,23 @@ impl Channel {
                     arguments: arguments(&u.arguments),
                 };
                 broker.unbind_queue(&binding).await.map_err(Failure::from)?;
-                self.reply(AMQPClass::Queue(queue::AMQPMethod::UnbindOk(queue::UnbindOk {}))).await;
+                self.reply(AMQPClass::Queue(queue::AMQPMethod::UnbindOk(
+                    queue::UnbindOk {},
+                )))
+                .await;
             }
             queue::AMQPMethod::Purge(p) => {
                 self.check_access(shared, p.queue.as_str(), connection)?;
-                let purged = broker.purge_queue(p.queue.as_str()).await.map_err(|err| not_found(err, "queue", p.queue.as_str()))?;
+                let purged = broker
+                    .purge_queue(p.queue.as_str())
+                    .await
+                    .map_err(|err| not_found(err, "queue", p.queue.as_str()))?;
                 if !p.nowait {
-                    self.reply(AMQPClass::Queue(queue::AMQPMethod::PurgeOk(queue::PurgeOk {
-                        message_count: u32::try_from(purged).unwrap_or(u32::MAX),
-                    })))
+                    self.reply(AMQPClass::Queue(queue::AMQPMethod::PurgeOk(
+                        queue::PurgeOk {
+                            message_count: u32::try_from(purged).unwrap_or(u32::MAX),
+                        },
+                    )))
                     .await;
                 }
             }
@@ -291,24 +402,42 @@ impl Channel {
                 let name = d.queue.to_string();
                 self.check_access(shared, &name, connection)?;
                 if d.if_unused && shared.registry.consumers(&name) > 0 {
-                    return Err(Failure::channel(PRECONDITION_FAILED, format!("queue '{name}' in vhost '/' in use")));
+                    return Err(Failure::channel(
+                        PRECONDITION_FAILED,
+                        format!("queue '{name}' in vhost '/' in use"),
+                    ));
                 }
                 self.drop_consumers_of(shared, &name).await;
-                let deleted = broker.delete_queue(&name, d.if_empty).await.map_err(|err| not_found(err, "queue", &name))?;
+                let deleted = broker
+                    .delete_queue(&name, d.if_empty)
+                    .await
+                    .map_err(|err| not_found(err, "queue", &name))?;
                 shared.registry.forget(&name);
                 if !d.nowait {
-                    self.reply(AMQPClass::Queue(queue::AMQPMethod::DeleteOk(queue::DeleteOk {
-                        message_count: u32::try_from(deleted).unwrap_or(u32::MAX),
-                    })))
+                    self.reply(AMQPClass::Queue(queue::AMQPMethod::DeleteOk(
+                        queue::DeleteOk {
+                            message_count: u32::try_from(deleted).unwrap_or(u32::MAX),
+                        },
+                    )))
                     .await;
                 }
             }
-            other => return Err(Failure::connection(COMMAND_INVALID, format!("queue method {other:?} is not allowed from a client"))),
+            other => {
+                return Err(Failure::connection(
+                    COMMAND_INVALID,
+                    format!("queue method {other:?} is not allowed from a client"),
+                ));
+            }
         }
         Ok(())
     }
 
-    fn check_access(&self, shared: &Arc<Shared>, queue: &str, connection: ConnectionId) -> Result<(), Failure> {
+    fn check_access(
+        &self,
+        shared: &Arc<Shared>,
+        queue: &str,
+        connection: ConnectionId,
+    ) -> Result<(), Failure> {
         match shared.registry.access(queue, connection) {
             Access::Allowed => Ok(()),
             Access::Locked => Err(locked(queue)),
@@ -317,7 +446,12 @@ impl Channel {
 
     /// Stops this channel's consumers and getters of `queue` (about to be deleted).
     async fn drop_consumers_of(&mut self, shared: &Arc<Shared>, queue: &str) {
-        let tags: Vec<String> = self.consumers.iter().filter(|(_, c)| c.queue == queue).map(|(t, _)| t.clone()).collect();
+        let tags: Vec<String> = self
+            .consumers
+            .iter()
+            .filter(|(_, c)| c.queue == queue)
+            .map(|(t, _)| t.clone())
+            .collect();
         for tag in tags {
             if let Some(consumer) = self.consumers.remove(&tag) {
                 consumer.task.abort();
@@ -329,7 +463,12 @@ impl Channel {
         let _ = deliver::settle(shared, &self.deliveries, unacked, Settle::Requeue).await;
     }
 
-    async fn basic(&mut self, method: basic::AMQPMethod, shared: &Arc<Shared>, connection: ConnectionId) -> Result<(), Failure> {
+    async fn basic(
+        &mut self,
+        method: basic::AMQPMethod,
+        shared: &Arc<Shared>,
+        connection: ConnectionId,
+    ) -> Result<(), Failure> {
         match method {
             basic::AMQPMethod::Qos(q) => {
                 if q.global {
@@ -337,11 +476,15 @@ impl Channel {
                 } else {
                     self.consumer_prefetch = q.prefetch_count;
                 }
-                self.reply(AMQPClass::Basic(basic::AMQPMethod::QosOk(basic::QosOk {}))).await;
+                self.reply(AMQPClass::Basic(basic::AMQPMethod::QosOk(basic::QosOk {})))
+                    .await;
             }
             basic::AMQPMethod::Publish(p) => {
                 if p.immediate {
-                    return Err(Failure::connection(NOT_IMPLEMENTED, "immediate=true is not supported (RabbitMQ dropped it too)"));
+                    return Err(Failure::connection(
+                        NOT_IMPLEMENTED,
+                        "immediate=true is not supported (RabbitMQ dropped it too)",
+                    ));
                 }
                 self.incoming = Some(Incoming::new(p));
             }
@@ -352,7 +495,12 @@ impl Channel {
                     consumer_gone(shared, &consumer.queue).await;
                 }
                 if !c.nowait {
-                    self.reply(AMQPClass::Basic(basic::AMQPMethod::CancelOk(basic::CancelOk { consumer_tag: c.consumer_tag }))).await;
+                    self.reply(AMQPClass::Basic(basic::AMQPMethod::CancelOk(
+                        basic::CancelOk {
+                            consumer_tag: c.consumer_tag,
+                        },
+                    )))
+                    .await;
                 }
             }
             basic::AMQPMethod::Get(g) => self.get(g, shared, connection).await?,
@@ -362,31 +510,51 @@ impl Channel {
             }
             basic::AMQPMethod::Nack(n) => {
                 let taken = self.deliveries.take(n.delivery_tag, n.multiple)?;
-                let how = if n.requeue { Settle::Requeue } else { Settle::Discard };
+                let how = if n.requeue {
+                    Settle::Requeue
+                } else {
+                    Settle::Discard
+                };
                 deliver::settle(shared, &self.deliveries, taken, how).await?;
             }
             basic::AMQPMethod::Reject(r) => {
                 let taken = self.deliveries.take(r.delivery_tag, false)?;
-                let how = if r.requeue { Settle::Requeue } else { Settle::Discard };
+                let how = if r.requeue {
+                    Settle::Requeue
+                } else {
+                    Settle::Discard
+                };
                 deliver::settle(shared, &self.deliveries, taken, how).await?;
             }
             basic::AMQPMethod::Recover(basic::Recover { .. }) => {
                 let unacked = self.deliveries.take_all();
                 deliver::settle(shared, &self.deliveries, unacked, Settle::Requeue).await?;
-                self.reply(AMQPClass::Basic(basic::AMQPMethod::RecoverOk(basic::RecoverOk {}))).await;
+                self.reply(AMQPClass::Basic(basic::AMQPMethod::RecoverOk(
+                    basic::RecoverOk {},
+                )))
+                .await;
             }
             basic::AMQPMethod::RecoverAsync(_) => {
                 let unacked = self.deliveries.take_all();
                 deliver::settle(shared, &self.deliveries, unacked, Settle::Requeue).await?;
             }
-            other => return Err(Failure::connection(COMMAND_INVALID, format!("basic method {other:?} is not allowed from a client"))),
+            other => {
+                return Err(Failure::connection(
+                    COMMAND_INVALID,
+                    format!("basic method {other:?} is not allowed from a client"),
+                ));
+            }
         }
         Ok(())
     }
 
     /// A whole message arrived: routed, stored, confirmed, or returned when mandatory and
     /// unroutable.
-    async fn published(&mut self, shared: &Arc<Shared>, message: crate::properties::Message) -> Result<(), Failure> {
+    async fn published(
+        &mut self,
+        shared: &Arc<Shared>,
+        message: crate::properties::Message,
+    ) -> Result<(), Failure> {
         let Some(incoming) = self.incoming.take() else {
             return Ok(());
         };
@@ -405,37 +573,63 @@ impl Channel {
             *sequence += 1;
             let delivery_tag = *sequence;
             let method = if routed.refused > 0 {
-                basic::AMQPMethod::Nack(basic::Nack { delivery_tag, multiple: false, requeue: false })
+                basic::AMQPMethod::Nack(basic::Nack {
+                    delivery_tag,
+                    multiple: false,
+                    requeue: false,
+                })
             } else {
-                basic::AMQPMethod::Ack(basic::Ack { delivery_tag, multiple: false })
+                basic::AMQPMethod::Ack(basic::Ack {
+                    delivery_tag,
+                    multiple: false,
+                })
             };
             self.reply(AMQPClass::Basic(method)).await;
         }
         Ok(())
     }
 
-    async fn consume(&mut self, c: basic::Consume, shared: &Arc<Shared>, connection: ConnectionId) -> Result<(), Failure> {
+    async fn consume(
+        &mut self,
+        c: basic::Consume,
+        shared: &Arc<Shared>,
+        connection: ConnectionId,
+    ) -> Result<(), Failure> {
         let queue = c.queue.to_string();
         self.check_access(shared, &queue, connection)?;
-        let definition = shared
-            .broker
-            .queue_definition(&queue)
-            .ok_or_else(|| Failure::channel(NOT_FOUND, format!("no queue '{queue}' in vhost '/'")))?;
+        let definition = shared.broker.queue_definition(&queue).ok_or_else(|| {
+            Failure::channel(NOT_FOUND, format!("no queue '{queue}' in vhost '/'"))
+        })?;
         let tag = if c.consumer_tag.as_str().is_empty() {
             self.next_consumer += 1;
-            format!("amq.ctag-{}-{}", uuid::Uuid::new_v4().simple(), self.next_consumer)
+            format!(
+                "amq.ctag-{}-{}",
+                uuid::Uuid::new_v4().simple(),
+                self.next_consumer
+            )
         } else {
             c.consumer_tag.to_string()
         };
         if self.consumers.contains_key(&tag) {
-            return Err(Failure::connection(crate::reply::NOT_ALLOWED, format!("attempt to reuse consumer tag '{tag}'")));
+            return Err(Failure::connection(
+                crate::reply::NOT_ALLOWED,
+                format!("attempt to reuse consumer tag '{tag}'"),
+            ));
         }
         if c.exclusive && shared.registry.consumers(&queue) > 0 {
-            return Err(Failure::channel(ACCESS_REFUSED, format!("queue '{queue}' in vhost '/' has consumers: cannot consume exclusively")));
+            return Err(Failure::channel(
+                ACCESS_REFUSED,
+                format!("queue '{queue}' in vhost '/' has consumers: cannot consume exclusively"),
+            ));
         }
         let member = self.join(shared, &queue, self.consumer_prefetch).await?;
         if !c.nowait {
-            self.reply(AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(basic::ConsumeOk { consumer_tag: short(&tag) }))).await;
+            self.reply(AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(
+                basic::ConsumeOk {
+                    consumer_tag: short(&tag),
+                },
+            )))
+            .await;
         }
         shared.registry.consumer_added(&queue);
         let spec = ConsumerSpec {
@@ -458,7 +652,12 @@ impl Channel {
 
     /// A member of `queue`'s share group holding at most `prefetch` records (0: the most
     /// the broker allows).
-    async fn join(&self, shared: &Arc<Shared>, queue: &str, prefetch: u16) -> Result<Arc<ShareMember>, Failure> {
+    async fn join(
+        &self,
+        shared: &Arc<Shared>,
+        queue: &str,
+        prefetch: u16,
+    ) -> Result<Arc<ShareMember>, Failure> {
         let max = shared.broker.share_config().max_prefetch;
         let prefetch = match u32::from(prefetch) {
             0 => max,
@@ -477,13 +676,17 @@ impl Channel {
         Ok(Arc::new(member))
     }
 
-    async fn get(&mut self, g: basic::Get, shared: &Arc<Shared>, connection: ConnectionId) -> Result<(), Failure> {
+    async fn get(
+        &mut self,
+        g: basic::Get,
+        shared: &Arc<Shared>,
+        connection: ConnectionId,
+    ) -> Result<(), Failure> {
         let queue = g.queue.to_string();
         self.check_access(shared, &queue, connection)?;
-        let definition = shared
-            .broker
-            .queue_definition(&queue)
-            .ok_or_else(|| Failure::channel(NOT_FOUND, format!("no queue '{queue}' in vhost '/'")))?;
+        let definition = shared.broker.queue_definition(&queue).ok_or_else(|| {
+            Failure::channel(NOT_FOUND, format!("no queue '{queue}' in vhost '/'"))
+        })?;
         let member = match self.getters.get(&queue) {
             Some(member) => Arc::clone(member),
             None => {
@@ -503,10 +706,16 @@ impl Channel {
                     routing_key: short(&message.routing_key),
                     message_count: u32::try_from(remaining).unwrap_or(u32::MAX),
                 });
-                let frames = deliver::content_frames(self.id, method, &message, self.tuned.frame_max);
+                let frames =
+                    deliver::content_frames(self.id, method, &message, self.tuned.frame_max);
                 let _ = self.out.send(frames).await;
             }
-            None => self.reply(AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {}))).await,
+            None => {
+                self.reply(AMQPClass::Basic(basic::AMQPMethod::GetEmpty(
+                    basic::GetEmpty {},
+                )))
+                .await
+            }
         }
         Ok(())
     }
@@ -516,7 +725,10 @@ impl Channel {
 /// last consumer.
 async fn consumer_gone(shared: &Arc<Shared>, queue: &str) {
     if shared.registry.consumer_removed(queue)
-        && shared.broker.queue_definition(queue).is_some_and(|q| q.auto_delete)
+        && shared
+            .broker
+            .queue_definition(queue)
+            .is_some_and(|q| q.auto_delete)
     {
         if let Err(err) = shared.broker.delete_queue(queue, false).await {
             tracing::warn!(queue, error = %err, "deleting an auto-delete queue failed");
@@ -528,7 +740,9 @@ async fn consumer_gone(shared: &Arc<Shared>, queue: &str) {
 fn locked(queue: &str) -> Failure {
     Failure::channel(
         RESOURCE_LOCKED,
-        format!("cannot obtain exclusive access to locked queue '{queue}' in vhost '/'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration."),
+        format!(
+            "cannot obtain exclusive access to locked queue '{queue}' in vhost '/'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration."
+        ),
     )
 }
 

@@ -130,13 +130,19 @@ mod tests {
 
     #[tokio::test]
     async fn frames_round_trip_and_oversized_ones_are_refused() {
-        let frame = AMQPFrame::Method(3, AMQPClass::Channel(channel::AMQPMethod::OpenOk(channel::OpenOk {})));
+        let frame = AMQPFrame::Method(
+            3,
+            AMQPClass::Channel(channel::AMQPMethod::OpenOk(channel::OpenOk {})),
+        );
         let mut bytes = Vec::new();
         encode(&frame, &mut bytes);
         encode(&AMQPFrame::Heartbeat, &mut bytes);
         let mut reader = FrameReader::new(&bytes[..], 4096);
         assert_eq!(reader.next().await.ok().flatten(), Some(frame));
-        assert_eq!(reader.next().await.ok().flatten(), Some(AMQPFrame::Heartbeat));
+        assert_eq!(
+            reader.next().await.ok().flatten(),
+            Some(AMQPFrame::Heartbeat)
+        );
         assert!(matches!(reader.next().await, Ok(None)));
 
         let mut big = Vec::new();
@@ -144,7 +150,10 @@ mod tests {
         let mut reader = FrameReader::new(&big[..], 4096);
         assert!(matches!(
             reader.next().await,
-            Err(ReadFailure::Protocol(Failure { code: FRAME_ERROR, .. }))
+            Err(ReadFailure::Protocol(Failure {
+                code: FRAME_ERROR,
+                ..
+            }))
         ));
     }
 }

@@ -12,7 +12,7 @@ pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(60);
 /// take 1 MiB records by default, so the body limit follows the topic's).
 pub const DEFAULT_MAX_MESSAGE_BYTES: u64 = 16 << 20;
 /// Time a client has to open its connection (RabbitMQ's `handshake_timeout`): 10 s.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How the AMQP front end behaves; the listen address belongs to the host.
 #[derive(Debug, Clone, PartialEq, Eq)]

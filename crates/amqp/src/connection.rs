@@ -26,7 +26,7 @@ use crate::codec::{FrameReader, PROTOCOL_HEADER, ReadFailure, encode};
 use crate::config::HANDSHAKE_TIMEOUT;
 use crate::registry::{ConnectionId, Registry};
 use crate::reply::{
-    ACCESS_REFUSED, CHANNEL_ERROR, CONNECTION_FORCED, COMMAND_INVALID, Failure, NOT_ALLOWED,
+    ACCESS_REFUSED, CHANNEL_ERROR, COMMAND_INVALID, CONNECTION_FORCED, Failure, NOT_ALLOWED,
     RESOURCE_ERROR, Scope,
 };
 
@@ -63,12 +63,21 @@ pub(crate) struct Tuned {
 }
 
 /// Serves one client until it closes, breaks the protocol, or the broker drains.
-pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, id: ConnectionId) {
+pub(crate) async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    id: ConnectionId,
+) {
     let _ = stream.set_nodelay(true);
     let (read, write) = stream.into_split();
     let mut reader = FrameReader::new(read, shared.config.frame_max);
     let (out, queued) = mpsc::channel(OUTGOING_QUEUE);
-    let opened = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut reader, &out, &shared, peer)).await;
+    let opened = tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        handshake(&mut reader, &out, &shared, peer),
+    )
+    .await;
     let mut writer = Some(write);
     let tuned = match opened {
         Ok(Ok(Some(tuned))) => tuned,
@@ -107,7 +116,10 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Share
 }
 
 /// Sends what is queued, then closes the socket.
-async fn flush_and_close(writer: Option<impl AsyncWrite + Unpin>, mut queued: mpsc::Receiver<Vec<u8>>) {
+async fn flush_and_close(
+    writer: Option<impl AsyncWrite + Unpin>,
+    mut queued: mpsc::Receiver<Vec<u8>>,
+) {
     let Some(mut writer) = writer else {
         return;
     };
@@ -121,7 +133,11 @@ async fn flush_and_close(writer: Option<impl AsyncWrite + Unpin>, mut queued: mp
 }
 
 /// Writes what is queued; a heartbeat after `heartbeat` with nothing else to send.
-async fn write_loop(writer: Option<impl AsyncWrite + Unpin>, mut queued: mpsc::Receiver<Vec<u8>>, heartbeat: Duration) {
+async fn write_loop(
+    writer: Option<impl AsyncWrite + Unpin>,
+    mut queued: mpsc::Receiver<Vec<u8>>,
+    heartbeat: Duration,
+) {
     let Some(mut writer) = writer else {
         return;
     };
@@ -211,7 +227,12 @@ fn credentials(mechanism: &str, response: &[u8]) -> Option<(String, String)> {
             let mut table = (response.len() as u32).to_be_bytes().to_vec();
             table.extend_from_slice(response);
             let (_, table) = amq_protocol::types::parsing::parse_field_table(&table[..]).ok()?;
-            let field = |name: &str| table.inner().get(name).and_then(crate::properties::value_text);
+            let field = |name: &str| {
+                table
+                    .inner()
+                    .get(name)
+                    .and_then(crate::properties::value_text)
+            };
             Some((field("LOGIN")?, field("PASSWORD")?))
         }
         _ => None,
@@ -248,7 +269,8 @@ async fn handshake<R: AsyncRead + Unpin>(
         ),
     )
     .await;
-    let Some(connection::AMQPMethod::StartOk(start_ok)) = next_connection_method(reader).await? else {
+    let Some(connection::AMQPMethod::StartOk(start_ok)) = next_connection_method(reader).await?
+    else {
         return Ok(None);
     };
     let blocked_capability = matches!(
@@ -286,7 +308,8 @@ async fn handshake<R: AsyncRead + Unpin>(
         ),
     )
     .await;
-    let Some(connection::AMQPMethod::TuneOk(tune_ok)) = next_connection_method(reader).await? else {
+    let Some(connection::AMQPMethod::TuneOk(tune_ok)) = next_connection_method(reader).await?
+    else {
         return Ok(None);
     };
     let frame_max = match tune_ok.frame_max {
@@ -303,13 +326,19 @@ async fn handshake<R: AsyncRead + Unpin>(
     if open.virtual_host.as_str() != "/" {
         return Err(Failure::connection(
             NOT_ALLOWED,
-            format!("vhost {} not found (Sluice has the one vhost '/')", open.virtual_host),
+            format!(
+                "vhost {} not found (Sluice has the one vhost '/')",
+                open.virtual_host
+            ),
         )
         .on(10, 40));
     }
     send(
         out,
-        AMQPFrame::Method(0, AMQPClass::Connection(connection::AMQPMethod::OpenOk(connection::OpenOk {}))),
+        AMQPFrame::Method(
+            0,
+            AMQPClass::Connection(connection::AMQPMethod::OpenOk(connection::OpenOk {})),
+        ),
     )
     .await;
     tracing::debug!(%peer, frame_max, channel_max, heartbeat = tune_ok.heartbeat, "AMQP connection open");
@@ -329,7 +358,9 @@ async fn next_connection_method<R: AsyncRead + Unpin>(
     loop {
         match reader.next().await {
             Ok(Some(AMQPFrame::Heartbeat)) => continue,
-            Ok(Some(AMQPFrame::Method(0, AMQPClass::Connection(method)))) => return Ok(Some(method)),
+            Ok(Some(AMQPFrame::Method(0, AMQPClass::Connection(method)))) => {
+                return Ok(Some(method));
+            }
             Ok(Some(other)) => {
                 return Err(Failure::connection(
                     COMMAND_INVALID,
@@ -394,7 +425,11 @@ impl Connection {
             last_heard = Instant::now();
             let frame = match frame {
                 Ok(Some(frame)) => frame,
-                Ok(None) | Err(ReadFailure::Io(_)) => return,
+                Ok(None) => return,
+                Err(ReadFailure::Io(err)) => {
+                    tracing::debug!(%peer, error = %err, "AMQP connection lost");
+                    return;
+                }
                 Err(ReadFailure::Protocol(failure)) => {
                     self.fail(failure).await;
                     return;
@@ -447,7 +482,11 @@ impl Connection {
         } else {
             connection::AMQPMethod::Unblocked(connection::Unblocked {})
         };
-        send(&self.out, AMQPFrame::Method(0, AMQPClass::Connection(method))).await;
+        send(
+            &self.out,
+            AMQPFrame::Method(0, AMQPClass::Connection(method)),
+        )
+        .await;
     }
 
     async fn dispatch(&mut self, frame: AMQPFrame) -> Flow {
@@ -455,7 +494,9 @@ impl Connection {
         if self.closing {
             // Only close-ok (or the client's own close) matters now.
             return match frame {
-                AMQPFrame::Method(0, AMQPClass::Connection(connection::AMQPMethod::CloseOk(_))) => Flow::Closed,
+                AMQPFrame::Method(0, AMQPClass::Connection(connection::AMQPMethod::CloseOk(_))) => {
+                    Flow::Closed
+                }
                 AMQPFrame::Method(0, AMQPClass::Connection(connection::AMQPMethod::Close(_))) => {
                     self.close_ok().await;
                     Flow::Closed
@@ -474,16 +515,23 @@ impl Connection {
                 }
                 connection::AMQPMethod::CloseOk(_) => Flow::Closed,
                 connection::AMQPMethod::UpdateSecret(_) => Flow::Fail(
-                    Failure::connection(crate::reply::NOT_IMPLEMENTED, "connection.update-secret: Sluice has no tokens yet").on(10, 70),
+                    Failure::connection(
+                        crate::reply::NOT_IMPLEMENTED,
+                        "connection.update-secret: Sluice has no tokens yet",
+                    )
+                    .on(10, 70),
                 ),
                 other => Flow::Fail(Failure::connection(
                     COMMAND_INVALID,
                     format!("connection method {other:?} is not allowed on an open connection"),
                 )),
             },
-            AMQPFrame::Method(0, _) | AMQPFrame::Header(0, _) | AMQPFrame::Body(0, _) => Flow::Fail(
-                Failure::connection(CHANNEL_ERROR, "channel 0 carries connection methods only"),
-            ),
+            AMQPFrame::Method(0, _) | AMQPFrame::Header(0, _) | AMQPFrame::Body(0, _) => {
+                Flow::Fail(Failure::connection(
+                    CHANNEL_ERROR,
+                    "channel 0 carries connection methods only",
+                ))
+            }
             AMQPFrame::InvalidHeartbeat(_) => Flow::Fail(Failure::connection(
                 crate::reply::FRAME_ERROR,
                 "heartbeat frames must be on channel 0",
@@ -492,9 +540,10 @@ impl Connection {
                 COMMAND_INVALID,
                 "protocol header inside an open connection",
             )),
-            AMQPFrame::Method(_, AMQPClass::Channel(amq_protocol::protocol::channel::AMQPMethod::Open(_))) => {
-                self.open_channel(channel_id).await
-            }
+            AMQPFrame::Method(
+                _,
+                AMQPClass::Channel(amq_protocol::protocol::channel::AMQPMethod::Open(_)),
+            ) => self.open_channel(channel_id).await,
             frame => {
                 let Some(channel) = self.channels.get_mut(&channel_id) else {
                     return Flow::Fail(Failure::connection(
@@ -525,16 +574,23 @@ impl Connection {
         if id > self.tuned.channel_max {
             return Flow::Fail(Failure::connection(
                 CHANNEL_ERROR,
-                format!("channel {id} is above the negotiated channel_max {}", self.tuned.channel_max),
+                format!(
+                    "channel {id} is above the negotiated channel_max {}",
+                    self.tuned.channel_max
+                ),
             ));
         }
         if self.channels.contains_key(&id) {
-            return Flow::Fail(Failure::connection(CHANNEL_ERROR, format!("channel {id} is open already")));
+            return Flow::Fail(Failure::connection(
+                CHANNEL_ERROR,
+                format!("channel {id} is open already"),
+            ));
         }
         if self.shared.broker.draining().is_draining() {
             return Flow::Fail(Failure::connection(RESOURCE_ERROR, "broker shutting down"));
         }
-        self.channels.insert(id, Channel::new(id, self.out.clone(), self.tuned));
+        self.channels
+            .insert(id, Channel::new(id, self.out.clone(), self.tuned));
         send(
             &self.out,
             AMQPFrame::Method(
@@ -551,7 +607,10 @@ impl Connection {
     async fn close_ok(&self) {
         send(
             &self.out,
-            AMQPFrame::Method(0, AMQPClass::Connection(connection::AMQPMethod::CloseOk(connection::CloseOk {}))),
+            AMQPFrame::Method(
+                0,
+                AMQPClass::Connection(connection::AMQPMethod::CloseOk(connection::CloseOk {})),
+            ),
         )
         .await;
     }

@@ -112,7 +112,9 @@ impl Deliveries {
         let state = self.state.lock();
         match state.prefetch {
             0 => wanted,
-            n => (u32::from(n)).saturating_sub(state.unacked.len() as u32).min(wanted),
+            n => (u32::from(n))
+                .saturating_sub(state.unacked.len() as u32)
+                .min(wanted),
         }
     }
 
@@ -132,19 +134,29 @@ impl Deliveries {
     pub(crate) fn take(&self, tag: u64, multiple: bool) -> Result<Vec<Unacked>, Failure> {
         let mut state = self.state.lock();
         if multiple {
-            let kept = if tag == 0 { BTreeMap::new() } else { state.unacked.split_off(&(tag + 1)) };
+            let kept = if tag == 0 {
+                BTreeMap::new()
+            } else {
+                state.unacked.split_off(&(tag + 1))
+            };
             let taken = std::mem::replace(&mut state.unacked, kept);
             if taken.is_empty() && tag != 0 && tag > state.last_tag {
                 return Err(unknown(tag));
             }
             return Ok(taken.into_values().collect());
         }
-        state.unacked.remove(&tag).map(|u| vec![u]).ok_or_else(|| unknown(tag))
+        state
+            .unacked
+            .remove(&tag)
+            .map(|u| vec![u])
+            .ok_or_else(|| unknown(tag))
     }
 
     /// Takes every unacknowledged delivery.
     pub(crate) fn take_all(&self) -> Vec<Unacked> {
-        std::mem::take(&mut self.state.lock().unacked).into_values().collect()
+        std::mem::take(&mut self.state.lock().unacked)
+            .into_values()
+            .collect()
     }
 }
 
@@ -153,10 +165,18 @@ fn unknown(tag: u64) -> Failure {
 }
 
 /// Settles deliveries as `how` says, each member's at once.
-pub(crate) async fn settle(shared: &Shared, deliveries: &Deliveries, taken: Vec<Unacked>, how: Settle) -> Result<(), Failure> {
+pub(crate) async fn settle(
+    shared: &Shared,
+    deliveries: &Deliveries,
+    taken: Vec<Unacked>,
+    how: Settle,
+) -> Result<(), Failure> {
     let mut by_member: Vec<(Arc<ShareMember>, Vec<Unacked>)> = Vec::new();
     for unacked in taken {
-        match by_member.iter_mut().find(|(m, _)| Arc::ptr_eq(m, &unacked.member)) {
+        match by_member
+            .iter_mut()
+            .find(|(m, _)| Arc::ptr_eq(m, &unacked.member))
+        {
             Some((_, list)) => list.push(unacked),
             None => by_member.push((Arc::clone(&unacked.member), vec![unacked])),
         }
@@ -168,14 +188,18 @@ pub(crate) async fn settle(shared: &Shared, deliveries: &Deliveries, taken: Vec<
             let kind = match how {
                 Settle::Accept => AckKind::Accept,
                 Settle::Requeue => AckKind::Release,
-                Settle::Discard => match dead_letter(shared, &unacked.rules, &unacked.record.record, "rejected").await {
-                    Ok(true) => AckKind::Accept,
-                    Ok(false) => AckKind::Reject,
-                    Err(failure) => {
-                        result = Err(failure);
-                        AckKind::Release
+                Settle::Discard => {
+                    match dead_letter(shared, &unacked.rules, &unacked.record.record, "rejected")
+                        .await
+                    {
+                        Ok(true) => AckKind::Accept,
+                        Ok(false) => AckKind::Reject,
+                        Err(failure) => {
+                            result = Err(failure);
+                            AckKind::Release
+                        }
                     }
-                },
+                }
             };
             acks.push(ack(&unacked.record, kind));
         }
@@ -198,12 +222,20 @@ fn ack(record: &AcquiredRecord, kind: AckKind) -> Ack {
 
 /// Publishes a dead letter of `record` through the queue's dead-letter exchange, with
 /// RabbitMQ's `x-death` and `x-first-death-*` headers; `false` when the queue has none.
-async fn dead_letter(shared: &Shared, rules: &QueueRules, record: &RecordView, reason: &str) -> Result<bool, Failure> {
+async fn dead_letter(
+    shared: &Shared,
+    rules: &QueueRules,
+    record: &RecordView,
+    reason: &str,
+) -> Result<bool, Failure> {
     let Some(exchange) = &rules.dead_letter_exchange else {
         return Ok(false);
     };
     let mut message = Message::from_record(record, &rules.name);
-    let routing_key = rules.dead_letter_routing_key.clone().unwrap_or_else(|| message.routing_key.clone());
+    let routing_key = rules
+        .dead_letter_routing_key
+        .clone()
+        .unwrap_or_else(|| message.routing_key.clone());
     message.properties = publish::with_death(&message, &rules.name, reason);
     message.exchange = exchange.clone();
     message.routing_key = routing_key;
@@ -228,7 +260,13 @@ pub(crate) struct ConsumerSpec {
 
 /// Delivers records of `member`'s queue on the channel until the task is aborted or the
 /// connection goes away.
-pub(crate) async fn run_consumer(shared: Arc<Shared>, spec: ConsumerSpec, member: Arc<ShareMember>, deliveries: Arc<Deliveries>, out: Outgoing) {
+pub(crate) async fn run_consumer(
+    shared: Arc<Shared>,
+    spec: ConsumerSpec,
+    member: Arc<ShareMember>,
+    deliveries: Arc<Deliveries>,
+    out: Outgoing,
+) {
     let batch = shared.broker.share_config().max_prefetch;
     loop {
         let waiting = deliveries.room.notified();
@@ -251,7 +289,8 @@ pub(crate) async fn run_consumer(shared: Arc<Shared>, spec: ConsumerSpec, member
         let mut accepted = Vec::new();
         for record in records {
             if expired(&spec.rules, &record.record) {
-                let kind = match dead_letter(&shared, &spec.rules, &record.record, "expired").await {
+                let kind = match dead_letter(&shared, &spec.rules, &record.record, "expired").await
+                {
                     Ok(true) | Ok(false) => AckKind::Accept,
                     Err(_) => AckKind::Release,
                 };
@@ -271,7 +310,12 @@ pub(crate) async fn run_consumer(shared: Arc<Shared>, spec: ConsumerSpec, member
 
 /// Whether a record is past its TTL (its own `expiration`, the queue's `x-message-ttl`).
 fn expired(rules: &QueueRules, record: &RecordView) -> bool {
-    if rules.message_ttl.is_none() && !record.headers.iter().any(|(k, _)| &k[..] == b"amqp.expiration") {
+    if rules.message_ttl.is_none()
+        && !record
+            .headers
+            .iter()
+            .any(|(k, _)| &k[..] == b"amqp.expiration")
+    {
         return false;
     }
     let message = Message::from_record(record, &rules.name);
@@ -288,7 +332,13 @@ fn now_ms() -> i64 {
 
 /// The frames delivering `record`, registered for acknowledgement (or, with `no_ack`,
 /// pushed onto `accepted`).
-fn deliver_frames(spec: &ConsumerSpec, deliveries: &Deliveries, member: &Arc<ShareMember>, record: AcquiredRecord, accepted: &mut Vec<Ack>) -> Vec<u8> {
+fn deliver_frames(
+    spec: &ConsumerSpec,
+    deliveries: &Deliveries,
+    member: &Arc<ShareMember>,
+    record: AcquiredRecord,
+    accepted: &mut Vec<Ack>,
+) -> Vec<u8> {
     let message = Message::from_record(&record.record, &spec.rules.name);
     let redelivered = record.delivery_count > 1;
     let unacked = if spec.no_ack {
@@ -313,9 +363,17 @@ fn deliver_frames(spec: &ConsumerSpec, deliveries: &Deliveries, member: &Arc<Sha
 }
 
 /// A method carrying content (deliver, get-ok, return), its header and body frames.
-pub(crate) fn content_frames(channel: u16, method: basic::AMQPMethod, message: &Message, frame_max: u32) -> Vec<u8> {
+pub(crate) fn content_frames(
+    channel: u16,
+    method: basic::AMQPMethod,
+    message: &Message,
+    frame_max: u32,
+) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(message.body.len() + 256);
-    encode(&AMQPFrame::Method(channel, AMQPClass::Basic(method)), &mut bytes);
+    encode(
+        &AMQPFrame::Method(channel, AMQPClass::Basic(method)),
+        &mut bytes,
+    );
     encode(
         &AMQPFrame::Header(
             channel,
@@ -335,9 +393,18 @@ pub(crate) fn content_frames(channel: u16, method: basic::AMQPMethod, message: &
 
 /// basic.get: one record of `member`'s queue, registered for acknowledgement unless
 /// `no_ack`; `None` when none waits. Expired records met on the way are dead-lettered.
-pub(crate) async fn get_one(shared: &Shared, member: &Arc<ShareMember>, rules: &Arc<QueueRules>, deliveries: &Deliveries, no_ack: bool) -> Result<Option<(u64, bool, Message)>, Failure> {
+pub(crate) async fn get_one(
+    shared: &Shared,
+    member: &Arc<ShareMember>,
+    rules: &Arc<QueueRules>,
+    deliveries: &Deliveries,
+    no_ack: bool,
+) -> Result<Option<(u64, bool, Message)>, Failure> {
     loop {
-        let mut records = member.acquire(1, Duration::ZERO).await.map_err(Failure::from)?;
+        let mut records = member
+            .acquire(1, Duration::ZERO)
+            .await
+            .map_err(Failure::from)?;
         let Some(record) = records.pop() else {
             return Ok(None);
         };
@@ -346,13 +413,19 @@ pub(crate) async fn get_one(shared: &Shared, member: &Arc<ShareMember>, rules: &
                 Ok(_) => AckKind::Accept,
                 Err(_) => AckKind::Release,
             };
-            member.acknowledge(vec![ack(&record, kind)]).await.map_err(Failure::from)?;
+            member
+                .acknowledge(vec![ack(&record, kind)])
+                .await
+                .map_err(Failure::from)?;
             continue;
         }
         let message = Message::from_record(&record.record, &rules.name);
         let redelivered = record.delivery_count > 1;
         let tag = if no_ack {
-            member.acknowledge(vec![ack(&record, AckKind::Accept)]).await.map_err(Failure::from)?;
+            member
+                .acknowledge(vec![ack(&record, AckKind::Accept)])
+                .await
+                .map_err(Failure::from)?;
             deliveries.register(None)
         } else {
             deliveries.register(Some(Unacked {

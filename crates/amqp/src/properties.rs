@@ -49,14 +49,19 @@ impl Message {
     pub(crate) fn to_record(&self) -> NewRecord {
         let p = &self.properties;
         let mut headers: Vec<(Bytes, Bytes)> = Vec::with_capacity(8);
-        let mut put = |k: &str, v: String| headers.push((Bytes::copy_from_slice(k.as_bytes()), Bytes::from(v)));
+        let mut put = |k: &str, v: String| {
+            headers.push((Bytes::copy_from_slice(k.as_bytes()), Bytes::from(v)))
+        };
         put(EXCHANGE, self.exchange.clone());
         put(ROUTING_KEY, self.routing_key.clone());
         let text = |s: &Option<ShortString>| s.as_ref().map(|s| s.as_str().to_owned());
         let named = [
             ("amqp.content-type", text(p.content_type())),
             ("amqp.content-encoding", text(p.content_encoding())),
-            ("amqp.delivery-mode", p.delivery_mode().map(|m| m.to_string())),
+            (
+                "amqp.delivery-mode",
+                p.delivery_mode().map(|m| m.to_string()),
+            ),
             ("amqp.priority", p.priority().map(|m| m.to_string())),
             ("amqp.correlation-id", text(p.correlation_id())),
             ("amqp.reply-to", text(p.reply_to())),
@@ -83,7 +88,10 @@ impl Message {
         if let Ok(bytes) = cookie_factory::gen_simple(gen_properties(p), Vec::new()) {
             encoded = bytes;
         }
-        headers.push((Bytes::from_static(PROPERTIES.as_bytes()), Bytes::from(encoded)));
+        headers.push((
+            Bytes::from_static(PROPERTIES.as_bytes()),
+            Bytes::from(encoded),
+        ));
         let timestamp_ms = p
             .timestamp()
             .and_then(|secs| i64::try_from(secs).ok())

@@ -32,14 +32,24 @@ impl Incoming {
     }
 
     /// Takes the content header; the message when its body is empty.
-    pub(crate) fn header(&mut self, body_size: u64, properties: AMQPProperties, max: u64) -> Result<Option<Message>, Failure> {
+    pub(crate) fn header(
+        &mut self,
+        body_size: u64,
+        properties: AMQPProperties,
+        max: u64,
+    ) -> Result<Option<Message>, Failure> {
         if self.header.is_some() {
-            return Err(Failure::connection(UNEXPECTED_FRAME, "a second content header for one publish"));
+            return Err(Failure::connection(
+                UNEXPECTED_FRAME,
+                "a second content header for one publish",
+            ));
         }
         if body_size > max {
             return Err(Failure::channel(
                 PRECONDITION_FAILED,
-                format!("message size {body_size} is larger than the configured max size {max} (amqp.max_message_bytes)"),
+                format!(
+                    "message size {body_size} is larger than the configured max size {max} (amqp.max_message_bytes)"
+                ),
             ));
         }
         self.body.reserve(body_size as usize);
@@ -50,7 +60,10 @@ impl Incoming {
     /// Takes a body frame; the message once the body is whole.
     pub(crate) fn body(&mut self, bytes: &[u8]) -> Result<Option<Message>, Failure> {
         let Some((size, _)) = &self.header else {
-            return Err(Failure::connection(UNEXPECTED_FRAME, "a content body before its header"));
+            return Err(Failure::connection(
+                UNEXPECTED_FRAME,
+                "a content body before its header",
+            ));
         };
         if (self.body.len() + bytes.len()) as u64 > *size {
             return Err(Failure::connection(
@@ -93,14 +106,21 @@ pub(crate) struct Routed {
 /// refused (`reject-publish`).
 pub(crate) async fn route_and_store(shared: &Shared, message: &Message) -> Result<Routed, Failure> {
     let record = message.to_record();
-    let headers: Vec<(Bytes, Option<Bytes>)> = record.headers.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect();
+    let headers: Vec<(Bytes, Option<Bytes>)> = record
+        .headers
+        .iter()
+        .map(|(k, v)| (k.clone(), Some(v.clone())))
+        .collect();
     let broker = &shared.broker;
     let queues = broker
         .route(&message.exchange, &message.routing_key, &headers)
         .map_err(|err| {
             let failure = Failure::from(err);
             if failure.code == crate::reply::NOT_FOUND {
-                Failure::channel(crate::reply::NOT_FOUND, format!("no exchange '{}' in vhost '/'", message.exchange))
+                Failure::channel(
+                    crate::reply::NOT_FOUND,
+                    format!("no exchange '{}' in vhost '/'", message.exchange),
+                )
             } else {
                 failure
             }
@@ -109,7 +129,10 @@ pub(crate) async fn route_and_store(shared: &Shared, message: &Message) -> Resul
     for queue in &queues {
         let limit = broker.queue_definition(queue).and_then(|q| {
             let max: u64 = q.arguments.get("x-max-length")?.parse().ok()?;
-            let reject = q.arguments.get("x-overflow").is_some_and(|o| o == "reject-publish");
+            let reject = q
+                .arguments
+                .get("x-overflow")
+                .is_some_and(|o| o == "reject-publish");
             Some((max, reject))
         });
         if let Some((max, true)) = limit
@@ -118,13 +141,19 @@ pub(crate) async fn route_and_store(shared: &Shared, message: &Message) -> Resul
             routed.refused += 1;
             continue;
         }
-        broker.produce(queue, None, [record.clone()]).await.map_err(Failure::from)?;
+        broker
+            .produce(queue, None, [record.clone()])
+            .await
+            .map_err(Failure::from)?;
         routed.stored += 1;
         if let Some((max, false)) = limit {
             let excess = broker.share_waiting(queue).unwrap_or(0).saturating_sub(max);
             if excess > 0 {
                 let count = u32::try_from(excess).unwrap_or(u32::MAX);
-                broker.drop_queue_head(queue, count).await.map_err(Failure::from)?;
+                broker
+                    .drop_queue_head(queue, count)
+                    .await
+                    .map_err(Failure::from)?;
             }
         }
     }
@@ -178,7 +207,10 @@ pub(crate) fn with_death(message: &Message, queue: &str, reason: &str) -> AMQPPr
         headers.insert("x-first-death-queue".into(), text(queue));
         headers.insert("x-first-death-exchange".into(), text(&message.exchange));
     }
-    headers.insert("x-death".into(), AMQPValue::FieldArray(FieldArray::from(deaths)));
+    headers.insert(
+        "x-death".into(),
+        AMQPValue::FieldArray(FieldArray::from(deaths)),
+    );
     message.properties.clone().with_headers(headers)
 }
 
@@ -206,14 +238,33 @@ mod tests {
             immediate: false,
         };
         let mut incoming = Incoming::new(publish.clone());
-        assert!(matches!(incoming.header(5, AMQPProperties::default(), 10), Ok(None)));
+        assert!(matches!(
+            incoming.header(5, AMQPProperties::default(), 10),
+            Ok(None)
+        ));
         assert!(matches!(incoming.body(b"he"), Ok(None)));
         let message = incoming.body(b"llo").ok().flatten().expect("whole");
-        assert_eq!((message.exchange.as_str(), message.routing_key.as_str(), &message.body[..]), ("logs", "info", &b"hello"[..]));
+        assert_eq!(
+            (
+                message.exchange.as_str(),
+                message.routing_key.as_str(),
+                &message.body[..]
+            ),
+            ("logs", "info", &b"hello"[..])
+        );
         let mut empty = Incoming::new(publish.clone());
-        assert!(matches!(empty.header(0, AMQPProperties::default(), 10), Ok(Some(_))));
+        assert!(matches!(
+            empty.header(0, AMQPProperties::default(), 10),
+            Ok(Some(_))
+        ));
         let mut big = Incoming::new(publish);
-        assert!(matches!(big.header(11, AMQPProperties::default(), 10), Err(Failure { code: PRECONDITION_FAILED, .. })));
+        assert!(matches!(
+            big.header(11, AMQPProperties::default(), 10),
+            Err(Failure {
+                code: PRECONDITION_FAILED,
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -224,7 +275,10 @@ mod tests {
             properties: AMQPProperties::default(),
             body: Bytes::new(),
         };
-        let once = Message { properties: with_death(&message, "jobs", "rejected"), ..message.clone() };
+        let once = Message {
+            properties: with_death(&message, "jobs", "rejected"),
+            ..message.clone()
+        };
         let twice = with_death(&once, "jobs", "rejected");
         let headers = twice.headers().clone().unwrap_or_default();
         let Some(AMQPValue::FieldArray(deaths)) = headers.inner().get("x-death") else {

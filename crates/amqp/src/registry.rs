@@ -45,7 +45,11 @@ impl Registry {
 
     /// Makes `connection` the owner of exclusive `queue`.
     pub(crate) fn own(&self, queue: &str, connection: ConnectionId) {
-        self.queues.lock().entry(queue.to_owned()).or_default().owner = Some(connection);
+        self.queues
+            .lock()
+            .entry(queue.to_owned())
+            .or_default()
+            .owner = Some(connection);
     }
 
     /// The exclusive queues `connection` owns, forgotten.

@@ -22,6 +22,7 @@ use crate::produce::{ProduceLimits, Routing, build_batches};
 use crate::producers::ProducerIds;
 use crate::raw_batch::{self, RawLimits};
 use crate::reservations::Reservations;
+use crate::routing::store::RoutingStore;
 use crate::share::coordinator::ShareCoordinator;
 use crate::subscriptions::SubscriptionSlots;
 use crate::topic::{Partition, PartitionFault, Topic};
@@ -162,6 +163,8 @@ pub struct Broker {
     pub(crate) groups: Arc<GroupCoordinator>,
     /// Share groups and their state.
     pub(crate) share: Arc<ShareCoordinator>,
+    /// Exchanges, queue definitions and bindings.
+    pub(crate) routing: Arc<RoutingStore>,
     /// Bytes of produce requests queued or being appended, within `max_in_flight_bytes`.
     in_flight: Arc<InFlight>,
     /// The data directory's cluster id (see [`Broker::cluster_id`]).
@@ -230,6 +233,7 @@ impl Broker {
             topics.contains_key(topic)
         })?;
         let share = ShareCoordinator::open(&config.data_dir, config.share.clone())?;
+        let routing = RoutingStore::open(&config.data_dir)?;
         tracing::info!(
             data_dir = %config.data_dir.display(),
             topics = topics.len(),
@@ -254,6 +258,7 @@ impl Broker {
             io,
             groups,
             share,
+            routing,
             in_flight,
             producer_ids,
             _lock: lock,

@@ -462,12 +462,6 @@ pub enum BrokerError {
         /// The group asked for.
         group: String,
     },
-    /// No queue of that name is declared.
-    #[error("no queue {queue:?} is declared")]
-    QueueNotFound {
-        /// The queue.
-        queue: String,
-    },
     /// A queue deleted only when empty still holds messages.
     #[error("queue {queue:?} holds {messages} message(s) and was to be deleted only if empty")]
     QueueNotEmpty {
@@ -529,6 +523,72 @@ pub enum BrokerError {
         /// The member.
         member_id: String,
     },
+    /// No exchange of that name exists (AMQP's 404 NOT_FOUND).
+    #[error("no exchange {exchange:?}")]
+    ExchangeNotFound {
+        /// The exchange asked for.
+        exchange: String,
+    },
+    /// No queue of that name is defined (AMQP's 404 NOT_FOUND).
+    #[error("no queue {queue:?}")]
+    QueueNotFound {
+        /// The queue asked for.
+        queue: String,
+    },
+    /// A redeclared exchange or queue differs from the one that exists (AMQP's 406
+    /// PRECONDITION_FAILED "inequivalent arg").
+    #[error(
+        "inequivalent arg '{field}' for {entity} {name:?}: received {received} but current is {current}"
+    )]
+    Inequivalent {
+        /// `exchange` or `queue`.
+        entity: &'static str,
+        /// Its name.
+        name: String,
+        /// The first field that differs: `type`, `durable`, `auto_delete`, `internal`,
+        /// `exclusive`, or the name of an argument.
+        field: String,
+        /// The value in force, quoted (`none` for an absent argument).
+        current: String,
+        /// The value asked for, quoted (`none` for an absent argument).
+        received: String,
+    },
+    /// An exchange deleted with `if_unused` has bindings (AMQP's 406 PRECONDITION_FAILED).
+    #[error("exchange {exchange:?} is in use: it has {bindings} binding(s)")]
+    ExchangeInUse {
+        /// The exchange.
+        exchange: String,
+        /// How many bindings it has.
+        bindings: usize,
+    },
+    /// The operation is never allowed on that exchange: the default exchange, a built-in
+    /// one, or a new name with the reserved prefix `amq.` (AMQP's 403 ACCESS_REFUSED).
+    #[error("access to exchange {exchange:?} refused: {reason}")]
+    ExchangeAccessRefused {
+        /// The exchange.
+        exchange: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// The routing journal failed its checks.
+    #[error("corrupt routing state file {}: {reason}", path.display())]
+    RoutingStateCorrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Writing a routing change to its journal failed: the change may be in force until a
+    /// restart but may not survive one, and every later routing change is refused until
+    /// the broker restarts.
+    #[error(
+        "writing the routing state failed: {source}; routing changes are refused until the broker restarts"
+    )]
+    RoutingWriteFailed {
+        /// Why the write failed.
+        #[source]
+        source: Arc<BrokerError>,
+    },
     /// A produce request is larger than the broker's whole in-flight budget, so it could
     /// never be admitted.
     #[error("produce of {size} bytes exceeds max_in_flight_bytes = {limit}")]
@@ -578,6 +638,8 @@ pub enum ErrorKind {
     ResourceExhausted,
     /// The state does not allow the operation (for example a group that still has members).
     FailedPrecondition,
+    /// The operation is never allowed on that object (a reserved or built-in name).
+    PermissionDenied,
     /// A group member that is stale (unknown, expired, replaced or of an old generation), or
     /// an idempotent producer of an older epoch than the latest.
     Fenced,
@@ -604,6 +666,7 @@ impl BrokerError {
             | BrokerError::PartitionNotFound { .. }
             | BrokerError::GroupNotFound { .. }
             | BrokerError::ShareGroupNotFound { .. }
+            | BrokerError::ExchangeNotFound { .. }
             | BrokerError::QueueNotFound { .. } => ErrorKind::NotFound,
             BrokerError::TopicExists { .. } => ErrorKind::AlreadyExists,
             BrokerError::InvalidTopicName { .. }
@@ -629,7 +692,10 @@ impl BrokerError {
             | BrokerError::GroupKindMismatch { .. }
             | BrokerError::ShareGroupHasMembers { .. }
             | BrokerError::QueueNotEmpty { .. }
-            | BrokerError::RecordNotHeld { .. } => ErrorKind::FailedPrecondition,
+            | BrokerError::RecordNotHeld { .. }
+            | BrokerError::Inequivalent { .. }
+            | BrokerError::ExchangeInUse { .. } => ErrorKind::FailedPrecondition,
+            BrokerError::ExchangeAccessRefused { .. } => ErrorKind::PermissionDenied,
             BrokerError::UnknownMember { .. }
             | BrokerError::StaleGeneration { .. }
             | BrokerError::IllegalGeneration { .. }
@@ -650,10 +716,12 @@ impl BrokerError {
             | BrokerError::PartitionUnavailable { .. } => ErrorKind::Unavailable,
             BrokerError::Corrupt { .. }
             | BrokerError::OffsetsCorrupt { .. }
-            | BrokerError::ShareStateCorrupt { .. } => ErrorKind::DataLoss,
+            | BrokerError::ShareStateCorrupt { .. }
+            | BrokerError::RoutingStateCorrupt { .. } => ErrorKind::DataLoss,
             BrokerError::Storage(storage) => storage_kind(storage),
             BrokerError::Io { source, .. } => io_kind(source),
-            BrokerError::CommitFailed { source, .. } => source.kind(),
+            BrokerError::CommitFailed { source, .. }
+            | BrokerError::RoutingWriteFailed { source } => source.kind(),
             BrokerError::Metadata { .. }
             | BrokerError::DataDirLocked { .. }
             | BrokerError::ProducerIds { .. } => ErrorKind::Internal,

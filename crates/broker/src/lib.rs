@@ -54,8 +54,10 @@ mod metadata;
 mod name;
 mod produce;
 mod producers;
+mod queues;
 mod raw_batch;
 mod reservations;
+mod routing;
 mod share;
 mod subscriptions;
 mod topic;
@@ -80,6 +82,8 @@ pub use lifecycle::Draining;
 pub use name::validate_topic_name;
 pub use produce::{NewRecord, ProduceRecord};
 pub use producers::{ProducerConfig, ProducerIdentity};
+pub use queues::QueueStatus;
+pub use routing::{BindingSpec, ExchangeKind, ExchangeSpec, QueueSpec};
 pub use share::{
     Ack, AckKind, AcquiredRecord, DLQ_DELIVERY_COUNT_HEADER, DLQ_OFFSET_HEADER,
     DLQ_PARTITION_HEADER, DLQ_REASON_HEADER, DLQ_TOPIC_HEADER, ShareConfig, ShareGroupDescription,

@@ -26,7 +26,7 @@ impl Broker {
     /// from now on waits for the queue's consumers.
     pub async fn declare_queue(&self, spec: QueueSpec) -> Result<QueueStatus, BrokerError> {
         let created = match self.create_topic(&spec.name, 1, &BTreeMap::new()).await {
-            Ok(()) => true,
+            Ok(_) => true,
             Err(BrokerError::TopicExists { .. }) => false,
             Err(err) => return Err(err),
         };
@@ -63,7 +63,11 @@ impl Broker {
 
     /// Drops the `count` oldest waiting messages of a declared queue (the head, as a
     /// queue over its `x-max-length` does); returns how many went.
-    pub async fn drop_queue_head(self: &Arc<Self>, name: &str, count: u32) -> Result<u64, BrokerError> {
+    pub async fn drop_queue_head(
+        self: &Arc<Self>,
+        name: &str,
+        count: u32,
+    ) -> Result<u64, BrokerError> {
         if count == 0 {
             return Ok(0);
         }

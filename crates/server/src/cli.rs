@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use sluice_kafka::Advertised;
 
 use crate::config::{
-    AmqpSettings, GroupSettings, KafkaSettings, LimitSettings, ListenAddr, LogFormat, ProducerSettings, Settings,
-    ShareSettings,
+    AmqpSettings, GroupSettings, KafkaSettings, LimitSettings, ListenAddr, LogFormat,
+    ProducerSettings, Settings, ShareSettings,
 };
 
 /// Flags of `sluice serve`. Each overrides the same setting from the environment and the

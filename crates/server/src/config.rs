@@ -17,11 +17,11 @@ use std::time::Duration;
 
 use clap::ValueEnum;
 use serde::{Deserialize, Deserializer};
+use sluice_amqp::AmqpConfig;
 use sluice_broker::{
     BrokerConfig, GroupConfig, Limits, ProducerConfig, ShareConfig, ShareGroupSettings,
     ShareOffsetReset, TopicConfig,
 };
-use sluice_amqp::AmqpConfig;
 use sluice_kafka::{Advertised, KafkaConfig};
 
 use crate::cli::ServeArgs;

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use sluice_amqp::AmqpListener;
 use sluice_broker::Broker;
 use sluice_grpc::{Accept, ObserveCalls};
-use sluice_amqp::AmqpListener;
 use sluice_kafka::KafkaListener;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;

@@ -39,6 +39,19 @@ impl<S: Journaled, G> JournalWriter<S, G> {
         self.queue.lock().push(group, record)
     }
 
+    /// Queues `records` of `group` at once, so that one write carries them all: they
+    /// survive a crash together or not at all. Returns `true` when the caller must run
+    /// [`JournalWriter::write_queued`]; their outcome reaches only its `written`.
+    pub(crate) fn push_all(&self, group: G, records: Vec<S::Record>) -> bool
+    where
+        G: Clone,
+    {
+        let mut queue = self.queue.lock();
+        records.into_iter().fold(false, |start, record| {
+            queue.push(group.clone(), record).1 | start
+        })
+    }
+
     /// Runs `f` on the durable state: what every record written so far (and none still
     /// queued) makes of it. Waits for a write in progress, which holds the log across its
     /// fsync, so call it on a blocking thread, holding no lock of the queue.

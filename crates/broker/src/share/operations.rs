@@ -183,7 +183,8 @@ impl Broker {
                 .iter()
                 .flat_map(|(topic, ps)| {
                     ps.iter().map(move |(partition, share)| {
-                        let end = ends(self, topic, *partition).map_or(share.start(), |(_, end)| end);
+                        let end =
+                            ends(self, topic, *partition).map_or(share.start(), |(_, end)| end);
                         share.waiting(end)
                     })
                 })
