@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use amq_protocol::frame::AMQPFrame;
@@ -73,27 +74,29 @@ pub(crate) async fn serve(
     let (read, write) = stream.into_split();
     let mut reader = FrameReader::new(read, shared.config.frame_max);
     let (out, queued) = mpsc::channel(OUTGOING_QUEUE);
-    let opened = tokio::time::timeout(
-        HANDSHAKE_TIMEOUT,
-        handshake(&mut reader, &out, &shared, peer),
-    )
-    .await;
-    let mut writer = Some(write);
+    let heartbeat = Arc::new(AtomicU64::new(0));
+    let writing = tokio::spawn(write_loop(write, queued, Arc::clone(&heartbeat)));
+    let opened = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut reader, &out, &shared, peer)).await;
     let tuned = match opened {
-        Ok(Ok(Some(tuned))) => tuned,
-        Ok(Ok(None)) => return flush_and_close(writer.take(), queued).await,
+        Ok(Ok(Some(tuned))) => Some(tuned),
+        Ok(Ok(None)) => None,
         Ok(Err(failure)) => {
             tracing::info!(%peer, reason = %failure.text, "AMQP connection refused");
             send_close(&out, &failure).await;
-            return flush_and_close(writer.take(), queued).await;
+            None
         }
         Err(_) => {
             tracing::info!(%peer, "AMQP handshake timed out");
-            return flush_and_close(writer.take(), queued).await;
+            None
         }
     };
+    let Some(tuned) = tuned else {
+        drop(out);
+        let _ = writing.await;
+        return;
+    };
+    heartbeat.store(u64::try_from(tuned.heartbeat.as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
     reader.set_frame_max(tuned.frame_max);
-    let writing = tokio::spawn(write_loop(writer.take(), queued, tuned.heartbeat));
     let mut connection = Connection {
         shared: Arc::clone(&shared),
         id,
@@ -115,39 +118,17 @@ pub(crate) async fn serve(
     let _ = writing.await;
 }
 
-/// Sends what is queued, then closes the socket.
-async fn flush_and_close(
-    writer: Option<impl AsyncWrite + Unpin>,
-    mut queued: mpsc::Receiver<Vec<u8>>,
-) {
-    let Some(mut writer) = writer else {
-        return;
-    };
-    queued.close();
-    while let Ok(bytes) = queued.try_recv() {
-        if writer.write_all(&bytes).await.is_err() {
-            return;
-        }
-    }
-    let _ = writer.shutdown().await;
-}
-
-/// Writes what is queued; a heartbeat after `heartbeat` with nothing else to send.
-async fn write_loop(
-    writer: Option<impl AsyncWrite + Unpin>,
-    mut queued: mpsc::Receiver<Vec<u8>>,
-    heartbeat: Duration,
-) {
-    let Some(mut writer) = writer else {
-        return;
-    };
+/// Writes what is queued until every sender is gone, then closes the socket; a heartbeat
+/// whenever nothing else went out for `heartbeat` ms (0: none, as before tuning).
+async fn write_loop(mut writer: impl AsyncWrite + Unpin, mut queued: mpsc::Receiver<Vec<u8>>, heartbeat: Arc<AtomicU64>) {
     let mut beat = Vec::new();
     encode(&AMQPFrame::Heartbeat, &mut beat);
     loop {
-        let next = if heartbeat.is_zero() {
+        let interval = heartbeat.load(Ordering::Relaxed);
+        let next = if interval == 0 {
             queued.recv().await
         } else {
-            match tokio::time::timeout(heartbeat, queued.recv()).await {
+            match tokio::time::timeout(Duration::from_millis(interval), queued.recv()).await {
                 Ok(next) => next,
                 Err(_) => Some(beat.clone()),
             }
