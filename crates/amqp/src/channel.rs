@@ -7,13 +7,13 @@ use std::sync::Arc;
 use amq_protocol::frame::AMQPFrame;
 use amq_protocol::protocol::{AMQPClass, basic, channel, confirm, exchange, queue};
 use amq_protocol::types::ShortString;
-use sluice_broker::{BindingSpec, ExchangeKind, QueueSpec, ShareJoin, ShareMember};
+use sluice_broker::{BindingSpec, Broker, ExchangeKind, QueueSpec, ShareJoin, ShareMember};
 use tokio::task::JoinHandle;
 
 use crate::connection::{Outgoing, Shared, Tuned, send};
 use crate::deliver::{self, ConsumerSpec, Deliveries, QueueRules, Settle};
 use crate::properties::arguments;
-use crate::publish::{self, Incoming, short};
+use crate::publish::{self, Incoming, Pipeline, short};
 use crate::registry::{Access, ConnectionId};
 use crate::reply::{
     ACCESS_REFUSED, COMMAND_INVALID, Failure, NO_ROUTE, NOT_FOUND, NOT_IMPLEMENTED,
@@ -39,6 +39,8 @@ pub(crate) struct Channel {
     incoming: Option<Incoming>,
     /// Publisher confirms on (confirm.select), and the last publish's sequence number.
     confirm: Option<u64>,
+    /// Publishes whose appends are under way.
+    pipeline: Pipeline,
     /// Prefetch of consumers created from now on (basic.qos, not global); 0: none.
     consumer_prefetch: u16,
     deliveries: Arc<Deliveries>,
@@ -50,9 +52,10 @@ pub(crate) struct Channel {
 
 impl Channel {
     /// A channel just opened.
-    pub(crate) fn new(id: u16, out: Outgoing, tuned: Tuned) -> Channel {
+    pub(crate) fn new(id: u16, out: Outgoing, tuned: Tuned, broker: Arc<Broker>) -> Channel {
         Channel {
             id,
+            pipeline: Pipeline::new(id, out.clone(), broker),
             out,
             tuned,
             closing: false,
@@ -160,6 +163,10 @@ impl Channel {
                     ));
                 }
                 let (class_id, method_id) = (class.get_amqp_class_id(), class.get_amqp_method_id());
+                // Every method but a publish sees the channel's earlier publishes done.
+                if !matches!(class, AMQPClass::Basic(basic::AMQPMethod::Publish(_))) {
+                    self.pipeline.drain().await?;
+                }
                 self.method(class, shared, connection)
                     .await
                     .map_err(|failure| {
@@ -558,7 +565,7 @@ impl Channel {
         let Some(incoming) = self.incoming.take() else {
             return Ok(());
         };
-        let routed = publish::route_and_store(shared, &message).await?;
+        let routed = publish::submit(shared, &message)?;
         if routed.stored == 0 && routed.refused == 0 && incoming.publish.mandatory {
             let method = basic::AMQPMethod::Return(basic::Return {
                 reply_code: NO_ROUTE,
@@ -569,23 +576,11 @@ impl Channel {
             let frames = deliver::content_frames(self.id, method, &message, self.tuned.frame_max);
             let _ = self.out.send(frames).await;
         }
-        if let Some(sequence) = &mut self.confirm {
+        let confirm = self.confirm.as_mut().map(|sequence| {
             *sequence += 1;
-            let delivery_tag = *sequence;
-            let method = if routed.refused > 0 {
-                basic::AMQPMethod::Nack(basic::Nack {
-                    delivery_tag,
-                    multiple: false,
-                    requeue: false,
-                })
-            } else {
-                basic::AMQPMethod::Ack(basic::Ack {
-                    delivery_tag,
-                    multiple: false,
-                })
-            };
-            self.reply(AMQPClass::Basic(method)).await;
-        }
+            *sequence
+        });
+        self.pipeline.push(routed, confirm).await;
         Ok(())
     }
 

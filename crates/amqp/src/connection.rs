@@ -76,7 +76,11 @@ pub(crate) async fn serve(
     let (out, queued) = mpsc::channel(OUTGOING_QUEUE);
     let heartbeat = Arc::new(AtomicU64::new(0));
     let writing = tokio::spawn(write_loop(write, queued, Arc::clone(&heartbeat)));
-    let opened = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut reader, &out, &shared, peer)).await;
+    let opened = tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        handshake(&mut reader, &out, &shared, peer),
+    )
+    .await;
     let tuned = match opened {
         Ok(Ok(Some(tuned))) => Some(tuned),
         Ok(Ok(None)) => None,
@@ -95,7 +99,10 @@ pub(crate) async fn serve(
         let _ = writing.await;
         return;
     };
-    heartbeat.store(u64::try_from(tuned.heartbeat.as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
+    heartbeat.store(
+        u64::try_from(tuned.heartbeat.as_millis()).unwrap_or(u64::MAX),
+        Ordering::Relaxed,
+    );
     reader.set_frame_max(tuned.frame_max);
     let mut connection = Connection {
         shared: Arc::clone(&shared),
@@ -120,7 +127,11 @@ pub(crate) async fn serve(
 
 /// Writes what is queued until every sender is gone, then closes the socket; a heartbeat
 /// whenever nothing else went out for `heartbeat` ms (0: none, as before tuning).
-async fn write_loop(mut writer: impl AsyncWrite + Unpin, mut queued: mpsc::Receiver<Vec<u8>>, heartbeat: Arc<AtomicU64>) {
+async fn write_loop(
+    mut writer: impl AsyncWrite + Unpin,
+    mut queued: mpsc::Receiver<Vec<u8>>,
+    heartbeat: Arc<AtomicU64>,
+) {
     let mut beat = Vec::new();
     encode(&AMQPFrame::Heartbeat, &mut beat);
     loop {
@@ -570,8 +581,15 @@ impl Connection {
         if self.shared.broker.draining().is_draining() {
             return Flow::Fail(Failure::connection(RESOURCE_ERROR, "broker shutting down"));
         }
-        self.channels
-            .insert(id, Channel::new(id, self.out.clone(), self.tuned));
+        self.channels.insert(
+            id,
+            Channel::new(
+                id,
+                self.out.clone(),
+                self.tuned,
+                Arc::clone(&self.shared.broker),
+            ),
+        );
         send(
             &self.out,
             AMQPFrame::Method(

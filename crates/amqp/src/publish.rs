@@ -7,9 +7,16 @@ use amq_protocol::protocol::basic::{self, AMQPProperties};
 use amq_protocol::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
 use bytes::{Bytes, BytesMut};
 
-use crate::connection::Shared;
+use std::sync::Arc;
+
+use amq_protocol::frame::AMQPFrame;
+use amq_protocol::protocol::AMQPClass;
+use sluice_broker::{Broker, PendingProduce};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::connection::{Outgoing, Shared, send};
 use crate::properties::Message;
-use crate::reply::{Failure, PRECONDITION_FAILED, UNEXPECTED_FRAME};
+use crate::reply::{Failure, NOT_FOUND, PRECONDITION_FAILED, UNEXPECTED_FRAME};
 
 /// A publish whose content is being received.
 #[derive(Debug)]
@@ -90,21 +97,25 @@ impl Incoming {
     }
 }
 
-/// Where a published message went.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Routed {
+/// A message routed and submitted for appending, not yet durable.
+#[derive(Debug)]
+pub(crate) struct Submitted {
+    /// The appends, one per queue that took the message.
+    pending: Vec<PendingProduce>,
+    /// Queues with `x-max-length` (drop-head) to trim once the appends are done.
+    trims: Vec<(String, u64)>,
     /// Queues that took it.
     pub(crate) stored: usize,
     /// Queues that refused it: full, with `x-overflow = reject-publish`.
     pub(crate) refused: usize,
 }
 
-/// Routes `message` through its exchange and appends it to every queue it reaches. Each
-/// append is durable as its topic's `flush.policy` promises when this returns. A queue
-/// with `x-max-length` keeps at most that many messages waiting: past it, the oldest
-/// waiting ones are dropped (`x-overflow = drop-head`, the default) or the new one is
-/// refused (`reject-publish`).
-pub(crate) async fn route_and_store(shared: &Shared, message: &Message) -> Result<Routed, Failure> {
+/// Routes `message` through its exchange and submits it to every queue it reaches, in
+/// order with the channel's earlier publishes. A queue with `x-max-length` keeps at most
+/// that many messages waiting: past it, the oldest waiting ones are dropped once the
+/// append is done (`x-overflow = drop-head`, the default), or the new one is refused
+/// (`reject-publish`).
+pub(crate) fn submit(shared: &Shared, message: &Message) -> Result<Submitted, Failure> {
     let record = message.to_record();
     let headers: Vec<(Bytes, Option<Bytes>)> = record
         .headers
@@ -116,18 +127,23 @@ pub(crate) async fn route_and_store(shared: &Shared, message: &Message) -> Resul
         .route(&message.exchange, &message.routing_key, &headers)
         .map_err(|err| {
             let failure = Failure::from(err);
-            if failure.code == crate::reply::NOT_FOUND {
+            if failure.code == NOT_FOUND {
                 Failure::channel(
-                    crate::reply::NOT_FOUND,
+                    NOT_FOUND,
                     format!("no exchange '{}' in vhost '/'", message.exchange),
                 )
             } else {
                 failure
             }
         })?;
-    let mut routed = Routed::default();
-    for queue in &queues {
-        let limit = broker.queue_definition(queue).and_then(|q| {
+    let mut submitted = Submitted {
+        pending: Vec::with_capacity(queues.len()),
+        trims: Vec::new(),
+        stored: 0,
+        refused: 0,
+    };
+    for queue in queues {
+        let limit = broker.queue_definition(&queue).and_then(|q| {
             let max: u64 = q.arguments.get("x-max-length")?.parse().ok()?;
             let reject = q
                 .arguments
@@ -135,29 +151,138 @@ pub(crate) async fn route_and_store(shared: &Shared, message: &Message) -> Resul
                 .is_some_and(|o| o == "reject-publish");
             Some((max, reject))
         });
-        if let Some((max, true)) = limit
-            && broker.share_waiting(queue).unwrap_or(0) >= max
-        {
-            routed.refused += 1;
-            continue;
+        match limit {
+            Some((max, true)) if broker.share_waiting(&queue).unwrap_or(0) >= max => {
+                submitted.refused += 1;
+                continue;
+            }
+            Some((max, false)) => submitted.trims.push((queue.clone(), max)),
+            _ => {}
         }
-        broker
-            .produce(queue, None, [record.clone()])
-            .await
-            .map_err(Failure::from)?;
-        routed.stored += 1;
-        if let Some((max, false)) = limit {
-            let excess = broker.share_waiting(queue).unwrap_or(0).saturating_sub(max);
-            if excess > 0 {
-                let count = u32::try_from(excess).unwrap_or(u32::MAX);
-                broker
-                    .drop_queue_head(queue, count)
-                    .await
-                    .map_err(Failure::from)?;
+        submitted.pending.push(
+            broker
+                .submit_produce(&queue, None, [record.clone()])
+                .map_err(Failure::from)?,
+        );
+        submitted.stored += 1;
+    }
+    Ok(submitted)
+}
+
+impl Submitted {
+    /// Waits until every append is durable (as its topic's `flush.policy` promises), then
+    /// trims the queues over their `x-max-length`. The first failure is returned.
+    pub(crate) async fn done(self, broker: &Arc<Broker>) -> Result<(), Failure> {
+        let mut result = Ok(());
+        for pending in self.pending {
+            if let Err(err) = pending.wait().await {
+                result = result.and(Err(Failure::from(err)));
             }
         }
+        for (queue, max) in self.trims {
+            let excess = broker
+                .share_waiting(&queue)
+                .unwrap_or(0)
+                .saturating_sub(max);
+            if excess > 0 {
+                let count = u32::try_from(excess).unwrap_or(u32::MAX);
+                if let Err(err) = broker.drop_queue_head(&queue, count).await {
+                    result = result.and(Err(Failure::from(err)));
+                }
+            }
+        }
+        result
     }
-    Ok(routed)
+}
+
+/// Routes and stores `message`, waiting until it is durable (dead letters).
+pub(crate) async fn route_and_store(shared: &Shared, message: &Message) -> Result<(), Failure> {
+    submit(shared, message)?.done(&shared.broker).await
+}
+
+/// Publishes whose appends are under way on one channel, settled in publish order by a
+/// task of the channel: confirms (ack, or nack for a refused or failed one) go out in
+/// that order. Publishing does not wait for the appends, so a publisher's messages stream
+/// into the log; any other method of the channel first waits for them ([`Pipeline::drain`]).
+#[derive(Debug)]
+pub(crate) struct Pipeline {
+    jobs: mpsc::Sender<Job>,
+}
+
+#[derive(Debug)]
+enum Job {
+    /// A publish; with confirms, its sequence number.
+    Publish(Submitted, Option<u64>),
+    /// Answered once every job before it is settled, with the first failure of a publish
+    /// without confirms since the last drain.
+    Drain(oneshot::Sender<Option<Failure>>),
+}
+
+/// Publishes a channel may have under way before the next waits.
+const PIPELINE_DEPTH: usize = 1024;
+
+impl Pipeline {
+    /// The pipeline of channel `channel`, answering on `out`.
+    pub(crate) fn new(channel: u16, out: Outgoing, broker: Arc<Broker>) -> Pipeline {
+        let (jobs, mut queued) = mpsc::channel(PIPELINE_DEPTH);
+        tokio::spawn(async move {
+            let mut failed: Option<Failure> = None;
+            while let Some(job) = queued.recv().await {
+                match job {
+                    Job::Publish(submitted, confirm) => {
+                        let refused = submitted.refused > 0;
+                        let outcome = submitted.done(&broker).await;
+                        match confirm {
+                            Some(delivery_tag) => {
+                                let method = if refused || outcome.is_err() {
+                                    basic::AMQPMethod::Nack(basic::Nack {
+                                        delivery_tag,
+                                        multiple: false,
+                                        requeue: false,
+                                    })
+                                } else {
+                                    basic::AMQPMethod::Ack(basic::Ack {
+                                        delivery_tag,
+                                        multiple: false,
+                                    })
+                                };
+                                send(&out, AMQPFrame::Method(channel, AMQPClass::Basic(method)))
+                                    .await;
+                            }
+                            None => {
+                                if let Err(failure) = outcome {
+                                    failed.get_or_insert(failure);
+                                }
+                            }
+                        }
+                    }
+                    Job::Drain(answer) => {
+                        let _ = answer.send(failed.take());
+                    }
+                }
+            }
+        });
+        Pipeline { jobs }
+    }
+
+    /// Queues a submitted publish (waiting while the pipeline is full).
+    pub(crate) async fn push(&self, submitted: Submitted, confirm: Option<u64>) {
+        // The task ends only with the channel.
+        let _ = self.jobs.send(Job::Publish(submitted, confirm)).await;
+    }
+
+    /// Waits until every publish queued is settled; the first failure of a publish without
+    /// confirms since the last drain fails the channel.
+    pub(crate) async fn drain(&self) -> Result<(), Failure> {
+        let (answer, settled) = oneshot::channel();
+        if self.jobs.send(Job::Drain(answer)).await.is_err() {
+            return Ok(());
+        }
+        match settled.await {
+            Ok(Some(failure)) => Err(failure),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// `message`'s properties with RabbitMQ's dead-letter headers added: `x-death` (one entry
