@@ -1,7 +1,8 @@
 //! Journals: append-only logs of state changes under one directory, compacted in the
 //! background into a snapshot of the live state. The committed offsets of every consumer
 //! group are one (`groups/offsets-<N>.log`), the state of every share
-//! group another (`share/share-<N>.log`).
+//! group another (`share/share-<N>.log`), the exchanges, queue definitions and bindings a
+//! third (`routing/routing-<N>.log`).
 //!
 //! A journal's directory holds at most one compacted file `<name>-<N>.snapshot` (the live
 //! state as of the end of segment `N`) and the segments after it, `<name>-<M>.log` with
