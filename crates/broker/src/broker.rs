@@ -288,10 +288,12 @@ impl Broker {
 
     /// Starts the background work: flushing partitions of `flush.policy = interval` topics
     /// every `flush.ms`, checkpointing every partition about once a second, and enforcing
-    /// retention every `retention_check_interval`. Must be called inside a tokio runtime;
-    /// calling it again does nothing.
+    /// retention every `retention_check_interval`, and dropping the transient queues the
+    /// last run left. Must be called inside a tokio runtime; calling it again does nothing.
     pub fn start_background(self: &Arc<Self>) {
         self.background.start(self);
+        let broker = Arc::clone(self);
+        tokio::spawn(async move { broker.drop_stale_queues().await });
     }
 
     /// Creates a topic with `partitions` partitions and the given config overrides (Kafka

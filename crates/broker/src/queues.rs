@@ -25,6 +25,7 @@ impl Broker {
     /// the topic (else at its end, as a new share group does), so every message published
     /// from now on waits for the queue's consumers.
     pub async fn declare_queue(&self, spec: QueueSpec) -> Result<QueueStatus, BrokerError> {
+        self.drop_stale_queue(&spec.name).await?;
         let created = match self.create_topic(&spec.name, 1, &BTreeMap::new()).await {
             Ok(_) => true,
             Err(BrokerError::TopicExists { .. }) => false,
@@ -123,6 +124,42 @@ impl Broker {
             Err(err) => return Err(err),
         }
         Ok(status.messages)
+    }
+}
+
+impl Broker {
+    /// Drops a transient (or exclusive) queue the last run left, unless done already: its
+    /// definition, share group and topic, records and all, as RabbitMQ loses such a queue
+    /// with the server.
+    pub(crate) async fn drop_stale_queue(&self, name: &str) -> Result<(), BrokerError> {
+        if !self.routing.stale.lock().remove(name) {
+            return Ok(());
+        }
+        match self.forget_queue(name).await {
+            Ok(()) | Err(BrokerError::QueueNotFound { .. }) => {}
+            Err(err) => return Err(err),
+        }
+        match self.delete_share_group(name).await {
+            Ok(()) | Err(BrokerError::ShareGroupNotFound { .. }) => {}
+            Err(err) => return Err(err),
+        }
+        match self.delete_topic(name).await {
+            Ok(()) | Err(BrokerError::TopicNotFound { .. }) => {}
+            Err(err) => return Err(err),
+        }
+        tracing::info!(queue = name, "dropped a transient queue of the last run");
+        Ok(())
+    }
+
+    /// Drops every transient queue the last run left (in the background, from
+    /// [`Broker::start_background`]).
+    pub(crate) async fn drop_stale_queues(&self) {
+        let stale: Vec<String> = self.routing.stale.lock().iter().cloned().collect();
+        for name in stale {
+            if let Err(err) = self.drop_stale_queue(&name).await {
+                tracing::warn!(queue = name, error = %err, "dropping a transient queue of the last run failed");
+            }
+        }
     }
 }
 

@@ -58,6 +58,7 @@ fn broker_code(err: &BrokerError) -> Code {
         ErrorKind::Unsupported => Code::Unimplemented,
         ErrorKind::Unavailable => Code::Unavailable,
         ErrorKind::DataLoss => Code::DataLoss,
+        ErrorKind::PermissionDenied => Code::PermissionDenied,
         _ => Code::Internal,
     }
 }

@@ -154,12 +154,22 @@ impl Broker {
 
     /// The definition of queue `name`, if any.
     pub fn queue_definition(&self, name: &str) -> Option<QueueSpec> {
+        if self.routing.stale.lock().contains(name) {
+            return None;
+        }
         self.routing.read(|state| state.queue(name).cloned())
     }
 
     /// Every queue definition, by name.
     pub fn queue_definitions(&self) -> Vec<QueueSpec> {
-        self.routing.read(|state| state.queues().cloned().collect())
+        let stale = self.routing.stale.lock().clone();
+        self.routing.read(|state| {
+            state
+                .queues()
+                .filter(|q| !stale.contains(&q.name))
+                .cloned()
+                .collect()
+        })
     }
 
     /// Removes a queue definition and every binding to it; an auto-delete exchange left

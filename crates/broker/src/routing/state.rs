@@ -2,10 +2,11 @@
 //! decision over them.
 //!
 //! One type serves twice: as the broker's live state (everything declared, durable or not)
-//! and as the routing journal's durable state (what its records replay into: only durable
-//! things). Operations check a request against the live state and turn it into
-//! [`Change`]s, which both apply the same way; only the changes of durable things are
-//! journaled.
+//! and as the routing journal's durable state (what its records replay into: durable
+//! things, and every queue definition, so that a transient queue left by the last run is
+//! known and dropped). Operations check a request against the live state and turn it into
+//! [`Change`]s, which both apply the same way; only the changes of durable things and of
+//! queue definitions are journaled.
 //!
 //! Invariants: every binding's exchange and queue exist; each binding is held twice, in
 //! its exchange's `bindings` and in its queue's, and `Exchange::len` counts the former.
@@ -56,7 +57,7 @@ pub(crate) struct RoutingState {
     exchanges: HashMap<String, Exchange>,
     queues: BTreeMap<String, Queue>,
     /// Bytes a compacted file takes but its header: one frame per durable exchange (not
-    /// built in), durable queue and binding between durable ends.
+    /// built in), queue and binding between durable ends.
     durable_len: u64,
 }
 
@@ -134,9 +135,11 @@ impl RoutingState {
     pub(crate) fn is_durable_change(&self, change: &Change) -> bool {
         match change {
             Change::Exchange(spec) => spec.durable,
-            Change::Queue(spec) => spec.durable,
+            // Every queue definition: a transient one is dropped, records and all, after a
+            // restart, so it must be known then.
+            Change::Queue(_) => true,
             Change::DeleteExchange(name) => self.exchange(name).is_some_and(|e| e.durable),
-            Change::ForgetQueue(name) => self.queue(name).is_some_and(|q| q.durable),
+            Change::ForgetQueue(name) => self.queue(name).is_some(),
             Change::Bind(binding) | Change::Unbind(binding) => {
                 self.is_durable(&binding.exchange, &binding.queue)
             }
@@ -190,9 +193,7 @@ impl RoutingState {
             }
             Change::Queue(spec) => {
                 if !self.queues.contains_key(&spec.name) {
-                    if spec.durable {
-                        self.durable_len += frame_len(queue_len(spec));
-                    }
+                    self.durable_len += frame_len(queue_len(spec));
                     let queue = Queue {
                         spec: spec.clone(),
                         bindings: BTreeSet::new(),
@@ -207,9 +208,7 @@ impl RoutingState {
                 for binding in &queue.bindings {
                     self.remove_from_exchange(binding, queue.spec.durable);
                 }
-                if queue.spec.durable {
-                    self.durable_len -= frame_len(queue_len(&queue.spec));
-                }
+                self.durable_len -= frame_len(queue_len(&queue.spec));
             }
             Change::Bind(binding) => {
                 let durable = self.is_durable(&binding.exchange, &binding.queue);
@@ -359,10 +358,10 @@ impl Journaled for RoutingState {
         FILE_HEADER.len() as u64 + self.durable_len
     }
 
-    /// One record per frame: the durable queues, the durable exchanges but the built-in
-    /// ones, then the bindings between durable ends.
+    /// One record per frame: every queue, the durable exchanges but the built-in ones,
+    /// then the bindings between durable ends.
     fn snapshot(&self, frame: &mut FrameSink<'_, Change>) -> Result<(), BrokerError> {
-        for queue in self.queues.values().filter(|q| q.spec.durable) {
+        for queue in self.queues.values() {
             frame(&[Change::Queue(queue.spec.clone())])?;
         }
         let mut exchanges: Vec<&Exchange> = self
@@ -546,7 +545,7 @@ mod tests {
     }
 
     #[test]
-    fn a_snapshot_holds_only_durable_things_and_its_size_is_tracked() {
+    fn a_snapshot_holds_every_queue_and_only_durable_exchanges_and_bindings() {
         let mut state = RoutingState::default();
         let (empty, _) = snapshot_bytes(&state);
         assert_eq!(state.compacted_len(), empty.len() as u64);
@@ -576,6 +575,7 @@ mod tests {
             records,
             [
                 queue("dq", true),
+                queue("tq", false),
                 exchange("dx", ExchangeKind::Topic, true),
                 Change::Bind(with_args.clone()),
                 Change::Bind(bind("dx", "dq", "a.*")),

@@ -60,6 +60,9 @@ pub(crate) struct RoutingStore {
     live: RwLock<Live>,
     journal: JournalWriter<RoutingState, ()>,
     progress: watch::Sender<Progress>,
+    /// Transient (or exclusive) queues the last run left: defined no more, their topic
+    /// and share group to be dropped ([`crate::Broker::drop_stale_queue`]).
+    pub(crate) stale: parking_lot::Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// The changes of one operation, applied as they are made.
@@ -92,10 +95,16 @@ impl RoutingStore {
         let (log, state) =
             JournalLog::<RoutingState>::open(&data_dir.join(ROUTING_DIR), COMPACTION)?;
         tracing::debug!(queues = state.queues().count(), "loaded routing state");
+        let stale = state
+            .queues()
+            .filter(|q| !q.durable || q.exclusive)
+            .map(|q| q.name.clone())
+            .collect();
         Ok(Arc::new(RoutingStore {
             live: RwLock::new(Live { state, queued: 0 }),
             journal: JournalWriter::new(log),
             progress: watch::Sender::new(Progress::default()),
+            stale: parking_lot::Mutex::new(stale),
         }))
     }
 

@@ -12,6 +12,7 @@ mod fetch_range;
 mod groups;
 mod idempotence;
 mod produce_fetch;
+mod queues;
 mod routing;
 mod share_groups;
 mod share_reclaim;

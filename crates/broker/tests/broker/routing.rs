@@ -429,7 +429,7 @@ async fn mixed_state(b: &Broker) {
     with_ttl
         .arguments
         .insert("x-message-ttl".into(), "60000".into());
-    with_ttl.exclusive = true;
+    with_ttl.auto_delete = true;
     define(b, with_ttl).await;
 
     let mut topic = ExchangeSpec::new("durable-x", ExchangeKind::Topic);
