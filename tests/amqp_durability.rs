@@ -5,6 +5,11 @@
 //! the ready count. The server is then SIGKILLed and restarted on the same data directory:
 //! the queue holds exactly the messages not acknowledged (the held one among them, back at
 //! the head and flagged redelivered), and those only, in the order they were published.
+//!
+//! So an acknowledgement the server has answered past (a later synchronous method on the
+//! same channel got its reply) must survive a SIGKILL. RabbitMQ 3.10 keeps it only once
+//! its queue index is flushed, within about a second: killed at once, it brings every
+//! acknowledged message back.
 mod common;
 
 use anyhow::{Result, ensure};
@@ -74,14 +79,33 @@ fn confirmed_persistent_messages_survive_sigkill_and_acks_stick() -> Result<()> 
         .iter()
         .enumerate()
         .map(|(i, b)| {
-            json!({"event": "got", "body": b, "redelivered": i == 0,
+            json!({"event": "got", "body": b, "redelivered": true,
                    "message_count": PUBLISHED - ACKED - 1 - i, "persistent": true})
         })
         .chain([json!({"event": "empty", "messages": 0})])
         .collect();
     ensure!(
-        drained == expected,
+        without_unsure_flags(&drained) == without_unsure_flags(&expected),
         "after the restart the queue held {drained:?}"
     );
+    ensure!(
+        drained[0]["redelivered"] == true,
+        "the message held at the kill came back not flagged redelivered: {}",
+        drained[0]
+    );
     Ok(())
+}
+
+/// `lines` without the redelivered flag of each message but the first. The first was
+/// delivered before the kill, so it must be flagged; the others were not, and AMQP leaves
+/// the flag to the server then ("may have been delivered before"): RabbitMQ flags every
+/// message it recovers after a crash.
+fn without_unsure_flags(lines: &[Value]) -> Vec<Value> {
+    let mut lines = lines.to_vec();
+    for line in lines.iter_mut().skip(1) {
+        if let Some(fields) = line.as_object_mut() {
+            fields.remove("redelivered");
+        }
+    }
+    lines
 }

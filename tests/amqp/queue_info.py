@@ -2,7 +2,8 @@
 """Declares each queue named on the command line passively, on a channel of its own, and
 prints {"event": "queue", "queue", "messages", "consumers"} (messages: those ready, not
 those delivered and unacknowledged), or {"event": "closed", "queue", "code", "text"} when
-the server closes the channel instead (404 for a queue that does not exist)."""
+the server closes the channel instead (404 for a queue that does not exist, 405 for
+another connection's exclusive queue)."""
 
 import sys
 
