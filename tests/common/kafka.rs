@@ -22,7 +22,7 @@ pub fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// `.venv/bin/python` with the Kafka clients installed; `scripts/setup-python.sh` runs
+/// `.venv/bin/python` with the Kafka and AMQP clients installed; `scripts/setup-python.sh` runs
 /// once per test process.
 pub fn python() -> Result<PathBuf> {
     static SETUP: OnceLock<Result<(), String>> = OnceLock::new();
@@ -40,6 +40,17 @@ pub fn python() -> Result<PathBuf> {
         .clone()
         .map_err(anyhow::Error::msg)?;
     Ok(root().join(".venv/bin/python"))
+}
+
+/// `DIR/SCRIPT ARGS` (`DIR` relative to the workspace root) run by the virtual
+/// environment's Python, unbuffered so that every line it prints reaches the test at once.
+pub fn python_command(dir: &str, script: &str, args: &[&str]) -> Result<Command> {
+    let mut command = Command::new(python()?);
+    command
+        .arg(root().join(dir).join(script))
+        .args(args)
+        .env("PYTHONUNBUFFERED", "1");
+    Ok(command)
 }
 
 /// A Kafka client program of `tests/kafka/`, all of which take the same `produce` and
@@ -490,12 +501,7 @@ impl Program {
     /// Starts `tests/kafka/SCRIPT ARGS` with the virtual environment's Python, unbuffered
     /// so that every line it prints reaches the test at once.
     pub fn python(script: &str, args: &[&str]) -> Result<Program> {
-        let mut command = Command::new(python()?);
-        command
-            .arg(root().join("tests/kafka").join(script))
-            .args(args)
-            .env("PYTHONUNBUFFERED", "1");
-        Program::spawn(script, command)
+        Program::spawn(script, python_command("tests/kafka", script, args)?)
     }
 
     /// Writes `text` to the program's stdin.

@@ -2,6 +2,7 @@
 //! for it. Every end-to-end test talks to the binary built from this workspace.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod amqp;
 pub mod kafka;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -30,6 +31,8 @@ pub struct Server {
     metrics_addr: Option<String>,
     /// `host:port` of its Kafka listener, unless that is off.
     kafka_addr: Option<String>,
+    /// `host:port` of its AMQP 0-9-1 listener, unless that is off.
+    amqp_addr: Option<String>,
     /// What it wrote to stderr so far, when started with [`Server::start_capturing_stderr`].
     stderr: Option<Arc<Mutex<String>>>,
 }
@@ -101,6 +104,11 @@ impl Server {
             } else {
                 &["--kafka-listen", "127.0.0.1:0"][..]
             })
+            .args(if extra.contains(&"--amqp-listen") {
+                &[][..]
+            } else {
+                &["--amqp-listen", "127.0.0.1:0"][..]
+            })
             .args(extra)
             .env("SLUICE_LOG", "warn")
             // A setting of the soak test, not of the server.
@@ -136,7 +144,7 @@ impl Server {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             let mut sent = false;
-            let (mut metrics_addr, mut kafka_addr) = (None, None);
+            let (mut metrics_addr, mut kafka_addr, mut amqp_addr) = (None, None, None);
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 if let Some(addr) = line.strip_prefix("sluice metrics on ") {
@@ -145,29 +153,35 @@ impl Server {
                 if let Some(addr) = line.strip_prefix("sluice kafka on ") {
                     kafka_addr = Some(addr.trim().to_string());
                 }
+                if let Some(addr) = line.strip_prefix("sluice amqp on ") {
+                    amqp_addr = Some(addr.trim().to_string());
+                }
                 if !sent && let Some(addr) = line.split("listening on ").nth(1) {
                     let _ = tx.send((
                         addr.trim().to_string(),
                         metrics_addr.take(),
                         kafka_addr.take(),
+                        amqp_addr.take(),
                     ));
                     sent = true;
                 }
             }
         });
-        let (addr, metrics_addr, kafka_addr) = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(addrs) => addrs,
-            Err(_) => {
-                let _ = child.kill();
-                bail!("sluice did not report its address within 60 s");
-            }
-        };
+        let (addr, metrics_addr, kafka_addr, amqp_addr) =
+            match rx.recv_timeout(Duration::from_secs(60)) {
+                Ok(addrs) => addrs,
+                Err(_) => {
+                    let _ = child.kill();
+                    bail!("sluice did not report its address within 60 s");
+                }
+            };
         Ok(Server {
             child: Some(child),
             addr,
             data_dir: data_dir.to_path_buf(),
             metrics_addr,
             kafka_addr,
+            amqp_addr,
             stderr,
         })
     }
@@ -176,6 +190,12 @@ impl Server {
     /// attached).
     pub fn kafka_addr(&self) -> Option<&str> {
         self.kafka_addr.as_deref()
+    }
+
+    /// `host:port` of the server's AMQP 0-9-1 listener (`None` when it is off or the
+    /// server is attached).
+    pub fn amqp_addr(&self) -> Option<&str> {
+        self.amqp_addr.as_deref()
     }
 
     /// `host:port` of the server's metrics endpoint (`None` when it is off or the server
@@ -200,6 +220,7 @@ impl Server {
             data_dir: PathBuf::new(),
             metrics_addr: None,
             kafka_addr: None,
+            amqp_addr: None,
             stderr: None,
         }
     }

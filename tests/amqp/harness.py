@@ -1,0 +1,33 @@
+"""What the AMQP test programs share: where the server is, and their output as JSON lines.
+
+Every program but the hello-world pair (send.py, receive.py: RabbitMQ's tutorial code as
+it is, on localhost:5672) dials AMQP_ADDR (host:port; default localhost:5672, where the
+tutorials connect) and prints one JSON object a line, flushed at once, so that a test sees
+each event while the program runs.
+"""
+
+import json
+import os
+
+import pika
+
+
+def parameters():
+    """Connection parameters for the server at AMQP_ADDR."""
+    host, _, port = os.environ.get('AMQP_ADDR', 'localhost:5672').rpartition(':')
+    return pika.ConnectionParameters(host=host, port=int(port))
+
+
+def connect():
+    """A blocking connection to the server at AMQP_ADDR."""
+    return pika.BlockingConnection(parameters())
+
+
+def emit(event, **fields):
+    """Prints one JSON line: {"event": event, **fields}."""
+    print(json.dumps({'event': event, **fields}), flush=True)
+
+
+def text(body):
+    """A message body as text (the tests send UTF-8)."""
+    return body.decode()
