@@ -27,6 +27,15 @@ struct Consumer {
     task: JoinHandle<()>,
 }
 
+impl Consumer {
+    /// Stops delivering; once this returns the task and its hold on the share group
+    /// member are gone (what it delivered unacknowledged stays the channel's).
+    async fn stop(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
 /// An open channel.
 #[derive(Debug)]
 pub(crate) struct Channel {
@@ -73,7 +82,7 @@ impl Channel {
         send(&self.out, AMQPFrame::Method(self.id, class)).await;
     }
 
-    /// Answers `failure` with channel.close and stops the channel's consumers; the channel
+    /// Answers `failure` with channel.close and pauses the channel's consumers; the channel
     /// then waits for close-ok.
     pub(crate) async fn fail(&mut self, failure: Failure) {
         if self.closing {
@@ -81,9 +90,8 @@ impl Channel {
         }
         self.closing = true;
         self.incoming = None;
-        for (_, consumer) in self.consumers.drain() {
-            consumer.task.abort();
-        }
+        // Its consumers stop once the close is done (`close`); nothing more goes out.
+        self.deliveries.set_paused(true);
         tracing::debug!(channel = self.id, code = failure.code, reason = %failure.text, "closing an AMQP channel");
         self.reply(AMQPClass::Channel(channel::AMQPMethod::Close(
             channel::Close {
@@ -100,8 +108,9 @@ impl Channel {
     /// delivered again (its delivery count kept).
     pub(crate) async fn close(mut self, shared: &Arc<Shared>) {
         for (_, consumer) in std::mem::take(&mut self.consumers) {
-            consumer.task.abort();
-            consumer_gone(shared, &consumer.queue).await;
+            let queue = consumer.queue.clone();
+            consumer.stop().await;
+            consumer_gone(shared, &queue).await;
         }
         let unacked = self.deliveries.take_all();
         if !unacked.is_empty() {
@@ -461,7 +470,7 @@ impl Channel {
             .collect();
         for tag in tags {
             if let Some(consumer) = self.consumers.remove(&tag) {
-                consumer.task.abort();
+                consumer.stop().await;
                 shared.registry.consumer_removed(queue);
             }
         }
@@ -498,8 +507,9 @@ impl Channel {
             basic::AMQPMethod::Consume(c) => self.consume(c, shared, connection).await?,
             basic::AMQPMethod::Cancel(c) => {
                 if let Some(consumer) = self.consumers.remove(c.consumer_tag.as_str()) {
-                    consumer.task.abort();
-                    consumer_gone(shared, &consumer.queue).await;
+                    let queue = consumer.queue.clone();
+                    consumer.stop().await;
+                    consumer_gone(shared, &queue).await;
                 }
                 if !c.nowait {
                     self.reply(AMQPClass::Basic(basic::AMQPMethod::CancelOk(

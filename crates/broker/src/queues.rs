@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::config::SHARE_RECLAIM_ENABLE;
 use crate::share::{ShareGroupSettings, ShareJoin, ShareOffsetReset};
 use crate::{AckKind, Broker, BrokerError, QueueSpec};
 
@@ -20,13 +21,16 @@ pub struct QueueStatus {
 
 impl Broker {
     /// Declares a queue: defines it (an equal definition is a no-op, a different one
-    /// fails naming the field), creates its topic (one partition) unless it exists, and
+    /// fails naming the field), creates its topic (one partition, `share.reclaim.enable`
+    /// set, so acknowledged messages free their space) unless it exists, and
     /// the share group reading it, which starts at the topic's start when this created
     /// the topic (else at its end, as a new share group does), so every message published
     /// from now on waits for the queue's consumers.
     pub async fn declare_queue(&self, spec: QueueSpec) -> Result<QueueStatus, BrokerError> {
         self.drop_stale_queue(&spec.name).await?;
-        let created = match self.create_topic(&spec.name, 1, &BTreeMap::new()).await {
+        // The queue's space goes once its messages are acknowledged.
+        let reclaim = BTreeMap::from([(SHARE_RECLAIM_ENABLE.to_owned(), "true".to_owned())]);
+        let created = match self.create_topic(&spec.name, 1, &reclaim).await {
             Ok(_) => true,
             Err(BrokerError::TopicExists { .. }) => false,
             Err(err) => return Err(err),
