@@ -100,7 +100,7 @@ wait_port() { # host port seconds
 }
 
 log "starting sluice, nats-server and rabbitmq-server"
-"$SLUICE" serve --data-dir "$OUT/sluice-data" --listen 127.0.0.1:0 --log warn > "$OUT/sluice.log" 2>&1 &
+"$SLUICE" serve --data-dir "$OUT/sluice-data" --listen 127.0.0.1:0 --amqp-listen off --log warn > "$OUT/sluice.log" 2>&1 &
 SLUICE_PID=$!
 for _ in $(seq 300); do grep -q 'listening on' "$OUT/sluice.log" && break; sleep 0.1; done
 SLUICE_URL=http://$(sed -n 's/.*listening on \([0-9.:]*\).*/\1/p' "$OUT/sluice.log" | head -1)

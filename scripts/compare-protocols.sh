@@ -29,7 +29,7 @@ if [[ $(id -u) == 0 ]]; then
     echo 1 >/proc/sys/vm/drop_caches
 fi
 "$bin" serve --data-dir "$work/data" --listen "127.0.0.1:$grpc_port" \
-    --kafka-listen "$kafka" --metrics-listen off >"$work/server.log" 2>&1 &
+    --kafka-listen "$kafka" --amqp-listen off --metrics-listen off >"$work/server.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 50); do
     "$bin" topic list --server "$server" >/dev/null 2>&1 && break

@@ -54,8 +54,6 @@ pub(crate) struct Channel {
     consumer_prefetch: u16,
     deliveries: Arc<Deliveries>,
     consumers: HashMap<String, Consumer>,
-    /// Members taking records for basic.get, by queue.
-    getters: HashMap<String, Arc<ShareMember>>,
     next_consumer: u64,
 }
 
@@ -73,7 +71,6 @@ impl Channel {
             consumer_prefetch: 0,
             deliveries: Arc::default(),
             consumers: HashMap::new(),
-            getters: HashMap::new(),
             next_consumer: 0,
         }
     }
@@ -90,13 +87,15 @@ impl Channel {
         }
         self.closing = true;
         self.incoming = None;
-        // Its consumers stop once the close is done (`close`); nothing more goes out.
+        // Its consumers stop once the close is done (`close`); no delivery or confirm
+        // goes out after the channel.close.
         self.deliveries.set_paused(true);
+        self.pipeline.silence();
         tracing::debug!(channel = self.id, code = failure.code, reason = %failure.text, "closing an AMQP channel");
         self.reply(AMQPClass::Channel(channel::AMQPMethod::Close(
             channel::Close {
                 reply_code: failure.code,
-                reply_text: ShortString::from(failure.text.as_str()),
+                reply_text: short(&failure.text),
                 class_id: failure.class_id,
                 method_id: failure.method_id,
             },
@@ -104,18 +103,34 @@ impl Channel {
         .await;
     }
 
-    /// Tears the channel down: its consumers stop, and what it holds unacknowledged is
-    /// delivered again (its delivery count kept).
-    pub(crate) async fn close(mut self, shared: &Arc<Shared>) {
-        for (_, consumer) in std::mem::take(&mut self.consumers) {
-            let queue = consumer.queue.clone();
-            consumer.stop().await;
-            consumer_gone(shared, &queue).await;
+    /// Tears the channel down: its consumers stop, what it holds unacknowledged is
+    /// delivered again (its delivery count kept), and its publishes under way finish (their
+    /// confirms no longer sent). Idempotent.
+    pub(crate) async fn teardown(&mut self, shared: &Arc<Shared>) {
+        self.deliveries.set_paused(true);
+        let consumers: Vec<Consumer> = self.consumers.drain().map(|(_, c)| c).collect();
+        for consumer in &consumers {
+            consumer.task.abort();
         }
-        let unacked = self.deliveries.take_all();
+        let mut queues = Vec::with_capacity(consumers.len());
+        for consumer in consumers {
+            queues.push(consumer.queue.clone());
+            consumer.stop().await;
+        }
+        let unacked = self.deliveries.take_all(None);
         if !unacked.is_empty() {
             let _ = deliver::settle(shared, &self.deliveries, unacked, Settle::Requeue).await;
         }
+        for queue in queues {
+            consumer_gone(shared, &queue).await;
+        }
+        self.pipeline.silence();
+        self.pipeline.drain_quietly().await;
+    }
+
+    /// Tears the channel down ([`Channel::teardown`]) and drops it.
+    pub(crate) async fn close(mut self, shared: &Arc<Shared>) {
+        self.teardown(shared).await;
     }
 
     /// Handles one frame; `Ok(false)` once the channel is closed.
@@ -126,15 +141,18 @@ impl Channel {
         connection: ConnectionId,
     ) -> Result<bool, Failure> {
         if self.closing {
-            return Ok(!matches!(
-                frame,
-                AMQPFrame::Method(
-                    _,
-                    AMQPClass::Channel(
-                        channel::AMQPMethod::CloseOk(_) | channel::AMQPMethod::Close(_)
-                    )
-                )
-            ));
+            return Ok(match frame {
+                AMQPFrame::Method(_, AMQPClass::Channel(channel::AMQPMethod::CloseOk(_))) => false,
+                // Both sides closed at once: each answers the other's close.
+                AMQPFrame::Method(_, AMQPClass::Channel(channel::AMQPMethod::Close(_))) => {
+                    self.reply(AMQPClass::Channel(channel::AMQPMethod::CloseOk(
+                        channel::CloseOk {},
+                    )))
+                    .await;
+                    false
+                }
+                _ => true,
+            });
         }
         match frame {
             AMQPFrame::Header(_, header) => {
@@ -202,6 +220,8 @@ impl Channel {
         match class {
             AMQPClass::Channel(method) => match method {
                 channel::AMQPMethod::Close(_) => {
+                    // Nothing of the channel goes out after its close-ok.
+                    self.teardown(shared).await;
                     self.reply(AMQPClass::Channel(channel::AMQPMethod::CloseOk(
                         channel::CloseOk {},
                     )))
@@ -424,10 +444,12 @@ impl Channel {
                     ));
                 }
                 self.drop_consumers_of(shared, &name).await;
-                let deleted = broker
-                    .delete_queue(&name, d.if_empty)
-                    .await
-                    .map_err(|err| not_found(err, "queue", &name))?;
+                // Deleting a queue that does not exist succeeds, as in RabbitMQ.
+                let deleted = match broker.delete_queue(&name, d.if_empty).await {
+                    Ok(deleted) => deleted,
+                    Err(sluice_broker::BrokerError::QueueNotFound { .. }) => 0,
+                    Err(err) => return Err(Failure::from(err)),
+                };
                 shared.registry.forget(&name);
                 if !d.nowait {
                     self.reply(AMQPClass::Queue(queue::AMQPMethod::DeleteOk(
@@ -460,7 +482,8 @@ impl Channel {
         }
     }
 
-    /// Stops this channel's consumers and getters of `queue` (about to be deleted).
+    /// Stops this channel's consumers of `queue` (about to be deleted) and gives back its
+    /// unacknowledged deliveries of that queue.
     async fn drop_consumers_of(&mut self, shared: &Arc<Shared>, queue: &str) {
         let tags: Vec<String> = self
             .consumers
@@ -474,8 +497,7 @@ impl Channel {
                 shared.registry.consumer_removed(queue);
             }
         }
-        self.getters.remove(queue);
-        let unacked = self.deliveries.take_all();
+        let unacked = self.deliveries.take_all(Some(queue));
         let _ = deliver::settle(shared, &self.deliveries, unacked, Settle::Requeue).await;
     }
 
@@ -509,6 +531,17 @@ impl Channel {
                 if let Some(consumer) = self.consumers.remove(c.consumer_tag.as_str()) {
                     let queue = consumer.queue.clone();
                     consumer.stop().await;
+                    // The last consumer of an auto-delete queue takes the queue with it:
+                    // what the channel holds of it goes back first.
+                    let last = shared.registry.consumers(&queue) == 1
+                        && shared
+                            .broker
+                            .queue_definition(&queue)
+                            .is_some_and(|q| q.auto_delete);
+                    if last {
+                        let unacked = self.deliveries.take_all(Some(&queue));
+                        deliver::settle(shared, &self.deliveries, unacked, Settle::Requeue).await?;
+                    }
                     consumer_gone(shared, &queue).await;
                 }
                 if !c.nowait {
@@ -544,7 +577,7 @@ impl Channel {
                 deliver::settle(shared, &self.deliveries, taken, how).await?;
             }
             basic::AMQPMethod::Recover(basic::Recover { .. }) => {
-                let unacked = self.deliveries.take_all();
+                let unacked = self.deliveries.take_all(None);
                 deliver::settle(shared, &self.deliveries, unacked, Settle::Requeue).await?;
                 self.reply(AMQPClass::Basic(basic::AMQPMethod::RecoverOk(
                     basic::RecoverOk {},
@@ -552,7 +585,7 @@ impl Channel {
                 .await;
             }
             basic::AMQPMethod::RecoverAsync(_) => {
-                let unacked = self.deliveries.take_all();
+                let unacked = self.deliveries.take_all(None);
                 deliver::settle(shared, &self.deliveries, unacked, Settle::Requeue).await?;
             }
             other => {
@@ -692,14 +725,8 @@ impl Channel {
         let definition = shared.broker.queue_definition(&queue).ok_or_else(|| {
             Failure::channel(NOT_FOUND, format!("no queue '{queue}' in vhost '/'"))
         })?;
-        let member = match self.getters.get(&queue) {
-            Some(member) => Arc::clone(member),
-            None => {
-                let member = self.join(shared, &queue, 0).await?;
-                self.getters.insert(queue.clone(), Arc::clone(&member));
-                member
-            }
-        };
+        // A member of its own, alive while its delivery is unacknowledged.
+        let member = self.join(shared, &queue, 1).await?;
         let rules = Arc::new(QueueRules::of(&queue, &definition.arguments));
         match deliver::get_one(shared, &member, &rules, &self.deliveries, g.no_ack).await? {
             Some((delivery_tag, redelivered, message)) => {

@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use amq_protocol::frame::{AMQPContentHeader, AMQPFrame};
 use amq_protocol::protocol::{AMQPClass, basic};
-use amq_protocol::types::ShortString;
 use parking_lot::Mutex;
 use sluice_broker::{Ack, AckKind, AcquiredRecord, BrokerError, RecordView, ShareMember};
 use tokio::sync::Notify;
@@ -22,8 +21,8 @@ use tokio::sync::Notify;
 use crate::codec::{body_chunk, encode};
 use crate::connection::{Outgoing, Shared};
 use crate::properties::Message;
-use crate::publish;
-use crate::reply::{Failure, PRECONDITION_FAILED};
+use crate::publish::{self, short};
+use crate::reply::{Failure, NOT_FOUND, PRECONDITION_FAILED};
 
 /// How long one acquire waits before looking at the channel again.
 const ACQUIRE_WAIT: Duration = Duration::from_secs(1);
@@ -67,7 +66,7 @@ pub(crate) struct Deliveries {
     state: Mutex<DeliveryState>,
     /// Woken when deliveries are settled or flow resumes.
     room: Notify,
-    /// channel.flow: `false` pauses deliveries.
+    /// channel.flow, or a channel closing: `true` stops deliveries.
     paused: AtomicBool,
 }
 
@@ -98,21 +97,25 @@ impl Deliveries {
         self.room.notify_waiters();
     }
 
-    /// Pauses or resumes deliveries (channel.flow).
+    /// Pauses or resumes deliveries (channel.flow, a channel closing).
     pub(crate) fn set_paused(&self, paused: bool) {
         self.paused.store(paused, Ordering::SeqCst);
         self.room.notify_waiters();
     }
 
+    fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::SeqCst)
+    }
+
     /// How many more deliveries the channel takes now, at most `wanted`.
     fn room(&self, wanted: u32) -> u32 {
-        if self.paused.load(Ordering::SeqCst) {
+        if self.is_paused() {
             return 0;
         }
         let state = self.state.lock();
         match state.prefetch {
             0 => wanted,
-            n => (u32::from(n))
+            n => u32::from(n)
                 .saturating_sub(state.unacked.len() as u32)
                 .min(wanted),
         }
@@ -134,10 +137,9 @@ impl Deliveries {
     pub(crate) fn take(&self, tag: u64, multiple: bool) -> Result<Vec<Unacked>, Failure> {
         let mut state = self.state.lock();
         if multiple {
-            let kept = if tag == 0 {
-                BTreeMap::new()
-            } else {
-                state.unacked.split_off(&(tag + 1))
+            let kept = match tag.checked_add(1) {
+                Some(after) if tag != 0 => state.unacked.split_off(&after),
+                _ => BTreeMap::new(),
             };
             let taken = std::mem::replace(&mut state.unacked, kept);
             if taken.is_empty() && tag != 0 && tag > state.last_tag {
@@ -152,10 +154,20 @@ impl Deliveries {
             .ok_or_else(|| unknown(tag))
     }
 
-    /// Takes every unacknowledged delivery.
-    pub(crate) fn take_all(&self) -> Vec<Unacked> {
-        std::mem::take(&mut self.state.lock().unacked)
-            .into_values()
+    /// Takes every unacknowledged delivery of `queue`, or of every queue.
+    pub(crate) fn take_all(&self, queue: Option<&str>) -> Vec<Unacked> {
+        let mut state = self.state.lock();
+        let Some(queue) = queue else {
+            return std::mem::take(&mut state.unacked).into_values().collect();
+        };
+        let tags: Vec<u64> = state
+            .unacked
+            .iter()
+            .filter(|(_, u)| u.rules.name == queue)
+            .map(|(tag, _)| *tag)
+            .collect();
+        tags.iter()
+            .filter_map(|tag| state.unacked.remove(tag))
             .collect()
     }
 }
@@ -164,7 +176,8 @@ fn unknown(tag: u64) -> Failure {
     Failure::channel(PRECONDITION_FAILED, format!("unknown delivery tag {tag}"))
 }
 
-/// Settles deliveries as `how` says, each member's at once.
+/// Settles deliveries as `how` says, each member's at once. A delivery whose record the
+/// member no longer holds (its lock ran out) fails the channel with 406.
 pub(crate) async fn settle(
     shared: &Shared,
     deliveries: &Deliveries,
@@ -203,8 +216,14 @@ pub(crate) async fn settle(
             };
             acks.push(ack(&unacked.record, kind));
         }
-        if let Err(err) = member.acknowledge(acks).await {
-            result = Err(Failure::from(err));
+        match member.acknowledge(acks).await {
+            Ok(outcomes) => {
+                if let Some(Err(err)) = outcomes.into_iter().find(Result::is_err) {
+                    result =
+                        result.and(Err(Failure::channel(PRECONDITION_FAILED, err.to_string())));
+                }
+            }
+            Err(err) => result = result.and(Err(Failure::from(err))),
         }
     }
     deliveries.room.notify_waiters();
@@ -221,7 +240,8 @@ fn ack(record: &AcquiredRecord, kind: AckKind) -> Ack {
 }
 
 /// Publishes a dead letter of `record` through the queue's dead-letter exchange, with
-/// RabbitMQ's `x-death` and `x-first-death-*` headers; `false` when the queue has none.
+/// RabbitMQ's `x-death` and `x-first-death-*` headers; `false` when the queue has none,
+/// or it does not exist (then the message is dropped, as RabbitMQ does).
 async fn dead_letter(
     shared: &Shared,
     rules: &QueueRules,
@@ -239,8 +259,11 @@ async fn dead_letter(
     message.properties = publish::with_death(&message, &rules.name, reason);
     message.exchange = exchange.clone();
     message.routing_key = routing_key;
-    publish::route_and_store(shared, &message).await?;
-    Ok(true)
+    match publish::route_and_store(shared, &message).await {
+        Ok(()) => Ok(true),
+        Err(failure) if failure.code == NOT_FOUND => Ok(false),
+        Err(failure) => Err(failure),
+    }
 }
 
 /// A consumer's settings.
@@ -259,7 +282,8 @@ pub(crate) struct ConsumerSpec {
 }
 
 /// Delivers records of `member`'s queue on the channel until the task is aborted or the
-/// connection goes away.
+/// connection goes away. When the queue's share group goes (deleted by another protocol)
+/// the client is told with basic.cancel.
 pub(crate) async fn run_consumer(
     shared: Arc<Shared>,
     spec: ConsumerSpec,
@@ -279,31 +303,63 @@ pub(crate) async fn run_consumer(
         }
         let records = match member.acquire(room, ACQUIRE_WAIT).await {
             Ok(records) => records,
-            Err(BrokerError::ShuttingDown | BrokerError::ShareMemberGone { .. }) => return,
+            Err(BrokerError::ShareMemberGone { .. }) => {
+                let cancel = basic::AMQPMethod::Cancel(basic::Cancel {
+                    consumer_tag: short(&spec.tag),
+                    nowait: true,
+                });
+                let mut frames = Vec::new();
+                encode(
+                    &AMQPFrame::Method(spec.channel, AMQPClass::Basic(cancel)),
+                    &mut frames,
+                );
+                let _ = out.send(frames).await;
+                return;
+            }
+            Err(BrokerError::ShuttingDown) => return,
             Err(err) => {
                 tracing::warn!(queue = spec.rules.name, error = %err, "an AMQP consumer cannot acquire; retrying");
                 tokio::time::sleep(ACQUIRE_WAIT).await;
                 continue;
             }
         };
-        let mut accepted = Vec::new();
+        // Expired records are dead-lettered; with no_ack the others count as delivered
+        // before they are sent (at most once, as RabbitMQ's automatic acknowledgement).
+        let mut settled = Vec::new();
+        let mut live = Vec::with_capacity(records.len());
         for record in records {
             if expired(&spec.rules, &record.record) {
                 let kind = match dead_letter(&shared, &spec.rules, &record.record, "expired").await
                 {
-                    Ok(true) | Ok(false) => AckKind::Accept,
+                    Ok(_) => AckKind::Accept,
                     Err(_) => AckKind::Release,
                 };
-                accepted.push(ack(&record, kind));
-                continue;
+                settled.push(ack(&record, kind));
+            } else {
+                if spec.no_ack {
+                    settled.push(ack(&record, AckKind::Accept));
+                }
+                live.push(record);
             }
-            let frames = deliver_frames(&spec, &deliveries, &member, record, &mut accepted);
+        }
+        if !settled.is_empty() && member.acknowledge(settled).await.is_err() {
+            return;
+        }
+        let mut unsent = live.into_iter();
+        for record in unsent.by_ref() {
+            let frames = deliver_frames(&spec, &deliveries, &member, record);
             if out.send(frames).await.is_err() {
                 return;
             }
+            // A paused channel takes no more (what no_ack counted as delivered still goes).
+            if deliveries.is_paused() && !spec.no_ack {
+                break;
+            }
         }
-        if !accepted.is_empty() {
-            let _ = member.acknowledge(accepted).await;
+        // Acquired but not sent (the channel paused or is closing): offered again.
+        let rest: Vec<Ack> = unsent.map(|r| ack(&r, AckKind::Release)).collect();
+        if !rest.is_empty() && !spec.no_ack {
+            let _ = member.acknowledge(rest).await;
         }
     }
 }
@@ -330,34 +386,27 @@ fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// The frames delivering `record`, registered for acknowledgement (or, with `no_ack`,
-/// pushed onto `accepted`).
+/// The frames delivering `record`, registered for acknowledgement unless `no_ack`.
 fn deliver_frames(
     spec: &ConsumerSpec,
     deliveries: &Deliveries,
     member: &Arc<ShareMember>,
     record: AcquiredRecord,
-    accepted: &mut Vec<Ack>,
 ) -> Vec<u8> {
     let message = Message::from_record(&record.record, &spec.rules.name);
     let redelivered = record.delivery_count > 1;
-    let unacked = if spec.no_ack {
-        accepted.push(ack(&record, AckKind::Accept));
-        None
-    } else {
-        Some(Unacked {
-            member: Arc::clone(member),
-            rules: Arc::clone(&spec.rules),
-            record,
-        })
-    };
+    let unacked = (!spec.no_ack).then(|| Unacked {
+        member: Arc::clone(member),
+        rules: Arc::clone(&spec.rules),
+        record,
+    });
     let tag = deliveries.register(unacked);
     let method = basic::AMQPMethod::Deliver(basic::Deliver {
-        consumer_tag: ShortString::from(spec.tag.as_str()),
+        consumer_tag: short(&spec.tag),
         delivery_tag: tag,
         redelivered,
-        exchange: ShortString::from(message.exchange.as_str()),
-        routing_key: ShortString::from(message.routing_key.as_str()),
+        exchange: short(&message.exchange),
+        routing_key: short(&message.routing_key),
     });
     content_frames(spec.channel, method, &message, spec.frame_max)
 }

@@ -1,8 +1,8 @@
 //! Messages as records: an AMQP message's properties, exchange and routing key travel as
 //! record headers, so gRPC and Kafka readers see them and a delivery gives them back.
 //!
-//! A published message becomes one record: its body is the value, its `timestamp`
-//! property (seconds) the record timestamp, and its headers:
+//! A published message becomes one record: its body is the value, its arrival time the
+//! record timestamp, and its headers:
 //!
 //! - `amqp.properties`: every property, in AMQP's own content-header encoding, so a
 //!   delivery hands back exactly what was published (field types included);
@@ -92,15 +92,11 @@ impl Message {
             Bytes::from_static(PROPERTIES.as_bytes()),
             Bytes::from(encoded),
         ));
-        let timestamp_ms = p
-            .timestamp()
-            .and_then(|secs| i64::try_from(secs).ok())
-            .and_then(|secs| secs.checked_mul(1000))
-            .unwrap_or(0);
         NewRecord {
             key: None,
             value: self.body.clone(),
-            timestamp_ms,
+            // The broker's clock: a queue's TTL counts from arrival, as RabbitMQ's does.
+            timestamp_ms: 0,
             headers,
         }
     }

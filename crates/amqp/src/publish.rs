@@ -8,6 +8,7 @@ use amq_protocol::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortSt
 use bytes::{Bytes, BytesMut};
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use amq_protocol::frame::AMQPFrame;
 use amq_protocol::protocol::AMQPClass;
@@ -59,7 +60,8 @@ impl Incoming {
                 ),
             ));
         }
-        self.body.reserve(body_size as usize);
+        // Grown as the body arrives; reserved up front only up to 1 MiB.
+        self.body.reserve(body_size.min(1 << 20) as usize);
         self.header = Some((body_size, properties));
         Ok(self.complete())
     }
@@ -207,6 +209,8 @@ pub(crate) async fn route_and_store(shared: &Shared, message: &Message) -> Resul
 #[derive(Debug)]
 pub(crate) struct Pipeline {
     jobs: mpsc::Sender<Job>,
+    /// Set once the channel closes: confirms are no longer sent.
+    silenced: Arc<AtomicBool>,
 }
 
 #[derive(Debug)]
@@ -225,6 +229,8 @@ impl Pipeline {
     /// The pipeline of channel `channel`, answering on `out`.
     pub(crate) fn new(channel: u16, out: Outgoing, broker: Arc<Broker>) -> Pipeline {
         let (jobs, mut queued) = mpsc::channel(PIPELINE_DEPTH);
+        let silenced = Arc::new(AtomicBool::new(false));
+        let quiet = Arc::clone(&silenced);
         tokio::spawn(async move {
             let mut failed: Option<Failure> = None;
             while let Some(job) = queued.recv().await {
@@ -233,6 +239,7 @@ impl Pipeline {
                         let refused = submitted.refused > 0;
                         let outcome = submitted.done(&broker).await;
                         match confirm {
+                            Some(_) if quiet.load(Ordering::SeqCst) => {}
                             Some(delivery_tag) => {
                                 let method = if refused || outcome.is_err() {
                                     basic::AMQPMethod::Nack(basic::Nack {
@@ -262,7 +269,17 @@ impl Pipeline {
                 }
             }
         });
-        Pipeline { jobs }
+        Pipeline { jobs, silenced }
+    }
+
+    /// Stops sending confirms: the channel is closing.
+    pub(crate) fn silence(&self) {
+        self.silenced.store(true, Ordering::SeqCst);
+    }
+
+    /// Waits until every publish queued is settled, whatever its outcome.
+    pub(crate) async fn drain_quietly(&self) {
+        let _ = self.drain().await;
     }
 
     /// Queues a submitted publish (waiting while the pipeline is full).

@@ -138,7 +138,11 @@ impl From<BrokerError> for Failure {
             ErrorKind::Unavailable => RESOURCE_ERROR,
             _ => INTERNAL_ERROR,
         };
-        Failure::channel(code, err.to_string())
+        match code {
+            // Hard errors in AMQP 0-9-1: they close the connection.
+            RESOURCE_ERROR | INTERNAL_ERROR => Failure::connection(code, err.to_string()),
+            _ => Failure::channel(code, err.to_string()),
+        }
     }
 }
 

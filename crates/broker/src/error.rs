@@ -538,7 +538,7 @@ pub enum BrokerError {
     /// A redeclared exchange or queue differs from the one that exists (AMQP's 406
     /// PRECONDITION_FAILED "inequivalent arg").
     #[error(
-        "inequivalent arg '{field}' for {entity} {name:?}: received {received} but current is {current}"
+        "inequivalent arg '{field}' for {entity} '{name}' in vhost '/': received {received} but current is {current}"
     )]
     Inequivalent {
         /// `exchange` or `queue`.

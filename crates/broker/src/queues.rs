@@ -25,19 +25,41 @@ impl Broker {
     /// set, so acknowledged messages free their space) unless it exists, and
     /// the share group reading it, which starts at the topic's start when this created
     /// the topic (else at its end, as a new share group does), so every message published
-    /// from now on waits for the queue's consumers.
+    /// from now on waits for the queue's consumers. Its records are not subject to
+    /// retention. A delivery stays with its consumer for `share.max_record_lock_duration`
+    /// at most; a message is delivered at most `share.max_delivery_attempt_limit` times
+    /// (or `x-delivery-limit` + 1), then dropped.
     pub async fn declare_queue(&self, spec: QueueSpec) -> Result<QueueStatus, BrokerError> {
         self.drop_stale_queue(&spec.name).await?;
-        // The queue's space goes once its messages are acknowledged.
-        let reclaim = BTreeMap::from([(SHARE_RECLAIM_ENABLE.to_owned(), "true".to_owned())]);
-        let created = match self.create_topic(&spec.name, 1, &reclaim).await {
+        // The queue's space goes once its messages are acknowledged, and only then: no
+        // retention deletes what waits.
+        let config = BTreeMap::from([
+            (SHARE_RECLAIM_ENABLE.to_owned(), "true".to_owned()),
+            ("retention.ms".to_owned(), "-1".to_owned()),
+            ("retention.bytes".to_owned(), "-1".to_owned()),
+        ]);
+        let created = match self.create_topic(&spec.name, 1, &config).await {
             Ok(_) => true,
             Err(BrokerError::TopicExists { .. }) => false,
             Err(err) => return Err(err),
         };
+        // A queue keeps a delivery as long as its consumer lives (up to the longest lock
+        // allowed) and redelivers a message up to the most times allowed, or the queue's
+        // `x-delivery-limit`, as a quorum queue does.
+        let limits = &self.share.config;
+        let delivery_attempt_limit = spec
+            .arguments
+            .get("x-delivery-limit")
+            .and_then(|l| l.parse::<u32>().ok())
+            .map_or(limits.max_delivery_attempt_limit, |l| {
+                l.saturating_add(1)
+                    .clamp(1, limits.max_delivery_attempt_limit)
+            });
         let settings = created.then(|| ShareGroupSettings {
             auto_offset_reset: ShareOffsetReset::Earliest,
-            ..self.share.config.defaults.clone()
+            record_lock_duration: limits.max_record_lock_duration,
+            delivery_attempt_limit,
+            ..limits.defaults.clone()
         });
         self.declare_share_group(&spec.name, std::slice::from_ref(&spec.name), settings)
             .await?;

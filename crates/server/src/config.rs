@@ -1304,6 +1304,44 @@ mod tests {
     }
 
     #[test]
+    fn amqp_settings_come_from_file_environment_and_flags() {
+        let config = ServerConfig::load(&ServeArgs::default(), env(&[])).expect("defaults");
+        assert_eq!(config.amqp_listen, Some(DEFAULT_AMQP_LISTEN));
+        assert_eq!(config.amqp, AmqpConfig::default());
+
+        let file = config_file(
+            "[amqp]\nlisten = \"127.0.0.1:5000\"\nframe_max = 8192\nchannel_max = 16\n\
+             heartbeat_secs = 10\nmax_message_bytes = 1024\n",
+        );
+        let config = ServerConfig::load(&args_with_file(&file), env(&[])).expect("file");
+        assert_eq!(config.amqp_listen.map(|a| a.port()), Some(5000));
+        assert_eq!(
+            (
+                config.amqp.frame_max,
+                config.amqp.channel_max,
+                config.amqp.max_message_bytes
+            ),
+            (8192, 16, 1024)
+        );
+        assert_eq!(config.amqp.heartbeat, Duration::from_secs(10));
+
+        let vars = env(&[
+            ("SLUICE_AMQP_LISTEN", "off"),
+            ("SLUICE_AMQP_CHANNEL_MAX", "3"),
+        ]);
+        let config = ServerConfig::load(&args_with_file(&file), vars.clone()).expect("env");
+        assert_eq!((config.amqp_listen, config.amqp.channel_max), (None, 3));
+        let mut args = args_with_file(&file);
+        args.amqp_listen = Some(ListenAddr::Addr("127.0.0.1:5001".parse().expect("addr")));
+        let config = ServerConfig::load(&args, vars).expect("flags");
+        assert_eq!(config.amqp_listen.map(|a| a.port()), Some(5001));
+
+        let small = env(&[("SLUICE_AMQP_FRAME_MAX", "100")]);
+        let err = ServerConfig::load(&ServeArgs::default(), small).expect_err("too small");
+        assert!(err.to_string().contains("amqp.frame_max"), "{err}");
+    }
+
+    #[test]
     fn kafka_settings_come_from_file_environment_and_flags() {
         let config = ServerConfig::load(&ServeArgs::default(), env(&[])).expect("defaults");
         assert_eq!(config.kafka_listen, Some(DEFAULT_KAFKA_LISTEN));

@@ -44,6 +44,7 @@ impl Running {
             listen: Some("127.0.0.1:0".parse()?),
             metrics_listen: Some(ListenAddr::Addr("127.0.0.1:0".parse()?)),
             kafka_listen: Some(ListenAddr::Addr("127.0.0.1:0".parse()?)),
+            amqp_listen: Some(ListenAddr::Addr("127.0.0.1:0".parse()?)),
             ..ServeArgs::default()
         };
         let env = [

@@ -265,7 +265,7 @@ mod tests {
         assert_eq!(err.kind(), ErrorKind::FailedPrecondition);
         assert_eq!(
             err.to_string(),
-            "inequivalent arg 'type' for exchange \"logs\": received 'fanout' but current is 'direct'"
+            "inequivalent arg 'type' for exchange 'logs' in vhost '/': received 'fanout' but current is 'direct'"
         );
         let transient = ExchangeSpec {
             durable: false,
@@ -290,7 +290,7 @@ mod tests {
         let err = with_ttl.inequivalence(&other).expect("differs");
         assert_eq!(
             err.to_string(),
-            "inequivalent arg 'a' for queue \"q\": received none but current is '1'"
+            "inequivalent arg 'a' for queue 'q' in vhost '/': received none but current is '1'"
         );
         assert!(
             queue

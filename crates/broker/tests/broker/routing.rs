@@ -289,7 +289,7 @@ async fn routing_redeclares_must_be_equivalent_and_reserved_names_are_refused() 
     check(
         b.define_queue(exclusive).await,
         ErrorKind::FailedPrecondition,
-        &["inequivalent arg 'exclusive' for queue \"jobs\""],
+        &["inequivalent arg 'exclusive' for queue 'jobs' in vhost '/'"],
     );
 
     // Binding: both ends must exist, the default exchange cannot be bound.
