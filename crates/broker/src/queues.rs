@@ -140,16 +140,25 @@ impl Broker {
                 members: described.members.len(),
             });
         }
-        self.forget_queue(name).await?;
+        self.remove_queue(name).await?;
+        Ok(status.messages)
+    }
+
+    /// Removes a queue's definition and bindings, share group and topic, whichever of them
+    /// still exist.
+    async fn remove_queue(&self, name: &str) -> Result<(), BrokerError> {
+        match self.forget_queue(name).await {
+            Ok(()) | Err(BrokerError::QueueNotFound { .. }) => {}
+            Err(err) => return Err(err),
+        }
         match self.delete_share_group(name).await {
             Ok(()) | Err(BrokerError::ShareGroupNotFound { .. }) => {}
             Err(err) => return Err(err),
         }
         match self.delete_topic(name).await {
-            Ok(()) | Err(BrokerError::TopicNotFound { .. }) => {}
-            Err(err) => return Err(err),
+            Ok(()) | Err(BrokerError::TopicNotFound { .. }) => Ok(()),
+            Err(err) => Err(err),
         }
-        Ok(status.messages)
     }
 }
 
@@ -161,18 +170,7 @@ impl Broker {
         if !self.routing.stale.lock().remove(name) {
             return Ok(());
         }
-        match self.forget_queue(name).await {
-            Ok(()) | Err(BrokerError::QueueNotFound { .. }) => {}
-            Err(err) => return Err(err),
-        }
-        match self.delete_share_group(name).await {
-            Ok(()) | Err(BrokerError::ShareGroupNotFound { .. }) => {}
-            Err(err) => return Err(err),
-        }
-        match self.delete_topic(name).await {
-            Ok(()) | Err(BrokerError::TopicNotFound { .. }) => {}
-            Err(err) => return Err(err),
-        }
+        self.remove_queue(name).await?;
         tracing::info!(queue = name, "dropped a transient queue of the last run");
         Ok(())
     }

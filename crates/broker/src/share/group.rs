@@ -432,17 +432,7 @@ impl GroupState {
         let mut records = Vec::new();
         for (topic, ps) in &mut self.partitions {
             for (partition, share) in ps.iter_mut() {
-                let archived = archive(share);
-                if !archived.is_empty() {
-                    records.push((
-                        group.to_owned(),
-                        Change::Acked {
-                            topic: topic.to_string(),
-                            partition: *partition,
-                            runs: runs(archived.into_iter().map(|o| (o, Outcome::Archived))),
-                        },
-                    ));
-                }
+                records.extend(archived_record(group, topic, *partition, archive(share)));
             }
         }
         records
@@ -477,6 +467,25 @@ pub(crate) struct Swept {
     pub(crate) dead_letters: Vec<DeadLetter>,
     /// Whether records became available.
     pub(crate) available: bool,
+}
+
+/// The record archiving `offsets` (ascending) of a partition, unless there are none.
+pub(crate) fn archived_record(
+    group: &str,
+    topic: &str,
+    partition: u32,
+    offsets: Vec<u64>,
+) -> Option<StateRecord> {
+    (!offsets.is_empty()).then(|| {
+        (
+            group.to_owned(),
+            Change::Acked {
+                topic: topic.to_owned(),
+                partition,
+                runs: runs(offsets.into_iter().map(|o| (o, Outcome::Archived))),
+            },
+        )
+    })
 }
 
 /// The record stating a share-partition's start and counters.

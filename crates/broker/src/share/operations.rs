@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use crate::journal::queue::Durable;
 use crate::share::coordinator::wait_durable;
-use crate::share::group::{GroupState, MemberState, ShareGroup, partition_record};
+use crate::share::group::{GroupState, MemberState, ShareGroup, archived_record, partition_record};
 use crate::share::partition::Holder;
 use crate::share::reader::ends;
-use crate::share::state_record::{Change, Outcome, runs};
+use crate::share::state_record::Change;
 use crate::share::{
     ShareGroupDescription, ShareGroupSettings, ShareGroupSummary, ShareJoin, ShareMember,
     ShareOffsetReset, SharePartitionState,
@@ -338,16 +338,7 @@ impl Broker {
                         continue;
                     }
                     purged += count;
-                    if !archived.is_empty() {
-                        records.push((
-                            group.to_owned(),
-                            Change::Acked {
-                                topic: topic.to_string(),
-                                partition: *partition,
-                                runs: runs(archived.into_iter().map(|o| (o, Outcome::Archived))),
-                            },
-                        ));
-                    }
+                    records.extend(archived_record(group, topic, *partition, archived));
                     records.push(partition_record(group, topic, *partition, share));
                 }
             }
