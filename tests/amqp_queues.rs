@@ -1,6 +1,7 @@
 //! Queue operations beyond the tutorials, each through a pika program of `tests/amqp/`:
 //! dead-lettering of a rejected message, basic.get and its message count, basic.nack of
-//! several deliveries at once with requeue, and queue.purge.
+//! several deliveries at once with requeue, queue.purge, and a delayed retry (queue TTL
+//! with a dead-letter exchange, no reader).
 mod common;
 
 use anyhow::{Result, ensure};
@@ -34,6 +35,21 @@ fn a_rejected_message_is_dead_lettered() -> Result<()> {
         json!({"event": "after", "work": 0, "rejected": 0}),
     ];
     ensure!(printed == expected, "dead_letter.py printed {printed:?}");
+    Ok(())
+}
+
+/// A message waiting in a queue nobody reads expires after the queue's TTL and goes to
+/// the dead-letter exchange (a delayed retry).
+#[test]
+fn an_expired_message_is_dead_lettered_without_a_reader() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path(), &[])?;
+    let printed = amqp::run(amqp::addr(&server)?, "delayed_retry.py", &[])?;
+    let expected = [
+        json!({"event": "arrived", "body": "try again", "reason": "expired", "waited_the_ttl": true}),
+        json!({"event": "after", "delay": 0}),
+    ];
+    ensure!(printed == expected, "delayed_retry.py printed {printed:?}");
     Ok(())
 }
 

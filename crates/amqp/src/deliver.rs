@@ -242,7 +242,7 @@ fn ack(record: &AcquiredRecord, kind: AckKind) -> Ack {
 /// Publishes a dead letter of `record` through the queue's dead-letter exchange, with
 /// RabbitMQ's `x-death` and `x-first-death-*` headers; `false` when the queue has none,
 /// or it does not exist (then the message is dropped, as RabbitMQ does).
-async fn dead_letter(
+pub(crate) async fn dead_letter(
     shared: &Shared,
     rules: &QueueRules,
     record: &RecordView,
@@ -365,7 +365,7 @@ pub(crate) async fn run_consumer(
 }
 
 /// Whether a record is past its TTL (its own `expiration`, the queue's `x-message-ttl`).
-fn expired(rules: &QueueRules, record: &RecordView) -> bool {
+pub(crate) fn expired(rules: &QueueRules, record: &RecordView) -> bool {
     if rules.message_ttl.is_none()
         && !record
             .headers
@@ -380,7 +380,7 @@ fn expired(rules: &QueueRules, record: &RecordView) -> bool {
         .is_some_and(|at| at <= now_ms())
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))

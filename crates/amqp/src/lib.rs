@@ -16,6 +16,7 @@ mod config;
 mod connection;
 mod deliver;
 mod error;
+mod expiry;
 mod listener;
 mod properties;
 mod publish;

@@ -50,6 +50,8 @@ impl AmqpListener {
             config: self.config,
             registry: Registry::default(),
         });
+        // Ends by itself once the broker drains.
+        tokio::spawn(crate::expiry::run(Arc::clone(&shared)));
         let next_id = AtomicU64::new(0);
         let mut connections = JoinSet::new();
         tracing::info!(addr = %self.local_addr, "serving AMQP clients");
