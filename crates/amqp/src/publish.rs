@@ -117,7 +117,10 @@ pub(crate) struct Submitted {
 /// that many messages waiting: past it, the oldest waiting ones are dropped once the
 /// append is done (`x-overflow = drop-head`, the default), or the new one is refused
 /// (`reject-publish`).
-pub(crate) fn submit(shared: &Shared, message: &Message) -> Result<Submitted, Failure> {
+///
+/// Returns once the appends have room in the broker's in-flight budget, so a publisher
+/// faster than the disk is held back (its connection is not read meanwhile).
+pub(crate) async fn submit(shared: &Shared, message: &Message) -> Result<Submitted, Failure> {
     let record = message.to_record();
     let headers: Vec<(Bytes, Option<Bytes>)> = record
         .headers
@@ -161,11 +164,12 @@ pub(crate) fn submit(shared: &Shared, message: &Message) -> Result<Submitted, Fa
             Some((max, false)) => submitted.trims.push((queue.clone(), max)),
             _ => {}
         }
-        submitted.pending.push(
-            broker
-                .submit_produce(&queue, None, [record.clone()])
-                .map_err(Failure::from)?,
-        );
+        let pending = broker
+            .submit_produce(&queue, None, [record.clone()])
+            .map_err(Failure::from)?;
+        submitted
+            .pending
+            .push(pending.admitted().await.map_err(Failure::from)?);
         submitted.stored += 1;
     }
     Ok(submitted)
@@ -199,7 +203,7 @@ impl Submitted {
 
 /// Routes and stores `message`, waiting until it is durable (dead letters).
 pub(crate) async fn route_and_store(shared: &Shared, message: &Message) -> Result<(), Failure> {
-    submit(shared, message)?.done(&shared.broker).await
+    submit(shared, message).await?.done(&shared.broker).await
 }
 
 /// Publishes whose appends are under way on one channel, settled in publish order by a
