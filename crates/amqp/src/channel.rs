@@ -608,8 +608,8 @@ impl Channel {
         let Some(incoming) = self.incoming.take() else {
             return Ok(());
         };
-        let routed = publish::submit(shared, &message).await?;
-        if routed.stored == 0 && routed.refused == 0 && incoming.publish.mandatory {
+        let routed = publish::route(shared, &message)?;
+        if routed.stored() == 0 && routed.refused == 0 && incoming.publish.mandatory {
             let method = basic::AMQPMethod::Return(basic::Return {
                 reply_code: NO_ROUTE,
                 reply_text: ShortString::from("NO_ROUTE"),

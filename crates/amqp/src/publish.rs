@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use amq_protocol::frame::AMQPFrame;
 use amq_protocol::protocol::AMQPClass;
-use sluice_broker::{Broker, PendingProduce};
-use tokio::sync::{mpsc, oneshot};
+use sluice_broker::{Broker, NewRecord};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use crate::connection::{Outgoing, Shared, send};
 use crate::properties::Message;
@@ -99,28 +99,28 @@ impl Incoming {
     }
 }
 
-/// A message routed and submitted for appending, not yet durable.
+/// A message routed: the record to append and the queues it goes to.
 #[derive(Debug)]
-pub(crate) struct Submitted {
-    /// The appends, one per queue that took the message.
-    pending: Vec<PendingProduce>,
-    /// Queues with `x-max-length` (drop-head) to trim once the appends are done.
-    trims: Vec<(String, u64)>,
-    /// Queues that took it.
-    pub(crate) stored: usize,
+pub(crate) struct Routed {
+    record: NewRecord,
+    /// The queues that take it, each with its `x-max-length` when it drops its head past it.
+    queues: Vec<(String, Option<u64>)>,
     /// Queues that refused it: full, with `x-overflow = reject-publish`.
     pub(crate) refused: usize,
 }
 
-/// Routes `message` through its exchange and submits it to every queue it reaches, in
-/// order with the channel's earlier publishes. A queue with `x-max-length` keeps at most
-/// that many messages waiting: past it, the oldest waiting ones are dropped once the
-/// append is done (`x-overflow = drop-head`, the default), or the new one is refused
+impl Routed {
+    /// Queues that take it.
+    pub(crate) fn stored(&self) -> usize {
+        self.queues.len()
+    }
+}
+
+/// Routes `message` through its exchange. A queue with `x-max-length` keeps at most that
+/// many messages waiting: past it, the oldest waiting ones are dropped once the append is
+/// done (`x-overflow = drop-head`, the default), or the new one is refused
 /// (`reject-publish`).
-///
-/// Returns once the appends have room in the broker's in-flight budget, so a publisher
-/// faster than the disk is held back (its connection is not read meanwhile).
-pub(crate) async fn submit(shared: &Shared, message: &Message) -> Result<Submitted, Failure> {
+pub(crate) fn route(shared: &Shared, message: &Message) -> Result<Routed, Failure> {
     let record = message.to_record();
     let headers: Vec<(Bytes, Option<Bytes>)> = record
         .headers
@@ -128,7 +128,7 @@ pub(crate) async fn submit(shared: &Shared, message: &Message) -> Result<Submitt
         .map(|(k, v)| (k.clone(), Some(v.clone())))
         .collect();
     let broker = &shared.broker;
-    let queues = broker
+    let names = broker
         .route(&message.exchange, &message.routing_key, &headers)
         .map_err(|err| {
             let failure = Failure::from(err);
@@ -141,13 +141,9 @@ pub(crate) async fn submit(shared: &Shared, message: &Message) -> Result<Submitt
                 failure
             }
         })?;
-    let mut submitted = Submitted {
-        pending: Vec::with_capacity(queues.len()),
-        trims: Vec::new(),
-        stored: 0,
-        refused: 0,
-    };
-    for queue in queues {
+    let mut queues = Vec::with_capacity(names.len());
+    let mut refused = 0;
+    for queue in names {
         let limit = broker.queue_definition(&queue).and_then(|q| {
             let max: u64 = q.arguments.get("x-max-length")?.parse().ok()?;
             let reject = q
@@ -157,123 +153,141 @@ pub(crate) async fn submit(shared: &Shared, message: &Message) -> Result<Submitt
             Some((max, reject))
         });
         match limit {
-            Some((max, true)) if broker.share_waiting(&queue).unwrap_or(0) >= max => {
-                submitted.refused += 1;
-                continue;
-            }
-            Some((max, false)) => submitted.trims.push((queue.clone(), max)),
-            _ => {}
+            Some((max, true)) if broker.share_waiting(&queue).unwrap_or(0) >= max => refused += 1,
+            Some((_, true)) | None => queues.push((queue, None)),
+            Some((max, false)) => queues.push((queue, Some(max))),
         }
-        let pending = broker
-            .submit_produce(&queue, None, [record.clone()])
-            .map_err(Failure::from)?;
-        submitted
-            .pending
-            .push(pending.admitted().await.map_err(Failure::from)?);
-        submitted.stored += 1;
     }
-    Ok(submitted)
+    Ok(Routed {
+        record,
+        queues,
+        refused,
+    })
 }
 
-impl Submitted {
-    /// Waits until every append is durable (as its topic's `flush.policy` promises), then
-    /// trims the queues over their `x-max-length`. The first failure is returned.
-    pub(crate) async fn done(self, broker: &Arc<Broker>) -> Result<(), Failure> {
-        let mut result = Ok(());
-        for pending in self.pending {
-            if let Err(err) = pending.wait().await {
-                result = result.and(Err(Failure::from(err)));
+/// Appends routed messages, in order, as one record batch per queue, and waits until each
+/// is durable (as its topic's `flush.policy` promises); then trims the queues over their
+/// `x-max-length`. One outcome per message. A queue's batch that fails on one message's
+/// size or content is retried message by message, so only that one fails.
+async fn store(broker: &Arc<Broker>, messages: &[&Routed]) -> Vec<Result<(), Failure>> {
+    let mut outcomes: Vec<Result<(), Failure>> = messages.iter().map(|_| Ok(())).collect();
+    let mut by_queue: Vec<(&str, Option<u64>, Vec<usize>)> = Vec::new();
+    for (i, routed) in messages.iter().enumerate() {
+        for (queue, max) in &routed.queues {
+            match by_queue.iter_mut().find(|(q, _, _)| q == queue) {
+                Some((_, _, indexes)) => indexes.push(i),
+                None => by_queue.push((queue, *max, vec![i])),
             }
         }
-        for (queue, max) in self.trims {
-            let excess = broker
-                .share_waiting(&queue)
-                .unwrap_or(0)
-                .saturating_sub(max);
+    }
+    for (queue, max, indexes) in by_queue {
+        let records = || indexes.iter().map(|&i| messages[i].record.clone());
+        match append(broker, queue, records()).await {
+            Ok(()) => {}
+            Err(_) if indexes.len() > 1 => {
+                for &i in &indexes {
+                    if let Err(failure) = append(broker, queue, [messages[i].record.clone()]).await
+                    {
+                        outcomes[i] = Err(failure);
+                    }
+                }
+            }
+            Err(failure) => outcomes[indexes[0]] = Err(failure),
+        }
+        if let Some(max) = max {
+            let excess = broker.share_waiting(queue).unwrap_or(0).saturating_sub(max);
             if excess > 0 {
                 let count = u32::try_from(excess).unwrap_or(u32::MAX);
-                if let Err(err) = broker.drop_queue_head(&queue, count).await {
-                    result = result.and(Err(Failure::from(err)));
+                if let Err(err) = broker.drop_queue_head(queue, count).await {
+                    tracing::warn!(queue, error = %err, "trimming a queue to its x-max-length failed");
                 }
             }
         }
-        result
     }
+    outcomes
+}
+
+/// Appends `records` to `queue` as one batch and waits until it is durable.
+async fn append(
+    broker: &Broker,
+    queue: &str,
+    records: impl IntoIterator<Item = NewRecord>,
+) -> Result<(), Failure> {
+    let pending = broker
+        .submit_produce(queue, None, records)
+        .map_err(Failure::from)?;
+    pending.wait().await.map(drop).map_err(Failure::from)
 }
 
 /// Routes and stores `message`, waiting until it is durable (dead letters).
 pub(crate) async fn route_and_store(shared: &Shared, message: &Message) -> Result<(), Failure> {
-    submit(shared, message).await?.done(&shared.broker).await
+    let routed = route(shared, message)?;
+    store(&shared.broker, &[&routed]).await.remove(0)
 }
 
-/// Publishes whose appends are under way on one channel, settled in publish order by a
-/// task of the channel: confirms (ack, or nack for a refused or failed one) go out in
-/// that order. Publishing does not wait for the appends, so a publisher's messages stream
-/// into the log; any other method of the channel first waits for them ([`Pipeline::drain`]).
+/// Publishes of one channel on their way to the log, appended and settled in publish
+/// order by a task of the channel: the publishes waiting when it looks are appended
+/// together (one record batch per queue, up to [`BATCH_MESSAGES`] messages or
+/// [`BATCH_BYTES`]), and their confirms (ack, or nack for a refused or failed one) go out
+/// in order once each is durable. Publishing does not wait for the appends, so a
+/// publisher's messages stream into the log; any other method of the channel first waits
+/// for them ([`Pipeline::drain`]). What is queued is bounded by [`PIPELINE_BYTES`], so a
+/// publisher faster than the disk is held back (its connection is not read meanwhile).
 #[derive(Debug)]
 pub(crate) struct Pipeline {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::UnboundedSender<Job>,
+    /// Bytes of message bodies queued and not yet settled.
+    room: Arc<Semaphore>,
     /// Set once the channel closes: confirms are no longer sent.
     silenced: Arc<AtomicBool>,
 }
 
 #[derive(Debug)]
 enum Job {
-    /// A publish; with confirms, its sequence number.
-    Publish(Submitted, Option<u64>),
+    /// A publish; with confirms, its sequence number; and the room its body takes.
+    Publish(Routed, Option<u64>, OwnedSemaphorePermit),
     /// Answered once every job before it is settled, with the first failure of a publish
     /// without confirms since the last drain.
     Drain(oneshot::Sender<Option<Failure>>),
 }
 
-/// Publishes a channel may have under way before the next waits.
-const PIPELINE_DEPTH: usize = 1024;
+/// Bytes of message bodies a channel may have queued before the next publish waits.
+const PIPELINE_BYTES: usize = 32 << 20;
+/// Most messages appended together.
+const BATCH_MESSAGES: usize = 512;
+/// Most body bytes appended together.
+const BATCH_BYTES: usize = 1 << 20;
 
 impl Pipeline {
     /// The pipeline of channel `channel`, answering on `out`.
     pub(crate) fn new(channel: u16, out: Outgoing, broker: Arc<Broker>) -> Pipeline {
-        let (jobs, mut queued) = mpsc::channel(PIPELINE_DEPTH);
+        let (jobs, queued) = mpsc::unbounded_channel();
         let silenced = Arc::new(AtomicBool::new(false));
-        let quiet = Arc::clone(&silenced);
-        tokio::spawn(async move {
-            let mut failed: Option<Failure> = None;
-            while let Some(job) = queued.recv().await {
-                match job {
-                    Job::Publish(submitted, confirm) => {
-                        let refused = submitted.refused > 0;
-                        let outcome = submitted.done(&broker).await;
-                        match confirm {
-                            Some(_) if quiet.load(Ordering::SeqCst) => {}
-                            Some(delivery_tag) => {
-                                let method = if refused || outcome.is_err() {
-                                    basic::AMQPMethod::Nack(basic::Nack {
-                                        delivery_tag,
-                                        multiple: false,
-                                        requeue: false,
-                                    })
-                                } else {
-                                    basic::AMQPMethod::Ack(basic::Ack {
-                                        delivery_tag,
-                                        multiple: false,
-                                    })
-                                };
-                                send(&out, AMQPFrame::Method(channel, AMQPClass::Basic(method)))
-                                    .await;
-                            }
-                            None => {
-                                if let Err(failure) = outcome {
-                                    failed.get_or_insert(failure);
-                                }
-                            }
-                        }
-                    }
-                    Job::Drain(answer) => {
-                        let _ = answer.send(failed.take());
-                    }
-                }
-            }
-        });
-        Pipeline { jobs, silenced }
+        tokio::spawn(settle_loop(
+            channel,
+            out,
+            broker,
+            queued,
+            Arc::clone(&silenced),
+        ));
+        Pipeline {
+            jobs,
+            room: Arc::new(Semaphore::new(PIPELINE_BYTES)),
+            silenced,
+        }
+    }
+
+    /// Queues a routed publish, waiting while the pipeline holds [`PIPELINE_BYTES`].
+    pub(crate) async fn push(&self, routed: Routed, confirm: Option<u64>) {
+        let bytes = routed.record.value.len().clamp(1, PIPELINE_BYTES);
+        let Ok(permit) = Arc::clone(&self.room)
+            .acquire_many_owned(u32::try_from(bytes).unwrap_or(u32::MAX))
+            .await
+        else {
+            return;
+        };
+        // The task ends only with the channel.
+        let _ = self.jobs.send(Job::Publish(routed, confirm, permit));
     }
 
     /// Stops sending confirms: the channel is closing.
@@ -286,22 +300,84 @@ impl Pipeline {
         let _ = self.drain().await;
     }
 
-    /// Queues a submitted publish (waiting while the pipeline is full).
-    pub(crate) async fn push(&self, submitted: Submitted, confirm: Option<u64>) {
-        // The task ends only with the channel.
-        let _ = self.jobs.send(Job::Publish(submitted, confirm)).await;
-    }
-
     /// Waits until every publish queued is settled; the first failure of a publish without
     /// confirms since the last drain fails the channel.
     pub(crate) async fn drain(&self) -> Result<(), Failure> {
         let (answer, settled) = oneshot::channel();
-        if self.jobs.send(Job::Drain(answer)).await.is_err() {
+        if self.jobs.send(Job::Drain(answer)).is_err() {
             return Ok(());
         }
         match settled.await {
             Ok(Some(failure)) => Err(failure),
             _ => Ok(()),
+        }
+    }
+}
+
+/// A channel's pipeline task: takes the publishes waiting, appends them together,
+/// confirms them in order; answers drains once what came before is settled.
+async fn settle_loop(
+    channel: u16,
+    out: Outgoing,
+    broker: Arc<Broker>,
+    mut queued: mpsc::UnboundedReceiver<Job>,
+    silenced: Arc<AtomicBool>,
+) {
+    let mut failed: Option<Failure> = None;
+    let mut next = queued.recv().await;
+    while let Some(job) = next.take() {
+        let first = match job {
+            Job::Drain(answer) => {
+                let _ = answer.send(failed.take());
+                next = queued.recv().await;
+                continue;
+            }
+            Job::Publish(routed, confirm, permit) => (routed, confirm, permit),
+        };
+        let mut bytes = first.0.record.value.len();
+        let mut batch = vec![first];
+        while batch.len() < BATCH_MESSAGES && bytes < BATCH_BYTES {
+            match queued.try_recv() {
+                Ok(Job::Publish(routed, confirm, permit)) => {
+                    bytes += routed.record.value.len();
+                    batch.push((routed, confirm, permit));
+                }
+                Ok(drain) => {
+                    next = Some(drain);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        let routed: Vec<&Routed> = batch.iter().map(|(r, _, _)| r).collect();
+        let outcomes = store(&broker, &routed).await;
+        for ((routed, confirm, _permit), outcome) in batch.into_iter().zip(outcomes) {
+            match confirm {
+                Some(_) if silenced.load(Ordering::SeqCst) => {}
+                Some(delivery_tag) => {
+                    let method = if routed.refused > 0 || outcome.is_err() {
+                        basic::AMQPMethod::Nack(basic::Nack {
+                            delivery_tag,
+                            multiple: false,
+                            requeue: false,
+                        })
+                    } else {
+                        basic::AMQPMethod::Ack(basic::Ack {
+                            delivery_tag,
+                            multiple: false,
+                        })
+                    };
+                    send(&out, AMQPFrame::Method(channel, AMQPClass::Basic(method))).await;
+                }
+                None => {
+                    if let Err(failure) = outcome {
+                        failed.get_or_insert(failure);
+                    }
+                }
+            }
+        }
+        if next.is_none() {
+            next = queued.recv().await;
         }
     }
 }
