@@ -144,14 +144,7 @@ pub(crate) fn route(shared: &Shared, message: &Message) -> Result<Routed, Failur
     let mut queues = Vec::with_capacity(names.len());
     let mut refused = 0;
     for queue in names {
-        let limit = broker.queue_definition(&queue).and_then(|q| {
-            let max: u64 = q.arguments.get("x-max-length")?.parse().ok()?;
-            let reject = q
-                .arguments
-                .get("x-overflow")
-                .is_some_and(|o| o == "reject-publish");
-            Some((max, reject))
-        });
+        let limit = broker.queue_max_length(&queue);
         match limit {
             Some((max, true)) if broker.share_waiting(&queue).unwrap_or(0) >= max => refused += 1,
             Some((_, true)) | None => queues.push((queue, None)),

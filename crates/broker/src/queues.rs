@@ -70,6 +70,21 @@ impl Broker {
         })
     }
 
+    /// What queue `name`'s `x-max-length` and `x-overflow` arguments say: the most messages
+    /// it keeps waiting, and whether a full queue refuses publishes (`reject-publish`)
+    /// rather than dropping its oldest; `None` without a limit. Reads the definition in
+    /// place, without copying it (publishing asks for every message).
+    pub fn queue_max_length(&self, name: &str) -> Option<(u64, bool)> {
+        self.routing.read(|state| {
+            let arguments = &state.queue(name)?.arguments;
+            let max = arguments.get("x-max-length")?.parse().ok()?;
+            let reject = arguments
+                .get("x-overflow")
+                .is_some_and(|o| o == "reject-publish");
+            Some((max, reject))
+        })
+    }
+
     /// The definition and length of a declared queue.
     pub fn queue_status(&self, name: &str) -> Result<QueueStatus, BrokerError> {
         let spec = self

@@ -14,7 +14,7 @@ use crate::journal::frame::FRAME_HEADER_LEN;
 use crate::journal::{FrameSink, Journaled};
 use crate::share::ShareGroupSettings;
 use crate::share::state_record::{
-    Change, FILE_HEADER, Outcome, RUN_LEN, StateRecord, decode, encode, runs,
+    Change, FILE_HEADER, Outcome, RUN_LEN, Run, StateRecord, decode, encode, runs,
 };
 
 /// The durable state of one offset: its delivery count and, once done, how it ended.
@@ -40,6 +40,37 @@ pub(crate) struct DurablePartition {
 }
 
 impl DurablePartition {
+    /// Applies `apply` to the entry of every offset of `runs` at or above the start, with
+    /// its run's value, adding the entries missing (with `new_count` deliveries); `apply`
+    /// returns the outcome that became newly true of the offset, which is counted. Returns
+    /// how many entries were added.
+    fn apply_runs<T: Copy>(
+        &mut self,
+        runs: &[Run<T>],
+        new_count: u32,
+        mut apply: impl FnMut(&mut DurableOffset, T) -> Option<Outcome>,
+    ) -> usize {
+        let mut added = 0;
+        for run in runs {
+            let end = run.first + u64::from(run.len);
+            for offset in run.first.max(self.start)..end {
+                let entry = self.offsets.entry(offset).or_insert_with(|| {
+                    added += 1;
+                    DurableOffset {
+                        delivery_count: new_count,
+                        outcome: None,
+                    }
+                });
+                match apply(entry, run.value) {
+                    Some(Outcome::Accepted) => self.accepted += 1,
+                    Some(Outcome::Archived) => self.dead_lettered += 1,
+                    Some(Outcome::Rejected) | None => {}
+                }
+            }
+        }
+        added
+    }
+
     fn advance(&mut self) -> usize {
         let mut removed = 0;
         while let Some(entry) = self.offsets.first_entry() {
@@ -166,21 +197,10 @@ impl ShareState {
                 let Some(state) = group.partitions.get_mut(&(topic.clone(), *partition)) else {
                     return;
                 };
-                let mut added = 0;
-                for run in runs {
-                    for offset in
-                        (run.first..run.first + u64::from(run.len)).filter(|o| *o >= state.start)
-                    {
-                        let entry = state.offsets.entry(offset).or_insert_with(|| {
-                            added += 1;
-                            DurableOffset {
-                                delivery_count: 0,
-                                outcome: None,
-                            }
-                        });
-                        entry.delivery_count = run.value;
-                    }
-                }
+                let added = state.apply_runs(runs, 0, |entry, count| {
+                    entry.delivery_count = count;
+                    None
+                });
                 self.compacted_len += run_bytes(2 * added);
             }
             Change::Acked {
@@ -191,29 +211,14 @@ impl ShareState {
                 let Some(state) = group.partitions.get_mut(&(topic.clone(), *partition)) else {
                     return;
                 };
-                let mut added = 0;
-                for run in runs {
-                    for offset in
-                        (run.first..run.first + u64::from(run.len)).filter(|o| *o >= state.start)
-                    {
-                        let entry = state.offsets.entry(offset).or_insert_with(|| {
-                            added += 1;
-                            DurableOffset {
-                                delivery_count: 1,
-                                outcome: None,
-                            }
-                        });
-                        if entry.outcome.is_some_and(Outcome::is_done) {
-                            continue;
-                        }
-                        match run.value {
-                            Outcome::Accepted => state.accepted += 1,
-                            Outcome::Archived => state.dead_lettered += 1,
-                            Outcome::Rejected => {}
-                        }
-                        entry.outcome = Some(run.value);
+                // Delivered once at least, when no delivery count was written down.
+                let added = state.apply_runs(runs, 1, |entry, outcome| {
+                    if entry.outcome.is_some_and(Outcome::is_done) {
+                        return None;
                     }
-                }
+                    entry.outcome = Some(outcome);
+                    Some(outcome)
+                });
                 let removed = state.advance();
                 self.compacted_len =
                     self.compacted_len + run_bytes(2 * added) - run_bytes(2 * removed);
