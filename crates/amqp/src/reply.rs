@@ -133,7 +133,7 @@ impl From<BrokerError> for Failure {
             | ErrorKind::Fenced
             | ErrorKind::RebalanceInProgress => PRECONDITION_FAILED,
             ErrorKind::ResourceExhausted => RESOURCE_ERROR,
-            ErrorKind::PermissionDenied => ACCESS_REFUSED,
+            ErrorKind::PermissionDenied | ErrorKind::Unauthenticated => ACCESS_REFUSED,
             ErrorKind::Unsupported => NOT_IMPLEMENTED,
             ErrorKind::Unavailable => RESOURCE_ERROR,
             _ => INTERNAL_ERROR,

@@ -23,6 +23,7 @@ use crate::producers::ProducerIds;
 use crate::raw_batch::{self, RawLimits};
 use crate::reservations::Reservations;
 use crate::routing::store::RoutingStore;
+use crate::security::Security;
 use crate::share::coordinator::ShareCoordinator;
 use crate::subscriptions::SubscriptionSlots;
 use crate::topic::{Partition, PartitionFault, Topic};
@@ -165,6 +166,8 @@ pub struct Broker {
     pub(crate) share: Arc<ShareCoordinator>,
     /// Exchanges, queue definitions and bindings.
     pub(crate) routing: Arc<RoutingStore>,
+    /// Users, ACLs and quotas.
+    security: Security,
     /// Bytes of produce requests queued or being appended, within `max_in_flight_bytes`.
     in_flight: Arc<InFlight>,
     /// The data directory's cluster id (see [`Broker::cluster_id`]).
@@ -234,6 +237,7 @@ impl Broker {
         })?;
         let share = ShareCoordinator::open(&config.data_dir, config.share.clone())?;
         let routing = RoutingStore::open(&config.data_dir)?;
+        let security = Security::open(&config.data_dir, config.security.clone())?;
         tracing::info!(
             data_dir = %config.data_dir.display(),
             topics = topics.len(),
@@ -259,6 +263,7 @@ impl Broker {
             groups,
             share,
             routing,
+            security,
             in_flight,
             producer_ids,
             _lock: lock,
@@ -268,6 +273,11 @@ impl Broker {
     /// The limits this broker enforces.
     pub fn limits(&self) -> &crate::Limits {
         &self.config.limits
+    }
+
+    /// Users, ACLs and quotas, and the checks front ends make with them.
+    pub fn security(&self) -> &Security {
+        &self.security
     }
 
     /// The share group defaults and limits in force.

@@ -8,6 +8,7 @@ use std::time::Duration;
 use sluice_storage::batch::DEFAULT_MAX_DECOMPRESSED_BYTES;
 use sluice_storage::{FlushPolicy, LogConfig, TimestampType};
 
+use crate::security::SecurityConfig;
 use crate::{BrokerError, GroupConfig, ProducerConfig, ShareConfig};
 
 /// `retention.ms`: delete sealed segments older than this; `-1` keeps them forever.
@@ -377,6 +378,8 @@ pub struct BrokerConfig {
     pub producers: ProducerConfig,
     /// Share group defaults and limits.
     pub share: ShareConfig,
+    /// Authentication, ACLs and their settings.
+    pub security: SecurityConfig,
 }
 
 impl BrokerConfig {
@@ -390,6 +393,7 @@ impl BrokerConfig {
             groups: GroupConfig::default(),
             producers: ProducerConfig::default(),
             share: ShareConfig::default(),
+            security: SecurityConfig::default(),
         }
     }
 }

@@ -570,6 +570,50 @@ pub enum BrokerError {
         /// Why.
         reason: &'static str,
     },
+    /// A login failed: unknown user, wrong password or a malformed exchange (the message
+    /// never tells which user names exist).
+    #[error("authentication failed ({mechanism}): {reason}")]
+    AuthenticationFailed {
+        /// The mechanism tried.
+        mechanism: String,
+        /// Why, safe to show the client.
+        reason: String,
+    },
+    /// The caller's principal may not do the operation on the resource.
+    #[error("{principal} is not authorized to {operation} {resource_type} {resource:?}")]
+    NotAuthorized {
+        /// `User:NAME`.
+        principal: String,
+        /// What was asked.
+        operation: crate::security::Operation,
+        /// The kind of resource.
+        resource_type: crate::security::ResourceType,
+        /// Its name.
+        resource: String,
+    },
+    /// A user of that name already exists.
+    #[error("user {user:?} already exists")]
+    UserExists {
+        /// The name.
+        user: String,
+    },
+    /// No user of that name exists.
+    #[error("user {user:?} does not exist")]
+    UserNotFound {
+        /// The name.
+        user: String,
+    },
+    /// A security state file (users, ACLs, quotas) failed its checks.
+    #[error("invalid security state in {}: {reason}", path.display())]
+    SecurityState {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+        /// The parse error, if parsing failed.
+        #[source]
+        source: Option<serde_json::Error>,
+    },
     /// The routing journal failed its checks.
     #[error("corrupt routing state file {}: {reason}", path.display())]
     RoutingStateCorrupt {
@@ -638,8 +682,11 @@ pub enum ErrorKind {
     ResourceExhausted,
     /// The state does not allow the operation (for example a group that still has members).
     FailedPrecondition,
-    /// The operation is never allowed on that object (a reserved or built-in name).
+    /// The operation is not allowed: never on that object (a reserved or built-in name),
+    /// or not to this caller (an ACL).
     PermissionDenied,
+    /// The caller did not prove who it is (a failed login).
+    Unauthenticated,
     /// A group member that is stale (unknown, expired, replaced or of an old generation), or
     /// an idempotent producer of an older epoch than the latest.
     Fenced,
@@ -695,7 +742,12 @@ impl BrokerError {
             | BrokerError::RecordNotHeld { .. }
             | BrokerError::Inequivalent { .. }
             | BrokerError::ExchangeInUse { .. } => ErrorKind::FailedPrecondition,
-            BrokerError::ExchangeAccessRefused { .. } => ErrorKind::PermissionDenied,
+            BrokerError::ExchangeAccessRefused { .. } | BrokerError::NotAuthorized { .. } => {
+                ErrorKind::PermissionDenied
+            }
+            BrokerError::AuthenticationFailed { .. } => ErrorKind::Unauthenticated,
+            BrokerError::UserExists { .. } => ErrorKind::AlreadyExists,
+            BrokerError::UserNotFound { .. } => ErrorKind::NotFound,
             BrokerError::UnknownMember { .. }
             | BrokerError::StaleGeneration { .. }
             | BrokerError::IllegalGeneration { .. }
@@ -723,6 +775,7 @@ impl BrokerError {
             BrokerError::CommitFailed { source, .. }
             | BrokerError::RoutingWriteFailed { source } => source.kind(),
             BrokerError::Metadata { .. }
+            | BrokerError::SecurityState { .. }
             | BrokerError::DataDirLocked { .. }
             | BrokerError::ProducerIds { .. } => ErrorKind::Internal,
         }

@@ -58,6 +58,7 @@ mod queues;
 mod raw_batch;
 mod reservations;
 mod routing;
+pub mod security;
 mod share;
 mod subscriptions;
 mod topic;

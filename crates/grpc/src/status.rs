@@ -59,6 +59,7 @@ fn broker_code(err: &BrokerError) -> Code {
         ErrorKind::Unavailable => Code::Unavailable,
         ErrorKind::DataLoss => Code::DataLoss,
         ErrorKind::PermissionDenied => Code::PermissionDenied,
+        ErrorKind::Unauthenticated => Code::Unauthenticated,
         _ => Code::Internal,
     }
 }

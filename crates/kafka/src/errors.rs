@@ -1,6 +1,7 @@
 //! The one mapping from broker errors to Kafka error codes.
 
 use kafka_protocol::ResponseError;
+use sluice_broker::security::ResourceType;
 use sluice_broker::{BrokerError, ErrorKind};
 
 /// The Kafka error code a broker error is answered with, by its [`ErrorKind`], refined where
@@ -45,6 +46,17 @@ pub(crate) fn code(err: &BrokerError) -> ResponseError {
         BrokerError::ShareMemberGone { .. } => return ResponseError::UnknownMemberId,
         BrokerError::TransactionsUnsupported { .. } => {
             return ResponseError::TransactionalIdAuthorizationFailed;
+        }
+        BrokerError::NotAuthorized { resource_type, .. } => {
+            return match resource_type {
+                ResourceType::Topic => ResponseError::TopicAuthorizationFailed,
+                ResourceType::Group => ResponseError::GroupAuthorizationFailed,
+                ResourceType::Cluster => ResponseError::ClusterAuthorizationFailed,
+                ResourceType::TransactionalId => ResponseError::TransactionalIdAuthorizationFailed,
+            };
+        }
+        BrokerError::AuthenticationFailed { .. } => {
+            return ResponseError::SaslAuthenticationFailed;
         }
         _ => {}
     }
