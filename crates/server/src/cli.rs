@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use sluice_kafka::Advertised;
 
 use crate::config::{
-    AmqpSettings, GroupSettings, KafkaSettings, LimitSettings, ListenAddr, LogFormat,
+    AmqpSettings, AuthSettings, GroupSettings, KafkaSettings, LimitSettings, ListenAddr, LogFormat,
     ProducerSettings, Settings, ShareSettings,
 };
 
@@ -49,6 +49,22 @@ pub struct ServeArgs {
     /// [env: SLUICE_TOPIC_DEFAULTS_<KEY>, e.g. SLUICE_TOPIC_DEFAULTS_RETENTION_MS]
     #[arg(long = "topic-default", value_name = "KEY=VALUE", value_parser = key_value)]
     pub topic_defaults: Vec<(String, String)>,
+
+    /// Every client must authenticate (SASL, AMQP login, gRPC credentials or a client
+    /// certificate) and ACLs are enforced [env: SLUICE_AUTH_ENABLED]
+    #[arg(long, help_heading = "Security")]
+    pub auth: bool,
+    /// Serve addresses beyond loopback even without --auth [env: SLUICE_AUTH_INSECURE]
+    #[arg(long, help_heading = "Security")]
+    pub insecure: bool,
+    /// Users that bypass ACLs, comma-separated [env: SLUICE_AUTH_SUPERUSERS]
+    #[arg(
+        long,
+        value_name = "NAME[,NAME...]",
+        value_delimiter = ',',
+        help_heading = "Security"
+    )]
+    pub superusers: Option<Vec<String>>,
 
     /// Most partitions per topic [env: SLUICE_LIMITS_MAX_PARTITIONS] [default: 1024]
     #[arg(long, value_name = "N", help_heading = "Limits")]
@@ -126,6 +142,12 @@ impl ServeArgs {
                 ..AmqpSettings::default()
             },
             producers: ProducerSettings::default(),
+            auth: AuthSettings {
+                enabled: self.auth.then_some(true),
+                insecure: self.insecure.then_some(true),
+                superusers: self.superusers.clone(),
+                ..AuthSettings::default()
+            },
             topic_defaults: self.topic_defaults.iter().cloned().collect(),
         }
     }

@@ -50,6 +50,10 @@ pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 10_000;
 /// Default cap on concurrent calls per connection (`limits.max_streams_per_connection`).
 pub const DEFAULT_MAX_STREAMS_PER_CONNECTION: u32 = 1024;
 /// Log filter used when neither the `log` setting nor `RUST_LOG` is set.
+mod auth;
+
+pub use auth::AuthSettings;
+
 const DEFAULT_LOG_FILTER: &str = "info";
 
 /// Prefix of the environment variables holding settings.
@@ -184,6 +188,9 @@ pub struct Settings {
     /// `[producers]`: how long and how many idempotent producers partitions remember.
     #[serde(default)]
     pub producers: ProducerSettings,
+    /// `[auth]`: authentication and who bypasses ACLs.
+    #[serde(default)]
+    pub auth: AuthSettings,
     /// `[topic_defaults]`: Kafka topic config keys and values for topics that do not
     /// override them.
     #[serde(default, deserialize_with = "scalar_map")]
@@ -760,6 +767,7 @@ impl Settings {
             kafka: self.kafka.overlay(higher.kafka),
             amqp: self.amqp.overlay(higher.amqp),
             producers: self.producers.overlay(higher.producers),
+            auth: self.auth.overlay(higher.auth),
             topic_defaults,
         }
     }
@@ -818,6 +826,8 @@ impl Settings {
                     return self.amqp.set(key, name, value);
                 } else if let Some(name) = key.strip_prefix("producers.") {
                     return self.producers.set(key, name, value);
+                } else if let Some(name) = key.strip_prefix("auth.") {
+                    return self.auth.set(key, name, value);
                 } else {
                     return Ok(false);
                 }
@@ -906,6 +916,7 @@ impl Settings {
         let (kafka_listen, kafka) = self.kafka.resolve()?;
         let (amqp_listen, amqp) = self.amqp.resolve()?;
         broker.producers = self.producers.resolve()?;
+        broker.security = self.auth.resolve()?;
         broker.retention_check_interval = match self.retention_check_interval_ms {
             None => broker.retention_check_interval,
             Some(0) => {
@@ -918,13 +929,26 @@ impl Settings {
             Some(ms) => Duration::from_millis(ms),
         };
 
+        let listen = self.listen.unwrap_or(DEFAULT_LISTEN);
+        let metrics_listen = match self.metrics_listen {
+            None => Some(DEFAULT_METRICS_LISTEN),
+            Some(ListenAddr::Off) => None,
+            Some(ListenAddr::Addr(addr)) => Some(addr),
+        };
+        let listeners = [
+            ("grpc", Some(listen)),
+            ("metrics", metrics_listen),
+            ("kafka", kafka_listen),
+            ("amqp", amqp_listen),
+        ];
+        self.auth.check_exposure(
+            listeners
+                .into_iter()
+                .filter_map(|(name, addr)| Some((name, addr?))),
+        )?;
         Ok(ServerConfig {
-            listen: self.listen.unwrap_or(DEFAULT_LISTEN),
-            metrics_listen: match self.metrics_listen {
-                None => Some(DEFAULT_METRICS_LISTEN),
-                Some(ListenAddr::Off) => None,
-                Some(ListenAddr::Addr(addr)) => Some(addr),
-            },
+            listen,
+            metrics_listen,
             kafka_listen,
             kafka,
             amqp_listen,
@@ -1017,7 +1041,8 @@ impl Environment {
 /// `SLUICE_SHARE_MAX_PREFETCH` -> `share.max_prefetch`,
 /// `SLUICE_KAFKA_LISTEN` -> `kafka.listen`,
 /// `SLUICE_AMQP_LISTEN` -> `amqp.listen`,
-/// `SLUICE_PRODUCERS_ID_EXPIRATION_MS` -> `producers.id_expiration_ms`.
+/// `SLUICE_PRODUCERS_ID_EXPIRATION_MS` -> `producers.id_expiration_ms`,
+/// `SLUICE_AUTH_ENABLED` -> `auth.enabled`.
 fn setting_key(env_name: &str) -> String {
     let name = env_name
         .strip_prefix(ENV_PREFIX)
@@ -1037,6 +1062,8 @@ fn setting_key(env_name: &str) -> String {
         format!("amqp.{amqp}")
     } else if let Some(producer) = name.strip_prefix("producers_") {
         format!("producers.{producer}")
+    } else if let Some(auth) = name.strip_prefix("auth_") {
+        format!("auth.{auth}")
     } else {
         name
     }

@@ -30,6 +30,16 @@ pub enum ServerError {
         #[source]
         source: Box<toml::de::Error>,
     },
+    /// A listener on an address beyond loopback while clients need not authenticate.
+    #[error(
+        "refusing to serve the {listener} listener on {addr} without authentication: anyone who can reach it could read, write and delete every topic; pass --auth (and create users with `sluice user add`), bind it to a loopback address, or pass --insecure to serve it openly anyway"
+    )]
+    Unauthenticated {
+        /// Which listener.
+        listener: String,
+        /// Its address.
+        addr: std::net::SocketAddr,
+    },
     /// A setting has a value it cannot take.
     #[error("invalid setting {key} = {value:?}: {reason}")]
     InvalidSetting {

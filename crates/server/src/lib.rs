@@ -19,10 +19,10 @@ mod server;
 
 pub use cli::{ServeArgs, key_value};
 pub use config::{
-    AmqpSettings, DEFAULT_AMQP_LISTEN, DEFAULT_DATA_DIR, DEFAULT_KAFKA_LISTEN, DEFAULT_LISTEN,
-    DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_STREAMS_PER_CONNECTION, DEFAULT_MAX_SUBSCRIBE_BYTES,
-    DEFAULT_MAX_SUBSCRIPTIONS, DEFAULT_METRICS_LISTEN, GroupSettings, KafkaSettings, LimitSettings,
-    ListenAddr, LogFormat, ServerConfig, Settings,
+    AmqpSettings, AuthSettings, DEFAULT_AMQP_LISTEN, DEFAULT_DATA_DIR, DEFAULT_KAFKA_LISTEN,
+    DEFAULT_LISTEN, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_STREAMS_PER_CONNECTION,
+    DEFAULT_MAX_SUBSCRIBE_BYTES, DEFAULT_MAX_SUBSCRIPTIONS, DEFAULT_METRICS_LISTEN, GroupSettings,
+    KafkaSettings, LimitSettings, ListenAddr, LogFormat, ServerConfig, Settings,
 };
 pub use error::ServerError;
 
