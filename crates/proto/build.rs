@@ -13,6 +13,7 @@ const PROTOS: &[&str] = &[
     "sluice/v1/log.proto",
     "sluice/v1/groups.proto",
     "sluice/v1/share.proto",
+    "sluice/v1/security.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

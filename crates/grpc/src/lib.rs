@@ -9,12 +9,14 @@
 #![warn(missing_docs)]
 
 mod admin;
+mod auth;
 mod convert;
 mod groups;
 mod log_service;
 mod observe;
 mod produce;
 mod request_limit;
+mod security;
 mod share;
 mod status;
 mod subscribe;
@@ -25,6 +27,7 @@ use sluice_broker::Broker;
 use sluice_proto::v1::admin_server::AdminServer;
 use sluice_proto::v1::groups_server::GroupsServer;
 use sluice_proto::v1::log_server::LogServer;
+use sluice_proto::v1::security_server::SecurityServer;
 use sluice_proto::v1::share_groups_server::ShareGroupsServer;
 use tonic::codec::CompressionEncoding;
 use tonic::service::Routes;
@@ -33,8 +36,10 @@ use crate::admin::AdminService;
 use crate::groups::GroupsService;
 use crate::log_service::LogService;
 use crate::request_limit::RequestLimit;
+use crate::security::SecurityService;
 use crate::share::ShareGroupsService;
 
+pub use auth::{Authenticate, Authenticated};
 pub use observe::{Accept, Connection, ObserveCalls, Observed};
 pub use status::{shutting_down, to_status};
 
@@ -71,8 +76,11 @@ pub fn routes(broker: &Arc<Broker>, max_request_bytes: usize) -> Routes {
     .max_encoding_message_size(usize::MAX)
     .accept_compressed(CompressionEncoding::Gzip)
     .send_compressed(CompressionEncoding::Gzip);
+    let security = SecurityServer::new(SecurityService::new(Arc::clone(broker)))
+        .max_decoding_message_size(max_request_bytes);
     Routes::new(RequestLimit::new(admin, max_request_bytes))
         .add_service(RequestLimit::new(log, max_request_bytes))
         .add_service(RequestLimit::new(groups, max_request_bytes))
         .add_service(RequestLimit::new(share, max_request_bytes))
+        .add_service(RequestLimit::new(security, max_request_bytes))
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sluice_amqp::AmqpListener;
 use sluice_broker::Broker;
-use sluice_grpc::{Accept, ObserveCalls};
+use sluice_grpc::{Accept, Authenticate, ObserveCalls};
 use sluice_kafka::KafkaListener;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -162,6 +162,7 @@ impl Server {
         tracing::info!(addr = %local_addr, data_dir = %config.broker.data_dir.display(), "serving");
         let serving = tonic::transport::Server::builder()
             .layer(ObserveCalls)
+            .layer(Authenticate::new(Arc::clone(&broker)))
             .initial_stream_window_size(STREAM_WINDOW_BYTES)
             .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
             // Announced to clients, which queue calls beyond it (a client that does not is

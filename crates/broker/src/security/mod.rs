@@ -29,7 +29,10 @@ use std::time::Duration;
 
 use metrics::counter;
 
-pub use acl::{AclBinding, AclFilter, Operation, PatternType, Permission, Resource, ResourceType};
+pub use acl::{
+    AclBinding, AclFilter, CLUSTER_RESOURCE, Operation, PatternType, Permission, Resource,
+    ResourceType, WILDCARD,
+};
 pub use principal::{ANONYMOUS, Caller, Principal};
 pub use quota::{DEFAULT_QUOTA_USER, QuotaKind};
 pub use scram::{ScramError, ScramExchange, ScramMechanism};
