@@ -16,6 +16,7 @@ use amq_protocol::frame::AMQPFrame;
 use amq_protocol::protocol::{AMQPClass, connection};
 use amq_protocol::types::{AMQPValue, FieldTable, LongString, ShortString};
 use sluice_broker::Broker;
+use sluice_broker::security::Principal;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -67,6 +68,7 @@ pub(crate) struct Tuned {
 pub(crate) async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
+    certificate: Option<Principal>,
     shared: Arc<Shared>,
     id: ConnectionId,
 ) {
@@ -78,7 +80,7 @@ pub(crate) async fn serve(
     let writing = tokio::spawn(write_loop(write, queued, Arc::clone(&heartbeat)));
     let opened = tokio::time::timeout(
         HANDSHAKE_TIMEOUT,
-        handshake(&mut reader, &out, &shared, peer),
+        handshake(&mut reader, &out, &shared, peer, certificate.as_ref()),
     )
     .await;
     let tuned = match opened {
@@ -238,6 +240,7 @@ async fn handshake<R: AsyncRead + Unpin>(
     out: &Outgoing,
     shared: &Shared,
     peer: SocketAddr,
+    certificate: Option<&Principal>,
 ) -> Result<Option<Tuned>, Failure> {
     match reader.protocol_header().await {
         Ok(Some(header)) if header == PROTOCOL_HEADER => {}

@@ -64,7 +64,13 @@ impl AmqpListener {
             match accepted {
                 Ok((stream, peer)) => {
                     let id = next_id.fetch_add(1, Ordering::Relaxed);
-                    connections.spawn(connection::serve(stream, peer, Arc::clone(&shared), id));
+                    connections.spawn(connection::serve(
+                        stream,
+                        peer,
+                        None,
+                        Arc::clone(&shared),
+                        id,
+                    ));
                 }
                 Err(err) => {
                     // Out of file descriptors or similar: keep the listener, slow down.

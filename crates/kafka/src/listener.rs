@@ -71,6 +71,7 @@ impl KafkaListener {
                         local_addr,
                         peer,
                         shares: Arc::clone(&self.shares),
+                        certificate: None,
                     };
                     connections.spawn(connection::serve(stream, peer, ctx));
                 }

@@ -9,6 +9,7 @@ pub use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::{ApiVersionsRequest, RequestHeader, RequestKind, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use sluice_broker::Broker;
+use sluice_broker::security::Principal;
 
 use crate::frame::{Frame, finish_frame, start_frame};
 use crate::{KafkaConfig, KafkaError};
@@ -79,6 +80,8 @@ pub(crate) struct Context {
     pub(crate) peer: SocketAddr,
     /// The listener's share group members and sessions.
     pub(crate) shares: Arc<share::Shares>,
+    /// The principal of the connection's client certificate (mTLS), if it showed one.
+    pub(crate) certificate: Option<Principal>,
 }
 
 impl Context {
@@ -261,6 +264,7 @@ pub(crate) async fn test_context() -> (tempfile::TempDir, Arc<Broker>, Context) 
         local_addr: "127.0.0.1:9092".parse().expect("addr"),
         peer: "127.0.0.1:40000".parse().expect("addr"),
         shares: Arc::default(),
+        certificate: None,
     };
     (dir, broker, ctx)
 }
