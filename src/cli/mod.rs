@@ -1,20 +1,26 @@
-//! The client subcommands of `sluice`: topics, producing, consuming, consumer groups and
-//! share groups.
+//! The client subcommands of `sluice`: topics, producing, consuming, consumer groups,
+//! share groups, and users, ACLs and quotas.
 
+mod acl;
 mod bench;
 mod consume;
 mod group;
 mod output;
 mod produce;
+mod quota;
 mod records;
+mod security;
 mod share;
 mod timestamp;
 mod top;
 mod topic;
+mod user;
 
 use std::io;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::Subcommand;
 use sluice_client::Client;
 
@@ -39,6 +45,18 @@ pub(crate) enum ClientCommand {
     Bench(bench::BenchArgs),
     /// Watch topics and groups live: rates, lag, delay and fsync latency (from /metrics).
     Top(top::TopArgs),
+    /// Create, list and delete users and change passwords (on a server, or with --data-dir
+    /// in a data directory before the server starts).
+    #[command(subcommand_required = true)]
+    User(user::UserArgs),
+    /// Add, remove and list ACL bindings (who may do what to which topics and groups).
+    #[command(subcommand_required = true)]
+    Acl(acl::AclArgs),
+    /// Set and list per-user produce and fetch byte rates.
+    #[command(subcommand_required = true)]
+    Quota(quota::QuotaArgs),
+    /// Print the principal the server takes this client for.
+    Whoami(user::WhoAmIArgs),
 }
 
 /// Where the server is.
@@ -53,17 +71,42 @@ pub(crate) struct ConnectArgs {
         global = true
     )]
     server: String,
+    /// User to authenticate as; its password comes from the environment variable
+    /// SLUICE_PASSWORD or from --password-file
+    #[arg(long, env = "SLUICE_USER", value_name = "NAME", global = true)]
+    user: Option<String>,
+    /// File holding the password of --user (its first line)
+    #[arg(long, value_name = "FILE", global = true)]
+    password_file: Option<PathBuf>,
 }
 
 impl ConnectArgs {
-    /// Connects to the server.
+    /// Connects to the server, with credentials when a user is given.
     async fn connect(&self) -> anyhow::Result<Client> {
         let url = if self.server.contains("://") {
             self.server.clone()
         } else {
             format!("http://{}", self.server)
         };
-        Ok(Client::connect(url).await?)
+        let mut client = Client::builder(url);
+        if let Some(user) = &self.user {
+            client = client.credentials(user, &self.password()?);
+        }
+        Ok(client.connect().await?)
+    }
+
+    /// The password of `--user`: from `--password-file`, else `SLUICE_PASSWORD`.
+    fn password(&self) -> anyhow::Result<String> {
+        if let Some(path) = &self.password_file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read --password-file {}", path.display()))?;
+            return Ok(text.lines().next().unwrap_or_default().to_owned());
+        }
+        std::env::var("SLUICE_PASSWORD").map_err(|_| {
+            anyhow::anyhow!(
+                "--user (SLUICE_USER) needs a password: set SLUICE_PASSWORD or give --password-file"
+            )
+        })
     }
 }
 
@@ -78,6 +121,10 @@ pub(crate) async fn run(command: ClientCommand) -> ExitCode {
         ClientCommand::Share(args) => share::run(args).await,
         ClientCommand::Bench(args) => bench::run(args).await,
         ClientCommand::Top(args) => top::run(args).await,
+        ClientCommand::User(args) => user::run(args).await,
+        ClientCommand::Acl(args) => acl::run(args).await,
+        ClientCommand::Quota(args) => quota::run(args).await,
+        ClientCommand::Whoami(args) => user::whoami(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

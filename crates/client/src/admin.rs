@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::credentials::Transport;
 use sluice_proto::v1::admin_client::AdminClient;
 use sluice_proto::v1::groups_client::GroupsClient;
 use sluice_proto::v1::log_client::LogClient;
@@ -10,7 +11,6 @@ use sluice_proto::v1::{
     self as pb, CommittedOffset, DescribeGroupResponse, DescribeShareGroupResponse, GroupSummary,
     PartitionOffset, ShareGroupSettings, ShareGroupSummary, TopicDescription, TopicSummary,
 };
-use tonic::transport::Channel;
 
 use crate::client::Client;
 use crate::error::{Error, Result};
@@ -101,10 +101,10 @@ impl TopicConfigChanges {
 /// [`Client::admin`]; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Admin {
-    admin: AdminClient<Channel>,
-    log: LogClient<Channel>,
-    groups: GroupsClient<Channel>,
-    share: ShareGroupsClient<Channel>,
+    admin: AdminClient<Transport>,
+    log: LogClient<Transport>,
+    groups: GroupsClient<Transport>,
+    share: ShareGroupsClient<Transport>,
 }
 
 impl Admin {

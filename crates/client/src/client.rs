@@ -6,11 +6,13 @@ use std::time::Duration;
 use sluice_proto::v1::admin_client::AdminClient;
 use sluice_proto::v1::groups_client::GroupsClient;
 use sluice_proto::v1::log_client::LogClient;
+use sluice_proto::v1::security_client::SecurityClient;
 use sluice_proto::v1::share_groups_client::ShareGroupsClient;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::admin::Admin;
 use crate::consumer::ConsumerBuilder;
+use crate::credentials::{Credentials, Transport};
 use crate::error::{Error, Result};
 use crate::group_consumer::GroupConsumerBuilder;
 use crate::producer::ProducerBuilder;
@@ -45,13 +47,28 @@ const KEEP_ALIVE: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone)]
 pub struct Client {
     channel: Channel,
+    credentials: Credentials,
     url: Arc<str>,
 }
 
-impl Client {
-    /// Connects to the server at `url` (`http://host:port`).
-    pub async fn connect(url: impl Into<String>) -> Result<Self> {
-        let url = url.into();
+/// How to connect: made by [`Client::builder`].
+#[derive(Debug)]
+pub struct ClientBuilder {
+    url: String,
+    credentials: Credentials,
+}
+
+impl ClientBuilder {
+    /// Authenticates every call as `user` with `password` (HTTP basic credentials; use
+    /// TLS beyond loopback so they do not cross the network in clear).
+    pub fn credentials(mut self, user: &str, password: &str) -> Self {
+        self.credentials = Credentials::basic(user, password);
+        self
+    }
+
+    /// Connects to the server.
+    pub async fn connect(self) -> Result<Client> {
+        let ClientBuilder { url, credentials } = self;
         let endpoint = Endpoint::from_shared(url.clone())
             .map_err(|source| Error::InvalidUrl {
                 url: url.clone(),
@@ -68,8 +85,24 @@ impl Client {
         })?;
         Ok(Client {
             channel,
+            credentials,
             url: url.into(),
         })
+    }
+}
+
+impl Client {
+    /// Connects to the server at `url` (`http://host:port`) without credentials.
+    pub async fn connect(url: impl Into<String>) -> Result<Self> {
+        Client::builder(url).connect().await
+    }
+
+    /// A builder for a connection to `url` with options (credentials).
+    pub fn builder(url: impl Into<String>) -> ClientBuilder {
+        ClientBuilder {
+            url: url.into(),
+            credentials: Credentials::default(),
+        }
     }
 
     /// The URL this client connected to.
@@ -104,23 +137,33 @@ impl Client {
         ShareConsumerBuilder::new(self.clone(), group.into())
     }
 
+    /// The shared connection with this client's credentials.
+    fn transport(&self) -> Transport {
+        Transport::new(self.channel.clone(), self.credentials.clone())
+    }
+
+    /// A client of the `Security` service (users, ACLs, quotas) on the shared connection.
+    pub fn security_service(&self) -> SecurityClient<Transport> {
+        SecurityClient::new(self.transport())
+    }
+
     /// A client of the `ShareGroups` service on the shared connection.
-    pub(crate) fn share_groups_service(&self) -> ShareGroupsClient<Channel> {
-        ShareGroupsClient::new(self.channel.clone()).max_decoding_message_size(MAX_RESPONSE_BYTES)
+    pub(crate) fn share_groups_service(&self) -> ShareGroupsClient<Transport> {
+        ShareGroupsClient::new(self.transport()).max_decoding_message_size(MAX_RESPONSE_BYTES)
     }
 
     /// A client of the `Log` service on the shared connection.
-    pub(crate) fn log_service(&self) -> LogClient<Channel> {
-        LogClient::new(self.channel.clone()).max_decoding_message_size(MAX_RESPONSE_BYTES)
+    pub(crate) fn log_service(&self) -> LogClient<Transport> {
+        LogClient::new(self.transport()).max_decoding_message_size(MAX_RESPONSE_BYTES)
     }
 
     /// A client of the `Groups` service on the shared connection.
-    pub(crate) fn groups_service(&self) -> GroupsClient<Channel> {
-        GroupsClient::new(self.channel.clone()).max_decoding_message_size(MAX_RESPONSE_BYTES)
+    pub(crate) fn groups_service(&self) -> GroupsClient<Transport> {
+        GroupsClient::new(self.transport()).max_decoding_message_size(MAX_RESPONSE_BYTES)
     }
 
     /// A client of the `Admin` service on the shared connection.
-    pub(crate) fn admin_service(&self) -> AdminClient<Channel> {
-        AdminClient::new(self.channel.clone()).max_decoding_message_size(MAX_RESPONSE_BYTES)
+    pub(crate) fn admin_service(&self) -> AdminClient<Transport> {
+        AdminClient::new(self.transport()).max_decoding_message_size(MAX_RESPONSE_BYTES)
     }
 }

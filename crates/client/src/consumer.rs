@@ -4,10 +4,10 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::credentials::Transport;
 use sluice_proto::v1::log_client::LogClient;
 use sluice_proto::v1::{self as pb};
 use tokio_stream::{StreamExt as _, StreamMap};
-use tonic::transport::Channel;
 use tonic::{Code, Streaming};
 
 use crate::admin::Admin;
@@ -108,7 +108,7 @@ impl ConsumerBuilder {
 /// ```
 #[derive(Debug)]
 pub struct Consumer {
-    log: LogClient<Channel>,
+    log: LogClient<Transport>,
     admin: Admin,
     topic: Arc<str>,
     /// The partitions asked for; empty = all.

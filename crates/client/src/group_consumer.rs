@@ -4,11 +4,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::credentials::Transport;
 use sluice_proto::v1::groups_client::GroupsClient;
 use sluice_proto::v1::{self as pb, consume_request, consume_response};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
 use tonic::{Code, Streaming};
 
 use crate::backoff::Backoff;
@@ -209,7 +209,7 @@ impl GroupConsumerBuilder {
 /// ```
 #[derive(Debug)]
 pub struct GroupConsumer {
-    groups: GroupsClient<Channel>,
+    groups: GroupsClient<Transport>,
     join: pb::JoinGroup,
     auto_commit_interval: Option<Duration>,
     session: Option<Session>,

@@ -44,6 +44,7 @@ mod admin;
 mod backoff;
 mod client;
 mod consumer;
+mod credentials;
 mod error;
 mod group_consumer;
 mod producer;
@@ -51,8 +52,9 @@ mod record;
 mod share_consumer;
 
 pub use admin::{Admin, NewTopic, TopicConfigChanges};
-pub use client::Client;
+pub use client::{Client, ClientBuilder};
 pub use consumer::{Consumer, ConsumerBuilder};
+pub use credentials::Transport;
 pub use error::{Error, Refusal, Result};
 pub use group_consumer::{
     GroupConsumer, GroupConsumerBuilder, GroupEvent, OffsetReset, TopicPartition,

@@ -4,12 +4,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::credentials::Transport;
 use sluice_proto::v1::share_groups_client::ShareGroupsClient;
 use sluice_proto::v1::{self as pb, share_consume_request, share_consume_response};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
 use tonic::{Code, Streaming};
 
 use crate::backoff::Backoff;
@@ -203,7 +203,7 @@ impl ShareConsumerBuilder {
 /// ```
 #[derive(Debug)]
 pub struct ShareConsumer {
-    share: ShareGroupsClient<Channel>,
+    share: ShareGroupsClient<Transport>,
     join: pb::ShareJoin,
     auto_accept: bool,
     session: Option<Session>,

@@ -43,6 +43,14 @@ pub use auth::{Authenticate, Authenticated};
 pub use observe::{Accept, Connection, ObserveCalls, Observed};
 pub use status::{shutting_down, to_status};
 
+/// Conversions between `sluice.v1.Security` messages and the broker's users, ACLs and
+/// quotas, for tools that edit a data directory's security state with no server running.
+pub mod security_messages {
+    pub use crate::security::{
+        binding_from_proto, binding_to_proto, filter_from_proto, quotas_to_proto, users_to_proto,
+    };
+}
+
 /// The checks the services run on request messages before they reach the broker, callable
 /// without a server (the fuzz targets drive them with arbitrary messages).
 pub mod validation {

@@ -1,10 +1,13 @@
 //! The `sluice.v1.Security` service: users, ACLs and quotas. The broker checks that the
 //! caller may make each change; this maps messages and errors.
 
+use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use sluice_broker::security::{AclBinding as Binding, AclFilter as Filter, QuotaKind, WILDCARD};
+use sluice_broker::security::{
+    AclBinding as Binding, AclFilter as Filter, QuotaKind, ScramMechanism, WILDCARD,
+};
 use sluice_broker::{Broker, BrokerError};
 use sluice_proto::v1::security_server::Security;
 use sluice_proto::v1::{
@@ -99,13 +102,7 @@ impl Security for SecurityService {
             .users(&caller(&request))
             .map_err(to_status)?;
         Ok(Response::new(ListUsersResponse {
-            users: users
-                .into_iter()
-                .map(|(name, mechanisms)| User {
-                    name,
-                    mechanisms: mechanisms.iter().map(|m| m.name().to_owned()).collect(),
-                })
-                .collect(),
+            users: users_to_proto(users),
         }))
     }
 
@@ -193,22 +190,13 @@ impl Security for SecurityService {
             .quotas(&caller(&request))
             .map_err(to_status)?;
         Ok(Response::new(ListQuotasResponse {
-            quotas: quotas
-                .into_iter()
-                .flat_map(|(user, limits)| {
-                    limits.into_iter().map(move |(kind, rate)| Quota {
-                        user: user.clone(),
-                        quota: kind.as_str().to_owned(),
-                        bytes_per_second: rate,
-                    })
-                })
-                .collect(),
+            quotas: quotas_to_proto(quotas),
         }))
     }
 }
 
 /// A binding of the wire, checked.
-fn binding_from_proto(b: AclBinding) -> Result<Binding, BrokerError> {
+pub fn binding_from_proto(b: AclBinding) -> Result<Binding, BrokerError> {
     Ok(Binding {
         resource_type: b.resource_type.parse()?,
         resource_name: b.resource_name,
@@ -224,7 +212,8 @@ fn binding_from_proto(b: AclBinding) -> Result<Binding, BrokerError> {
     })
 }
 
-fn binding_to_proto(b: Binding) -> AclBinding {
+/// A binding for the wire.
+pub fn binding_to_proto(b: Binding) -> AclBinding {
     AclBinding {
         resource_type: b.resource_type.as_str().to_owned(),
         resource_name: b.resource_name,
@@ -237,7 +226,7 @@ fn binding_to_proto(b: Binding) -> AclBinding {
 }
 
 /// A filter of the wire: empty fields match everything.
-fn filter_from_proto(f: AclFilter) -> Result<Filter, BrokerError> {
+pub fn filter_from_proto(f: AclFilter) -> Result<Filter, BrokerError> {
     fn optional<T: FromStr<Err = BrokerError>>(text: &str) -> Result<Option<T>, BrokerError> {
         if text.is_empty() {
             Ok(None)
@@ -256,4 +245,29 @@ fn filter_from_proto(f: AclFilter) -> Result<Filter, BrokerError> {
         principal: text(f.principal),
         host: text(f.host),
     })
+}
+
+/// Users and their SCRAM mechanisms for the wire.
+pub fn users_to_proto(users: Vec<(String, Vec<ScramMechanism>)>) -> Vec<User> {
+    users
+        .into_iter()
+        .map(|(name, mechanisms)| User {
+            name,
+            mechanisms: mechanisms.iter().map(|m| m.name().to_owned()).collect(),
+        })
+        .collect()
+}
+
+/// Quotas per user for the wire, by user then kind.
+pub fn quotas_to_proto(quotas: BTreeMap<String, BTreeMap<QuotaKind, u64>>) -> Vec<Quota> {
+    quotas
+        .into_iter()
+        .flat_map(|(user, limits)| {
+            limits.into_iter().map(move |(kind, rate)| Quota {
+                user: user.clone(),
+                quota: kind.as_str().to_owned(),
+                bytes_per_second: rate,
+            })
+        })
+        .collect()
 }

@@ -167,7 +167,7 @@ pub enum ScramError {
     #[error("SCRAM nonce mismatch")]
     Nonce,
     /// Unknown user or wrong password (the two are not told apart).
-    #[error("authentication failed: invalid user name or password")]
+    #[error("invalid user name or password")]
     Credentials,
 }
 

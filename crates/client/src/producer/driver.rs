@@ -6,11 +6,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::credentials::Transport;
 use sluice_proto::v1::log_client::LogClient;
 use sluice_proto::v1::{self as pb, produce_stream_response};
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::UnboundedReceiverStream;
-use tonic::transport::Channel;
 use tonic::{Code, Status, Streaming};
 
 use crate::admin::Admin;
@@ -50,7 +50,7 @@ struct Connection {
 /// The state of the task.
 #[derive(Debug)]
 pub(crate) struct Driver {
-    log: LogClient<Channel>,
+    log: LogClient<Transport>,
     admin: Admin,
     backoff: Backoff,
     delivery_timeout: Duration,
