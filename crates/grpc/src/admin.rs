@@ -1,7 +1,10 @@
-//! The `sluice.v1.Admin` service: topic administration.
+//! The `sluice.v1.Admin` service: topic administration. Each call is authorized as Kafka
+//! authorizes its counterpart: Create on the cluster or the topic, Delete, Describe (the
+//! topic list shows only topics the caller may describe) and AlterConfigs on the topic.
 
 use std::sync::Arc;
 
+use sluice_broker::security::{Operation, Resource};
 use sluice_broker::{Broker, ConfigChange, ConfigUpdate};
 use sluice_proto::v1::admin_server::Admin;
 use sluice_proto::v1::{
@@ -11,6 +14,7 @@ use sluice_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
+use crate::auth::{authorize, caller};
 use crate::convert::topic_description;
 use crate::status::{require_topic, to_status};
 
@@ -33,8 +37,19 @@ impl Admin for AdminService {
         &self,
         request: Request<CreateTopicRequest>,
     ) -> Result<Response<CreateTopicResponse>, Status> {
+        let caller = caller(&request);
         let request = request.into_inner();
         require_topic("name", &request.name)?;
+        // As in Kafka: Create on the cluster, or on the topic.
+        let security = self.broker.security();
+        if !security.permits(&caller, Operation::Create, &Resource::cluster()) {
+            authorize(
+                &self.broker,
+                &caller,
+                Operation::Create,
+                &Resource::topic(&request.name),
+            )?;
+        }
         let info = self
             .broker
             .create_topic(&request.name, request.partitions, &request.config)
@@ -50,8 +65,15 @@ impl Admin for AdminService {
         &self,
         request: Request<DeleteTopicRequest>,
     ) -> Result<Response<DeleteTopicResponse>, Status> {
+        let caller = caller(&request);
         let request = request.into_inner();
         require_topic("name", &request.name)?;
+        authorize(
+            &self.broker,
+            &caller,
+            Operation::Delete,
+            &Resource::topic(&request.name),
+        )?;
         self.broker
             .delete_topic(&request.name)
             .await
@@ -62,12 +84,15 @@ impl Admin for AdminService {
 
     async fn list_topics(
         &self,
-        _request: Request<ListTopicsRequest>,
+        request: Request<ListTopicsRequest>,
     ) -> Result<Response<ListTopicsResponse>, Status> {
+        let caller = caller(&request);
+        let security = self.broker.security();
         let topics = self
             .broker
             .list_topics()
             .into_iter()
+            .filter(|t| security.permits(&caller, Operation::Describe, &Resource::topic(&t.name)))
             .map(|summary| TopicSummary {
                 name: summary.name,
                 partitions: summary.partitions,
@@ -80,8 +105,15 @@ impl Admin for AdminService {
         &self,
         request: Request<DescribeTopicRequest>,
     ) -> Result<Response<DescribeTopicResponse>, Status> {
+        let caller = caller(&request);
         let request = request.into_inner();
         require_topic("name", &request.name)?;
+        authorize(
+            &self.broker,
+            &caller,
+            Operation::Describe,
+            &Resource::topic(&request.name),
+        )?;
         let info = self
             .broker
             .describe_topic(&request.name)
@@ -95,8 +127,15 @@ impl Admin for AdminService {
         &self,
         request: Request<AlterTopicConfigRequest>,
     ) -> Result<Response<AlterTopicConfigResponse>, Status> {
+        let caller = caller(&request);
         let request = request.into_inner();
         require_topic("name", &request.name)?;
+        authorize(
+            &self.broker,
+            &caller,
+            Operation::AlterConfigs,
+            &Resource::topic(&request.name),
+        )?;
         let sets = request
             .set
             .into_iter()

@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use sluice_broker::Broker;
-use sluice_broker::security::{Caller, Principal};
+use sluice_broker::security::{Caller, Operation, Principal, Resource};
 use tonic::body::Body;
 use tonic::codegen::{BoxFuture, Service, http};
 use tonic::transport::server::TcpConnectInfo;
@@ -152,12 +152,42 @@ fn transport_identity(extensions: &http::Extensions) -> (IpAddr, Option<Principa
     (host, None)
 }
 
-/// User and password of an `authorization: Basic ...` header.
-fn basic_credentials(header: &http::HeaderValue) -> Option<(String, String)> {
+/// User and password of an `authorization: Basic ...` header (gRPC calls and the
+/// metrics endpoint take the same credentials).
+pub fn basic_credentials(header: &http::HeaderValue) -> Option<(String, String)> {
     let encoded = header.to_str().ok()?.strip_prefix("Basic ")?;
     let decoded = String::from_utf8(B64.decode(encoded.trim()).ok()?).ok()?;
     let (user, password) = decoded.split_once(':')?;
     Some((user.to_owned(), password.to_owned()))
+}
+
+/// Fails with PERMISSION_DENIED, naming the operation and the resource, unless `caller`
+/// may do `operation` on `resource` (the broker logs and counts the denial).
+pub(crate) fn authorize(
+    broker: &Broker,
+    caller: &Caller,
+    operation: Operation,
+    resource: &Resource<'_>,
+) -> Result<(), Status> {
+    broker
+        .security()
+        .authorize(caller, operation, resource)
+        .map_err(to_status)
+}
+
+/// Fails with PERMISSION_DENIED unless `caller` may read group `group` and each of
+/// `topics` (what joining a consumer or share group to consume them takes, as in Kafka).
+pub(crate) fn authorize_group_read<'a>(
+    broker: &Broker,
+    caller: &Caller,
+    group: &str,
+    topics: impl IntoIterator<Item = &'a String>,
+) -> Result<(), Status> {
+    authorize(broker, caller, Operation::Read, &Resource::group(group))?;
+    for topic in topics {
+        authorize(broker, caller, Operation::Read, &Resource::topic(topic))?;
+    }
+    Ok(())
 }
 
 /// The caller a call was tied to (anonymous for a call that did not pass through

@@ -1,12 +1,17 @@
 //! The `sluice.v1.Groups` service: consumer group membership and consumption
-//! ([`consume`]), committed offsets and group administration.
+//! ([`consume`]), committed offsets and group administration. As in Kafka, consuming and
+//! committing need Read on the group and its topics, offset lookups and descriptions
+//! Describe on the group (the list shows only groups the caller may describe), deleting
+//! Delete.
 
 mod consume;
 pub(crate) mod wire;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use sluice_broker::Broker;
+use sluice_broker::security::{Operation, Resource};
 use sluice_proto::v1::groups_server::Groups;
 use sluice_proto::v1::{
     CommitOffsetsRequest, CommitOffsetsResponse, ConsumeRequest, DeleteGroupRequest,
@@ -16,7 +21,9 @@ use sluice_proto::v1::{
 };
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::auth::{authorize, authorize_group_read, caller};
 use crate::convert::position;
+use crate::quota::Throttled;
 use crate::status::{invalid_field, require_topic, to_status};
 use consume::ConsumeStream;
 use wire::{committed_offset, group_description, group_state, offset_commits};
@@ -48,35 +55,44 @@ fn require_group(group: &str) -> Result<(), Status> {
 
 #[tonic::async_trait]
 impl Groups for GroupsService {
-    type ConsumeStream = ConsumeStream;
+    type ConsumeStream = Throttled<ConsumeStream>;
 
     async fn consume(
         &self,
         request: Request<Streaming<ConsumeRequest>>,
-    ) -> Result<Response<ConsumeStream>, Status> {
+    ) -> Result<Response<Throttled<ConsumeStream>>, Status> {
+        let caller = caller(&request);
         let client_host = request
             .remote_addr()
             .map(|addr| addr.ip().to_string())
             .unwrap_or_default();
-        consume::consume(
+        let stream = consume::consume(
             Arc::clone(&self.broker),
+            &caller,
             request.into_inner(),
             client_host,
             self.max_request_bytes,
         )
-        .await
-        .map(Response::new)
+        .await?;
+        Ok(Response::new(Throttled::new(
+            stream,
+            Arc::clone(&self.broker),
+            caller,
+        )))
     }
 
     async fn commit_offsets(
         &self,
         request: Request<CommitOffsetsRequest>,
     ) -> Result<Response<CommitOffsetsResponse>, Status> {
+        let caller = caller(&request);
         let request = request.into_inner();
         require_group(&request.group)?;
         if request.offsets.is_empty() {
             return Err(invalid_field("offsets", "must not be empty"));
         }
+        let topics: BTreeSet<&String> = request.offsets.iter().map(|o| &o.topic).collect();
+        authorize_group_read(&self.broker, &caller, &request.group, topics)?;
         let offsets = offset_commits(request.offsets, "offsets")?;
         self.broker
             .commit_offsets(
@@ -94,26 +110,48 @@ impl Groups for GroupsService {
         &self,
         request: Request<FetchOffsetsRequest>,
     ) -> Result<Response<FetchOffsetsResponse>, Status> {
+        let caller = caller(&request);
         let request = request.into_inner();
         require_group(&request.group)?;
+        authorize(
+            &self.broker,
+            &caller,
+            Operation::Describe,
+            &Resource::group(&request.group),
+        )?;
         let topic = (!request.topic.is_empty()).then_some(request.topic.as_str());
         let offsets = self
             .broker
             .fetch_offsets(&request.group, topic)
             .map_err(to_status)?;
+        // As in Kafka's OffsetFetch: only the topics the caller may describe.
+        let security = self.broker.security();
         Ok(Response::new(FetchOffsetsResponse {
-            offsets: offsets.into_iter().map(committed_offset).collect(),
+            offsets: offsets
+                .into_iter()
+                .filter(|o| {
+                    security.permits(
+                        &caller,
+                        Operation::Describe,
+                        &Resource::topic(&o.partition.topic),
+                    )
+                })
+                .map(committed_offset)
+                .collect(),
         }))
     }
 
     async fn list_groups(
         &self,
-        _request: Request<ListGroupsRequest>,
+        request: Request<ListGroupsRequest>,
     ) -> Result<Response<ListGroupsResponse>, Status> {
+        let caller = caller(&request);
+        let security = self.broker.security();
         let groups = self
             .broker
             .list_groups()
             .into_iter()
+            .filter(|g| security.permits(&caller, Operation::Describe, &Resource::group(&g.name)))
             .map(|group| GroupSummary {
                 group: group.name,
                 state: group_state(group.state).into(),
@@ -127,8 +165,15 @@ impl Groups for GroupsService {
         &self,
         request: Request<DescribeGroupRequest>,
     ) -> Result<Response<DescribeGroupResponse>, Status> {
+        let caller = caller(&request);
         let request = request.into_inner();
         require_group(&request.group)?;
+        authorize(
+            &self.broker,
+            &caller,
+            Operation::Describe,
+            &Resource::group(&request.group),
+        )?;
         // Working out the delay reads a record of each lagging partition.
         let broker = Arc::clone(&self.broker);
         let description =
@@ -143,9 +188,11 @@ impl Groups for GroupsService {
         &self,
         request: Request<ResetOffsetsRequest>,
     ) -> Result<Response<ResetOffsetsResponse>, Status> {
+        let caller = caller(&request);
         let request = request.into_inner();
         require_group(&request.group)?;
         require_topic("topic", &request.topic)?;
+        authorize_group_read(&self.broker, &caller, &request.group, [&request.topic])?;
         let to = position(request.to, "to")?;
         let offsets = self
             .broker
@@ -162,8 +209,15 @@ impl Groups for GroupsService {
         &self,
         request: Request<DeleteGroupRequest>,
     ) -> Result<Response<DeleteGroupResponse>, Status> {
+        let caller = caller(&request);
         let request = request.into_inner();
         require_group(&request.group)?;
+        authorize(
+            &self.broker,
+            &caller,
+            Operation::Delete,
+            &Resource::group(&request.group),
+        )?;
         self.broker
             .delete_group(&request.group)
             .await

@@ -15,6 +15,7 @@ mod groups;
 mod log_service;
 mod observe;
 mod produce;
+mod quota;
 mod request_limit;
 mod security;
 mod share;
@@ -39,7 +40,7 @@ use crate::request_limit::RequestLimit;
 use crate::security::SecurityService;
 use crate::share::ShareGroupsService;
 
-pub use auth::{Authenticate, Authenticated};
+pub use auth::{Authenticate, Authenticated, basic_credentials};
 pub use observe::{Accept, Connection, ObserveCalls, Observed};
 pub use status::{shutting_down, to_status};
 

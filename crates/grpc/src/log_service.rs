@@ -1,8 +1,11 @@
-//! The `sluice.v1.Log` service: produce, fetch, subscribe and offset lookups.
+//! The `sluice.v1.Log` service: produce, fetch, subscribe and offset lookups. Producing
+//! needs Write on the topic, fetching and subscribing Read, offset lookups Describe;
+//! produced and fetched bytes count against the caller's quotas.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use sluice_broker::security::{Caller, Operation, QuotaKind, Resource};
 use sluice_broker::{Broker, Fetched, Position};
 use sluice_proto::v1::log_server::Log;
 use sluice_proto::v1::{
@@ -11,8 +14,10 @@ use sluice_proto::v1::{
 };
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::auth::{authorize, caller};
 use crate::convert::{fetched_records, position};
 use crate::produce::{AnswerStream, produce, produce_stream};
+use crate::quota::throttle;
 use crate::status::{invalid_field, require_topic, shutting_down, to_status};
 use crate::subscribe::{BatchSubscriptionStream, SubscriptionStream, subscribe, subscribe_batches};
 
@@ -34,18 +39,33 @@ impl LogService {
 
     /// Runs a fetch (long-polling as asked) and returns the stored batches, which `Fetch`
     /// decodes and `FetchBatches` passes on as they are.
-    async fn read(&self, request: FetchRequest) -> Result<Fetched, Status> {
+    /// The caller needs Read on the topic; the answer counts against its fetch quota.
+    async fn read(&self, caller: &Caller, request: FetchRequest) -> Result<Fetched, Status> {
         require_topic("topic", &request.topic)?;
+        authorize(
+            &self.broker,
+            caller,
+            Operation::Read,
+            &Resource::topic(&request.topic),
+        )?;
         let max_bytes = usize::try_from(request.max_bytes).unwrap_or(usize::MAX);
         let wait = Duration::from_millis(request.max_wait_ms.into());
         let draining = self.broker.draining();
-        tokio::select! {
+        let fetched = tokio::select! {
             biased;
             fetched = self.broker.fetch(
                 &request.topic, request.partition, request.offset, max_bytes, wait,
-            ) => fetched.map_err(to_status),
-            () = draining.wait() => Err(shutting_down()),
-        }
+            ) => fetched.map_err(to_status)?,
+            () = draining.wait() => return Err(shutting_down()),
+        };
+        throttle(
+            &self.broker,
+            caller,
+            QuotaKind::Fetch,
+            fetched.batches.len(),
+        )
+        .await;
+        Ok(fetched)
     }
 }
 
@@ -55,7 +75,7 @@ impl Log for LogService {
         &self,
         request: Request<ProduceRequest>,
     ) -> Result<Response<ProduceResponse>, Status> {
-        produce(&self.broker, request.get_ref())
+        produce(&self.broker, &caller(&request), request.get_ref())
             .await
             .map(Response::new)
     }
@@ -68,6 +88,7 @@ impl Log for LogService {
     ) -> Result<Response<AnswerStream>, Status> {
         Ok(Response::new(produce_stream(
             Arc::clone(&self.broker),
+            caller(&request),
             request.into_inner(),
             self.max_request_bytes,
         )))
@@ -77,7 +98,7 @@ impl Log for LogService {
         &self,
         request: Request<FetchRequest>,
     ) -> Result<Response<FetchResponse>, Status> {
-        let fetched = self.read(request.into_inner()).await?;
+        let fetched = self.read(&caller(&request), request.into_inner()).await?;
         Ok(Response::new(FetchResponse {
             records: fetched_records(&fetched)?,
             high_watermark: fetched.high_watermark,
@@ -90,7 +111,7 @@ impl Log for LogService {
         &self,
         request: Request<FetchRequest>,
     ) -> Result<Response<FetchBatchesResponse>, Status> {
-        let fetched = self.read(request.into_inner()).await?;
+        let fetched = self.read(&caller(&request), request.into_inner()).await?;
         Ok(Response::new(FetchBatchesResponse {
             next_offset: fetched.next_offset(),
             record_batches: fetched.batches,
@@ -105,7 +126,7 @@ impl Log for LogService {
         &self,
         request: Request<SubscribeRequest>,
     ) -> Result<Response<BatchSubscriptionStream>, Status> {
-        subscribe_batches(&self.broker, request.into_inner())
+        subscribe_batches(&self.broker, caller(&request), request.into_inner())
             .await
             .map(Response::new)
     }
@@ -116,7 +137,7 @@ impl Log for LogService {
         &self,
         request: Request<SubscribeRequest>,
     ) -> Result<Response<SubscriptionStream>, Status> {
-        subscribe(&self.broker, request.into_inner())
+        subscribe(&self.broker, caller(&request), request.into_inner())
             .await
             .map(Response::new)
     }
@@ -125,8 +146,15 @@ impl Log for LogService {
         &self,
         request: Request<ListOffsetsRequest>,
     ) -> Result<Response<ListOffsetsResponse>, Status> {
+        let caller = caller(&request);
         let request = request.into_inner();
         require_topic("topic", &request.topic)?;
+        authorize(
+            &self.broker,
+            &caller,
+            Operation::Describe,
+            &Resource::topic(&request.topic),
+        )?;
         let spec = match position(request.spec, "spec")? {
             Position::Lookup(spec) => spec,
             Position::Offset(_) => {

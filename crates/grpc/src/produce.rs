@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 
+use sluice_broker::security::{Caller, Operation, QuotaKind, Resource};
 use sluice_broker::{Broker, PendingProduce};
 use sluice_proto::v1::{
     Error, ProduceRequest, ProduceResponse, ProduceStreamResponse, produce_stream_response,
@@ -12,7 +13,9 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
 
+use crate::auth::authorize;
 use crate::convert::{WireRecord, produce_response};
+use crate::quota::throttle_message;
 use crate::request_limit::request_error;
 use crate::status::{invalid_field, require_topic, shutting_down, to_status};
 
@@ -27,15 +30,29 @@ pub(crate) type AnswerStream = ReceiverStream<Result<ProduceStreamResponse, Stat
 /// Appends one request's records.
 pub(crate) async fn produce(
     broker: &Broker,
+    caller: &Caller,
     request: &ProduceRequest,
 ) -> Result<ProduceResponse, Status> {
-    wait(submit(broker, request)).await
+    let answer = wait(submit(broker, caller, request)).await;
+    throttle_message(broker, caller, QuotaKind::Produce, request).await;
+    answer
 }
 
-/// Validates a request and queues its appends (in call order, per partition): its records,
-/// or its client-encoded batches (raw-batch produce).
-fn submit(broker: &Broker, request: &ProduceRequest) -> Result<PendingProduce, Status> {
+/// Validates a request (the caller needs Write on the topic) and queues its appends (in
+/// call order, per partition): its records, or its client-encoded batches (raw-batch
+/// produce).
+fn submit(
+    broker: &Broker,
+    caller: &Caller,
+    request: &ProduceRequest,
+) -> Result<PendingProduce, Status> {
     require_topic("topic", &request.topic)?;
+    authorize(
+        broker,
+        caller,
+        Operation::Write,
+        &Resource::topic(&request.topic),
+    )?;
     if request.record_batches.is_empty() {
         return broker
             .submit_produce(
@@ -74,6 +91,7 @@ async fn wait(pending: Result<PendingProduce, Status>) -> Result<ProduceResponse
 /// `max_request_bytes`) and returns its answers.
 pub(crate) fn produce_stream(
     broker: Arc<Broker>,
+    caller: Caller,
     requests: Streaming<ProduceRequest>,
     max_request_bytes: usize,
 ) -> AnswerStream {
@@ -82,16 +100,18 @@ pub(crate) fn produce_stream(
         stream: requests,
         max_request_bytes,
     };
-    tokio::spawn(drive(broker, requests, answers));
+    tokio::spawn(drive(broker, caller, requests, answers));
     ReceiverStream::new(stream)
 }
 
 /// Reads requests and processes each in its own task, at most [`MAX_IN_FLIGHT`] at a
 /// time. Ends when the client finishes sending (after the last answer), when it goes away,
 /// on a broken request stream, or when the broker drains; the last two end the answers with
-/// that status once every request already read has been answered.
+/// that status once every request already read has been answered. A caller over its
+/// produce quota is not read from until the delay it owes has passed.
 async fn drive(
     broker: Arc<Broker>,
+    caller: Caller,
     mut requests: Requests,
     answers: mpsc::Sender<Result<ProduceStreamResponse, Status>>,
 ) {
@@ -119,13 +139,14 @@ async fn drive(
         // their results runs concurrently. So pipelined requests keep their order. A request
         // waiting for room in the in-flight budget is waited for before the next is read, so
         // a stream holds at most one request outside the budget.
-        let pending = submit(&broker, &request);
+        let pending = submit(&broker, &caller, &request);
         let request_id = request.request_id;
-        drop(request);
         let pending = match pending {
             Ok(pending) => pending.admitted().await.map_err(to_status),
             Err(status) => Err(status),
         };
+        throttle_message(&broker, &caller, QuotaKind::Produce, &request).await;
+        drop(request);
         let answers = answers.clone();
         tokio::spawn(async move {
             let answer = answer(request_id, wait(pending).await);

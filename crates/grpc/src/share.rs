@@ -1,5 +1,7 @@
 //! The `sluice.v1.ShareGroups` service: share group membership and consumption
-//! ([`consume`]) and share group administration.
+//! ([`consume`]) and share group administration. Consuming needs Read on the group and
+//! its topics, describing Describe (the list shows only groups the caller may describe),
+//! deleting Delete and changing settings AlterConfigs on the group.
 
 mod consume;
 pub(crate) mod wire;
@@ -7,6 +9,7 @@ pub(crate) mod wire;
 use std::sync::Arc;
 
 use sluice_broker::Broker;
+use sluice_broker::security::{Operation, Resource};
 use sluice_proto::v1::share_groups_server::ShareGroups;
 use sluice_proto::v1::{
     AlterShareGroupRequest, AlterShareGroupResponse, DeleteShareGroupRequest,
@@ -15,6 +18,8 @@ use sluice_proto::v1::{
 };
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::auth::{authorize, caller};
+use crate::quota::Throttled;
 use crate::status::{invalid_field, to_status};
 use consume::ShareConsumeStream;
 use wire::{description, merged_settings, settings_message};
@@ -46,29 +51,38 @@ fn require_group(group: &str) -> Result<(), Status> {
 
 #[tonic::async_trait]
 impl ShareGroups for ShareGroupsService {
-    type ShareConsumeStream = ShareConsumeStream;
+    type ShareConsumeStream = Throttled<ShareConsumeStream>;
 
     async fn share_consume(
         &self,
         request: Request<Streaming<ShareConsumeRequest>>,
-    ) -> Result<Response<ShareConsumeStream>, Status> {
-        consume::share_consume(
+    ) -> Result<Response<Throttled<ShareConsumeStream>>, Status> {
+        let caller = caller(&request);
+        let stream = consume::share_consume(
             Arc::clone(&self.broker),
+            &caller,
             request.into_inner(),
             self.max_request_bytes,
         )
-        .await
-        .map(Response::new)
+        .await?;
+        Ok(Response::new(Throttled::new(
+            stream,
+            Arc::clone(&self.broker),
+            caller,
+        )))
     }
 
     async fn list_share_groups(
         &self,
-        _request: Request<ListShareGroupsRequest>,
+        request: Request<ListShareGroupsRequest>,
     ) -> Result<Response<ListShareGroupsResponse>, Status> {
+        let caller = caller(&request);
+        let security = self.broker.security();
         let groups = self
             .broker
             .list_share_groups()
             .into_iter()
+            .filter(|g| security.permits(&caller, Operation::Describe, &Resource::group(&g.name)))
             .map(|group| ShareGroupSummary {
                 group: group.name,
                 topics: group.topics,
@@ -82,8 +96,15 @@ impl ShareGroups for ShareGroupsService {
         &self,
         request: Request<DescribeShareGroupRequest>,
     ) -> Result<Response<DescribeShareGroupResponse>, Status> {
+        let caller = caller(&request);
         let request = request.into_inner();
         require_group(&request.group)?;
+        authorize(
+            &self.broker,
+            &caller,
+            Operation::Describe,
+            &Resource::group(&request.group),
+        )?;
         let group = self
             .broker
             .describe_share_group(&request.group)
@@ -95,8 +116,15 @@ impl ShareGroups for ShareGroupsService {
         &self,
         request: Request<DeleteShareGroupRequest>,
     ) -> Result<Response<DeleteShareGroupResponse>, Status> {
+        let caller = caller(&request);
         let request = request.into_inner();
         require_group(&request.group)?;
+        authorize(
+            &self.broker,
+            &caller,
+            Operation::Delete,
+            &Resource::group(&request.group),
+        )?;
         self.broker
             .delete_share_group(&request.group)
             .await
@@ -109,8 +137,15 @@ impl ShareGroups for ShareGroupsService {
         &self,
         request: Request<AlterShareGroupRequest>,
     ) -> Result<Response<AlterShareGroupResponse>, Status> {
+        let caller = caller(&request);
         let request = request.into_inner();
         require_group(&request.group)?;
+        authorize(
+            &self.broker,
+            &caller,
+            Operation::AlterConfigs,
+            &Resource::group(&request.group),
+        )?;
         let Some(changes) = request.settings else {
             return Err(invalid_field(
                 "settings",

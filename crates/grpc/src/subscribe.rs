@@ -7,30 +7,48 @@
 
 use std::sync::Arc;
 
+use sluice_broker::security::{Caller, Operation, Resource};
 use sluice_broker::{Broker, BrokerError, Delivery, Subscribe, Subscription};
 use sluice_proto::v1::{SubscribeBatchesResponse, SubscribeRequest, SubscribeResponse};
 use tokio_stream::StreamExt;
 use tonic::Status;
 
+use crate::auth::authorize;
 use crate::convert::{fetched_records, position};
+use crate::quota::Throttled;
 use crate::status::{require_topic, to_status};
 
 /// The messages of one subscription.
-pub(crate) type SubscriptionStream = tokio_stream::adapters::Map<
-    Subscription,
-    fn(Result<Delivery, BrokerError>) -> Result<SubscribeResponse, Status>,
+pub(crate) type SubscriptionStream = Throttled<
+    tokio_stream::adapters::Map<
+        Subscription,
+        fn(Result<Delivery, BrokerError>) -> Result<SubscribeResponse, Status>,
+    >,
 >;
 
 /// The messages of one batch subscription.
-pub(crate) type BatchSubscriptionStream = tokio_stream::adapters::Map<
-    Subscription,
-    fn(Result<Delivery, BrokerError>) -> Result<SubscribeBatchesResponse, Status>,
+pub(crate) type BatchSubscriptionStream = Throttled<
+    tokio_stream::adapters::Map<
+        Subscription,
+        fn(Result<Delivery, BrokerError>) -> Result<SubscribeBatchesResponse, Status>,
+    >,
 >;
 
 /// Starts a subscription; problems with the request (unknown topic or partition, duplicate
-/// partition, bad start, too many subscriptions) fail the call before anything is streamed.
-async fn start(broker: &Arc<Broker>, request: SubscribeRequest) -> Result<Subscription, Status> {
+/// partition, bad start, too many subscriptions, no Read on the topic) fail the call
+/// before anything is streamed.
+async fn start(
+    broker: &Arc<Broker>,
+    caller: &Caller,
+    request: SubscribeRequest,
+) -> Result<Subscription, Status> {
     require_topic("topic", &request.topic)?;
+    authorize(
+        broker,
+        caller,
+        Operation::Read,
+        &Resource::topic(&request.topic),
+    )?;
     let start = position(request.start, "start")?;
     broker
         .subscribe(Subscribe {
@@ -46,17 +64,25 @@ async fn start(broker: &Arc<Broker>, request: SubscribeRequest) -> Result<Subscr
 /// `Log.Subscribe`: decoded records.
 pub(crate) async fn subscribe(
     broker: &Arc<Broker>,
+    caller: Caller,
     request: SubscribeRequest,
 ) -> Result<SubscriptionStream, Status> {
-    Ok(start(broker, request).await?.map(records as fn(_) -> _))
+    let stream = start(broker, &caller, request)
+        .await?
+        .map(records as fn(_) -> _);
+    Ok(Throttled::new(stream, Arc::clone(broker), caller))
 }
 
 /// `Log.SubscribeBatches`: the stored batches as they are.
 pub(crate) async fn subscribe_batches(
     broker: &Arc<Broker>,
+    caller: Caller,
     request: SubscribeRequest,
 ) -> Result<BatchSubscriptionStream, Status> {
-    Ok(start(broker, request).await?.map(batches as fn(_) -> _))
+    let stream = start(broker, &caller, request)
+        .await?
+        .map(batches as fn(_) -> _);
+    Ok(Throttled::new(stream, Arc::clone(broker), caller))
 }
 
 /// The Subscribe message of a delivery (a corrupt batch ends the stream with its status).

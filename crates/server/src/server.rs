@@ -56,8 +56,12 @@ impl Server {
             Some(addr) => {
                 let endpoint = MetricsEndpoint::bind(addr).await?;
                 let addr = endpoint.local_addr();
-                let task =
-                    crate::metrics::serve(endpoint, crate::metrics::install(), Arc::clone(&health));
+                let task = crate::metrics::serve(
+                    endpoint,
+                    crate::metrics::install(),
+                    Arc::clone(&health),
+                    config.broker.security.auth,
+                );
                 Some((addr, AbortOnDrop(task)))
             }
             None => None,

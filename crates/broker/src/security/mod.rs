@@ -269,10 +269,16 @@ impl Security {
         })
     }
 
+    /// Whether any quota is set (when none is, [`Security::throttle`] never delays, and
+    /// callers may skip measuring what they send).
+    pub fn quotas_in_force(&self) -> bool {
+        self.any_quota.load(Ordering::Relaxed)
+    }
+
     /// Counts `bytes` of `kind` traffic by `caller` against its quota; gives how long the
     /// answer must be held back (zero within the quota).
     pub fn throttle(&self, caller: &Caller, kind: QuotaKind, bytes: u64) -> Duration {
-        if !self.any_quota.load(Ordering::Relaxed) {
+        if !self.quotas_in_force() {
             return Duration::ZERO;
         }
         let name = caller.principal.name().to_owned();

@@ -9,6 +9,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use sluice_broker::security::Caller;
 use sluice_broker::{
     Broker, Delivery, GroupSession, SessionAssignment, SessionEvent, SessionHandle,
 };
@@ -19,6 +20,7 @@ use tokio::sync::oneshot;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Status, Streaming};
 
+use crate::auth::authorize_group_read;
 use crate::convert::fetched_records;
 use crate::groups::wire::{
     join_request, millis, offset_commits, partitions_of, topic_partitions, wire_error,
@@ -71,6 +73,7 @@ impl Stream for ConsumeStream {
 /// `max_request_bytes`.
 pub(crate) async fn consume(
     broker: Arc<Broker>,
+    caller: &Caller,
     mut requests: Streaming<ConsumeRequest>,
     client_host: String,
     max_request_bytes: usize,
@@ -90,6 +93,7 @@ pub(crate) async fn consume(
     };
     let max_bytes = usize::try_from(join.max_bytes).unwrap_or(usize::MAX);
     let request = join_request(join, client_host)?;
+    authorize_group_read(&broker, caller, &request.group, &request.topics)?;
     let (session, handle) = broker
         .open_session(request, max_bytes)
         .await

@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use sluice_broker::security::Caller;
 use sluice_broker::{Broker, BrokerError, Draining, ShareMember};
 use sluice_proto::v1::{
     self as pb, ShareConsumeRequest, ShareConsumeResponse, share_consume_request,
@@ -21,6 +22,7 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
 
+use crate::auth::authorize_group_read;
 use crate::groups::wire::wire_error;
 use crate::request_limit::request_error;
 use crate::share::wire::{
@@ -45,6 +47,7 @@ type Responses = mpsc::Sender<Result<ShareConsumeResponse, Status>>;
 /// `max_request_bytes`.
 pub(crate) async fn share_consume(
     broker: Arc<Broker>,
+    caller: &Caller,
     mut requests: Streaming<ShareConsumeRequest>,
     max_request_bytes: usize,
 ) -> Result<ShareConsumeStream, Status> {
@@ -63,6 +66,7 @@ pub(crate) async fn share_consume(
     };
     let credit = join.credit;
     let join = share_join(join, &broker.share_config().defaults)?;
+    authorize_group_read(&broker, caller, &join.group, &join.topics)?;
     let prefetch = join.prefetch;
     let member = broker.share_join(join).await.map_err(to_status)?;
     let settings = broker

@@ -1,21 +1,26 @@
 //! The metrics port: `/metrics` (Prometheus text format), `/healthz` (the process is up)
-//! and `/readyz` (the server serves and every partition can).
+//! and `/readyz` (the server serves and every partition can). With `--auth`, `/metrics`
+//! takes HTTP basic credentials of a user with Describe on the cluster (Prometheus's
+//! `basic_auth`); the probes stay open, as they tell nothing about the data.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
+use sluice_broker::security::{Caller, Operation, Resource};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::error::ServerError;
 use crate::health::{Health, Readiness};
 
+/// The protocol name scrapes carry in the audit log.
+const PROTOCOL: &str = "metrics";
 /// Content type of the Prometheus text exposition format.
 const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -46,6 +51,8 @@ impl MetricsEndpoint {
 struct Scrape {
     handle: PrometheusHandle,
     health: Arc<Health>,
+    /// Whether `/metrics` needs credentials.
+    auth_required: bool,
 }
 
 /// Serves the metrics port (and keeps the recorder's histograms folded) until the task is
@@ -54,13 +61,19 @@ pub(crate) fn serve(
     endpoint: MetricsEndpoint,
     handle: PrometheusHandle,
     health: Arc<Health>,
+    auth_required: bool,
 ) -> JoinHandle<()> {
     let upkeep = super::upkeep(handle.clone());
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .with_state(Arc::new(Scrape { handle, health }));
+        .with_state(Arc::new(Scrape {
+            handle,
+            health,
+            auth_required,
+        }));
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     tokio::spawn(async move {
         tokio::select! {
             served = axum::serve(endpoint.listener, app) => {
@@ -73,7 +86,16 @@ pub(crate) fn serve(
     })
 }
 
-async fn metrics(State(scrape): State<Arc<Scrape>>) -> Response {
+async fn metrics(
+    State(scrape): State<Arc<Scrape>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if scrape.auth_required
+        && let Err(refusal) = authenticate(&scrape, peer, &headers).await
+    {
+        return refusal;
+    }
     // Group delays read the logs: off the async threads.
     let rendered = tokio::task::spawn_blocking(move || {
         let mut text = scrape.handle.render();
@@ -91,6 +113,53 @@ async fn metrics(State(scrape): State<Arc<Scrape>>) -> Response {
         )
             .into_response(),
     }
+}
+
+/// Checks a scrape's credentials: a user with Describe on the cluster.
+async fn authenticate(
+    scrape: &Scrape,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+) -> Result<(), Response> {
+    let unauthorized = |text: String| {
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Basic realm=\"sluice\"")],
+            text,
+        )
+            .into_response()
+    };
+    let Some(broker) = scrape.health.broker() else {
+        return Err((
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is starting; /metrics answers authenticated scrapes once it serves\n",
+        )
+            .into_response());
+    };
+    let security = broker.security();
+    let Some((user, password)) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(sluice_grpc::basic_credentials)
+    else {
+        security
+            .refuse_login(peer.ip(), PROTOCOL, "none", "no credentials")
+            .await;
+        return Err(unauthorized(
+            "/metrics requires HTTP basic credentials of a user with describe on the cluster\n"
+                .to_owned(),
+        ));
+    };
+    let principal = security
+        .login_plain(peer.ip(), PROTOCOL, &user, &password)
+        .await
+        .map_err(|e| unauthorized(format!("{e}\n")))?;
+    security
+        .authorize(
+            &Caller::new(principal, peer.ip(), PROTOCOL),
+            Operation::Describe,
+            &Resource::cluster(),
+        )
+        .map_err(|e| (StatusCode::FORBIDDEN, format!("{e}\n")).into_response())
 }
 
 async fn readyz(State(scrape): State<Arc<Scrape>>) -> Response {
