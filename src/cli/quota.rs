@@ -23,18 +23,18 @@ pub(crate) struct QuotaArgs {
 enum QuotaAction {
     /// Set or remove a user's byte rates.
     Set {
-        /// The user (`<default>`: every user without a quota of its own)
-        #[arg(long, value_name = "NAME", required_unless_present = "default")]
-        user: Option<String>,
-        /// Set the default quota of users without one
-        #[arg(long, conflicts_with = "user")]
+        /// The user whose quota to set
+        #[arg(value_name = "USER", required_unless_present = "default")]
+        name: Option<String>,
+        /// Set the default quota of users without one of their own
+        #[arg(long, conflicts_with = "name")]
         default: bool,
         /// Bytes per second the user may produce (0 or `none`: remove the limit)
         #[arg(long, value_name = "BYTES", value_parser = rate)]
-        produce: Option<Option<u64>>,
+        produce: Option<Rate>,
         /// Bytes per second the user may fetch (0 or `none`: remove the limit)
         #[arg(long, value_name = "BYTES", value_parser = rate)]
-        fetch: Option<Option<u64>>,
+        fetch: Option<Rate>,
     },
     /// List every quota.
     List {
@@ -44,14 +44,18 @@ enum QuotaAction {
     },
 }
 
+/// A byte rate to set; `None`: remove the limit.
+#[derive(Debug, Clone, Copy)]
+struct Rate(Option<u64>);
+
 /// A rate: bytes per second, or 0 / `none` for no limit.
-fn rate(text: &str) -> Result<Option<u64>, String> {
+fn rate(text: &str) -> Result<Rate, String> {
     if text.eq_ignore_ascii_case("none") {
-        return Ok(None);
+        return Ok(Rate(None));
     }
     match text.parse::<u64>() {
-        Ok(0) => Ok(None),
-        Ok(rate) => Ok(Some(rate)),
+        Ok(0) => Ok(Rate(None)),
+        Ok(rate) => Ok(Rate(Some(rate))),
         Err(_) => Err(format!(
             "{text:?} is not a number of bytes per second or `none`"
         )),
@@ -64,7 +68,7 @@ pub(crate) async fn run(args: QuotaArgs) -> anyhow::Result<()> {
     let mut out = io::stdout().lock();
     match args.action {
         QuotaAction::Set {
-            user,
+            name,
             default,
             produce,
             fetch,
@@ -73,12 +77,12 @@ pub(crate) async fn run(args: QuotaArgs) -> anyhow::Result<()> {
                 produce.is_some() || fetch.is_some(),
                 "give --produce or --fetch (or both)"
             );
-            let user = match user {
-                Some(user) if !default => user,
+            let user = match name {
+                Some(name) if !default => name,
                 _ => DEFAULT_QUOTA_USER.to_owned(),
             };
             for (kind, rate) in [(QuotaKind::Produce, produce), (QuotaKind::Fetch, fetch)] {
-                if let Some(rate) = rate {
+                if let Some(Rate(rate)) = rate {
                     target.set_quota(&user, kind, rate).await?;
                     match rate {
                         Some(rate) => writeln!(out, "{user}: {kind} = {rate} bytes/s")?,

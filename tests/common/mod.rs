@@ -4,6 +4,7 @@
 
 pub mod amqp;
 pub mod kafka;
+pub mod security;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
@@ -277,13 +278,19 @@ impl Server {
 
     /// GETs `path` from the metrics endpoint: the HTTP status code and the body.
     pub fn metrics_get(&self, path: &str) -> Result<(u16, String)> {
+        self.metrics_get_with(path, &[])
+    }
+
+    /// [`Server::metrics_get`] with these extra request headers (`name: value`).
+    pub fn metrics_get_with(&self, path: &str, headers: &[&str]) -> Result<(u16, String)> {
         use std::io::{Read as _, Write as _};
         let addr = self.metrics_addr().context("the metrics endpoint is off")?;
         let mut stream = std::net::TcpStream::connect(addr)?;
         stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
         write!(
             stream,
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n"
         )?;
         let mut response = String::new();
         stream.read_to_string(&mut response)?;
