@@ -71,6 +71,13 @@ pub(crate) struct ConnectArgs {
         global = true
     )]
     server: String,
+    #[command(flatten)]
+    credentials: CredentialArgs,
+}
+
+/// Who the client authenticates as.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct CredentialArgs {
     /// User to authenticate as; its password comes from the environment variable
     /// SLUICE_PASSWORD or from --password-file
     #[arg(long, env = "SLUICE_USER", value_name = "NAME", global = true)]
@@ -89,10 +96,20 @@ impl ConnectArgs {
             format!("http://{}", self.server)
         };
         let mut client = Client::builder(url);
-        if let Some(user) = &self.user {
-            client = client.credentials(user, &self.password()?);
+        if let Some((user, password)) = self.credentials.given()? {
+            client = client.credentials(&user, &password);
         }
         Ok(client.connect().await?)
+    }
+}
+
+impl CredentialArgs {
+    /// The user and password, when a user is given.
+    pub(crate) fn given(&self) -> anyhow::Result<Option<(String, String)>> {
+        match &self.user {
+            Some(user) => Ok(Some((user.clone(), self.password()?))),
+            None => Ok(None),
+        }
     }
 
     /// The password of `--user`: from `--password-file`, else `SLUICE_PASSWORD`.

@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail, ensure};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::CredentialArgs;
 use super::output::Table;
 
 /// Flags of `sluice top`.
@@ -23,6 +24,8 @@ pub(crate) struct TopArgs {
         value_name = "URL"
     )]
     metrics: String,
+    #[command(flatten)]
+    credentials: CredentialArgs,
     /// Seconds between refreshes (and between the two scrapes of --once)
     #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
     interval: f64,
@@ -48,7 +51,12 @@ pub(crate) async fn run(args: TopArgs) -> Result<()> {
                 args.interval
             )
         })?;
-    let endpoint = Endpoint::parse(&args.metrics)?;
+    let mut endpoint = Endpoint::parse(&args.metrics)?;
+    if let Some((user, password)) = args.credentials.given()? {
+        use base64::Engine;
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        endpoint.authorization = Some(format!("Basic {token}"));
+    }
     let mut previous = endpoint.scrape().await?;
     loop {
         tokio::time::sleep(interval).await;
@@ -71,6 +79,8 @@ pub(crate) async fn run(args: TopArgs) -> Result<()> {
 struct Endpoint {
     host: String,
     path: String,
+    /// The `authorization` header's value (basic credentials), if any.
+    authorization: Option<String>,
 }
 
 impl Endpoint {
@@ -89,6 +99,7 @@ impl Endpoint {
         Ok(Endpoint {
             host: host.to_owned(),
             path: path.to_owned(),
+            authorization: None,
         })
     }
 
@@ -107,8 +118,13 @@ impl Endpoint {
         let mut stream = TcpStream::connect(&self.host)
             .await
             .with_context(|| format!("cannot reach the metrics endpoint {}", self.host))?;
+        let authorization = self
+            .authorization
+            .as_ref()
+            .map(|value| format!("Authorization: {value}\r\n"))
+            .unwrap_or_default();
         let request = format!(
-            "GET {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            "GET {} HTTP/1.1\r\nHost: {}\r\n{authorization}Connection: close\r\n\r\n",
             self.path, self.host
         );
         stream.write_all(request.as_bytes()).await?;
