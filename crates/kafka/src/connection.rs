@@ -21,6 +21,7 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::mpsc;
 
 use crate::KafkaError;
+use crate::api::sasl::{self, Login};
 use crate::api::{self, Context, produce};
 use crate::frame::{Frame, read_frame};
 
@@ -29,21 +30,57 @@ type Answer = Pin<Box<dyn Future<Output = Result<Option<Frame>, KafkaError>> + S
 
 /// Serves one connection until the client closes it, an error ends it, or the broker
 /// drains.
-pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Context) {
+pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, mut ctx: Context) {
     let _ = stream.set_nodelay(true);
     let draining = ctx.broker.draining();
     let (mut reader, writer) = stream.into_split();
     let (answers, queue) = mpsc::channel::<Answer>(ctx.config.max_in_flight_requests.max(1));
     let writing = tokio::spawn(write_answers(writer, queue));
     let read = async {
+        let mut login = Login::default();
         loop {
+            // A quota throttle mutes the connection (KIP-219): the answer went out at once.
+            let mute = ctx.take_mute();
+            if !mute.is_zero() {
+                tokio::time::sleep(mute).await;
+            }
             let Some(frame) = read_frame(&mut reader, ctx.config.max_request_bytes).await? else {
                 return Ok(());
             };
-            let answer = answer(&ctx, frame).await?;
+            let request = api::decode_request(frame)?;
+            let (answer, close) = match request.body {
+                RequestKind::SaslHandshake(body) => {
+                    let answered = sasl::handshake(&ctx, &mut login, &request.header, body).await?;
+                    (ready(answered.frame), answered.close)
+                }
+                RequestKind::SaslAuthenticate(body) => {
+                    let answered =
+                        sasl::authenticate(&mut ctx, &mut login, &request.header, body).await?;
+                    (ready(answered.frame), answered.close)
+                }
+                body if sasl::must_log_in(&ctx, &ctx.caller.principal)
+                    && !sasl::allowed_before_login(request.key) =>
+                {
+                    let api = format!("{:?}", request.key);
+                    let reason = format!("{api} request before authenticating");
+                    drop(body);
+                    ctx.broker
+                        .security()
+                        .refuse_login(peer.ip(), api::PROTOCOL, "", &reason)
+                        .await;
+                    return Err(KafkaError::Unauthenticated { api });
+                }
+                body => {
+                    let request = api::Request { body, ..request };
+                    (answer(&ctx, request).await?, None)
+                }
+            };
             if answers.send(answer).await.is_err() {
                 // The writer stopped: it logs why.
                 return Ok(());
+            }
+            if let Some(close) = close {
+                return Err(close);
             }
         }
     };
@@ -56,13 +93,21 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, ctx: Context) {
     match ended.and(written) {
         Ok(()) => tracing::debug!(%peer, "Kafka connection closed"),
         Err(KafkaError::Io(e)) => tracing::debug!(%peer, error = %e, "Kafka connection lost"),
+        // The broker's audit log has these already.
+        Err(err @ (KafkaError::AuthenticationFailed(_) | KafkaError::Unauthenticated { .. })) => {
+            tracing::debug!(%peer, error = %err, "Kafka connection closed");
+        }
         Err(err) => tracing::warn!(%peer, error = %err, "Kafka connection closed"),
     }
 }
 
-/// Reads one request and starts its answer.
-async fn answer(ctx: &Context, frame: Bytes) -> Result<Answer, KafkaError> {
-    let request = api::decode_request(frame)?;
+/// An answer that is ready now.
+fn ready(frame: Bytes) -> Answer {
+    Box::pin(std::future::ready(Ok(Some(Frame::from(frame)))))
+}
+
+/// Starts the answer of one request.
+async fn answer(ctx: &Context, request: api::Request) -> Result<Answer, KafkaError> {
     if let RequestKind::Produce(produce) = request.body {
         let submitted = produce::submit(ctx, request.header, produce)
             .admitted()

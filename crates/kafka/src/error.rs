@@ -72,4 +72,16 @@ pub enum KafkaError {
     /// notices, since there is no response to carry the error.
     #[error("produce with acks=0 failed: {0}")]
     UnacknowledgedProduce(String),
+    /// A request other than ApiVersions, SaslHandshake and SaslAuthenticate before the
+    /// client authenticated on a server that asks for it (Kafka closes the connection too).
+    #[error(
+        "{api} request before authenticating: this server requires SASL (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512) or a client certificate"
+    )]
+    Unauthenticated {
+        /// The API asked for.
+        api: String,
+    },
+    /// A SASL login failed; its answer was sent, and Kafka closes the connection after it.
+    #[error("SASL authentication failed: {0}")]
+    AuthenticationFailed(String),
 }

@@ -65,14 +65,14 @@ impl KafkaListener {
             match accepted {
                 Ok((stream, peer)) => {
                     let local_addr = stream.local_addr().unwrap_or(self.local_addr);
-                    let ctx = Context {
-                        broker: Arc::clone(&broker),
-                        config: Arc::clone(&self.config),
+                    let ctx = Context::new(
+                        Arc::clone(&broker),
+                        Arc::clone(&self.config),
+                        Arc::clone(&self.shares),
                         local_addr,
                         peer,
-                        shares: Arc::clone(&self.shares),
-                        certificate: None,
-                    };
+                        None,
+                    );
                     connections.spawn(connection::serve(stream, peer, ctx));
                 }
                 Err(err) => {

@@ -3,17 +3,20 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use bytes::Bytes;
 pub use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::{ApiVersionsRequest, RequestHeader, RequestKind, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use sluice_broker::Broker;
-use sluice_broker::security::Principal;
+use sluice_broker::security::{Caller, Principal};
 
 use crate::frame::{Frame, finish_frame, start_frame};
 use crate::{KafkaConfig, KafkaError};
 
+mod access;
+mod acls;
 mod api_versions;
 mod cluster;
 mod configs;
@@ -24,9 +27,13 @@ mod list_offsets;
 mod metadata;
 pub(crate) mod produce;
 mod producers;
+pub(crate) mod sasl;
 pub(crate) mod share;
 pub(crate) mod topic_ids;
 mod topics;
+
+/// The protocol name in the audit log and metrics.
+pub(crate) const PROTOCOL: &str = "kafka";
 
 /// Every API served, with the oldest and newest version: exactly what ApiVersions answers.
 /// An API missing here (or a version outside its range) ends the connection, as in Kafka.
@@ -58,6 +65,11 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ShareGroupDescribe, 1, 1),
     (ApiKey::ShareFetch, 1, 1),
     (ApiKey::ShareAcknowledge, 1, 1),
+    (ApiKey::SaslHandshake, 1, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
+    (ApiKey::DescribeAcls, 1, 3),
+    (ApiKey::CreateAcls, 1, 3),
+    (ApiKey::DeleteAcls, 1, 3),
 ];
 
 /// The served version range of `key`, if it is served at all.
@@ -80,11 +92,36 @@ pub(crate) struct Context {
     pub(crate) peer: SocketAddr,
     /// The listener's share group members and sessions.
     pub(crate) shares: Arc<share::Shares>,
-    /// The principal of the connection's client certificate (mTLS), if it showed one.
-    pub(crate) certificate: Option<Principal>,
+    /// Who the connection is: its client certificate's principal (mTLS) or the SASL user
+    /// it logged in as; anonymous until then.
+    pub(crate) caller: Caller,
+    /// The connection's pending quota throttle in milliseconds (see [`Context::throttle`]).
+    pub(crate) mute: Arc<AtomicU64>,
 }
 
 impl Context {
+    /// The context of a new connection from `peer` to `local_addr`, authenticated by its
+    /// client certificate's principal if it showed one.
+    pub(crate) fn new(
+        broker: Arc<Broker>,
+        config: Arc<KafkaConfig>,
+        shares: Arc<share::Shares>,
+        local_addr: SocketAddr,
+        peer: SocketAddr,
+        certificate: Option<Principal>,
+    ) -> Context {
+        let principal = certificate.unwrap_or_else(Principal::anonymous);
+        Context {
+            broker,
+            config,
+            local_addr,
+            peer,
+            shares,
+            caller: Caller::new(principal, peer.ip(), PROTOCOL),
+            mute: Arc::default(),
+        }
+    }
+
     /// The host and port Metadata, FindCoordinator and DescribeCluster hand out.
     pub(crate) fn advertised(&self) -> (StrBytes, i32) {
         match &self.config.advertised {
@@ -239,6 +276,9 @@ pub(crate) async fn handle(ctx: &Context, request: Request) -> Result<Frame, Kaf
         RequestKind::ShareGroupDescribe(r) => serve!(share::share_group_describe, r),
         RequestKind::ShareFetch(r) => serve!(share::share_fetch, r),
         RequestKind::ShareAcknowledge(r) => serve!(share::share_acknowledge, r),
+        RequestKind::DescribeAcls(r) => serve!(acls::describe_acls, r),
+        RequestKind::CreateAcls(r) => serve!(acls::create_acls, r),
+        RequestKind::DeleteAcls(r) => serve!(acls::delete_acls, r),
         // Produce is answered by the connection (it must be queued in order); an API in
         // SUPPORTED without a handler here would be a bug, answered like an unknown one.
         _ => Err(KafkaError::UnsupportedApi {
@@ -258,14 +298,14 @@ pub(crate) async fn test_context() -> (tempfile::TempDir, Arc<Broker>, Context) 
         .create_topic("t", 1, &std::collections::BTreeMap::new())
         .await
         .expect("topic");
-    let ctx = Context {
-        broker: Arc::clone(&broker),
-        config: Arc::new(KafkaConfig::default()),
-        local_addr: "127.0.0.1:9092".parse().expect("addr"),
-        peer: "127.0.0.1:40000".parse().expect("addr"),
-        shares: Arc::default(),
-        certificate: None,
-    };
+    let ctx = Context::new(
+        Arc::clone(&broker),
+        Arc::new(KafkaConfig::default()),
+        Arc::default(),
+        "127.0.0.1:9092".parse().expect("addr"),
+        "127.0.0.1:40000".parse().expect("addr"),
+        None,
+    );
     (dir, broker, ctx)
 }
 
