@@ -1,5 +1,6 @@
 """librdkafka (through confluent-kafka) as a test client: produce, consume (see records.py),
-and create-topic (CreateTopics through the admin client)."""
+create-topic (CreateTopics through the admin client) and acls (CreateAcls, DescribeAcls and
+DeleteAcls through the admin client)."""
 
 import sys
 import time
@@ -12,7 +13,16 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import (
+    AclBinding,
+    AclBindingFilter,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    NewTopic,
+    ResourcePatternType,
+    ResourceType,
+)
 
 import records
 
@@ -119,8 +129,76 @@ def create_topic_arguments(parser):
     parser.add_argument("--topic-config", action="append", default=[], metavar="KEY=VALUE")
 
 
+def binding_fields(binding):
+    return {
+        "resource_type": binding.restype.name,
+        "name": binding.name,
+        "pattern": binding.resource_pattern_type.name,
+        "principal": binding.principal,
+        "host": binding.host,
+        "operation": binding.operation.name,
+        "permission": binding.permission_type.name,
+    }
+
+
+def acls(args):
+    """Allows `--principal` each `--operation` on topic prefix `--topic`, lists the ACLs that
+    apply to topic `--topic`-x, then deletes the principal's ACLs; emits each step."""
+    admin = AdminClient({"bootstrap.servers": args.bootstrap, **args.settings})
+    created = [
+        AclBinding(
+            ResourceType.TOPIC,
+            args.topic,
+            ResourcePatternType.PREFIXED,
+            args.principal,
+            "*",
+            AclOperation[operation.upper()],
+            AclPermissionType.ALLOW,
+        )
+        for operation in args.operation
+    ]
+    for binding, future in admin.create_acls(created).items():
+        future.result(timeout=10)
+        records.emit("created", **binding_fields(binding))
+    applying = AclBindingFilter(
+        ResourceType.TOPIC,
+        args.topic + "-x",
+        ResourcePatternType.MATCH,
+        None,
+        None,
+        AclOperation.ANY,
+        AclPermissionType.ANY,
+    )
+    for binding in admin.describe_acls(applying).result(timeout=10):
+        records.emit("described", **binding_fields(binding))
+    principal = AclBindingFilter(
+        ResourceType.ANY,
+        None,
+        ResourcePatternType.ANY,
+        args.principal,
+        None,
+        AclOperation.ANY,
+        AclPermissionType.ANY,
+    )
+    for _, future in admin.delete_acls([principal]).items():
+        for binding in future.result(timeout=10):
+            records.emit("deleted", **binding_fields(binding))
+
+
+def acls_arguments(parser):
+    parser.add_argument("--principal", required=True)
+    parser.add_argument("--operation", action="append", required=True)
+
+
 if __name__ == "__main__":
     try:
-        records.main(produce, consume, **{"create-topic": (create_topic, create_topic_arguments)})
+        records.main(
+            produce,
+            consume,
+            **{
+                "create-topic": (create_topic, create_topic_arguments),
+                "acls": (acls, acls_arguments),
+            },
+        )
     except KafkaException as err:
         sys.exit(f"error: {err}")

@@ -15,6 +15,7 @@ use sluice_broker::BrokerError;
 use sluice_broker::security::{Operation, QuotaKind, Resource};
 
 use super::Context;
+use crate::errors;
 
 impl Context {
     /// Fails (logged and counted by the broker) unless the connection's principal may do
@@ -38,13 +39,44 @@ impl Context {
     }
 
     /// Fails unless the principal may do `operation` on topic `name`.
-    pub(crate) fn authorize_topic(&self, operation: Operation, name: &str) -> Result<(), BrokerError> {
+    pub(crate) fn authorize_topic(
+        &self,
+        operation: Operation,
+        name: &str,
+    ) -> Result<(), BrokerError> {
         self.authorize(operation, &Resource::topic(name))
     }
 
+    /// Fails unless the principal may create topic `name`: Create on the cluster or on the
+    /// topic.
+    pub(crate) fn authorize_create(&self, name: &str) -> Result<(), BrokerError> {
+        if self.permits(Operation::Create, &Resource::cluster()) {
+            return Ok(());
+        }
+        self.authorize_topic(Operation::Create, name)
+    }
+
     /// Fails unless the principal may do `operation` on group `name`.
-    pub(crate) fn authorize_group(&self, operation: Operation, name: &str) -> Result<(), BrokerError> {
+    pub(crate) fn authorize_group(
+        &self,
+        operation: Operation,
+        name: &str,
+    ) -> Result<(), BrokerError> {
         self.authorize(operation, &Resource::group(name))
+    }
+
+    /// The error code a denied `operation` on topic `name` is answered with (logged and
+    /// counted), or `None` when it is allowed.
+    pub(crate) fn topic_refusal(&self, operation: Operation, name: &str) -> Option<i16> {
+        let denied = self.authorize_topic(operation, name).err()?;
+        Some(errors::answer(&denied).0)
+    }
+
+    /// The error code a denied `operation` on group `name` is answered with (logged and
+    /// counted), or `None` when it is allowed.
+    pub(crate) fn group_refusal(&self, operation: Operation, name: &str) -> Option<i16> {
+        let denied = self.authorize_group(operation, name).err()?;
+        Some(errors::answer(&denied).0)
     }
 
     /// Counts `bytes` of `kind` traffic against the principal's quota. Gives the answer's

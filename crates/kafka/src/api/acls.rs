@@ -15,7 +15,9 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use sluice_broker::BrokerError;
-use sluice_broker::security::{AclBinding, AclFilter, Operation, PatternType, Permission, ResourceType};
+use sluice_broker::security::{
+    AclBinding, AclFilter, Operation, PatternType, Permission, ResourceType,
+};
 
 use super::Context;
 use crate::errors;
@@ -33,7 +35,8 @@ const RESOURCE_TYPES: [(i8, ResourceType); 4] = [
     (5, ResourceType::TransactionalId),
 ];
 /// Kafka's codes of the pattern types.
-const PATTERN_TYPES: [(i8, PatternType); 2] = [(3, PatternType::Literal), (4, PatternType::Prefixed)];
+const PATTERN_TYPES: [(i8, PatternType); 2] =
+    [(3, PatternType::Literal), (4, PatternType::Prefixed)];
 /// Kafka's codes of the operations.
 const OPERATIONS: [(i8, Operation); 11] = [
     (2, Operation::All),
@@ -92,7 +95,11 @@ fn binding(creation: &AclCreation) -> Result<AclBinding, BrokerError> {
     Ok(AclBinding {
         resource_type: decode(&RESOURCE_TYPES, "resource_type", creation.resource_type)?,
         resource_name: creation.resource_name.to_string(),
-        pattern_type: decode(&PATTERN_TYPES, "resource_pattern_type", creation.resource_pattern_type)?,
+        pattern_type: decode(
+            &PATTERN_TYPES,
+            "resource_pattern_type",
+            creation.resource_pattern_type,
+        )?,
         principal: creation.principal.to_string(),
         host: creation.host.to_string(),
         operation: decode(&OPERATIONS, "operation", creation.operation)?,
@@ -116,10 +123,17 @@ impl KafkaFilter<'_> {
     fn decode(&self) -> Result<AclFilter, BrokerError> {
         let (pattern_type, matching) = match self.pattern_type {
             MATCH => (None, true),
-            code => (decode_filter(&PATTERN_TYPES, "pattern_type_filter", code)?, false),
+            code => (
+                decode_filter(&PATTERN_TYPES, "pattern_type_filter", code)?,
+                false,
+            ),
         };
         Ok(AclFilter {
-            resource_type: decode_filter(&RESOURCE_TYPES, "resource_type_filter", self.resource_type)?,
+            resource_type: decode_filter(
+                &RESOURCE_TYPES,
+                "resource_type_filter",
+                self.resource_type,
+            )?,
             resource_name: self.resource_name.map(ToString::to_string),
             pattern_type,
             matching,
@@ -286,13 +300,22 @@ mod tests {
     #[test]
     fn every_operation_resource_and_permission_has_its_kafka_code() {
         for &op in Operation::ALL {
-            assert_eq!(decode(&OPERATIONS, "operation", encode(&OPERATIONS, op)).ok(), Some(op));
+            assert_eq!(
+                decode(&OPERATIONS, "operation", encode(&OPERATIONS, op)).ok(),
+                Some(op)
+            );
         }
         for &kind in ResourceType::ALL {
             let code = encode(&RESOURCE_TYPES, kind);
-            assert_eq!(decode(&RESOURCE_TYPES, "resource_type", code).ok(), Some(kind));
+            assert_eq!(
+                decode(&RESOURCE_TYPES, "resource_type", code).ok(),
+                Some(kind)
+            );
         }
-        assert_eq!(decode_filter(&OPERATIONS, "operation", ANY).ok(), Some(None));
+        assert_eq!(
+            decode_filter(&OPERATIONS, "operation", ANY).ok(),
+            Some(None)
+        );
         assert!(decode(&OPERATIONS, "operation", ANY).is_err());
         assert!(decode(&PERMISSIONS, "permission_type", 9).is_err());
     }

@@ -10,6 +10,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use sluice_broker::NODE_ID;
+use sluice_broker::security::{Operation, Resource};
 
 use super::Context;
 
@@ -29,13 +30,21 @@ pub(crate) async fn find_coordinator(
 ) -> FindCoordinatorResponse {
     let (host, port) = ctx.advertised();
     let coordinator = |key: StrBytes| {
+        let key_text = key.clone();
         let found = Coordinator::default()
             .with_key(key)
             .with_node_id(BrokerId(NODE_ID))
             .with_host(host.clone())
             .with_port(port);
         if request.key_type == GROUP_KEY {
-            found
+            match ctx.group_refusal(Operation::Describe, key_text.as_str()) {
+                None => found,
+                Some(code) => found
+                    .with_node_id(BrokerId(-1))
+                    .with_host(StrBytes::default())
+                    .with_port(-1)
+                    .with_error_code(code),
+            }
         } else {
             found
                 .with_node_id(BrokerId(-1))
@@ -79,6 +88,12 @@ pub(crate) async fn describe_cluster(
         .with_cluster_id(StrBytes::from_string(ctx.broker.cluster_id().to_owned()))
         .with_controller_id(BrokerId(NODE_ID))
         .with_cluster_authorized_operations(OPERATIONS_NOT_ASKED);
+    if let Err(denied) = ctx.authorize(Operation::Describe, &Resource::cluster()) {
+        let (code, message) = crate::errors::answer(&denied);
+        return response
+            .with_error_code(code)
+            .with_error_message(Some(StrBytes::from_string(message)));
+    }
     if request.endpoint_type != BROKER_ENDPOINTS {
         return response
             .with_error_code(ResponseError::UnsupportedEndpointType.code())

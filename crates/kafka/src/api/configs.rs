@@ -13,6 +13,7 @@ use kafka_protocol::messages::{
     alter_configs_response, incremental_alter_configs_request, incremental_alter_configs_response,
 };
 use kafka_protocol::protocol::StrBytes;
+use sluice_broker::security::{Operation, Resource};
 use sluice_broker::{ConfigChange, ConfigUpdate};
 
 use super::Context;
@@ -58,7 +59,10 @@ pub(crate) async fn describe_configs(
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name.clone());
             match resource.resource_type {
-                TOPIC => match ctx.broker.describe_topic(resource.resource_name.as_str()) {
+                TOPIC => match ctx
+                    .authorize_topic(Operation::DescribeConfigs, resource.resource_name.as_str())
+                    .and_then(|()| ctx.broker.describe_topic(resource.resource_name.as_str()))
+                {
                     Ok(info) => {
                         let wanted = |key: &str| {
                             resource
@@ -87,7 +91,15 @@ pub(crate) async fn describe_configs(
                             .with_error_message(Some(StrBytes::from_string(message)))
                     }
                 },
-                BROKER => result,
+                BROKER => match ctx.authorize(Operation::DescribeConfigs, &Resource::cluster()) {
+                    Ok(()) => result,
+                    Err(err) => {
+                        let (code, message) = errors::answer(&err);
+                        result
+                            .with_error_code(code)
+                            .with_error_message(Some(StrBytes::from_string(message)))
+                    }
+                },
                 other => result
                     .with_error_code(ResponseError::InvalidRequest.code())
                     .with_error_message(Some(StrBytes::from_string(format!(
@@ -176,14 +188,18 @@ async fn alter(
     validate_only: bool,
 ) -> (i16, Option<StrBytes>) {
     let outcome = match resource_type {
-        TOPIC => match update {
-            Ok(update) => ctx
+        TOPIC => match (
+            ctx.authorize_topic(Operation::AlterConfigs, name.as_str()),
+            update,
+        ) {
+            (Err(denied), _) => Err(errors::answer(&denied)),
+            (Ok(()), Ok(update)) => ctx
                 .broker
                 .alter_topic_config(name.as_str(), update, validate_only)
                 .await
                 .map(drop)
                 .map_err(|e| errors::answer(&e)),
-            Err(refused) => Err(refused),
+            (Ok(()), Err(refused)) => Err(refused),
         },
         BROKER => Err(invalid_request(
             "broker settings cannot change at runtime: they live in the server's config \

@@ -11,6 +11,7 @@ use std::time::Duration;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, RequestHeader};
+use sluice_broker::security::{Operation, QuotaKind};
 use sluice_broker::{FetchMany, PartitionFetch};
 
 use super::Context;
@@ -33,6 +34,7 @@ pub(crate) async fn fetch(
     let mut places: Vec<(usize, usize)> = Vec::new();
     let mut topics: Vec<FetchableTopicResponse> = Vec::with_capacity(request.topics.len());
     for topic in &request.topics {
+        let denied = ctx.topic_refusal(Operation::Read, topic.topic.0.as_str());
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for p in &topic.partitions {
             let answer = PartitionData::default()
@@ -42,6 +44,10 @@ pub(crate) async fn fetch(
                 .with_log_start_offset(-1)
                 .with_aborted_transactions(Some(Vec::new()))
                 .with_preferred_read_replica(BrokerId(-1));
+            if let Some(code) = denied {
+                partitions.push(answer.with_error_code(code));
+                continue;
+            }
             match (u32::try_from(p.partition), u64::try_from(p.fetch_offset)) {
                 (Ok(partition), Ok(from)) => {
                     places.push((topics.len(), partitions.len()));
@@ -79,6 +85,7 @@ pub(crate) async fn fetch(
     };
     match ctx.broker.fetch_many(&many).await {
         Ok(fetched) => {
+            let mut bytes = 0;
             for (&(t, p), fetched) in places.iter().zip(fetched) {
                 let answer = &mut topics[t].partitions[p];
                 match fetched.result {
@@ -86,12 +93,15 @@ pub(crate) async fn fetch(
                         answer.high_watermark = offset(data.high_watermark);
                         answer.last_stable_offset = offset(data.high_watermark);
                         answer.log_start_offset = offset(data.log_start_offset);
+                        bytes += data.batches.len();
                         answer.records = Some(data.batches);
                     }
                     Err(err) => answer.error_code = errors::answer(&err).0,
                 }
             }
-            FetchResponse::default().with_responses(topics)
+            FetchResponse::default()
+                .with_responses(topics)
+                .with_throttle_time_ms(ctx.throttle(QuotaKind::Fetch, bytes))
         }
         Err(err) => FetchResponse::default().with_error_code(errors::answer(&err).0),
     }

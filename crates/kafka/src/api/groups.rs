@@ -4,6 +4,7 @@
 //! clients encoded them (the assignors run in the clients); the offsets are the ones every
 //! protocol shares.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Buf;
@@ -30,6 +31,8 @@ use kafka_protocol::protocol::{Decodable, StrBytes};
 use sluice_broker::{
     BrokerError, ClassicCommit, ClassicJoin, ClassicSync, GroupState, LeavingMember, TopicPartition,
 };
+
+use sluice_broker::security::{Operation, Resource};
 
 use super::Context;
 use super::produce::offset;
@@ -112,6 +115,11 @@ pub(crate) async fn join_group(
         .with_generation_id(-1)
         .with_protocol_type(typed(protocol_type))
         .with_protocol_name(Some(StrBytes::default()));
+    if let Some(code) = ctx.group_refusal(Operation::Read, &join.group) {
+        return response
+            .with_error_code(code)
+            .with_member_id(request.member_id);
+    }
     match ctx.broker.join_classic(join).await {
         Ok(joined) => response
             .with_generation_id(joined.generation)
@@ -164,6 +172,9 @@ pub(crate) async fn sync_group(
             .map(|a| (a.member_id.to_string(), a.assignment.clone()))
             .collect(),
     };
+    if let Some(code) = ctx.group_refusal(Operation::Read, &sync.group) {
+        return SyncGroupResponse::default().with_error_code(code);
+    }
     match ctx.broker.sync_classic(sync).await {
         Ok(synced) => SyncGroupResponse::default()
             .with_protocol_type(named(synced.protocol_type))
@@ -179,6 +190,9 @@ pub(crate) async fn heartbeat(
     _header: &RequestHeader,
     request: HeartbeatRequest,
 ) -> HeartbeatResponse {
+    if let Some(code) = ctx.group_refusal(Operation::Read, request.group_id.0.as_str()) {
+        return HeartbeatResponse::default().with_error_code(code);
+    }
     let beat = ctx.broker.heartbeat_classic(
         request.group_id.0.as_str(),
         request.generation_id,
@@ -209,6 +223,9 @@ pub(crate) async fn leave_group(
             })
             .collect()
     };
+    if let Some(code) = ctx.group_refusal(Operation::Read, request.group_id.0.as_str()) {
+        return LeaveGroupResponse::default().with_error_code(code);
+    }
     match ctx
         .broker
         .leave_classic(request.group_id.0.as_str(), &members)
@@ -248,8 +265,21 @@ pub(crate) async fn offset_commit(
     request: OffsetCommitRequest,
 ) -> OffsetCommitResponse {
     let mut offsets = Vec::new();
-    let mut refused = None;
+    let mut refused = ctx.group_refusal(Operation::Read, request.group_id.0.as_str());
+    // Topics the principal may not read: their partitions are answered with the refusal
+    // and left out of the commit.
+    let denied: HashMap<String, i16> = request
+        .topics
+        .iter()
+        .filter_map(|t| {
+            let name = t.name.0.as_str();
+            Some((name.to_owned(), ctx.topic_refusal(Operation::Read, name)?))
+        })
+        .collect();
     for topic in &request.topics {
+        if denied.contains_key(topic.name.0.as_str()) {
+            continue;
+        }
         for p in &topic.partitions {
             match (
                 u32::try_from(p.partition_index),
@@ -283,8 +313,8 @@ pub(crate) async fn offset_commit(
         .topics
         .into_iter()
         .map(|topic| {
+            let code = denied.get(topic.name.0.as_str()).copied().unwrap_or(code);
             OffsetCommitResponseTopic::default()
-                .with_name(topic.name)
                 .with_partitions(
                     topic
                         .partitions
@@ -296,6 +326,7 @@ pub(crate) async fn offset_commit(
                         })
                         .collect(),
                 )
+                .with_name(topic.name)
         })
         .collect();
     OffsetCommitResponse::default().with_topics(topics)
@@ -309,6 +340,9 @@ pub(crate) async fn offset_fetch(
     request: OffsetFetchRequest,
 ) -> OffsetFetchResponse {
     let group = request.group_id.0.as_str();
+    if let Some(code) = ctx.group_refusal(Operation::Describe, group) {
+        return OffsetFetchResponse::default().with_error_code(code);
+    }
     let committed = match ctx.broker.fetch_offsets(group, None) {
         Ok(committed) => committed,
         Err(err) => return OffsetFetchResponse::default().with_error_code(errors::answer(&err).0),
@@ -332,19 +366,21 @@ pub(crate) async fn offset_fetch(
         Some(topics) => topics
             .iter()
             .map(|t| {
+                let name = t.name.0.as_str();
+                let denied = ctx.topic_refusal(Operation::Describe, name);
+                let answer = |i: i32| match denied {
+                    Some(code) => partition(i, None).with_error_code(code),
+                    None => partition(i, lookup(name, i)),
+                };
                 OffsetFetchResponseTopic::default()
                     .with_name(t.name.clone())
-                    .with_partitions(
-                        t.partition_indexes
-                            .iter()
-                            .map(|&i| partition(i, lookup(t.name.0.as_str(), i)))
-                            .collect(),
-                    )
+                    .with_partitions(t.partition_indexes.iter().map(|&i| answer(i)).collect())
             })
             .collect(),
         None => {
             let mut by_topic: Vec<OffsetFetchResponseTopic> = Vec::new();
-            for c in &committed {
+            let visible = |topic: &str| ctx.permits(Operation::Describe, &Resource::topic(topic));
+            for c in committed.iter().filter(|c| visible(&c.partition.topic)) {
                 let Some(at) = c.committed else { continue };
                 let index = i32::try_from(c.partition.partition).unwrap_or(i32::MAX);
                 let entry = partition(index, Some(at.offset));
@@ -391,6 +427,9 @@ pub(crate) async fn describe_groups(
             let described = DescribedGroup::default()
                 .with_group_id(name.clone())
                 .with_authorized_operations(OPERATIONS_NOT_ASKED);
+            if let Some(code) = ctx.group_refusal(Operation::Describe, name.0.as_str()) {
+                return described.with_error_code(code);
+            }
             match ctx.broker.describe_classic(name.0.as_str()) {
                 Ok(group) => described
                     .with_group_state(text(state_name(group.state)))
@@ -431,10 +470,13 @@ pub(crate) async fn list_groups(
     _header: &RequestHeader,
     request: ListGroupsRequest,
 ) -> ListGroupsResponse {
+    // Describe on the cluster shows every group; else those the principal may describe.
+    let all = ctx.permits(Operation::Describe, &Resource::cluster());
     let groups = ctx
         .broker
         .list_groups()
         .into_iter()
+        .filter(|g| all || ctx.permits(Operation::Describe, &Resource::group(&g.name)))
         .filter(|g| {
             request.states_filter.is_empty()
                 || request
@@ -460,11 +502,14 @@ pub(crate) async fn delete_groups(
 ) -> DeleteGroupsResponse {
     let mut results = Vec::with_capacity(request.groups_names.len());
     for name in request.groups_names {
-        let code = ctx
-            .broker
-            .delete_group(name.0.as_str())
-            .await
-            .map_or_else(|e| errors::answer(&e).0, |()| 0);
+        let code = match ctx.group_refusal(Operation::Delete, name.0.as_str()) {
+            Some(code) => code,
+            None => ctx
+                .broker
+                .delete_group(name.0.as_str())
+                .await
+                .map_or_else(|e| errors::answer(&e).0, |()| 0),
+        };
         results.push(
             DeletableGroupResult::default()
                 .with_group_id(name)

@@ -5,6 +5,7 @@ use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse, RequestHeader};
+use sluice_broker::security::Operation;
 use sluice_broker::{BrokerError, OffsetSpec};
 
 use super::Context;
@@ -25,6 +26,7 @@ pub(crate) async fn list_offsets(
     let mut topics = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
         let name = topic.name.0.to_string();
+        let denied = ctx.topic_refusal(Operation::Describe, &name);
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for p in &topic.partitions {
             let answer = ListOffsetsPartitionResponse::default()
@@ -36,6 +38,10 @@ pub(crate) async fn list_offsets(
                     .push(answer.with_error_code(ResponseError::UnknownTopicOrPartition.code()));
                 continue;
             };
+            if let Some(code) = denied {
+                partitions.push(answer.with_error_code(code));
+                continue;
+            }
             let found = lookup(ctx, &name, partition, p.timestamp).await;
             partitions.push(match found {
                 Ok(Some((at, timestamp))) => {

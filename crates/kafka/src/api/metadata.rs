@@ -13,6 +13,7 @@ use kafka_protocol::messages::{
     BrokerId, MetadataRequest, MetadataResponse, RequestHeader, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
+use sluice_broker::security::{Operation, Resource};
 use sluice_broker::{BrokerError, NODE_ID, TopicInfo};
 
 use super::Context;
@@ -47,11 +48,13 @@ pub(crate) async fn metadata(
                 None => None,
             })
             .collect(),
+        // Every topic the principal may describe.
         _ => ctx
             .broker
             .list_topics()
             .into_iter()
             .map(|t| t.name)
+            .filter(|name| ctx.permits(Operation::Describe, &Resource::topic(name)))
             .collect(),
     };
     // Versions before 4 have no flag: they always allowed auto-creation.
@@ -89,11 +92,19 @@ pub(crate) async fn metadata(
         .with_cluster_authorized_operations(OPERATIONS_NOT_ASKED)
 }
 
-/// One topic's metadata, creating it first when it is missing and `create` is set.
+/// One topic's metadata, creating it first when it is missing and `create` is set (and the
+/// principal may create it). A topic the principal may not describe is answered with
+/// TOPIC_AUTHORIZATION_FAILED whether it exists or not, as in Kafka.
 async fn describe(ctx: &Context, name: &str, create: bool) -> MetadataResponseTopic {
-    let found = match ctx.broker.describe_topic(name) {
-        Err(BrokerError::TopicNotFound { .. }) if create => create_topic(ctx, name).await,
-        found => found,
+    let found = match ctx.authorize_topic(Operation::Describe, name) {
+        Err(denied) => Err(denied),
+        Ok(()) => match ctx.broker.describe_topic(name) {
+            Err(BrokerError::TopicNotFound { .. }) if create => match ctx.authorize_create(name) {
+                Ok(()) => create_topic(ctx, name).await,
+                Err(denied) => Err(denied),
+            },
+            found => found,
+        },
     };
     let topic = MetadataResponseTopic::default()
         .with_name(Some(TopicName(StrBytes::from_string(name.to_owned()))))

@@ -14,6 +14,7 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, RequestHeader, TopicName};
 use kafka_protocol::protocol::StrBytes;
+use sluice_broker::security::{Operation, QuotaKind};
 use sluice_broker::{BrokerError, OffsetSpec, PendingProduce};
 
 use super::{Context, respond_in};
@@ -39,6 +40,8 @@ pub(crate) struct Submitted {
     /// How long `acks=-1` waits for an append (`timeout_ms`; `None` for no limit).
     timeout: Option<Duration>,
     topics: Vec<(String, Vec<(i32, Queued)>)>,
+    /// `throttle_time_ms`: how long the produce quota holds the connection back.
+    throttle_ms: i32,
 }
 
 /// Queues every partition's batches of `request` with the broker, in request order.
@@ -61,6 +64,13 @@ pub(crate) fn submit(ctx: &Context, header: RequestHeader, request: ProduceReque
     let (correlation_id, version) = (header.correlation_id, header.request_api_version);
     drop(header);
     let (acks, timeout_ms) = (request.acks, request.timeout_ms);
+    let bytes: usize = request
+        .topic_data
+        .iter()
+        .flat_map(|t| &t.partition_data)
+        .map(|p| p.records.as_ref().map_or(0, Bytes::len))
+        .sum();
+    let throttle_ms = ctx.throttle(QuotaKind::Produce, bytes);
     let parts: Vec<(String, Vec<PartitionRecords>)> = request
         .topic_data
         .into_iter()
@@ -76,10 +86,15 @@ pub(crate) fn submit(ctx: &Context, header: RequestHeader, request: ProduceReque
     let topics = parts
         .into_iter()
         .map(|(name, partitions)| {
+            let denied = match ctx.authorize_topic(Operation::Write, &name) {
+                Ok(()) => None,
+                Err(err) => Some(errors::answer(&err)),
+            };
             let partitions = partitions
                 .into_iter()
                 .map(|(index, records)| {
-                    let queued = match (&refuse_all, u32::try_from(index)) {
+                    let refused = refuse_all.as_ref().or(denied.as_ref());
+                    let queued = match (refused, u32::try_from(index)) {
                         (Some((code, message)), _) => Queued::Refused(*code, message.clone()),
                         (None, Err(_)) => Queued::Refused(
                             ResponseError::UnknownTopicOrPartition.code(),
@@ -105,6 +120,7 @@ pub(crate) fn submit(ctx: &Context, header: RequestHeader, request: ProduceReque
             .filter(|&ms| ms > 0 && acks == -1)
             .map(Duration::from_millis),
         topics,
+        throttle_ms,
     }
 }
 
@@ -158,6 +174,7 @@ impl Submitted {
             acks,
             timeout,
             topics,
+            throttle_ms,
         } = self;
         let mut responses = Vec::with_capacity(topics.len());
         for (name, partitions) in topics {
@@ -186,7 +203,9 @@ impl Submitted {
                 None => Ok(None),
             };
         }
-        let response = ProduceResponse::default().with_responses(responses);
+        let response = ProduceResponse::default()
+            .with_responses(responses)
+            .with_throttle_time_ms(throttle_ms);
         respond_in(ApiKey::Produce, correlation_id, version, &response).map(Some)
     }
 }

@@ -11,8 +11,8 @@
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::{
-    ApiKey, RequestHeader, SaslAuthenticateRequest, SaslAuthenticateResponse,
-    SaslHandshakeRequest, SaslHandshakeResponse,
+    ApiKey, RequestHeader, SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
+    SaslHandshakeResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use sluice_broker::security::{MECHANISMS, Principal, ScramExchange, ScramMechanism};
@@ -52,7 +52,10 @@ pub(crate) async fn handshake(
     header: &RequestHeader,
     request: SaslHandshakeRequest,
 ) -> Result<Answered, KafkaError> {
-    let mechanisms = MECHANISMS.iter().map(|m| StrBytes::from_static_str(m)).collect();
+    let mechanisms = MECHANISMS
+        .iter()
+        .map(|m| StrBytes::from_static_str(m))
+        .collect();
     let response = SaslHandshakeResponse::default().with_mechanisms(mechanisms);
     let name = request.mechanism.as_str();
     let chosen = match (&*login, name) {
@@ -88,7 +91,11 @@ pub(crate) async fn handshake(
     if close.is_some() {
         *login = Login::Done;
     }
-    let frame = respond(ApiKey::SaslHandshake, header, &response.with_error_code(code))?;
+    let frame = respond(
+        ApiKey::SaslHandshake,
+        header,
+        &response.with_error_code(code),
+    )?;
     Ok(Answered { frame, close })
 }
 
@@ -149,7 +156,10 @@ pub(crate) async fn authenticate(
                 *login = Login::Done;
                 ctx.caller.principal = principal;
             }
-            (SaslAuthenticateResponse::default().with_auth_bytes(token), None)
+            (
+                SaslAuthenticateResponse::default().with_auth_bytes(token),
+                None,
+            )
         }
         Err(reason) => {
             *login = Login::Done;

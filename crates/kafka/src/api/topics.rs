@@ -14,6 +14,7 @@ use kafka_protocol::messages::{
     DeleteTopicsRequest, DeleteTopicsResponse, RequestHeader,
 };
 use kafka_protocol::protocol::StrBytes;
+use sluice_broker::security::Operation;
 use sluice_broker::{BrokerError, NODE_ID, TopicConfig, validate_topic_name};
 
 use super::Context;
@@ -56,6 +57,7 @@ async fn create(
     validate_only: bool,
 ) -> Result<(u32, Vec<CreatableTopicConfigs>), BrokerError> {
     let name = topic.name.0.to_string();
+    ctx.authorize_create(&name)?;
     if !matches!(topic.replication_factor, -1 | 1) {
         return Err(BrokerError::InvalidRequest {
             field: "replication_factor",
@@ -135,7 +137,11 @@ pub(crate) async fn delete_topics(
     let mut responses = Vec::with_capacity(request.topic_names.len());
     for name in request.topic_names {
         let result = DeletableTopicResult::default().with_name(Some(name.clone()));
-        responses.push(match ctx.broker.delete_topic(name.0.as_str()).await {
+        let deleted = match ctx.authorize_topic(Operation::Delete, name.0.as_str()) {
+            Ok(()) => ctx.broker.delete_topic(name.0.as_str()).await,
+            Err(denied) => Err(denied),
+        };
+        responses.push(match deleted {
             Ok(()) => result,
             Err(err) => {
                 let (code, message) = errors::answer(&err);
@@ -160,7 +166,10 @@ pub(crate) async fn create_partitions(
         .into_iter()
         .map(|topic| {
             let result = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
-            let (code, message) = match ctx.broker.partition_count(topic.name.0.as_str()) {
+            let counted = ctx
+                .authorize_topic(Operation::Alter, topic.name.0.as_str())
+                .and_then(|()| ctx.broker.partition_count(topic.name.0.as_str()));
+            let (code, message) = match counted {
                 Ok(count) => (
                     ResponseError::InvalidPartitions.code(),
                     format!(

@@ -12,6 +12,7 @@ use kafka_protocol::messages::share_acknowledge_response::{
 };
 use kafka_protocol::messages::{RequestHeader, ShareAcknowledgeRequest, ShareAcknowledgeResponse};
 use kafka_protocol::protocol::StrBytes;
+use sluice_broker::security::Operation;
 use sluice_broker::{Ack, AckKind, BrokerError, NODE_ID, ShareMember};
 use uuid::Uuid;
 
@@ -234,6 +235,12 @@ pub(crate) async fn share_acknowledge(
         );
     };
     let (group, id) = (group.0.to_string(), id.to_string());
+    if let Err(denied) = ctx.authorize_group(Operation::Read, &group) {
+        let (code, message) = errors::answer(&denied);
+        return ShareAcknowledgeResponse::default()
+            .with_error_code(code)
+            .with_error_message(Some(StrBytes::from_string(message)));
+    }
     let epoch = SessionEpoch::of(request.share_session_epoch);
     if epoch == SessionEpoch::Open {
         return refuse(

@@ -16,6 +16,7 @@ use kafka_protocol::messages::share_fetch_response::{
 };
 use kafka_protocol::messages::{RequestHeader, ShareFetchRequest, ShareFetchResponse};
 use kafka_protocol::protocol::StrBytes;
+use sluice_broker::security::Operation;
 use sluice_broker::{Ack, AckKind, AcquiredRecord, NODE_ID, ShareMember};
 use uuid::Uuid;
 
@@ -64,6 +65,12 @@ pub(crate) async fn share_fetch(
         );
     };
     let (group, id) = (group.0.to_string(), id.to_string());
+    if let Err(denied) = ctx.authorize_group(Operation::Read, &group) {
+        let (code, message) = errors::answer(&denied);
+        return ShareFetchResponse::default()
+            .with_error_code(code)
+            .with_error_message(Some(StrBytes::from_string(message)));
+    }
     let epoch = SessionEpoch::of(request.share_session_epoch);
 
     // The partitions named, resolved from their topic ids.
@@ -83,6 +90,10 @@ pub(crate) async fn share_fetch(
                 ));
                 continue;
             };
+            if let Err(denied) = ctx.authorize_topic(Operation::Read, name) {
+                answer.error = Some(errors::answer(&denied));
+                continue;
+            }
             // Only partitions that exist join a session, so it stays within the topics'.
             if ctx
                 .broker

@@ -18,6 +18,7 @@ use kafka_protocol::messages::{
     ShareGroupHeartbeatRequest, ShareGroupHeartbeatResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
+use sluice_broker::security::Operation;
 use sluice_broker::{BrokerError, ShareJoin, ShareMember};
 
 use super::members::Member;
@@ -108,6 +109,12 @@ pub(crate) async fn heartbeat(
             ResponseError::InvalidRequest,
             "member_id must not be empty: a share consumer names itself with a UUID".to_owned(),
         );
+    }
+    if let Err(denied) = ctx.authorize_group(Operation::Read, &group) {
+        let (code, message) = errors::answer(&denied);
+        return ShareGroupHeartbeatResponse::default()
+            .with_error_code(code)
+            .with_error_message(Some(text(message)));
     }
     let subscribed: Option<Vec<String>> = request.subscribed_topic_names.as_ref().map(|names| {
         let mut names: Vec<String> = names.iter().map(|n| n.0.to_string()).collect();
@@ -260,7 +267,10 @@ fn describe_one(ctx: &Context, group_id: &GroupId) -> DescribedGroup {
     let described = DescribedGroup::default()
         .with_group_id(group_id.clone())
         .with_authorized_operations(OPERATIONS_NOT_ASKED);
-    if let Err(err) = ctx.broker.describe_share_group(group) {
+    let described_group = ctx
+        .authorize_group(Operation::Describe, group)
+        .and_then(|()| ctx.broker.describe_share_group(group).map(drop));
+    if let Err(err) = described_group {
         let (code, message) = errors::answer(&err);
         return described
             .with_error_code(code)
