@@ -8,6 +8,11 @@
 //! `max_in_flight_requests` answers wait for the writer; past that the connection is not
 //! read. A frame that is too large, malformed, or names an API or version not served ends
 //! the connection with one log line, as in Kafka.
+//!
+//! SaslHandshake and SaslAuthenticate are answered here, since a login changes the
+//! connection's principal; under `--auth` any other request before a login (except
+//! ApiVersions) ends the connection. A quota throttle mutes the connection: the next
+//! request is read once it has passed (KIP-219).
 
 use std::future::Future;
 use std::net::SocketAddr;
