@@ -329,6 +329,14 @@ fn acls_decide_what_each_user_declares_publishes_and_consumes() -> Result<()> {
     Ok(())
 }
 
+/// The seconds a `flooded` or `drained` line of `lines` (the `index`th) reports.
+fn seconds(lines: &[Value], index: usize) -> Result<f64> {
+    lines
+        .get(index)
+        .and_then(|line| line["seconds"].as_f64())
+        .with_context(|| format!("no timing at line {index}: {lines:?}"))
+}
+
 #[test]
 fn a_produce_quota_slows_the_publisher_to_its_rate() -> Result<()> {
     let dir = tempfile::tempdir()?;
@@ -360,11 +368,7 @@ fn a_produce_quota_slows_the_publisher_to_its_rate() -> Result<()> {
     // 500 kB at 100 kB/s: 5 s, less the one-second burst the quota lets through at once
     // and the last publish's delay, which comes after its confirm: at least 3.
     let flood = ["declare:metered", "flood:metered:500:1000"];
-    let alice = steps(&server, ALICE, &flood)?;
-    let took = alice
-        .get(1)
-        .and_then(|line| line["seconds"].as_f64())
-        .context(format!("alice: {alice:?}"))?;
+    let took = seconds(&steps(&server, ALICE, &flood)?, 1)?;
     ensure!(took >= 3.0, "500 kB at 100 kB/s took {took} s");
     let throttled = common::metric(
         &scrape(&server)?,
@@ -374,14 +378,63 @@ fn a_produce_quota_slows_the_publisher_to_its_rate() -> Result<()> {
     .unwrap_or(0.0);
     ensure!(throttled > 0.0, "no throttling counted");
     // The admin has no quota: the same load is not held back.
-    let admin = steps(&server, ADMIN, &flood)?;
-    let unmetered = admin
-        .get(1)
-        .and_then(|line| line["seconds"].as_f64())
-        .context(format!("admin: {admin:?}"))?;
+    let unmetered = seconds(&steps(&server, ADMIN, &flood)?, 1)?;
     ensure!(
         Duration::from_secs_f64(unmetered) < Duration::from_secs_f64(took) / 2,
         "the unmetered user was slowed too: {unmetered} s"
     );
+    Ok(())
+}
+
+#[test]
+fn a_fetch_quota_slows_the_consumer_to_its_rate() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = secured_server(
+        dir.path(),
+        &[
+            &[
+                "--principal",
+                "User:alice",
+                "--operation",
+                "read",
+                "--topic",
+                "metered",
+            ],
+            &[
+                "--principal",
+                "User:alice",
+                "--operation",
+                "read",
+                "--group",
+                "metered",
+            ],
+        ],
+    )?;
+    let url = server.url();
+    sluice_ok(
+        &[
+            "quota", "set", "alice", "--fetch", "100000", "--server", &url,
+        ],
+        &as_user(ADMIN.0, ADMIN.1),
+        "",
+    )?;
+    let filled = steps(
+        &server,
+        ADMIN,
+        &["declare:metered", "flood:metered:500:1000"],
+    )?;
+    ensure!(filled.len() == 2, "{filled:?}");
+    // 500 kB delivered at 100 kB/s: as for publishing, at least 3 s.
+    let drained = steps(&server, ALICE, &["drain:metered:500"])?;
+    ensure!(drained[0]["messages"] == 500, "{drained:?}");
+    let took = seconds(&drained, 0)?;
+    ensure!(took >= 3.0, "500 kB at 100 kB/s took {took} s");
+    let throttled = common::metric(
+        &scrape(&server)?,
+        "sluice_quota_throttle_ms_total",
+        &[("user", "alice"), ("quota", "consumer_byte_rate")],
+    )
+    .unwrap_or(0.0);
+    ensure!(throttled > 0.0, "no throttling counted");
     Ok(())
 }

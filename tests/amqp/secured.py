@@ -13,6 +13,8 @@ get:QUEUE               basic.get with automatic acknowledgement: `got` (body, o
 consume:QUEUE:COUNT     consumes COUNT messages, acknowledging each: `consumed` (bodies)
 flood:QUEUE:COUNT:SIZE  publishes COUNT messages of SIZE bytes, confirmed, to QUEUE:
                         `flooded` with the seconds it took
+drain:QUEUE:COUNT       consumes COUNT messages with automatic acknowledgement:
+                        `drained` with how many came and the seconds it took
 
 A step the server refuses by closing the channel prints `closed` with the step, the code
 and the text, and the next step runs on a new channel.
@@ -74,8 +76,24 @@ def flood(channel, queue, count, size):
     emit('flooded', queue=queue, seconds=time.monotonic() - started)
 
 
+def drain(channel, queue, count):
+    started = time.monotonic()
+    received = 0
+    for method, properties, body in channel.consume(queue, auto_ack=True,
+                                                    inactivity_timeout=20):
+        if method is None:
+            break
+        received += 1
+        if received == int(count):
+            break
+    seconds = time.monotonic() - started
+    channel.cancel()
+    emit('drained', queue=queue, messages=received, seconds=seconds)
+
+
 STEPS = {'declare': declare, 'passive': passive, 'exchange': exchange,
-         'publish': publish, 'get': get, 'consume': consume, 'flood': flood}
+         'publish': publish, 'get': get, 'consume': consume, 'flood': flood,
+         'drain': drain}
 
 try:
     connection = connect()
