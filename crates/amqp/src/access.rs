@@ -164,7 +164,109 @@ pub(crate) async fn hold_back(shared: &Shared, caller: &Caller, kind: QuotaKind,
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use sluice_broker::{Broker, BrokerConfig};
+
     use super::*;
+    use crate::AmqpConfig;
+    use crate::reply::Scope;
+
+    /// A listener's shared state over a broker in `dir`, with `--auth` or without.
+    fn shared(dir: &tempfile::TempDir, auth: bool) -> Shared {
+        let mut config = BrokerConfig::new(dir.path());
+        config.security.auth = auth;
+        config.security.failed_login_delay = Duration::from_millis(1);
+        Shared {
+            broker: Broker::open(config).expect("broker"),
+            config: AmqpConfig::default(),
+            registry: Default::default(),
+        }
+    }
+
+    const LOOPBACK: &str = "127.0.0.1:40000";
+
+    fn plain(user: &str, password: &str) -> Vec<u8> {
+        format!("\0{user}\0{password}").into_bytes()
+    }
+
+    #[tokio::test]
+    async fn under_auth_users_log_in_and_a_certificate_offers_external() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let shared = shared(&dir, true);
+        shared
+            .broker
+            .security()
+            .add_user(&Caller::internal(), "alice", "alice-secret")
+            .await
+            .expect("user");
+        let peer = LOOPBACK.parse().expect("addr");
+        let cert = Principal::user("app.example.com");
+        assert_eq!(mechanisms(&shared, None), ["PLAIN", "AMQPLAIN"]);
+        assert_eq!(
+            mechanisms(&shared, Some(&cert)),
+            ["EXTERNAL", "PLAIN", "AMQPLAIN"]
+        );
+        let external = login(&shared, peer, Some(&cert), "EXTERNAL", b"").await;
+        assert_eq!(external.map(|c| c.principal), Ok(cert.clone()));
+        let alice = login(
+            &shared,
+            peer,
+            Some(&cert),
+            "PLAIN",
+            &plain("alice", "alice-secret"),
+        )
+        .await;
+        assert_eq!(alice.map(|c| c.principal), Ok(Principal::user("alice")));
+
+        let no_cert = login(&shared, peer, None, "EXTERNAL", b"")
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (no_cert.scope, no_cert.code),
+            (Scope::Connection, ACCESS_REFUSED)
+        );
+        assert!(
+            no_cert.text.contains("(PLAIN, AMQPLAIN)"),
+            "{}",
+            no_cert.text
+        );
+        for (user, password) in [("alice", "wrong"), ("guest", "guest")] {
+            let refused = login(&shared, peer, None, "PLAIN", &plain(user, password))
+                .await
+                .unwrap_err();
+            assert_eq!(
+                refused.text,
+                "ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN. For details see the broker logfile."
+            );
+            assert_eq!((refused.class_id, refused.method_id), (10, 11));
+        }
+    }
+
+    #[tokio::test]
+    async fn without_auth_only_guest_from_loopback_logs_in_and_is_anonymous() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let shared = shared(&dir, false);
+        let cert = Principal::user("app.example.com");
+        assert_eq!(mechanisms(&shared, Some(&cert)), ["PLAIN", "AMQPLAIN"]);
+        let loopback = LOOPBACK.parse().expect("addr");
+        let guest = login(&shared, loopback, None, "PLAIN", &plain("guest", "guest")).await;
+        assert_eq!(guest.map(|c| c.principal), Ok(Principal::anonymous()));
+        let remote = "10.1.2.3:40000".parse().expect("addr");
+        let far = login(&shared, remote, None, "PLAIN", &plain("guest", "guest"))
+            .await
+            .unwrap_err();
+        assert!(
+            far.text.contains("only connect via localhost"),
+            "{}",
+            far.text
+        );
+        let other = login(&shared, loopback, Some(&cert), "EXTERNAL", b"")
+            .await
+            .unwrap_err();
+        assert_eq!(other.code, ACCESS_REFUSED);
+    }
 
     #[test]
     fn plain_and_amqplain_responses_are_read_and_malformed_ones_are_not() {
