@@ -164,7 +164,6 @@ pub(crate) async fn hold_back(shared: &Shared, caller: &Caller, kind: QuotaKind,
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
     use std::time::Duration;
 
     use sluice_broker::{Broker, BrokerConfig};
