@@ -207,7 +207,7 @@ fn acls_decide_what_each_user_declares_publishes_and_consumes() -> Result<()> {
             closed(
                 "declare:bobs",
                 &format!(
-                    "{}: queue.declare needs create on topic 'bobs'",
+                    "{}: queue.declare needs create on topic 'bobs' (or on the cluster)",
                     refused("queue 'bobs'")
                 )
             ),

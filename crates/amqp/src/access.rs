@@ -135,15 +135,22 @@ pub(crate) fn authorize(
             resource_type,
             resource,
             ..
-        }) => Err(Failure::channel(
-            ACCESS_REFUSED,
-            format!(
-                "access to {} '{}' in vhost '/' refused for user '{}': {method} needs {operation} on {resource_type} '{resource}'",
-                access.object_kind(),
-                access.object_name(),
-                caller.principal.name(),
-            ),
-        )),
+        }) => {
+            // Create on the cluster would have done too.
+            let or_cluster = match access {
+                QueueAccess::CreateQueue(_) => " (or on the cluster)",
+                _ => "",
+            };
+            Err(Failure::channel(
+                ACCESS_REFUSED,
+                format!(
+                    "access to {} '{}' in vhost '/' refused for user '{}': {method} needs {operation} on {resource_type} '{resource}'{or_cluster}",
+                    access.object_kind(),
+                    access.object_name(),
+                    caller.principal.name(),
+                ),
+            ))
+        }
         Err(err) => Err(Failure::from(err)),
     }
 }
