@@ -252,11 +252,14 @@ fn acls_decide_what_each_user_declares_publishes_and_consumes() -> Result<()> {
             "publish:drop:kept",
             "get:drop",
             "consume:drop:1",
+            "bind:drop:amq.fanout",
+            "purge:drop",
+            "delete:drop",
         ],
     )?;
-    let needs = |method: &str| {
+    let needs = |method: &str, what: &str| {
         format!(
-            "access to queue 'drop' in vhost '/' refused for user 'wally': {method} needs read on topic 'drop'"
+            "access to queue 'drop' in vhost '/' refused for user 'wally': {method} needs {what} on topic 'drop'"
         )
     };
     ensure!(
@@ -264,18 +267,32 @@ fn acls_decide_what_each_user_declares_publishes_and_consumes() -> Result<()> {
             == [
                 json!({"event": "declared", "queue": "drop", "messages": 0}),
                 json!({"event": "published", "queue": "drop", "body": "kept"}),
-                closed("get:drop", &needs("basic.get")),
-                closed("consume:drop:1", &needs("basic.consume")),
+                closed("get:drop", &needs("basic.get", "read")),
+                closed("consume:drop:1", &needs("basic.consume", "read")),
+                closed("bind:drop:amq.fanout", &needs("queue.bind", "alter")),
+                closed("purge:drop", &needs("queue.purge", "delete")),
+                closed("delete:drop", &needs("queue.delete", "delete")),
             ],
         "wally: {wally:#?}"
     );
-    let kept = steps(&server, ADMIN, &["passive:drop", "get:drop"])?;
+    let kept = steps(
+        &server,
+        ADMIN,
+        &[
+            "passive:drop",
+            "get:drop",
+            "bind:drop:amq.fanout",
+            "delete:drop",
+        ],
+    )?;
     ensure!(
         kept == [
             json!({"event": "declared", "queue": "drop", "messages": 1}),
             json!({"event": "got", "queue": "drop", "body": "kept"}),
+            json!({"event": "bound", "queue": "drop", "exchange": "amq.fanout"}),
+            json!({"event": "deleted", "queue": "drop", "messages": 0}),
         ],
-        "what wally published: {kept:?}"
+        "what wally published, and what the admin may do with it: {kept:?}"
     );
     let nothing = steps(&server, ALICE, &["passive:shared"])?;
     ensure!(
@@ -290,6 +307,8 @@ fn acls_decide_what_each_user_declares_publishes_and_consumes() -> Result<()> {
         ("User:bob", "topic", "shared", "write"),
         ("User:bob", "cluster", "kafka-cluster", "create"),
         ("User:wally", "topic", "drop", "read"),
+        ("User:wally", "topic", "drop", "alter"),
+        ("User:wally", "topic", "drop", "delete"),
     ] {
         ensure!(
             log.lines().any(|l| l.contains("sluice::audit")
@@ -310,6 +329,8 @@ fn acls_decide_what_each_user_declares_publishes_and_consumes() -> Result<()> {
         ("group", "read", 1.0),
         ("topic", "read", 2.0),
         ("cluster", "create", 1.0),
+        ("topic", "alter", 1.0),
+        ("topic", "delete", 2.0),
     ] {
         let denied = common::metric(
             &metrics,

@@ -7,6 +7,9 @@ refuses the login; else `connected`), then runs the steps in order on one channe
 declare:QUEUE           queue.declare QUEUE: `declared`
 passive:QUEUE           queue.declare QUEUE passively: `declared`
 exchange:NAME           exchange.declare NAME (fanout): `exchange`
+bind:QUEUE:EXCHANGE     queue.bind QUEUE to EXCHANGE: `bound`
+purge:QUEUE             queue.purge QUEUE: `purged` with the count
+delete:QUEUE            queue.delete QUEUE: `deleted` with the count
 publish:QUEUE:BODY      with publisher confirms, publishes BODY to QUEUE through the
                         default exchange: `published`
 get:QUEUE               basic.get with automatic acknowledgement: `got` (body, or null)
@@ -41,6 +44,21 @@ def passive(channel, queue):
 def exchange(channel, name):
     channel.exchange_declare(exchange=name, exchange_type='fanout')
     emit('exchange', exchange=name)
+
+
+def bind(channel, queue, exchange_name):
+    channel.queue_bind(queue=queue, exchange=exchange_name)
+    emit('bound', queue=queue, exchange=exchange_name)
+
+
+def purge(channel, queue):
+    ok = channel.queue_purge(queue=queue)
+    emit('purged', queue=queue, messages=ok.method.message_count)
+
+
+def delete(channel, queue):
+    ok = channel.queue_delete(queue=queue)
+    emit('deleted', queue=queue, messages=ok.method.message_count)
 
 
 def publish(channel, queue, body):
@@ -92,6 +110,7 @@ def drain(channel, queue, count):
 
 
 STEPS = {'declare': declare, 'passive': passive, 'exchange': exchange,
+         'bind': bind, 'purge': purge, 'delete': delete,
          'publish': publish, 'get': get, 'consume': consume, 'flood': flood,
          'drain': drain}
 
