@@ -1,5 +1,8 @@
 //! One channel: its methods (channel, exchange, queue, basic, confirm) mapped onto the
-//! broker, its consumers, and the publish whose content it is receiving.
+//! broker, its consumers, and the publish whose content it is receiving. Each method is
+//! authorized as the connection's caller before it acts (`access::authorize`; what each
+//! needs is the table of `sluice_broker::security::QueueAccess`), and what it publishes
+//! or gets counts against the caller's quotas.
 
 use std::collections::HashMap;
 use std::sync::Arc;
