@@ -2,8 +2,9 @@
 //! password, an unknown user and guest/guest are refused with 403 ACCESS_REFUSED), every
 //! queue, exchange and basic operation is authorized with the same ACLs as gRPC and Kafka
 //! (a denial closes the channel with 403, naming the operation and the resource, and is in
-//! the audit log and the metrics), and a produce quota slows a publisher. Users and ACLs
-//! are made with the `sluice` CLI before the server starts. The steps are those of
+//! the audit log and the metrics; an ACL change applies to open connections), and quotas
+//! slow a publisher and a consumer. Users and ACLs are made with the `sluice` CLI before
+//! the server starts (or on it, as the superuser). The steps are those of
 //! `tests/amqp/secured.py`.
 mod common;
 
@@ -12,7 +13,7 @@ use std::path::Path;
 use anyhow::{Context, Result, ensure};
 use base64::Engine;
 use common::Server;
-use common::amqp::{self, run_as};
+use common::amqp::{self, TIMEOUT, run_as};
 use common::security::{add_acl, add_user, as_user, sluice_ok};
 use serde_json::{Value, json};
 
@@ -355,6 +356,76 @@ fn seconds(lines: &[Value], index: usize) -> Result<f64> {
         .get(index)
         .and_then(|line| line["seconds"].as_f64())
         .with_context(|| format!("no timing at line {index}: {lines:?}"))
+}
+
+#[test]
+fn acl_changes_apply_to_open_connections() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = secured_server(dir.path(), &[])?;
+    let url = server.url();
+    let admin = as_user(ADMIN.0, ADMIN.1);
+    steps(&server, ADMIN, &["declare:late"])?;
+    let acl = |action: &str| {
+        sluice_ok(
+            &[
+                "acl",
+                action,
+                "--principal",
+                "User:bob",
+                "--operation",
+                "write",
+                "--topic",
+                "late",
+                "--server",
+                &url,
+            ],
+            &admin,
+            "",
+        )
+    };
+    let mut bob = amqp::start_as(
+        amqp::addr(&server)?,
+        BOB,
+        "secured.py",
+        &[
+            "publish:late:early",
+            "wait",
+            "publish:late:granted",
+            "wait",
+            "publish:late:revoked",
+        ],
+    )?;
+    amqp::wait_for(&bob, "waiting", 1)?;
+    acl("add")?;
+    bob.write("\n")?;
+    amqp::wait_for(&bob, "waiting", 2)?;
+    acl("remove")?;
+    bob.write("\n")?;
+    let lines: Vec<Value> = common::kafka::parse_lines(&bob.finish(TIMEOUT)?)?;
+    let refused = |step: &str| {
+        closed(
+            step,
+            "access to queue 'late' in vhost '/' refused for user 'bob': basic.publish needs write on topic 'late'",
+        )
+    };
+    ensure!(
+        lines
+            == [
+                json!({"event": "connected"}),
+                refused("publish:late:early"),
+                json!({"event": "waiting"}),
+                json!({"event": "published", "queue": "late", "body": "granted"}),
+                json!({"event": "waiting"}),
+                refused("publish:late:revoked"),
+            ],
+        "bob: {lines:#?}"
+    );
+    let stored = steps(&server, ADMIN, &["passive:late"])?;
+    ensure!(
+        stored == [json!({"event": "declared", "queue": "late", "messages": 1})],
+        "{stored:?}"
+    );
+    Ok(())
 }
 
 #[test]

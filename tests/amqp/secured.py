@@ -18,6 +18,8 @@ flood:QUEUE:COUNT:SIZE  publishes COUNT messages of SIZE bytes, confirmed, to QU
                         `flooded` with the seconds it took
 drain:QUEUE:COUNT       consumes COUNT messages with automatic acknowledgement:
                         `drained` with how many came and the seconds it took
+wait                    prints `waiting` and reads a line from stdin (the test changes
+                        ACLs meanwhile)
 
 A step the server refuses by closing the channel prints `closed` with the step, the code
 and the text, and the next step runs on a new channel.
@@ -109,10 +111,15 @@ def drain(channel, queue, count):
     emit('drained', queue=queue, messages=received, seconds=seconds)
 
 
+def wait(channel):
+    emit('waiting')
+    sys.stdin.readline()
+
+
 STEPS = {'declare': declare, 'passive': passive, 'exchange': exchange,
          'bind': bind, 'purge': purge, 'delete': delete,
          'publish': publish, 'get': get, 'consume': consume, 'flood': flood,
-         'drain': drain}
+         'drain': drain, 'wait': wait}
 
 try:
     connection = connect()
