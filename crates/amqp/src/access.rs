@@ -71,6 +71,8 @@ pub(crate) async fn login(
     if security.auth_required() {
         return match security.login_plain(host, PROTOCOL, &user, &password).await {
             Ok(principal) => Ok(Caller::new(principal, host, PROTOCOL)),
+            // The broker logged why (the audit log); the client is told no more than
+            // RabbitMQ tells it.
             Err(_) => Err(refused(format!(
                 "Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."
             ))),
