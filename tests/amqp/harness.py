@@ -2,8 +2,9 @@
 
 Every program but the hello-world pair (send.py, receive.py: RabbitMQ's tutorial code as
 it is, on localhost:5672) dials AMQP_ADDR (host:port; default localhost:5672, where the
-tutorials connect) and prints one JSON object a line, flushed at once, so that a test sees
-each event while the program runs.
+tutorials connect), logs in as AMQP_USER with AMQP_PASSWORD (default guest/guest, pika's
+own default) and prints one JSON object a line, flushed at once, so that a test sees each
+event while the program runs.
 """
 
 import json
@@ -13,9 +14,11 @@ import pika
 
 
 def parameters():
-    """Connection parameters for the server at AMQP_ADDR."""
+    """Connection parameters for the server at AMQP_ADDR, as AMQP_USER."""
     host, _, port = os.environ.get('AMQP_ADDR', 'localhost:5672').rpartition(':')
-    return pika.ConnectionParameters(host=host, port=int(port))
+    credentials = pika.PlainCredentials(os.environ.get('AMQP_USER', 'guest'),
+                                        os.environ.get('AMQP_PASSWORD', 'guest'))
+    return pika.ConnectionParameters(host=host, port=int(port), credentials=credentials)
 
 
 def connect():

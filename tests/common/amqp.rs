@@ -24,8 +24,22 @@ pub fn addr(server: &Server) -> Result<&str> {
 
 /// Starts `tests/amqp/SCRIPT ARGS` against the AMQP listener at `addr`.
 pub fn start(addr: &str, script: &str, args: &[&str]) -> Result<Program> {
+    start_as(addr, ("guest", "guest"), script, args)
+}
+
+/// Starts `tests/amqp/SCRIPT ARGS` against the AMQP listener at `addr`, logging in as
+/// `user` with `password`.
+pub fn start_as(
+    addr: &str,
+    (user, password): (&str, &str),
+    script: &str,
+    args: &[&str],
+) -> Result<Program> {
     let mut command = python_command("tests/amqp", script, args)?;
-    command.env("AMQP_ADDR", addr);
+    command
+        .env("AMQP_ADDR", addr)
+        .env("AMQP_USER", user)
+        .env("AMQP_PASSWORD", password);
     Program::spawn(script, command)
 }
 
@@ -33,6 +47,11 @@ pub fn start(addr: &str, script: &str, args: &[&str]) -> Result<Program> {
 /// [`TIMEOUT`]); the lines it printed, parsed.
 pub fn run(addr: &str, script: &str, args: &[&str]) -> Result<Vec<Value>> {
     parse_lines(&start(addr, script, args)?.finish(TIMEOUT)?)
+}
+
+/// [`run`], logging in as `user` with `password`.
+pub fn run_as(addr: &str, user: (&str, &str), script: &str, args: &[&str]) -> Result<Vec<Value>> {
+    parse_lines(&start_as(addr, user, script, args)?.finish(TIMEOUT)?)
 }
 
 /// What `queue_info.py` reports for each of `queues`: their ready message and consumer

@@ -1,5 +1,8 @@
 //! One channel: its methods (channel, exchange, queue, basic, confirm) mapped onto the
-//! broker, its consumers, and the publish whose content it is receiving.
+//! broker, its consumers, and the publish whose content it is receiving. Each method is
+//! authorized as the connection's caller before it acts (`access::authorize`; what each
+//! needs is the table of `sluice_broker::security::QueueAccess`), and what it publishes
+//! or gets counts against the caller's quotas.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -7,9 +10,11 @@ use std::sync::Arc;
 use amq_protocol::frame::AMQPFrame;
 use amq_protocol::protocol::{AMQPClass, basic, channel, confirm, exchange, queue};
 use amq_protocol::types::ShortString;
+use sluice_broker::security::{Caller, QueueAccess, QuotaKind};
 use sluice_broker::{BindingSpec, Broker, ExchangeKind, QueueSpec, ShareJoin, ShareMember};
 use tokio::task::JoinHandle;
 
+use crate::access::{authorize, hold_back};
 use crate::connection::{Outgoing, Shared, Tuned, send};
 use crate::deliver::{self, ConsumerSpec, Deliveries, QueueRules, Settle};
 use crate::properties::arguments;
@@ -42,6 +47,8 @@ pub(crate) struct Channel {
     id: u16,
     out: Outgoing,
     tuned: Tuned,
+    /// Who the channel's connection acts as.
+    caller: Caller,
     /// Set once the server sent channel.close: only close-ok is awaited.
     closing: bool,
     /// The publish whose content is arriving.
@@ -59,12 +66,19 @@ pub(crate) struct Channel {
 
 impl Channel {
     /// A channel just opened.
-    pub(crate) fn new(id: u16, out: Outgoing, tuned: Tuned, broker: Arc<Broker>) -> Channel {
+    pub(crate) fn new(
+        id: u16,
+        out: Outgoing,
+        tuned: Tuned,
+        caller: Caller,
+        broker: Arc<Broker>,
+    ) -> Channel {
         Channel {
             id,
             pipeline: Pipeline::new(id, out.clone(), broker),
             out,
             tuned,
+            caller,
             closing: false,
             incoming: None,
             confirm: None,
@@ -280,6 +294,14 @@ impl Channel {
         let broker = &shared.broker;
         match method {
             exchange::AMQPMethod::Declare(d) => {
+                if !d.passive && broker.exchange(d.exchange.as_str()).is_none() {
+                    authorize(
+                        shared,
+                        &self.caller,
+                        "exchange.declare",
+                        QueueAccess::CreateExchange(d.exchange.as_str()),
+                    )?;
+                }
                 let kind: ExchangeKind = d.kind.as_str().parse().map_err(|_| {
                     Failure::connection(
                         COMMAND_INVALID,
@@ -306,6 +328,12 @@ impl Channel {
                 }
             }
             exchange::AMQPMethod::Delete(d) => {
+                authorize(
+                    shared,
+                    &self.caller,
+                    "exchange.delete",
+                    QueueAccess::DeleteExchange(d.exchange.as_str()),
+                )?;
                 broker
                     .delete_exchange(d.exchange.as_str(), d.if_unused)
                     .await
@@ -350,6 +378,12 @@ impl Channel {
                 } else {
                     d.queue.to_string()
                 };
+                let access = if d.passive || broker.queue_definition(&name).is_some() {
+                    QueueAccess::DescribeQueue(&name)
+                } else {
+                    QueueAccess::CreateQueue(&name)
+                };
+                authorize(shared, &self.caller, "queue.declare", access)?;
                 if shared.registry.access(&name, connection) == Access::Locked {
                     return Err(locked(&name));
                 }
@@ -390,6 +424,8 @@ impl Channel {
                 }
             }
             queue::AMQPMethod::Bind(b) => {
+                let access = QueueAccess::BindQueue(b.queue.as_str());
+                authorize(shared, &self.caller, "queue.bind", access)?;
                 self.check_access(shared, b.queue.as_str(), connection)?;
                 let binding = BindingSpec {
                     exchange: b.exchange.to_string(),
@@ -406,6 +442,8 @@ impl Channel {
                 }
             }
             queue::AMQPMethod::Unbind(u) => {
+                let access = QueueAccess::BindQueue(u.queue.as_str());
+                authorize(shared, &self.caller, "queue.unbind", access)?;
                 self.check_access(shared, u.queue.as_str(), connection)?;
                 let binding = BindingSpec {
                     exchange: u.exchange.to_string(),
@@ -420,6 +458,8 @@ impl Channel {
                 .await;
             }
             queue::AMQPMethod::Purge(p) => {
+                let access = QueueAccess::PurgeQueue(p.queue.as_str());
+                authorize(shared, &self.caller, "queue.purge", access)?;
                 self.check_access(shared, p.queue.as_str(), connection)?;
                 let purged = broker
                     .purge_queue(p.queue.as_str())
@@ -436,6 +476,12 @@ impl Channel {
             }
             queue::AMQPMethod::Delete(d) => {
                 let name = d.queue.to_string();
+                authorize(
+                    shared,
+                    &self.caller,
+                    "queue.delete",
+                    QueueAccess::DeleteQueue(&name),
+                )?;
                 self.check_access(shared, &name, connection)?;
                 if d.if_unused && shared.registry.consumers(&name) > 0 {
                     return Err(Failure::channel(
@@ -609,6 +655,15 @@ impl Channel {
             return Ok(());
         };
         let routed = publish::route(shared, &message)?;
+        for queue in routed.queues() {
+            authorize(
+                shared,
+                &self.caller,
+                "basic.publish",
+                QueueAccess::PublishTo(queue),
+            )
+            .map_err(|failure| failure.on(60, 40))?;
+        }
         if routed.stored() == 0 && routed.refused == 0 && incoming.publish.mandatory {
             let method = basic::AMQPMethod::Return(basic::Return {
                 reply_code: NO_ROUTE,
@@ -624,6 +679,9 @@ impl Channel {
             *sequence
         });
         self.pipeline.push(routed, confirm).await;
+        // Over the produce quota: the connection is not read further until the delay is
+        // over.
+        hold_back(shared, &self.caller, QuotaKind::Produce, message.body.len()).await;
         Ok(())
     }
 
@@ -634,6 +692,8 @@ impl Channel {
         connection: ConnectionId,
     ) -> Result<(), Failure> {
         let queue = c.queue.to_string();
+        let access = QueueAccess::ConsumeQueue(&queue);
+        authorize(shared, &self.caller, "basic.consume", access)?;
         self.check_access(shared, &queue, connection)?;
         let definition = shared.broker.queue_definition(&queue).ok_or_else(|| {
             Failure::channel(NOT_FOUND, format!("no queue '{queue}' in vhost '/'"))
@@ -676,6 +736,7 @@ impl Channel {
             no_ack: c.no_ack,
             rules: Arc::new(QueueRules::of(&queue, &definition.arguments)),
             frame_max: self.tuned.frame_max,
+            caller: self.caller.clone(),
         };
         let task = tokio::spawn(deliver::run_consumer(
             Arc::clone(shared),
@@ -721,6 +782,12 @@ impl Channel {
         connection: ConnectionId,
     ) -> Result<(), Failure> {
         let queue = g.queue.to_string();
+        authorize(
+            shared,
+            &self.caller,
+            "basic.get",
+            QueueAccess::ConsumeQueue(&queue),
+        )?;
         self.check_access(shared, &queue, connection)?;
         let definition = shared.broker.queue_definition(&queue).ok_or_else(|| {
             Failure::channel(NOT_FOUND, format!("no queue '{queue}' in vhost '/'"))
@@ -741,6 +808,7 @@ impl Channel {
                 let frames =
                     deliver::content_frames(self.id, method, &message, self.tuned.frame_max);
                 let _ = self.out.send(frames).await;
+                hold_back(shared, &self.caller, QuotaKind::Fetch, message.body.len()).await;
             }
             None => {
                 self.reply(AMQPClass::Basic(basic::AMQPMethod::GetEmpty(

@@ -1,5 +1,6 @@
-//! One AMQP connection: the opening handshake (protocol header, start, tune, open), then
-//! frames read and dispatched to their channels until either side closes.
+//! One AMQP connection: the opening handshake (protocol header, start and the login,
+//! tune, open), then frames read and dispatched to their channels until either side
+//! closes. Every channel acts as the caller the login gave (see `access`).
 //!
 //! Everything the connection sends goes through one queue to a writer task, which also
 //! sends heartbeats when nothing else went out for a heartbeat interval; consumers of the
@@ -16,20 +17,20 @@ use amq_protocol::frame::AMQPFrame;
 use amq_protocol::protocol::{AMQPClass, connection};
 use amq_protocol::types::{AMQPValue, FieldTable, LongString, ShortString};
 use sluice_broker::Broker;
-use sluice_broker::security::Principal;
+use sluice_broker::security::{Caller, Principal};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::AmqpConfig;
+use crate::access;
 use crate::channel::Channel;
 use crate::codec::{FrameReader, PROTOCOL_HEADER, ReadFailure, encode};
 use crate::config::HANDSHAKE_TIMEOUT;
 use crate::registry::{ConnectionId, Registry};
 use crate::reply::{
-    ACCESS_REFUSED, CHANNEL_ERROR, COMMAND_INVALID, CONNECTION_FORCED, Failure, NOT_ALLOWED,
-    RESOURCE_ERROR, Scope,
+    CHANNEL_ERROR, COMMAND_INVALID, CONNECTION_FORCED, Failure, NOT_ALLOWED, RESOURCE_ERROR, Scope,
 };
 
 /// What every connection of a listener shares.
@@ -83,8 +84,8 @@ pub(crate) async fn serve(
         handshake(&mut reader, &out, &shared, peer, certificate.as_ref()),
     )
     .await;
-    let tuned = match opened {
-        Ok(Ok(Some(tuned))) => Some(tuned),
+    let opened = match opened {
+        Ok(Ok(Some(opened))) => Some(opened),
         Ok(Ok(None)) => None,
         Ok(Err(failure)) => {
             tracing::info!(%peer, reason = %failure.text, "AMQP connection refused");
@@ -96,7 +97,7 @@ pub(crate) async fn serve(
             None
         }
     };
-    let Some(tuned) = tuned else {
+    let Some((tuned, caller)) = opened else {
         drop(out);
         let _ = writing.await;
         return;
@@ -111,6 +112,7 @@ pub(crate) async fn serve(
         id,
         out: out.clone(),
         tuned,
+        caller,
         channels: HashMap::new(),
         closing: false,
         blocked: false,
@@ -203,37 +205,8 @@ fn server_properties() -> FieldTable {
     properties
 }
 
-/// The user and password of a start-ok response, for PLAIN and AMQPLAIN.
-fn credentials(mechanism: &str, response: &[u8]) -> Option<(String, String)> {
-    match mechanism {
-        "PLAIN" => {
-            let mut parts = response.split(|b| *b == 0);
-            let _authzid = parts.next()?;
-            let user = parts.next()?;
-            let password = parts.next()?;
-            Some((
-                String::from_utf8_lossy(user).into_owned(),
-                String::from_utf8_lossy(password).into_owned(),
-            ))
-        }
-        "AMQPLAIN" => {
-            // A field table without its length prefix.
-            let mut table = (response.len() as u32).to_be_bytes().to_vec();
-            table.extend_from_slice(response);
-            let (_, table) = amq_protocol::types::parsing::parse_field_table(&table[..]).ok()?;
-            let field = |name: &str| {
-                table
-                    .inner()
-                    .get(name)
-                    .and_then(crate::properties::value_text)
-            };
-            Some((field("LOGIN")?, field("PASSWORD")?))
-        }
-        _ => None,
-    }
-}
-
-/// Opens the connection: `None` when the client went away or spoke another protocol
+/// Opens the connection, logging the client in: what was negotiated and who the
+/// connection acts as; `None` when the client went away or spoke another protocol
 /// (answered with our protocol header, as AMQP asks).
 async fn handshake<R: AsyncRead + Unpin>(
     reader: &mut FrameReader<R>,
@@ -241,7 +214,7 @@ async fn handshake<R: AsyncRead + Unpin>(
     shared: &Shared,
     peer: SocketAddr,
     certificate: Option<&Principal>,
-) -> Result<Option<Tuned>, Failure> {
+) -> Result<Option<(Tuned, Caller)>, Failure> {
     match reader.protocol_header().await {
         Ok(Some(header)) if header == PROTOCOL_HEADER => {}
         Ok(Some(_)) => {
@@ -258,7 +231,7 @@ async fn handshake<R: AsyncRead + Unpin>(
                 version_major: 0,
                 version_minor: 9,
                 server_properties: server_properties(),
-                mechanisms: LongString::from("PLAIN AMQPLAIN"),
+                mechanisms: LongString::from(access::mechanisms(shared, certificate).join(" ")),
                 locales: LongString::from("en_US"),
             })),
         ),
@@ -272,24 +245,14 @@ async fn handshake<R: AsyncRead + Unpin>(
         start_ok.client_properties.inner().get("capabilities"),
         Some(AMQPValue::FieldTable(c)) if matches!(c.inner().get("connection.blocked"), Some(AMQPValue::Boolean(true)))
     );
-    let mechanism = start_ok.mechanism.as_str();
-    let refused = |why: String| Failure::connection(ACCESS_REFUSED, why).on(10, 11);
-    let Some((user, password)) = credentials(mechanism, start_ok.response.as_bytes()) else {
-        return Err(refused(format!(
-            "authentication mechanism {mechanism:?} is not offered (PLAIN, AMQPLAIN), or its response is malformed"
-        )));
-    };
-    // Until users come, the only login is RabbitMQ's default one, and only from loopback.
-    if user != "guest" || password != "guest" {
-        return Err(refused(format!(
-            "Login was refused using authentication mechanism {mechanism}: only guest/guest is known"
-        )));
-    }
-    if !peer.ip().is_loopback() {
-        return Err(refused(
-            "user 'guest' can only connect via localhost".to_owned(),
-        ));
-    }
+    let caller = access::login(
+        shared,
+        peer,
+        certificate,
+        start_ok.mechanism.as_str(),
+        start_ok.response.as_bytes(),
+    )
+    .await?;
     let config = &shared.config;
     send(
         out,
@@ -337,12 +300,13 @@ async fn handshake<R: AsyncRead + Unpin>(
     )
     .await;
     tracing::debug!(%peer, frame_max, channel_max, heartbeat = tune_ok.heartbeat, "AMQP connection open");
-    Ok(Some(Tuned {
+    let tuned = Tuned {
         frame_max,
         channel_max,
         heartbeat: Duration::from_secs(u64::from(tune_ok.heartbeat)),
         blocked_capability,
-    }))
+    };
+    Ok(Some((tuned, caller)))
 }
 
 /// The next connection-class method on channel 0 during the handshake; heartbeats are
@@ -374,6 +338,8 @@ struct Connection {
     id: ConnectionId,
     out: Outgoing,
     tuned: Tuned,
+    /// Who the connection acts as.
+    caller: Caller,
     channels: HashMap<u16, Channel>,
     /// Set once the server sent connection.close: only close-ok is awaited.
     closing: bool,
@@ -590,6 +556,7 @@ impl Connection {
                 id,
                 self.out.clone(),
                 self.tuned,
+                self.caller.clone(),
                 Arc::clone(&self.shared.broker),
             ),
         );

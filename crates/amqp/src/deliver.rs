@@ -15,9 +15,11 @@ use std::time::Duration;
 use amq_protocol::frame::{AMQPContentHeader, AMQPFrame};
 use amq_protocol::protocol::{AMQPClass, basic};
 use parking_lot::Mutex;
+use sluice_broker::security::{Caller, QuotaKind};
 use sluice_broker::{Ack, AckKind, AcquiredRecord, BrokerError, RecordView, ShareMember};
 use tokio::sync::Notify;
 
+use crate::access::hold_back;
 use crate::codec::{body_chunk, encode};
 use crate::connection::{Outgoing, Shared};
 use crate::properties::Message;
@@ -279,6 +281,9 @@ pub(crate) struct ConsumerSpec {
     pub(crate) rules: Arc<QueueRules>,
     /// The negotiated frame_max.
     pub(crate) frame_max: u32,
+    /// Who the consumer's connection acts as (whose fetch quota its deliveries count
+    /// against).
+    pub(crate) caller: Caller,
 }
 
 /// Delivers records of `member`'s queue on the channel until the task is aborted or the
@@ -347,10 +352,13 @@ pub(crate) async fn run_consumer(
         }
         let mut unsent = live.into_iter();
         for record in unsent.by_ref() {
+            let bytes = record.record.value.as_ref().map_or(0, |v| v.len());
             let frames = deliver_frames(&spec, &deliveries, &member, record);
             if out.send(frames).await.is_err() {
                 return;
             }
+            // Over the fetch quota: the next delivery waits.
+            hold_back(&shared, &spec.caller, QuotaKind::Fetch, bytes).await;
             // A paused channel takes no more (what no_ack counted as delivered still goes).
             if deliveries.is_paused() && !spec.no_ack {
                 break;

@@ -10,6 +10,7 @@
 //! `docs/amqp.md` lists the methods served and what differs from RabbitMQ.
 #![warn(missing_docs)]
 
+mod access;
 mod channel;
 mod codec;
 mod config;

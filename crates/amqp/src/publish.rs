@@ -114,6 +114,11 @@ impl Routed {
     pub(crate) fn stored(&self) -> usize {
         self.queues.len()
     }
+
+    /// The names of the queues that take it.
+    pub(crate) fn queues(&self) -> impl Iterator<Item = &str> {
+        self.queues.iter().map(|(name, _)| name.as_str())
+    }
 }
 
 /// Routes `message` through its exchange. A queue with `x-max-length` keeps at most that

@@ -5,6 +5,7 @@
 //! - [`scram`]: the server's side of SCRAM-SHA-256 and SCRAM-SHA-512.
 //! - [`acl`]: Kafka's ACL model; deny wins, no allowing binding denies.
 //! - [`quota`]: produce and fetch byte rates per user, answered with a throttle time.
+//! - [`QueueAccess`]: what the ACLs ask of each operation on queues and exchanges.
 //!
 //! Front ends authenticate a connection once ([`Security::login_plain`],
 //! [`Security::scram_first`] and [`Security::scram_final`], or a client certificate's
@@ -17,6 +18,7 @@ pub mod acl;
 mod file;
 mod logins;
 mod principal;
+mod queue_access;
 pub mod quota;
 pub mod scram;
 pub mod users;
@@ -34,6 +36,7 @@ pub use acl::{
     ResourceType, WILDCARD,
 };
 pub use principal::{ANONYMOUS, Caller, Principal};
+pub use queue_access::QueueAccess;
 pub use quota::{DEFAULT_QUOTA_USER, QuotaKind};
 pub use scram::{ScramError, ScramExchange, ScramMechanism};
 
