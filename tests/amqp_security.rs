@@ -351,6 +351,41 @@ fn acls_decide_what_each_user_declares_publishes_and_consumes() -> Result<()> {
 }
 
 /// The seconds a `flooded` or `drained` line of `lines` (the `index`th) reports.
+#[test]
+fn where_dead_letters_go_is_authorized_when_the_queue_is_declared() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = secured_server(
+        dir.path(),
+        &[&[
+            "--principal",
+            "User:alice",
+            "--operation",
+            "create,write",
+            "--topic",
+            "trap",
+        ]],
+    )?;
+    steps(&server, ADMIN, &["declare:victim"])?;
+    // Alice may not write to `victim`, so neither may her queue's dead letters.
+    let alice = steps(
+        &server,
+        ALICE,
+        &["deadletter:trap:victim", "deadletter:trap:trap"],
+    )?;
+    ensure!(
+        alice
+            == [
+                closed(
+                    "deadletter:trap:victim",
+                    "access to queue 'victim' in vhost '/' refused for user 'alice': queue.declare needs write on topic 'victim'"
+                ),
+                json!({"event": "declared", "queue": "trap", "messages": 0}),
+            ],
+        "alice: {alice:?}"
+    );
+    Ok(())
+}
+
 fn seconds(lines: &[Value], index: usize) -> Result<f64> {
     lines
         .get(index)

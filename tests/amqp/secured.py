@@ -6,6 +6,8 @@ refuses the login; else `connected`), then runs the steps in order on one channe
 
 declare:QUEUE           queue.declare QUEUE: `declared`
 passive:QUEUE           queue.declare QUEUE passively: `declared`
+deadletter:QUEUE:TARGET queue.declare QUEUE with its dead letters going to queue TARGET
+                        (the default exchange): `declared`
 exchange:NAME           exchange.declare NAME (fanout): `exchange`
 bind:QUEUE:EXCHANGE     queue.bind QUEUE to EXCHANGE: `bound`
 purge:QUEUE             queue.purge QUEUE: `purged` with the count
@@ -40,6 +42,12 @@ def declare(channel, queue):
 
 def passive(channel, queue):
     ok = channel.queue_declare(queue=queue, passive=True)
+    emit('declared', queue=ok.method.queue, messages=ok.method.message_count)
+
+
+def deadletter(channel, queue, target):
+    ok = channel.queue_declare(queue=queue, arguments={
+        'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': target})
     emit('declared', queue=ok.method.queue, messages=ok.method.message_count)
 
 
@@ -116,7 +124,8 @@ def wait(channel):
     sys.stdin.readline()
 
 
-STEPS = {'declare': declare, 'passive': passive, 'exchange': exchange,
+STEPS = {'declare': declare, 'passive': passive, 'deadletter': deadletter,
+         'exchange': exchange,
          'bind': bind, 'purge': purge, 'delete': delete,
          'publish': publish, 'get': get, 'consume': consume, 'flood': flood,
          'drain': drain, 'wait': wait}

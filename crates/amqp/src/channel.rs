@@ -384,6 +384,13 @@ impl Channel {
                     QueueAccess::CreateQueue(&name)
                 };
                 authorize(shared, &self.caller, "queue.declare", access)?;
+                if let QueueAccess::CreateQueue(_) = access {
+                    let rules = QueueRules::of(&name, &arguments(&d.arguments));
+                    if let Some(target) = rules.dead_letter_target() {
+                        let access = QueueAccess::DeadLetterTo(target);
+                        authorize(shared, &self.caller, "queue.declare", access)?;
+                    }
+                }
                 if shared.registry.access(&name, connection) == Access::Locked {
                     return Err(locked(&name));
                 }

@@ -52,6 +52,17 @@ impl QueueRules {
             message_ttl: arguments.get("x-message-ttl").and_then(|t| t.parse().ok()),
         }
     }
+
+    /// Where the queue's dead letters may go, if it has a dead-letter exchange: the queue
+    /// named by the routing key on the default exchange (`Some(Some(name))`), or any queue
+    /// (`Some(None)`: another exchange, or the messages' own routing keys).
+    pub(crate) fn dead_letter_target(&self) -> Option<Option<&str>> {
+        let exchange = self.dead_letter_exchange.as_deref()?;
+        Some(match (exchange, self.dead_letter_routing_key.as_deref()) {
+            ("", Some(key)) => Some(key),
+            _ => None,
+        })
+    }
 }
 
 /// A delivery not yet acknowledged.

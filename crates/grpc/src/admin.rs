@@ -41,15 +41,10 @@ impl Admin for AdminService {
         let request = request.into_inner();
         require_topic("name", &request.name)?;
         // As in Kafka: Create on the cluster, or on the topic.
-        let security = self.broker.security();
-        if !security.permits(&caller, Operation::Create, &Resource::cluster()) {
-            authorize(
-                &self.broker,
-                &caller,
-                Operation::Create,
-                &Resource::topic(&request.name),
-            )?;
-        }
+        self.broker
+            .security()
+            .authorize_create_topic(&caller, &request.name)
+            .map_err(to_status)?;
         let info = self
             .broker
             .create_topic(&request.name, request.partitions, &request.config)

@@ -12,6 +12,7 @@
 //! | [`DeleteQueue`](QueueAccess::DeleteQueue)     | `queue.delete`                            | Delete on the topic and Delete on the group       |
 //! | [`ConsumeQueue`](QueueAccess::ConsumeQueue)   | `basic.consume`, `basic.get`              | Read on the group and Read on the topic (a share consumer's ACLs) |
 //! | [`PublishTo`](QueueAccess::PublishTo)         | `basic.publish`, for each queue the message lands in | Write on the topic                     |
+//! | [`DeadLetterTo`](QueueAccess::DeadLetterTo) | `queue.declare` of a new queue with `x-dead-letter-exchange` | Write on the topic its dead letters go to: the queue named by `x-dead-letter-routing-key` on the default exchange; any other route can reach any queue, so Write on every topic (a `*` or empty-prefix binding) |
 //! | [`CreateExchange`](QueueAccess::CreateExchange) | `exchange.declare` of an exchange not defined yet | Create on the cluster                     |
 //! | [`DeleteExchange`](QueueAccess::DeleteExchange) | `exchange.delete`                       | Delete on the cluster                             |
 //!
@@ -24,9 +25,10 @@
 //! names, so creating and deleting them is a cluster operation; Delete on the cluster is
 //! asked rather than Alter, which would also allow managing users and ACLs. What the
 //! broker does on its own (deleting exclusive and auto-delete queues as their connection
-//! or last consumer goes, dead-lettering, expiry) is not checked.
+//! or last consumer goes, dead-lettering, expiry) is not checked then: where a queue's
+//! dead letters may go is checked when it is declared.
 
-use super::acl::{Operation, Resource};
+use super::acl::{Operation, Resource, WILDCARD};
 use super::{Caller, Security};
 use crate::BrokerError;
 
@@ -48,6 +50,10 @@ pub enum QueueAccess<'a> {
     ConsumeQueue(&'a str),
     /// Storing a published message in the queue.
     PublishTo(&'a str),
+    /// Declaring a queue whose dead letters go to the queue named (the default exchange
+    /// with `x-dead-letter-routing-key`), or with `None` possibly to any queue (another
+    /// exchange, or the messages' own routing keys).
+    DeadLetterTo(Option<&'a str>),
     /// Declaring an exchange that is not defined yet.
     CreateExchange(&'a str),
     /// Deleting an exchange.
@@ -75,6 +81,7 @@ impl<'a> QueueAccess<'a> {
             | QueueAccess::PublishTo(name)
             | QueueAccess::CreateExchange(name)
             | QueueAccess::DeleteExchange(name) => name,
+            QueueAccess::DeadLetterTo(target) => target.unwrap_or(WILDCARD),
         }
     }
 }
@@ -103,6 +110,12 @@ impl Security {
                 check(Operation::Read, Resource::topic(name))
             }
             QueueAccess::PublishTo(name) => check(Operation::Write, Resource::topic(name)),
+            // Dead letters are stored by the broker on the declarer's behalf later, so
+            // where they may go is checked now.
+            QueueAccess::DeadLetterTo(target) => check(
+                Operation::Write,
+                Resource::topic(target.unwrap_or(WILDCARD)),
+            ),
             QueueAccess::CreateExchange(_) => check(Operation::Create, Resource::cluster()),
             QueueAccess::DeleteExchange(_) => check(Operation::Delete, Resource::cluster()),
         }

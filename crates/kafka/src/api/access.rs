@@ -50,10 +50,9 @@ impl Context {
     /// Fails unless the principal may create topic `name`: Create on the cluster or on the
     /// topic.
     pub(crate) fn authorize_create(&self, name: &str) -> Result<(), BrokerError> {
-        if self.permits(Operation::Create, &Resource::cluster()) {
-            return Ok(());
-        }
-        self.authorize_topic(Operation::Create, name)
+        self.broker
+            .security()
+            .authorize_create_topic(&self.caller, name)
     }
 
     /// Fails unless the principal may do `operation` on group `name`.
