@@ -11,7 +11,9 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use parking_lot::RwLock;
@@ -19,7 +21,7 @@ use rustls::RootCertStore;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ServerConfig, ServerConnection, WebPkiClientVerifier};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
@@ -196,6 +198,101 @@ impl Reloadable {
     }
 }
 
+/// A connection of a listener that may or may not serve TLS.
+#[derive(Debug)]
+pub enum Transport<S> {
+    /// Plaintext.
+    Plain(S),
+    /// TLS over `S`.
+    Tls(Box<TlsStream<S>>),
+}
+
+impl<S> Transport<S> {
+    /// The underlying stream.
+    pub fn get_ref(&self) -> &S {
+        match self {
+            Transport::Plain(stream) => stream,
+            Transport::Tls(stream) => stream.get_ref().0,
+        }
+    }
+}
+
+/// `stream` as it is when `tls` is `None`, else after a TLS handshake (see
+/// [`Reloadable::accept`]); with the client certificate's principal.
+pub async fn accept<S>(
+    tls: Option<&Reloadable>,
+    stream: S,
+) -> Result<(Transport<S>, Option<String>), TlsError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    match tls {
+        None => Ok((Transport::Plain(stream), None)),
+        Some(tls) => {
+            let (stream, principal) = tls.accept(stream).await?;
+            Ok((Transport::Tls(Box::new(stream)), principal))
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Transport<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
+            Transport::Tls(stream) => Pin::new(stream).poll_read(cx, buf),
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Transport<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Transport::Plain(stream) => Pin::new(stream).poll_write(cx, buf),
+            Transport::Tls(stream) => Pin::new(stream).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Transport::Plain(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
+            Transport::Tls(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Transport::Plain(stream) => stream.is_write_vectored(),
+            Transport::Tls(stream) => stream.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(stream) => Pin::new(stream).poll_flush(cx),
+            Transport::Tls(stream) => Pin::new(stream).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
+            Transport::Tls(stream) => Pin::new(stream).poll_shutdown(cx),
+        }
+    }
+}
+
 /// The principal of a connection's client certificate: its subject's common name, or the
 /// whole subject (RFC 4514 text) when it has none. `None` without a client certificate
 /// (or with one that does not parse, which the verifier would have refused).
@@ -348,9 +445,11 @@ mod tests {
             Err(TlsError::Handshake(_))
         ));
         let stranger = leaf(&ca("other"), &[], Some("mallory"));
-        assert!(handshake(&mutual, &server_ca.pem, Some(stranger))
-            .await
-            .is_err());
+        assert!(
+            handshake(&mutual, &server_ca.pem, Some(stranger))
+                .await
+                .is_err()
+        );
     }
 
     #[tokio::test]
@@ -406,9 +505,6 @@ mod tests {
             ..mismatched
         };
         let err = empty_ca.server_config(&[]).unwrap_err().to_string();
-        assert!(
-            err.contains("client CA") && err.contains("ca.pem"),
-            "{err}"
-        );
+        assert!(err.contains("client CA") && err.contains("ca.pem"), "{err}");
     }
 }
