@@ -209,18 +209,22 @@ mod tests {
 
     #[test]
     fn incomplete_tls_settings_name_what_is_missing() {
-        let cases: [(&[(&str, &str)], &str, &str); 4] = [
-            (&[("SLUICE_TLS_CERT", "c.pem")], "tls.cert", "tls.key"),
-            (&[("SLUICE_TLS_KEY", "k.pem")], "tls.key", "tls.cert"),
+        // (variable, value, its setting, what it needs)
+        let cases = [
+            ("SLUICE_TLS_CERT", "c.pem", "tls.cert", "tls.key"),
+            ("SLUICE_TLS_KEY", "k.pem", "tls.key", "tls.cert"),
             (
-                &[("SLUICE_TLS_CLIENT_CA", "ca.pem")],
+                "SLUICE_TLS_CLIENT_CA",
+                "ca.pem",
                 "tls.client_ca",
                 "tls.cert",
             ),
-            (&[("SLUICE_TLS_GRPC", "true")], "tls.grpc", "tls.cert"),
+            ("SLUICE_TLS_GRPC", "true", "tls.grpc", "tls.cert"),
         ];
-        for (env, key, needs) in cases {
-            let err = load(&ServeArgs::default(), env).expect_err(key).to_string();
+        for (variable, value, key, needs) in cases {
+            let err = load(&ServeArgs::default(), &[(variable, value)])
+                .expect_err(key)
+                .to_string();
             assert!(err.contains(key) && err.contains(needs), "{err}");
         }
         let err = load(&ServeArgs::default(), &[("SLUICE_TLS_KAFKA", "maybe")])
