@@ -57,16 +57,24 @@ impl Server {
             tracing::warn!(variable = %name, "ignoring environment variable: it names no setting");
         }
         let health = Health::recovering().await;
-        let tls = |on: fn(&TlsConfig) -> bool, alpn: &[&'static [u8]]| match &config.tls {
-            Some(tls) if on(tls) => Reloadable::new(tls.files.clone(), alpn)
-                .map(|tls| Some(Arc::new(tls)))
-                .map_err(ServerError::Tls),
-            _ => Ok(None),
-        };
-        let grpc_tls = tls(|tls| tls.grpc, &[ALPN_H2])?;
-        let metrics_tls = tls(|tls| tls.metrics, &[ALPN_HTTP1])?;
-        let kafka_tls = tls(|tls| tls.kafka, &[])?;
-        let amqp_tls = tls(|tls| tls.amqp, &[])?;
+        // A listener's TLS, when it is on and serves TLS.
+        let tls =
+            |listens: bool, serves: fn(&TlsConfig) -> bool, alpn: &[&'static [u8]]| match &config
+                .tls
+            {
+                Some(tls) if listens && serves(tls) => Reloadable::new(tls.files.clone(), alpn)
+                    .map(|tls| Some(Arc::new(tls)))
+                    .map_err(ServerError::Tls),
+                _ => Ok(None),
+            };
+        let grpc_tls = tls(true, |tls| tls.grpc, &[ALPN_H2])?;
+        let metrics_tls = tls(
+            config.metrics_listen.is_some(),
+            |tls| tls.metrics,
+            &[ALPN_HTTP1],
+        )?;
+        let kafka_tls = tls(config.kafka_listen.is_some(), |tls| tls.kafka, &[])?;
+        let amqp_tls = tls(config.amqp_listen.is_some(), |tls| tls.amqp, &[])?;
         let reloadable: Vec<Arc<Reloadable>> = [&grpc_tls, &metrics_tls, &kafka_tls, &amqp_tls]
             .into_iter()
             .flatten()
@@ -291,7 +299,7 @@ fn reload_on_hangup(listeners: Vec<Arc<Reloadable>>) -> Result<JoinHandle<()>, S
     let mut hangups = signal(SignalKind::hangup()).map_err(ServerError::Signal)?;
     Ok(tokio::spawn(async move {
         while hangups.recv().await.is_some() {
-            match listeners.iter().try_for_each(|tls| tls.reload()) {
+            match Reloadable::reload_all(listeners.iter().map(Arc::as_ref)) {
                 Ok(()) => tracing::info!("reloaded TLS certificates"),
                 Err(err) => tracing::error!(
                     error = %err,

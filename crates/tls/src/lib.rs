@@ -171,8 +171,21 @@ impl Reloadable {
     /// Reads the files again; connections accepted from now on use what they hold, open
     /// ones are untouched. On failure the current config stays.
     pub fn reload(&self) -> Result<(), TlsError> {
-        let config = self.files.server_config(&self.alpn)?;
-        *self.current.write() = Arc::new(config);
+        Reloadable::reload_all([self])
+    }
+
+    /// [`Reloadable::reload`] for every one of `listeners`, all or none: each reads its
+    /// files, and only when every one could are the new configs swapped in.
+    pub fn reload_all<'a>(
+        listeners: impl IntoIterator<Item = &'a Reloadable>,
+    ) -> Result<(), TlsError> {
+        let fresh = listeners
+            .into_iter()
+            .map(|listener| Ok((listener, listener.files.server_config(&listener.alpn)?)))
+            .collect::<Result<Vec<_>, TlsError>>()?;
+        for (listener, config) in fresh {
+            *listener.current.write() = Arc::new(config);
+        }
         Ok(())
     }
 
