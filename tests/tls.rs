@@ -96,7 +96,7 @@ fn the_cli_produces_and_consumes_over_https_and_plaintext_clients_get_nothing() 
     let ca = Ca::new("sluice test CA")?;
     let ca_file = write(certs.path(), "ca.pem", &ca.pem)?;
     let server = Server::start(dir.path(), &strs(&server_certificate(&ca, certs.path())?))?;
-    let url = format!("https://{}", server.addr);
+    let url = server.https_url();
     let tls = ["--server", &url, "--ca-cert", &ca_file];
 
     sluice_ok(
@@ -180,7 +180,7 @@ fn a_listener_switched_to_plaintext_serves_beside_tls_ones() -> Result<()> {
     )?;
     let kafka = server.kafka_addr().context("kafka listener")?;
     ensure!(kafka_answers_plaintext(kafka)?, "no plaintext Kafka answer");
-    let url = format!("https://{}", server.addr);
+    let url = server.https_url();
     sluice_ok(
         &["topic", "list", "--server", &url, "--ca-cert", &ca_file],
         &[],
@@ -216,7 +216,7 @@ fn client_certificates_name_the_principal() -> Result<()> {
         ],
     )?;
     let server = Server::start(dir.path(), &strs(&args))?;
-    let url = format!("https://{}", server.addr);
+    let url = server.https_url();
     let mut users = Vec::new();
     for name in ["admin", "alice", "bob"] {
         let (cert, key) = client_ca.issue(name)?;
@@ -273,7 +273,7 @@ async fn sighup_reloads_certificates_and_open_connections_stay() -> Result<()> {
         &[("SLUICE_LOG", "info")],
         &strs(&server_certificate(&old_ca, certs.path())?),
     )?;
-    let url = format!("https://{}", server.addr);
+    let url = server.https_url();
     let open = sluice_client::Client::builder(url.clone())
         .ca_certificate(old_ca.pem.clone())
         .connect()
@@ -352,7 +352,7 @@ fn kafka_and_amqp_clients_speak_tls() -> Result<()> {
     let ca = Ca::new("sluice test CA")?;
     let ca_file = write(certs.path(), "ca.pem", &ca.pem)?;
     let server = Server::start(dir.path(), &strs(&server_certificate(&ca, certs.path())?))?;
-    let url = format!("https://{}", server.addr);
+    let url = server.https_url();
     sluice_ok(
         &[
             "topic",
