@@ -84,23 +84,11 @@ pub(crate) struct TlsArgs {
     /// PEM file with the CA certificates that signed the server's certificate (TLS)
     #[arg(long, env = "SLUICE_CA_CERT", value_name = "FILE", global = true)]
     ca_cert: Option<PathBuf>,
-    /// PEM file with the client certificate to present (mutual TLS; needs --client-key)
-    #[arg(
-        long,
-        env = "SLUICE_CLIENT_CERT",
-        value_name = "FILE",
-        requires = "client_key",
-        global = true
-    )]
+    /// PEM file with the client certificate to present (mutual TLS; with --client-key)
+    #[arg(long, env = "SLUICE_CLIENT_CERT", value_name = "FILE", global = true)]
     client_cert: Option<PathBuf>,
     /// PEM file with the private key of --client-cert
-    #[arg(
-        long,
-        env = "SLUICE_CLIENT_KEY",
-        value_name = "FILE",
-        requires = "client_cert",
-        global = true
-    )]
+    #[arg(long, env = "SLUICE_CLIENT_KEY", value_name = "FILE", global = true)]
     client_key: Option<PathBuf>,
 }
 
@@ -113,16 +101,22 @@ impl TlsArgs {
         if let Some(path) = &self.ca_cert {
             client = client.ca_certificate(read("--ca-cert", path)?);
         }
-        if let (Some(cert), Some(key)) = (&self.client_cert, &self.client_key) {
-            client =
-                client.client_certificate(read("--client-cert", cert)?, read("--client-key", key)?);
+        match (&self.client_cert, &self.client_key) {
+            (Some(cert), Some(key)) => {
+                client = client
+                    .client_certificate(read("--client-cert", cert)?, read("--client-key", key)?);
+            }
+            (None, None) => {}
+            _ => anyhow::bail!(
+                "--client-cert (SLUICE_CLIENT_CERT) and --client-key (SLUICE_CLIENT_KEY) go together"
+            ),
         }
         Ok(client)
     }
 
     /// Whether TLS is asked for.
     fn any(&self) -> bool {
-        self.ca_cert.is_some() || self.client_cert.is_some()
+        self.ca_cert.is_some() || self.client_cert.is_some() || self.client_key.is_some()
     }
 }
 

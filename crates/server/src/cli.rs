@@ -67,20 +67,10 @@ pub struct ServeArgs {
     pub superusers: Option<Vec<String>>,
     /// PEM certificate chain: every listener serves TLS with it (unless `tls.<listener>`
     /// is false in the config file) [env: SLUICE_TLS_CERT]
-    #[arg(
-        long,
-        value_name = "FILE",
-        requires = "tls_key",
-        help_heading = "Security"
-    )]
+    #[arg(long, value_name = "FILE", help_heading = "Security")]
     pub tls_cert: Option<PathBuf>,
-    /// PEM private key of --tls-cert [env: SLUICE_TLS_KEY]
-    #[arg(
-        long,
-        value_name = "FILE",
-        requires = "tls_cert",
-        help_heading = "Security"
-    )]
+    /// PEM private key of --tls-cert; one needs the other [env: SLUICE_TLS_KEY]
+    #[arg(long, value_name = "FILE", help_heading = "Security")]
     pub tls_key: Option<PathBuf>,
     /// PEM CA certificates: TLS clients must present a certificate they signed, whose
     /// subject's common name becomes the client's principal [env: SLUICE_TLS_CLIENT_CA]

@@ -184,6 +184,17 @@ mod tests {
         assert_eq!(tls.files.key, PathBuf::from("k.pem"));
         assert_eq!(tls.files.client_ca, Some(PathBuf::from("ca.pem")));
         assert!(!tls.kafka && tls.grpc);
+        // Sources mix: the key from a flag, the certificate from the environment.
+        let args = ServeArgs {
+            tls_key: Some(PathBuf::from("flag-key.pem")),
+            ..ServeArgs::default()
+        };
+        let tls = load(&args, &[("SLUICE_TLS_CERT", "env-cert.pem")])
+            .unwrap()
+            .tls
+            .expect("tls on");
+        assert_eq!(tls.files.cert, PathBuf::from("env-cert.pem"));
+        assert_eq!(tls.files.key, PathBuf::from("flag-key.pem"));
 
         let mut file = tempfile::NamedTempFile::new().unwrap();
         file.write_all(
