@@ -98,6 +98,14 @@ fn the_cli_produces_and_consumes_over_https_and_plaintext_clients_get_nothing() 
     let server = Server::start(dir.path(), &strs(&server_certificate(&ca, certs.path())?))?;
     let url = server.https_url();
     let tls = ["--server", &url, "--ca-cert", &ca_file];
+    // Clients that connect and never start their handshakes hold up no one else.
+    let kafka = server.kafka_addr().context("kafka listener")?;
+    let metrics = server.metrics_addr().context("metrics endpoint")?;
+    let _silent: Vec<TcpStream> = [server.addr.as_str(), kafka, metrics]
+        .into_iter()
+        .map(TcpStream::connect)
+        .collect::<Result<_, _>>()?;
+    let started = Instant::now();
 
     sluice_ok(
         &[
@@ -139,11 +147,16 @@ fn the_cli_produces_and_consumes_over_https_and_plaintext_clients_get_nothing() 
         "",
     )?;
     ensure!(listed.contains("secure"), "{listed}");
+    // (A handshake waits up to 10 s for a silent client.)
+    ensure!(
+        started.elapsed() < Duration::from_secs(5),
+        "slow: {:?}",
+        started.elapsed()
+    );
 
     // Plaintext gRPC, and a plaintext Kafka request, get no answer.
     let plain = sluice(&["topic", "list", "--server", &server.url()], &[], "")?;
     ensure!(!plain.ok && !plain.stdout.contains("secure"), "{plain:?}");
-    let kafka = server.kafka_addr().context("kafka listener")?;
     ensure!(
         !kafka_answers_plaintext(kafka)?,
         "a Kafka answer in plaintext"
@@ -153,7 +166,6 @@ fn the_cli_produces_and_consumes_over_https_and_plaintext_clients_get_nothing() 
     ensure!(!untrusted.ok, "{untrusted:?}");
 
     // The metrics endpoint serves https too.
-    let metrics = server.metrics_addr().context("metrics endpoint")?;
     let port = metrics.rsplit(':').next().context("port")?;
     let curl = Command::new("curl")
         .args(["--silent", "--show-error", "--cacert", &ca_file])
