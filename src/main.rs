@@ -27,10 +27,10 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server until SIGINT or SIGTERM.
-    // Boxed: the server's many flags make it far larger than the client commands.
+    // Both boxed: the server's flags and the client commands' connection settings are large.
     Serve(Box<ServeArgs>),
     #[command(flatten)]
-    Client(cli::ClientCommand),
+    Client(Box<cli::ClientCommand>),
 }
 
 #[tokio::main]
@@ -43,7 +43,7 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Client(command) => cli::run(command).await,
+        Command::Client(command) => cli::run(*command).await,
     }
 }
 

@@ -22,7 +22,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Subcommand;
-use sluice_client::Client;
+use sluice_client::{Client, ClientBuilder};
 
 /// Subcommands that talk to a running server.
 #[derive(Debug, Subcommand)]
@@ -62,7 +62,8 @@ pub(crate) enum ClientCommand {
 /// Where the server is.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct ConnectArgs {
-    /// Server URL (`http://host:port`; a bare `host:port` means http)
+    /// Server URL (`http://host:port`, `https://host:port` for TLS; a bare `host:port`
+    /// means http, or https with --ca-cert)
     #[arg(
         long,
         env = "SLUICE_SERVER",
@@ -73,6 +74,50 @@ pub(crate) struct ConnectArgs {
     server: String,
     #[command(flatten)]
     credentials: CredentialArgs,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+/// How the client checks the server's certificate and which one it presents.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct TlsArgs {
+    /// PEM file with the CA certificates that signed the server's certificate (TLS)
+    #[arg(long, env = "SLUICE_CA_CERT", value_name = "FILE", global = true)]
+    ca_cert: Option<PathBuf>,
+    /// PEM file with the client certificate to present (mutual TLS; with --client-key)
+    #[arg(long, env = "SLUICE_CLIENT_CERT", value_name = "FILE", global = true)]
+    client_cert: Option<PathBuf>,
+    /// PEM file with the private key of --client-cert
+    #[arg(long, env = "SLUICE_CLIENT_KEY", value_name = "FILE", global = true)]
+    client_key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// `client` with the CA and client certificate given, read from their files.
+    fn apply(&self, mut client: ClientBuilder) -> anyhow::Result<ClientBuilder> {
+        let read = |flag: &str, path: &PathBuf| {
+            std::fs::read(path).with_context(|| format!("cannot read {flag} {}", path.display()))
+        };
+        if let Some(path) = &self.ca_cert {
+            client = client.ca_certificate(read("--ca-cert", path)?);
+        }
+        match (&self.client_cert, &self.client_key) {
+            (Some(cert), Some(key)) => {
+                client = client
+                    .client_certificate(read("--client-cert", cert)?, read("--client-key", key)?);
+            }
+            (None, None) => {}
+            _ => anyhow::bail!(
+                "--client-cert (SLUICE_CLIENT_CERT) and --client-key (SLUICE_CLIENT_KEY) go together"
+            ),
+        }
+        Ok(client)
+    }
+
+    /// Whether TLS is asked for.
+    fn any(&self) -> bool {
+        self.ca_cert.is_some() || self.client_cert.is_some() || self.client_key.is_some()
+    }
 }
 
 /// Who the client authenticates as.
@@ -92,10 +137,12 @@ impl ConnectArgs {
     async fn connect(&self) -> anyhow::Result<Client> {
         let url = if self.server.contains("://") {
             self.server.clone()
+        } else if self.tls.any() {
+            format!("https://{}", self.server)
         } else {
             format!("http://{}", self.server)
         };
-        let mut client = Client::builder(url);
+        let mut client = self.tls.apply(Client::builder(url))?;
         if let Some((user, password)) = self.credentials.given()? {
             client = client.credentials(&user, &password);
         }

@@ -27,6 +27,8 @@ pub(crate) struct TargetArgs {
 }
 
 /// A running server or a data directory.
+// Made once per command: the size difference of the two costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Target {
     /// Over gRPC, as the caller.
     Server(SecurityClient<Transport>),

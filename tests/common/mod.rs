@@ -276,6 +276,11 @@ impl Server {
         format!("http://{}", self.addr)
     }
 
+    /// The URL TLS clients connect to (a server started with `--tls-cert`).
+    pub fn https_url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
     /// GETs `path` from the metrics endpoint: the HTTP status code and the body.
     pub fn metrics_get(&self, path: &str) -> Result<(u16, String)> {
         self.metrics_get_with(path, &[])

@@ -19,7 +19,6 @@ use amq_protocol::types::{AMQPValue, FieldTable, LongString, ShortString};
 use sluice_broker::Broker;
 use sluice_broker::security::{Caller, Principal};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -66,15 +65,16 @@ pub(crate) struct Tuned {
 }
 
 /// Serves one client until it closes, breaks the protocol, or the broker drains.
-pub(crate) async fn serve(
-    stream: TcpStream,
+pub(crate) async fn serve<S>(
+    stream: S,
     peer: SocketAddr,
     certificate: Option<Principal>,
     shared: Arc<Shared>,
     id: ConnectionId,
-) {
-    let _ = stream.set_nodelay(true);
-    let (read, write) = stream.into_split();
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (read, write) = tokio::io::split(stream);
     let mut reader = FrameReader::new(read, shared.config.frame_max);
     let (out, queued) = mpsc::channel(OUTGOING_QUEUE);
     let heartbeat = Arc::new(AtomicU64::new(0));

@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sluice_broker::Broker;
+use sluice_broker::security::Principal;
+use sluice_tls::Reloadable;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
@@ -19,6 +21,8 @@ pub struct AmqpListener {
     listener: TcpListener,
     local_addr: SocketAddr,
     config: AmqpConfig,
+    /// TLS for every connection, unless it serves plaintext.
+    tls: Option<Arc<Reloadable>>,
 }
 
 impl AmqpListener {
@@ -32,7 +36,16 @@ impl AmqpListener {
             listener,
             local_addr,
             config,
+            tls: None,
         })
+    }
+
+    /// Serves AMQPS (TLS) with `tls`'s current certificates.
+    pub fn with_tls(self, tls: Arc<Reloadable>) -> AmqpListener {
+        AmqpListener {
+            tls: Some(tls),
+            ..self
+        }
     }
 
     /// The bound address (with the real port when port 0 was asked for).
@@ -63,14 +76,21 @@ impl AmqpListener {
             };
             match accepted {
                 Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
                     let id = next_id.fetch_add(1, Ordering::Relaxed);
-                    connections.spawn(connection::serve(
-                        stream,
-                        peer,
-                        None,
-                        Arc::clone(&shared),
-                        id,
-                    ));
+                    let tls = self.tls.clone();
+                    let shared = Arc::clone(&shared);
+                    connections.spawn(async move {
+                        match sluice_tls::accept(tls.as_deref(), stream).await {
+                            Ok((stream, certificate)) => {
+                                let certificate = certificate.as_deref().map(Principal::user);
+                                connection::serve(stream, peer, certificate, shared, id).await;
+                            }
+                            Err(err) => {
+                                tracing::info!(%peer, error = %err, "AMQP connection refused")
+                            }
+                        }
+                    });
                 }
                 Err(err) => {
                     // Out of file descriptors or similar: keep the listener, slow down.

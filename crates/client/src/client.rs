@@ -8,7 +8,7 @@ use sluice_proto::v1::groups_client::GroupsClient;
 use sluice_proto::v1::log_client::LogClient;
 use sluice_proto::v1::security_client::SecurityClient;
 use sluice_proto::v1::share_groups_client::ShareGroupsClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::admin::Admin;
 use crate::consumer::ConsumerBuilder;
@@ -56,6 +56,10 @@ pub struct Client {
 pub struct ClientBuilder {
     url: String,
     credentials: Credentials,
+    /// PEM CA certificates the server's certificate must chain to.
+    ca_certificate: Option<Vec<u8>>,
+    /// PEM certificate chain and private key presented to the server (mutual TLS).
+    client_certificate: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 impl ClientBuilder {
@@ -66,14 +70,60 @@ impl ClientBuilder {
         self
     }
 
-    /// Connects to the server.
+    /// Trusts the CA certificates in `pem` (PEM text) for the server's certificate, instead
+    /// of the well-known web CAs (for an `https://` URL).
+    pub fn ca_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.ca_certificate = Some(pem.into());
+        self
+    }
+
+    /// Presents the certificate chain `cert_pem` with its private key `key_pem` (PEM text)
+    /// to a server that asks for client certificates (mutual TLS); its subject's common
+    /// name is the principal the server knows the client by (for an `https://` URL).
+    pub fn client_certificate(
+        mut self,
+        cert_pem: impl Into<Vec<u8>>,
+        key_pem: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.client_certificate = Some((cert_pem.into(), key_pem.into()));
+        self
+    }
+
+    /// Connects to the server: over TLS with an `https://` URL. A CA or client certificate
+    /// with an `http://` URL is refused rather than ignored.
     pub async fn connect(self) -> Result<Client> {
-        let ClientBuilder { url, credentials } = self;
-        let endpoint = Endpoint::from_shared(url.clone())
-            .map_err(|source| Error::InvalidUrl {
+        let ClientBuilder {
+            url,
+            credentials,
+            ca_certificate,
+            client_certificate,
+        } = self;
+        let mut endpoint =
+            Endpoint::from_shared(url.clone()).map_err(|source| Error::InvalidUrl {
                 url: url.clone(),
                 source: Arc::new(source),
-            })?
+            })?;
+        let https = endpoint.uri().scheme_str() == Some("https");
+        if !https && (ca_certificate.is_some() || client_certificate.is_some()) {
+            return Err(Error::InvalidArgument(format!(
+                "{url}: a CA or client certificate needs an https:// URL"
+            )));
+        }
+        if https {
+            let mut tls = ClientTlsConfig::new();
+            tls = match ca_certificate {
+                Some(pem) => tls.ca_certificate(Certificate::from_pem(pem)),
+                None => tls.with_webpki_roots(),
+            };
+            if let Some((cert, key)) = client_certificate {
+                tls = tls.identity(Identity::from_pem(cert, key));
+            }
+            endpoint = endpoint.tls_config(tls).map_err(|source| Error::Tls {
+                url: url.clone(),
+                source: Arc::new(source),
+            })?;
+        }
+        let endpoint = endpoint
             .tcp_nodelay(true)
             .connect_timeout(CONNECT_TIMEOUT)
             .initial_stream_window_size(STREAM_WINDOW)
@@ -92,16 +142,19 @@ impl ClientBuilder {
 }
 
 impl Client {
-    /// Connects to the server at `url` (`http://host:port`) without credentials.
+    /// Connects to the server at `url` (`http://host:port`, or `https://host:port` for a
+    /// server whose certificate a well-known web CA signed) without credentials.
     pub async fn connect(url: impl Into<String>) -> Result<Self> {
         Client::builder(url).connect().await
     }
 
-    /// A builder for a connection to `url` with options (credentials).
+    /// A builder for a connection to `url` with options (credentials, TLS).
     pub fn builder(url: impl Into<String>) -> ClientBuilder {
         ClientBuilder {
             url: url.into(),
             credentials: Credentials::default(),
+            ca_certificate: None,
+            client_certificate: None,
         }
     }
 

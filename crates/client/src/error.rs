@@ -21,6 +21,15 @@ pub enum Error {
         #[source]
         source: Arc<tonic::transport::Error>,
     },
+    /// The TLS settings (CA or client certificate) are not usable.
+    #[error("invalid TLS settings for {url}")]
+    Tls {
+        /// The server URL.
+        url: String,
+        /// Why they were rejected.
+        #[source]
+        source: Arc<tonic::transport::Error>,
+    },
     /// No connection could be made to the server.
     #[error("cannot connect to {url}")]
     Connect {

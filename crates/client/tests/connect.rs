@@ -27,3 +27,16 @@ async fn no_server_is_a_connect_error_naming_the_url() -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn a_ca_certificate_with_a_plaintext_url_is_refused_rather_than_ignored() -> Result<()> {
+    let connected = Client::builder("http://127.0.0.1:50051")
+        .ca_certificate("-----BEGIN CERTIFICATE-----\n")
+        .connect()
+        .await;
+    match connected {
+        Err(Error::InvalidArgument(text)) => assert!(text.contains("https://"), "{text}"),
+        other => bail!("expected InvalidArgument, got {other:?}"),
+    }
+    Ok(())
+}

@@ -14,9 +14,9 @@ use sluice_broker::Broker;
 use sluice_broker::security::{Caller, Operation, Principal, Resource};
 use tonic::body::Body;
 use tonic::codegen::{BoxFuture, Service, http};
-use tonic::transport::server::TcpConnectInfo;
 use tonic::{Request, Status};
 
+use crate::observe::PeerInfo;
 use crate::status::to_status;
 
 /// The protocol name callers of this front end carry.
@@ -145,11 +145,10 @@ async fn identify(broker: &Broker, asked: Asked) -> Result<Caller, Status> {
 
 /// The client's address and, on an mTLS connection, its certificate's principal.
 fn transport_identity(extensions: &http::Extensions) -> (IpAddr, Option<Principal>) {
-    let host = extensions
-        .get::<TcpConnectInfo>()
-        .and_then(TcpConnectInfo::remote_addr)
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |addr| addr.ip());
-    (host, None)
+    match extensions.get::<PeerInfo>() {
+        Some(peer) => (peer.remote_addr.ip(), peer.certificate.clone()),
+        None => (IpAddr::V4(Ipv4Addr::UNSPECIFIED), None),
+    }
 }
 
 /// User and password of an `authorization: Basic ...` header (gRPC calls and the

@@ -41,7 +41,7 @@ use crate::security::SecurityService;
 use crate::share::ShareGroupsService;
 
 pub use auth::{Authenticate, Authenticated, basic_credentials};
-pub use observe::{Accept, Connection, ObserveCalls, Observed};
+pub use observe::{Accept, Connection, ObserveCalls, Observed, PeerInfo};
 pub use status::{shutting_down, to_status};
 
 /// Conversions between `sluice.v1.Security` messages and the broker's users, ACLs and

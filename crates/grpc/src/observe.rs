@@ -1,6 +1,7 @@
 //! gRPC traffic: open connections, open calls and finished calls by status code.
 
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,21 +10,30 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::Frame;
 use metrics::{Gauge, counter, gauge};
+use sluice_broker::security::Principal;
+use sluice_tls::{Reloadable, Transport};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
 use tokio_stream::Stream;
 use tonic::body::Body;
 use tonic::codegen::{BoxFuture, Service, http};
-use tonic::transport::server::{Connected, TcpConnectInfo};
+use tonic::transport::server::Connected;
 use tonic::{Code, Status};
 
 /// The connections of a listener that several serving phases share, one after the other:
 /// a stream of accepted connections, each counted in `sluice_grpc_connections` while open.
+/// With TLS, handshakes run on tasks of their own, so a slow client holds up no other; a
+/// failed handshake is logged and the connection dropped.
 #[derive(Debug)]
 pub struct Accept {
     listener: Arc<TcpListener>,
     /// Once set, the stream ends without accepting anything more.
     done: Option<Arc<AtomicBool>>,
+    /// TLS for every connection, unless it serves plaintext.
+    tls: Option<Arc<Reloadable>>,
+    /// TLS handshakes under way.
+    handshakes: JoinSet<Option<Connection>>,
 }
 
 impl Accept {
@@ -32,6 +42,8 @@ impl Accept {
         Accept {
             listener,
             done: None,
+            tls: None,
+            handshakes: JoinSet::new(),
         }
     }
 
@@ -39,9 +51,15 @@ impl Accept {
     /// so a later phase can take over the listener without losing a connection).
     pub fn until(listener: Arc<TcpListener>, done: Arc<AtomicBool>) -> Accept {
         Accept {
-            listener,
             done: Some(done),
+            ..Accept::new(listener)
         }
+    }
+
+    /// The same connections after a TLS handshake with `tls`'s current certificates, if
+    /// `tls` is set.
+    pub fn with_tls(self, tls: Option<Arc<Reloadable>>) -> Accept {
+        Accept { tls, ..self }
     }
 }
 
@@ -49,28 +67,82 @@ impl Stream for Accept {
     type Item = io::Result<Connection>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.done.as_ref().is_some_and(|d| d.load(Ordering::SeqCst)) {
+        let this = self.get_mut();
+        if this.done.as_ref().is_some_and(|d| d.load(Ordering::SeqCst)) {
             return Poll::Ready(None);
         }
-        self.listener.poll_accept(cx).map(|accepted| {
-            Some(accepted.and_then(|(stream, _)| {
-                stream.set_nodelay(true)?;
-                Ok(Connection::new(stream))
-            }))
-        })
+        while let Poll::Ready(accepted) = this.listener.poll_accept(cx) {
+            let (stream, peer) = match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => return Poll::Ready(Some(Err(e))),
+            };
+            if let Err(e) = stream.set_nodelay(true) {
+                return Poll::Ready(Some(Err(e)));
+            }
+            let Some(tls) = this.tls.clone() else {
+                return Poll::Ready(Some(Ok(Connection::new(
+                    Transport::Plain(stream),
+                    peer,
+                    None,
+                ))));
+            };
+            this.handshakes.spawn(async move {
+                match tls.accept(stream).await {
+                    Ok((stream, certificate)) => Some(Connection::new(
+                        Transport::Tls(Box::new(stream)),
+                        peer,
+                        certificate.as_deref().map(Principal::user),
+                    )),
+                    Err(err) => {
+                        tracing::info!(%peer, error = %err, "gRPC connection refused");
+                        None
+                    }
+                }
+            });
+        }
+        loop {
+            match this.handshakes.poll_join_next(cx) {
+                Poll::Ready(Some(Ok(Some(connection)))) => {
+                    return Poll::Ready(Some(Ok(connection)));
+                }
+                Poll::Ready(Some(_)) => {}
+                // The listener woke us or will.
+                Poll::Ready(None) | Poll::Pending => return Poll::Pending,
+            }
+        }
     }
+}
+
+/// Who is at the other end of a gRPC connection; in each call's extensions.
+#[derive(Debug, Clone)]
+pub struct PeerInfo {
+    /// The client's address.
+    pub remote_addr: SocketAddr,
+    /// The principal of the client's certificate (mutual TLS).
+    pub certificate: Option<Principal>,
 }
 
 /// An accepted client connection, counted while open.
 #[derive(Debug)]
 pub struct Connection {
-    stream: TcpStream,
+    stream: Transport<TcpStream>,
+    peer: PeerInfo,
 }
 
 impl Connection {
-    fn new(stream: TcpStream) -> Connection {
+    fn new(
+        stream: Transport<TcpStream>,
+        remote_addr: SocketAddr,
+        certificate: Option<Principal>,
+    ) -> Connection {
         gauge!("sluice_grpc_connections").increment(1.0);
-        Connection { stream }
+        Connection {
+            stream,
+            peer: PeerInfo {
+                remote_addr,
+                certificate,
+            },
+        }
     }
 }
 
@@ -81,10 +153,10 @@ impl Drop for Connection {
 }
 
 impl Connected for Connection {
-    type ConnectInfo = TcpConnectInfo;
+    type ConnectInfo = PeerInfo;
 
-    fn connect_info(&self) -> TcpConnectInfo {
-        self.stream.connect_info()
+    fn connect_info(&self) -> PeerInfo {
+        self.peer.clone()
     }
 }
 

@@ -20,9 +20,7 @@ use std::pin::Pin;
 
 use bytes::Bytes;
 use kafka_protocol::messages::RequestKind;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::KafkaError;
@@ -35,10 +33,12 @@ type Answer = Pin<Box<dyn Future<Output = Result<Option<Frame>, KafkaError>> + S
 
 /// Serves one connection until the client closes it, an error ends it, or the broker
 /// drains.
-pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, mut ctx: Context) {
-    let _ = stream.set_nodelay(true);
+pub(crate) async fn serve<S>(stream: S, peer: SocketAddr, mut ctx: Context)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
     let draining = ctx.broker.draining();
-    let (mut reader, writer) = stream.into_split();
+    let (mut reader, writer) = tokio::io::split(stream);
     let (answers, queue) = mpsc::channel::<Answer>(ctx.config.max_in_flight_requests.max(1));
     let writing = tokio::spawn(write_answers(writer, queue));
     let read = async {
@@ -128,7 +128,7 @@ async fn answer(ctx: &Context, request: api::Request) -> Result<Answer, KafkaErr
 
 /// Sends the answers in the order they were queued.
 async fn write_answers(
-    mut writer: OwnedWriteHalf,
+    mut writer: impl AsyncWrite + Unpin,
     mut queue: mpsc::Receiver<Answer>,
 ) -> Result<(), KafkaError> {
     while let Some(answer) = queue.recv().await {

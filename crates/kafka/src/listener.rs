@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_broker::Broker;
+use sluice_broker::security::Principal;
+use sluice_tls::Reloadable;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
@@ -20,6 +22,8 @@ pub struct KafkaListener {
     config: Arc<KafkaConfig>,
     /// Share group members and sessions, shared by every connection.
     shares: Arc<Shares>,
+    /// TLS for every connection, unless it serves plaintext.
+    tls: Option<Arc<Reloadable>>,
 }
 
 impl KafkaListener {
@@ -33,7 +37,16 @@ impl KafkaListener {
             local_addr,
             config: Arc::new(config),
             shares: Arc::default(),
+            tls: None,
         })
+    }
+
+    /// Serves TLS (Kafka's `SSL` security protocol) with `tls`'s current certificates.
+    pub fn with_tls(self, tls: Arc<Reloadable>) -> KafkaListener {
+        KafkaListener {
+            tls: Some(tls),
+            ..self
+        }
     }
 
     /// The bound address (with the real port when port 0 was asked for).
@@ -64,6 +77,7 @@ impl KafkaListener {
             };
             match accepted {
                 Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
                     let local_addr = stream.local_addr().unwrap_or(self.local_addr);
                     let ctx = Context::new(
                         Arc::clone(&broker),
@@ -71,9 +85,20 @@ impl KafkaListener {
                         Arc::clone(&self.shares),
                         local_addr,
                         peer,
-                        None,
                     );
-                    connections.spawn(connection::serve(stream, peer, ctx));
+                    let tls = self.tls.clone();
+                    connections.spawn(async move {
+                        match sluice_tls::accept(tls.as_deref(), stream).await {
+                            Ok((stream, certificate)) => {
+                                let ctx = ctx
+                                    .with_certificate(certificate.as_deref().map(Principal::user));
+                                connection::serve(stream, peer, ctx).await;
+                            }
+                            Err(err) => {
+                                tracing::info!(%peer, error = %err, "Kafka connection refused")
+                            }
+                        }
+                    });
                 }
                 Err(err) => {
                     // Out of file descriptors or similar: keep the listener, slow down.

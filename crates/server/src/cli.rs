@@ -7,7 +7,7 @@ use sluice_kafka::Advertised;
 
 use crate::config::{
     AmqpSettings, AuthSettings, GroupSettings, KafkaSettings, LimitSettings, ListenAddr, LogFormat,
-    ProducerSettings, Settings, ShareSettings,
+    ProducerSettings, Settings, ShareSettings, TlsSettings,
 };
 
 /// Flags of `sluice serve`. Each overrides the same setting from the environment and the
@@ -65,6 +65,17 @@ pub struct ServeArgs {
         help_heading = "Security"
     )]
     pub superusers: Option<Vec<String>>,
+    /// PEM certificate chain: every listener serves TLS with it (unless `tls.<listener>`
+    /// is false in the config file) [env: SLUICE_TLS_CERT]
+    #[arg(long, value_name = "FILE", help_heading = "Security")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert; one needs the other [env: SLUICE_TLS_KEY]
+    #[arg(long, value_name = "FILE", help_heading = "Security")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificates: TLS clients must present a certificate they signed, whose
+    /// subject's common name becomes the client's principal [env: SLUICE_TLS_CLIENT_CA]
+    #[arg(long, value_name = "FILE", help_heading = "Security")]
+    pub tls_client_ca: Option<PathBuf>,
 
     /// Most partitions per topic [env: SLUICE_LIMITS_MAX_PARTITIONS] [default: 1024]
     #[arg(long, value_name = "N", help_heading = "Limits")]
@@ -147,6 +158,12 @@ impl ServeArgs {
                 insecure: self.insecure.then_some(true),
                 superusers: self.superusers.clone(),
                 ..AuthSettings::default()
+            },
+            tls: TlsSettings {
+                cert: self.tls_cert.clone(),
+                key: self.tls_key.clone(),
+                client_ca: self.tls_client_ca.clone(),
+                ..TlsSettings::default()
             },
             topic_defaults: self.topic_defaults.iter().cloned().collect(),
         }

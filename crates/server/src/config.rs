@@ -51,8 +51,10 @@ pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 10_000;
 pub const DEFAULT_MAX_STREAMS_PER_CONNECTION: u32 = 1024;
 /// Log filter used when neither the `log` setting nor `RUST_LOG` is set.
 mod auth;
+mod tls;
 
 pub use auth::AuthSettings;
+pub use tls::{TlsConfig, TlsSettings};
 
 const DEFAULT_LOG_FILTER: &str = "info";
 
@@ -121,6 +123,9 @@ pub struct ServerConfig {
     pub amqp_listen: Option<SocketAddr>,
     /// How the AMQP front end behaves.
     pub amqp: AmqpConfig,
+    /// The certificate files and which listeners serve TLS; `None`: every listener is
+    /// plaintext.
+    pub tls: Option<TlsConfig>,
     /// Data directory, topic defaults, broker limits and retention interval.
     pub broker: BrokerConfig,
     /// Largest gRPC request message accepted (`limits.max_request_bytes`).
@@ -191,6 +196,9 @@ pub struct Settings {
     /// `[auth]`: authentication and who bypasses ACLs.
     #[serde(default)]
     pub auth: AuthSettings,
+    /// `[tls]`: certificates and which listeners serve TLS.
+    #[serde(default)]
+    pub tls: TlsSettings,
     /// `[topic_defaults]`: Kafka topic config keys and values for topics that do not
     /// override them.
     #[serde(default, deserialize_with = "scalar_map")]
@@ -768,6 +776,7 @@ impl Settings {
             amqp: self.amqp.overlay(higher.amqp),
             producers: self.producers.overlay(higher.producers),
             auth: self.auth.overlay(higher.auth),
+            tls: self.tls.overlay(higher.tls),
             topic_defaults,
         }
     }
@@ -828,6 +837,8 @@ impl Settings {
                     return self.producers.set(key, name, value);
                 } else if let Some(name) = key.strip_prefix("auth.") {
                     return self.auth.set(key, name, value);
+                } else if let Some(name) = key.strip_prefix("tls.") {
+                    return self.tls.set(key, name, value);
                 } else {
                     return Ok(false);
                 }
@@ -917,6 +928,7 @@ impl Settings {
         let (amqp_listen, amqp) = self.amqp.resolve()?;
         broker.producers = self.producers.resolve()?;
         broker.security = self.auth.resolve()?;
+        let tls = self.tls.resolve()?;
         broker.retention_check_interval = match self.retention_check_interval_ms {
             None => broker.retention_check_interval,
             Some(0) => {
@@ -953,6 +965,7 @@ impl Settings {
             kafka,
             amqp_listen,
             amqp,
+            tls,
             broker,
             max_request_bytes,
             max_streams_per_connection,
@@ -1042,7 +1055,8 @@ impl Environment {
 /// `SLUICE_KAFKA_LISTEN` -> `kafka.listen`,
 /// `SLUICE_AMQP_LISTEN` -> `amqp.listen`,
 /// `SLUICE_PRODUCERS_ID_EXPIRATION_MS` -> `producers.id_expiration_ms`,
-/// `SLUICE_AUTH_ENABLED` -> `auth.enabled`.
+/// `SLUICE_AUTH_ENABLED` -> `auth.enabled`,
+/// `SLUICE_TLS_CLIENT_CA` -> `tls.client_ca`.
 fn setting_key(env_name: &str) -> String {
     let name = env_name
         .strip_prefix(ENV_PREFIX)
@@ -1064,6 +1078,8 @@ fn setting_key(env_name: &str) -> String {
         format!("producers.{producer}")
     } else if let Some(auth) = name.strip_prefix("auth_") {
         format!("auth.{auth}")
+    } else if let Some(tls) = name.strip_prefix("tls_") {
+        format!("tls.{tls}")
     } else {
         name
     }

@@ -101,6 +101,13 @@ pub enum ServerError {
         #[source]
         source: io::Error,
     },
+    /// The TLS certificate, key or client CA could not be loaded (the message names the
+    /// file).
+    #[error("cannot load TLS certificates (tls.cert, tls.key, tls.client_ca): {0}")]
+    Tls(#[from] sluice_tls::TlsError),
+    /// The SIGHUP handler (certificate reloads) could not be installed.
+    #[error("cannot listen for SIGHUP to reload TLS certificates: {0}")]
+    Signal(#[source] io::Error),
     /// The broker failed to open its data directory.
     #[error("cannot open the broker: {0}")]
     OpenBroker(#[source] BrokerError),

@@ -11,7 +11,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use sluice_broker::{Broker, PartitionFault};
-use sluice_proto::v1::{admin_server, groups_server, log_server, share_groups_server};
+use sluice_proto::v1::{
+    admin_server, groups_server, log_server, security_server, share_groups_server,
+};
 use tokio::sync::{Mutex, watch};
 use tonic::Status;
 use tonic::body::Body;
@@ -160,6 +162,7 @@ impl Health {
             log_server::SERVICE_NAME,
             groups_server::SERVICE_NAME,
             share_groups_server::SERVICE_NAME,
+            security_server::SERVICE_NAME,
         ] {
             self.reporter.set_service_status(service, status).await;
         }

@@ -22,7 +22,8 @@ pub use config::{
     AmqpSettings, AuthSettings, DEFAULT_AMQP_LISTEN, DEFAULT_DATA_DIR, DEFAULT_KAFKA_LISTEN,
     DEFAULT_LISTEN, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_STREAMS_PER_CONNECTION,
     DEFAULT_MAX_SUBSCRIBE_BYTES, DEFAULT_MAX_SUBSCRIPTIONS, DEFAULT_METRICS_LISTEN, GroupSettings,
-    KafkaSettings, LimitSettings, ListenAddr, LogFormat, ServerConfig, Settings,
+    KafkaSettings, LimitSettings, ListenAddr, LogFormat, ServerConfig, Settings, TlsConfig,
+    TlsSettings,
 };
 pub use error::ServerError;
 

@@ -10,11 +10,12 @@ use sluice_amqp::AmqpListener;
 use sluice_broker::Broker;
 use sluice_grpc::{Accept, Authenticate, ObserveCalls};
 use sluice_kafka::KafkaListener;
+use sluice_tls::{ALPN_H2, ALPN_HTTP1, Reloadable};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::config::ServerConfig;
+use crate::config::{ServerConfig, TlsConfig};
 use crate::error::ServerError;
 use crate::health::{Health, RejectWhileRecovering};
 use crate::metrics::MetricsEndpoint;
@@ -41,6 +42,10 @@ pub struct Server {
     kafka: Option<KafkaListener>,
     /// The AMQP listener, unless it is off.
     amqp: Option<AmqpListener>,
+    /// The gRPC listener's TLS, unless it is plaintext.
+    grpc_tls: Option<Arc<Reloadable>>,
+    /// Reloads every listener's certificates on SIGHUP, when any serves TLS.
+    _reload: Option<AbortOnDrop>,
 }
 
 impl Server {
@@ -52,6 +57,34 @@ impl Server {
             tracing::warn!(variable = %name, "ignoring environment variable: it names no setting");
         }
         let health = Health::recovering().await;
+        // A listener's TLS, when it is on and serves TLS.
+        let tls =
+            |listens: bool, serves: fn(&TlsConfig) -> bool, alpn: &[&'static [u8]]| match &config
+                .tls
+            {
+                Some(tls) if listens && serves(tls) => Reloadable::new(tls.files.clone(), alpn)
+                    .map(|tls| Some(Arc::new(tls)))
+                    .map_err(ServerError::Tls),
+                _ => Ok(None),
+            };
+        let grpc_tls = tls(true, |tls| tls.grpc, &[ALPN_H2])?;
+        let metrics_tls = tls(
+            config.metrics_listen.is_some(),
+            |tls| tls.metrics,
+            &[ALPN_HTTP1],
+        )?;
+        let kafka_tls = tls(config.kafka_listen.is_some(), |tls| tls.kafka, &[])?;
+        let amqp_tls = tls(config.amqp_listen.is_some(), |tls| tls.amqp, &[])?;
+        let reloadable: Vec<Arc<Reloadable>> = [&grpc_tls, &metrics_tls, &kafka_tls, &amqp_tls]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        let reload = if reloadable.is_empty() {
+            None
+        } else {
+            Some(AbortOnDrop(reload_on_hangup(reloadable)?))
+        };
         let metrics = match config.metrics_listen {
             Some(addr) => {
                 let endpoint = MetricsEndpoint::bind(addr).await?;
@@ -61,6 +94,7 @@ impl Server {
                     crate::metrics::install(),
                     Arc::clone(&health),
                     config.broker.security.auth,
+                    metrics_tls,
                 );
                 Some((addr, AbortOnDrop(task)))
             }
@@ -73,18 +107,28 @@ impl Server {
         let kafka = match config.kafka_listen {
             Some(addr) => {
                 crate::reservations::warn_for_kafka();
-                Some(KafkaListener::bind(addr, config.kafka.clone()).await?)
+                let listener = KafkaListener::bind(addr, config.kafka.clone()).await?;
+                Some(match kafka_tls {
+                    Some(tls) => listener.with_tls(tls),
+                    None => listener,
+                })
             }
             None => None,
         };
         let amqp = match config.amqp_listen {
-            Some(addr) => Some(AmqpListener::bind(addr, config.amqp.clone()).await?),
+            Some(addr) => {
+                let listener = AmqpListener::bind(addr, config.amqp.clone()).await?;
+                Some(match amqp_tls {
+                    Some(tls) => listener.with_tls(tls),
+                    None => listener,
+                })
+            }
             None => None,
         };
         let listener = TcpListener::bind(config.listen).await.map_err(bind_error)?;
         let local_addr = listener.local_addr().map_err(bind_error)?;
         let listener = Arc::new(listener);
-        let recovery = Recovery::serve(Arc::clone(&listener), &health);
+        let recovery = Recovery::serve(Arc::clone(&listener), grpc_tls.clone(), &health);
         let broker_config = config.broker.clone();
         let broker = tokio::task::spawn_blocking(move || Broker::open(broker_config))
             .await
@@ -101,6 +145,8 @@ impl Server {
             metrics,
             kafka,
             amqp,
+            grpc_tls,
+            _reload: reload,
         })
     }
 
@@ -140,6 +186,8 @@ impl Server {
             metrics: _metrics,
             kafka,
             amqp,
+            grpc_tls,
+            _reload,
         } = self;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(sluice_proto::FILE_DESCRIPTOR_SET)
@@ -156,7 +204,7 @@ impl Server {
             .add_service(health.service())
             .add_service(reflection);
 
-        let incoming = Accept::new(listener);
+        let incoming = Accept::new(listener).with_tls(grpc_tls);
         let signal = async {
             shutdown.await;
             tracing::info!("shutting down");
@@ -213,15 +261,22 @@ struct Recovery {
 }
 
 impl Recovery {
-    fn serve(listener: Arc<TcpListener>, health: &Health) -> Recovery {
+    fn serve(
+        listener: Arc<TcpListener>,
+        tls: Option<Arc<Reloadable>>,
+        health: &Health,
+    ) -> Recovery {
         let done = Arc::new(AtomicBool::new(false));
         let (stop, stopped) = oneshot::channel::<()>();
         let serving = tonic::transport::Server::builder()
             .layer(RejectWhileRecovering)
             .add_service(health.service())
-            .serve_with_incoming_shutdown(Accept::until(listener, Arc::clone(&done)), async {
-                let _ = stopped.await;
-            });
+            .serve_with_incoming_shutdown(
+                Accept::until(listener, Arc::clone(&done)).with_tls(tls),
+                async {
+                    let _ = stopped.await;
+                },
+            );
         tokio::spawn(async move {
             if let Err(e) = serving.await {
                 tracing::warn!(error = %e, "health service during recovery failed");
@@ -235,6 +290,24 @@ impl Recovery {
         self.done.store(true, Ordering::SeqCst);
         let _ = self.stop.send(());
     }
+}
+
+/// Reloads `listeners`' certificates on each SIGHUP (new connections get the new ones,
+/// open connections keep theirs), logging `reloaded TLS certificates` or why not.
+fn reload_on_hangup(listeners: Vec<Arc<Reloadable>>) -> Result<JoinHandle<()>, ServerError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = signal(SignalKind::hangup()).map_err(ServerError::Signal)?;
+    Ok(tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            match Reloadable::reload_all(listeners.iter().map(Arc::as_ref)) {
+                Ok(()) => tracing::info!("reloaded TLS certificates"),
+                Err(err) => tracing::error!(
+                    error = %err,
+                    "reloading TLS certificates failed; serving the previous ones"
+                ),
+            }
+        }
+    }))
 }
 
 /// A background task, aborted when this is dropped.

@@ -127,6 +127,7 @@ async fn admin_calls_and_health() -> TestResult {
         "sluice.v1.Log",
         "sluice.v1.Groups",
         "sluice.v1.ShareGroups",
+        "sluice.v1.Security",
     ] {
         let status = health
             .check(HealthCheckRequest {
@@ -146,6 +147,7 @@ async fn admin_calls_and_health() -> TestResult {
             "sluice.v1.Admin",
             "sluice.v1.Groups",
             "sluice.v1.Log",
+            "sluice.v1.Security",
             "sluice.v1.ShareGroups",
         ]
     );

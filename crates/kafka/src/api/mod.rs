@@ -100,26 +100,32 @@ pub(crate) struct Context {
 }
 
 impl Context {
-    /// The context of a new connection from `peer` to `local_addr`, authenticated by its
-    /// client certificate's principal if it showed one.
+    /// The context of a new connection from `peer` to `local_addr`, anonymous until it
+    /// logs in.
     pub(crate) fn new(
         broker: Arc<Broker>,
         config: Arc<KafkaConfig>,
         shares: Arc<share::Shares>,
         local_addr: SocketAddr,
         peer: SocketAddr,
-        certificate: Option<Principal>,
     ) -> Context {
-        let principal = certificate.unwrap_or_else(Principal::anonymous);
         Context {
             broker,
             config,
             local_addr,
             peer,
             shares,
-            caller: Caller::new(principal, peer.ip(), PROTOCOL),
+            caller: Caller::new(Principal::anonymous(), peer.ip(), PROTOCOL),
             mute: Arc::default(),
         }
+    }
+
+    /// This context authenticated by its client certificate's principal, if it showed one.
+    pub(crate) fn with_certificate(mut self, certificate: Option<Principal>) -> Context {
+        if let Some(principal) = certificate {
+            self.caller.principal = principal;
+        }
+        self
     }
 
     /// The host and port Metadata, FindCoordinator and DescribeCluster hand out.
@@ -305,7 +311,6 @@ pub(crate) async fn test_context() -> (tempfile::TempDir, Arc<Broker>, Context) 
         Arc::default(),
         "127.0.0.1:9092".parse().expect("addr"),
         "127.0.0.1:40000".parse().expect("addr"),
-        None,
     );
     (dir, broker, ctx)
 }

@@ -7,13 +7,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::connect_info::Connected;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::IncomingStream;
 use metrics_exporter_prometheus::PrometheusHandle;
 use sluice_broker::security::{Caller, Operation, Resource};
-use tokio::net::TcpListener;
+use sluice_tls::{Reloadable, Transport};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::error::ServerError;
@@ -55,13 +59,14 @@ struct Scrape {
     auth_required: bool,
 }
 
-/// Serves the metrics port (and keeps the recorder's histograms folded) until the task is
-/// aborted.
+/// Serves the metrics port (over TLS with `tls`, if set) and keeps the recorder's
+/// histograms folded, until the task is aborted.
 pub(crate) fn serve(
     endpoint: MetricsEndpoint,
     handle: PrometheusHandle,
     health: Arc<Health>,
     auth_required: bool,
+    tls: Option<Arc<Reloadable>>,
 ) -> JoinHandle<()> {
     let upkeep = super::upkeep(handle.clone());
     let app = Router::new()
@@ -73,12 +78,17 @@ pub(crate) fn serve(
             health,
             auth_required,
         }));
-    let app = app.into_make_service_with_connect_info::<SocketAddr>();
+    let app = app.into_make_service_with_connect_info::<Peer>();
     tokio::spawn(async move {
+        let addr = endpoint.addr;
+        let served = match tls {
+            None => axum::serve(endpoint.listener, app).into_future(),
+            Some(tls) => axum::serve(Handshaken::start(endpoint, tls), app).into_future(),
+        };
         tokio::select! {
-            served = axum::serve(endpoint.listener, app) => {
+            served = served => {
                 if let Err(e) = served {
-                    tracing::error!(error = %e, addr = %endpoint.addr, "metrics endpoint failed");
+                    tracing::error!(error = %e, %addr, "metrics endpoint failed");
                 }
             }
             () = upkeep => {}
@@ -86,9 +96,87 @@ pub(crate) fn serve(
     })
 }
 
+/// The metrics port's connections after their TLS handshakes, which run on tasks of their
+/// own so a slow client holds up no other.
+#[derive(Debug)]
+struct Handshaken {
+    addr: SocketAddr,
+    connections: mpsc::Receiver<(Transport<TcpStream>, SocketAddr)>,
+}
+
+impl Handshaken {
+    /// Accepts on `endpoint` (until this is dropped) and runs each handshake with `tls`.
+    fn start(endpoint: MetricsEndpoint, tls: Arc<Reloadable>) -> Handshaken {
+        let (done, connections) = mpsc::channel(16);
+        tokio::spawn(async move {
+            loop {
+                let (stream, peer) = tokio::select! {
+                    accepted = endpoint.listener.accept() => match accepted {
+                        Ok(accepted) => accepted,
+                        Err(e) => {
+                            // Out of file descriptors or similar: keep the listener, slow down.
+                            tracing::warn!(error = %e, "cannot accept a metrics connection");
+                            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    },
+                    () = done.closed() => return,
+                };
+                let tls = Arc::clone(&tls);
+                let done = done.clone();
+                tokio::spawn(async move {
+                    match sluice_tls::accept(Some(&tls), stream).await {
+                        Ok((stream, _)) => {
+                            let _ = done.send((stream, peer)).await;
+                        }
+                        Err(e) => tracing::info!(%peer, error = %e, "metrics connection refused"),
+                    }
+                });
+            }
+        });
+        Handshaken {
+            addr: endpoint.addr,
+            connections,
+        }
+    }
+}
+
+/// The address a scrape comes from, over plaintext or TLS.
+#[derive(Debug, Clone, Copy)]
+struct Peer(SocketAddr);
+
+impl Connected<IncomingStream<'_, TcpListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Peer {
+        Peer(*stream.remote_addr())
+    }
+}
+
+impl Connected<IncomingStream<'_, Handshaken>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, Handshaken>) -> Peer {
+        Peer(*stream.remote_addr())
+    }
+}
+
+impl axum::serve::Listener for Handshaken {
+    type Io = Transport<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.connections.recv().await {
+            Some(connection) => connection,
+            // The accepting task ended: nothing more comes.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        Ok(self.addr)
+    }
+}
+
 async fn metrics(
     State(scrape): State<Arc<Scrape>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     headers: HeaderMap,
 ) -> Response {
     if scrape.auth_required
