@@ -1,8 +1,9 @@
 //! The Kafka listener under `--auth`, driven by librdkafka (confluent-kafka) and
-//! kafka-python: SASL PLAIN,
+//! kafka-python: over TLS (SASL_SSL) SASL PLAIN,
 //! SCRAM-SHA-256 and SCRAM-SHA-512 logins, a wrong password and a client without SASL
-//! refused (logged and counted), ACLs enforced per operation (no ACL, write-only), Kafka's
-//! admin API managing ACLs, and a produce quota throttling a producer.
+//! refused (logged and counted), client certificates as principals (mTLS), ACLs enforced per
+//! operation (no ACL, write-only, read-only), Kafka's admin API managing ACLs, and a produce
+//! quota throttling a producer.
 mod common;
 
 use std::path::Path;
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, ensure};
 use common::kafka::{Client, Delivery, Outgoing, parse_lines};
 use common::security::{add_acl, add_user, as_user, sluice_ok};
+use common::tls::{Ca, server_certificate, strs, write};
 use common::{Server, metric};
 use serde_json::Value;
 
@@ -21,9 +23,15 @@ const CAROL: (&str, &str) = ("carol", "carol-secret-4");
 const DAVE: (&str, &str) = ("dave", "dave-secret-5");
 const MECHANISMS: [&str; 3] = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
 
-/// A server with `--auth` and superuser admin; alice may read and write `orders` (and use
-/// any group), carol may only write it, dave may only read it, bob has no ACL.
-fn secured_server(dir: &Path) -> Result<Server> {
+/// A server with `--auth`, superuser admin and `extra` arguments; alice may read and write
+/// `orders` (and use any group), carol may only write it, dave may only read it, bob has no
+/// ACL.
+fn secured_server(dir: &Path, extra: &[&str]) -> Result<Server> {
+    secured_server_with_env(dir, &[], extra)
+}
+
+/// [`secured_server`] with environment variables `env` set.
+fn secured_server_with_env(dir: &Path, env: &[(&str, &str)], extra: &[&str]) -> Result<Server> {
     for (user, password) in [ADMIN, ALICE, BOB, CAROL, DAVE] {
         add_user(dir, user, password)?;
     }
@@ -64,7 +72,17 @@ fn secured_server(dir: &Path) -> Result<Server> {
     for acl in acls {
         add_acl(dir, acl)?;
     }
-    Server::start_capturing_stderr(dir, &["--auth", "--superusers", "admin"])
+    let mut args = vec!["--auth", "--superusers", "admin"];
+    args.extend_from_slice(extra);
+    Server::start_with_env(dir, env, &args)
+}
+
+/// A [`secured_server`] whose listeners serve TLS with a certificate of `ca` made in
+/// `certs` (the metrics endpoint stays plaintext for the test to read).
+fn tls_server(dir: &Path, ca: &Ca, certs: &Path, extra: &[&str]) -> Result<Server> {
+    let mut args = server_certificate(ca, certs)?;
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
+    secured_server_with_env(dir, &[("SLUICE_TLS_METRICS", "false")], &strs(&args))
 }
 
 /// librdkafka settings that log in as `user` with `mechanism` over plaintext; failures
@@ -90,24 +108,44 @@ fn scrape(server: &Server) -> Result<String> {
     Ok(body)
 }
 
+/// [`sasl`] over TLS, trusting the CA in file `ca`.
+fn sasl_ssl<'a>(
+    mechanism: &'a str,
+    user: (&'a str, &'a str),
+    ca: &'a str,
+) -> Vec<(&'a str, &'a str)> {
+    let mut settings = sasl(mechanism, user);
+    settings[0] = ("security.protocol", "SASL_SSL");
+    settings.push(("ssl.ca.location", ca));
+    settings
+}
+
 fn values(prefix: &str, count: usize) -> Vec<Outgoing> {
     (0..count)
         .map(|i| Outgoing::value(format!("{prefix}-{i}")))
         .collect()
 }
 
-/// Creates topic `orders` as admin.
-fn create_orders(bootstrap: &str) -> Result<()> {
+/// Creates topic `orders` with the admin's client `settings`.
+fn create_orders(bootstrap: &str, settings: &[(&str, &str)]) -> Result<()> {
     Client::Rdkafka
         .start(
             "create-topic",
             bootstrap,
             "orders",
-            &sasl("SCRAM-SHA-512", ADMIN),
+            settings,
             &["--partitions", "1"],
         )?
         .finish(Client::TIMEOUT)?;
     Ok(())
+}
+
+/// Owned settings as the pairs a client takes.
+fn borrowed(owned: &[(String, String)]) -> Vec<(&str, &str)> {
+    owned
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
 }
 
 /// The errors of the deliveries that failed.
@@ -122,11 +160,16 @@ fn failures(deliveries: &[Delivery]) -> Vec<&str> {
 }
 
 #[test]
-fn each_sasl_mechanism_logs_in_and_wrong_or_missing_credentials_are_refused() -> Result<()> {
+fn each_sasl_mechanism_logs_in_over_tls_and_wrong_or_missing_credentials_are_refused() -> Result<()>
+{
     let dir = tempfile::tempdir()?;
-    let server = secured_server(dir.path())?;
+    let certs = tempfile::tempdir()?;
+    let ca = Ca::new("kafka test CA")?;
+    let ca_file = write(certs.path(), "ca.pem", &ca.pem)?;
+    let server = tls_server(dir.path(), &ca, certs.path(), &[])?;
     let bootstrap = server.kafka_addr().context("no Kafka listener")?;
-    create_orders(bootstrap)?;
+    let sasl = |mechanism, user| sasl_ssl(mechanism, user, &ca_file);
+    create_orders(bootstrap, &sasl("SCRAM-SHA-512", ADMIN))?;
 
     let mut sent = 0;
     for mechanism in MECHANISMS {
@@ -150,7 +193,8 @@ fn each_sasl_mechanism_logs_in_and_wrong_or_missing_credentials_are_refused() ->
     // kafka-python speaks the same SASL exchanges.
     for mechanism in MECHANISMS {
         let settings = [
-            ("security_protocol", "SASL_PLAINTEXT"),
+            ("security_protocol", "SASL_SSL"),
+            ("ssl_cafile", &ca_file),
             ("sasl_mechanism", mechanism),
             ("sasl_plain_username", ALICE.0),
             ("sasl_plain_password", ALICE.1),
@@ -179,8 +223,12 @@ fn each_sasl_mechanism_logs_in_and_wrong_or_missing_credentials_are_refused() ->
             "{mechanism} with a wrong password delivered: {deliveries:?}"
         );
     }
-    // No SASL at all: the connection is closed after ApiVersions.
-    let plaintext = [("message.timeout.ms", "5000")];
+    // TLS but no SASL: the connection is closed after ApiVersions.
+    let plaintext = [
+        ("security.protocol", "SSL"),
+        ("ssl.ca.location", &ca_file),
+        ("message.timeout.ms", "5000"),
+    ];
     let deliveries = Client::Rdkafka.produce(bootstrap, "orders", &plaintext, &values("y", 2))?;
     ensure!(
         failures(&deliveries).len() == 2,
@@ -219,9 +267,9 @@ fn each_sasl_mechanism_logs_in_and_wrong_or_missing_credentials_are_refused() ->
 #[test]
 fn acls_decide_who_writes_and_who_reads() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let server = secured_server(dir.path())?;
+    let server = secured_server(dir.path(), &[])?;
     let bootstrap = server.kafka_addr().context("no Kafka listener")?;
-    create_orders(bootstrap)?;
+    create_orders(bootstrap, &sasl("SCRAM-SHA-512", ADMIN))?;
 
     // Bob has no ACL: his producer and consumer are told the topic is not theirs to see
     // (librdkafka stops at the metadata answer).
@@ -297,9 +345,9 @@ fn acls_decide_who_writes_and_who_reads() -> Result<()> {
 #[test]
 fn kafka_admin_clients_manage_acls_that_take_effect_at_once() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let server = secured_server(dir.path())?;
+    let server = secured_server(dir.path(), &[])?;
     let bootstrap = server.kafka_addr().context("no Kafka listener")?;
-    create_orders(bootstrap)?;
+    create_orders(bootstrap, &sasl("SCRAM-SHA-512", ADMIN))?;
 
     // Bob may not manage ACLs.
     let refused = Client::Rdkafka
@@ -383,9 +431,9 @@ fn kafka_admin_clients_manage_acls_that_take_effect_at_once() -> Result<()> {
 #[test]
 fn a_produce_quota_throttles_a_kafka_producer() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let server = secured_server(dir.path())?;
+    let server = secured_server(dir.path(), &[])?;
     let bootstrap = server.kafka_addr().context("no Kafka listener")?;
-    create_orders(bootstrap)?;
+    create_orders(bootstrap, &sasl("SCRAM-SHA-512", ADMIN))?;
     let url = server.url();
     sluice_ok(
         &[
@@ -427,5 +475,73 @@ fn a_produce_quota_throttles_a_kafka_producer() -> Result<()> {
     )
     .unwrap_or(0.0);
     ensure!(throttled > 0.0, "no produce throttle counted for alice");
+    Ok(())
+}
+
+#[test]
+fn a_client_certificate_is_the_principal_acls_are_checked_against() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let certs = tempfile::tempdir()?;
+    let ca = Ca::new("kafka mTLS CA")?;
+    let ca_file = write(certs.path(), "ca.pem", &ca.pem)?;
+    let server = tls_server(
+        dir.path(),
+        &ca,
+        certs.path(),
+        &["--tls-client-ca", &ca_file],
+    )?;
+    let bootstrap = server.kafka_addr().context("no Kafka listener")?;
+    // The certificate files of `cn`: librdkafka settings that present them.
+    let holder = |cn: &str| -> Result<(String, String)> {
+        let (cert, key) = ca.issue(cn)?;
+        Ok((
+            write(certs.path(), &format!("{cn}.pem"), &cert)?,
+            write(certs.path(), &format!("{cn}.key"), &key)?,
+        ))
+    };
+    let settings = |(cert, key): &(String, String)| -> Vec<(String, String)> {
+        [
+            ("security.protocol", "SSL"),
+            ("ssl.ca.location", ca_file.as_str()),
+            ("ssl.certificate.location", cert.as_str()),
+            ("ssl.key.location", key.as_str()),
+            ("message.timeout.ms", "5000"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    };
+    let admin = settings(&holder("admin")?);
+    let alice = settings(&holder("alice")?);
+    let bob = settings(&holder("bob")?);
+
+    create_orders(bootstrap, &borrowed(&admin))?;
+    // CN=alice is User:alice, whose ACLs allow reading and writing `orders`.
+    let records = values("cert", 4);
+    Client::Rdkafka.produce_acknowledged(bootstrap, "orders", &borrowed(&alice), &records)?;
+    let consumed = Client::Rdkafka.consume(bootstrap, "orders", &borrowed(&alice), None)?;
+    ensure!(consumed.len() == 4, "alice consumed {}", consumed.len());
+    // CN=bob has no ACL.
+    let deliveries =
+        Client::Rdkafka.produce(bootstrap, "orders", &borrowed(&bob), &values("b", 1))?;
+    ensure!(
+        failures(&deliveries).len() == 1,
+        "bob's certificate delivered: {deliveries:?}"
+    );
+    ensure!(
+        server.stderr().contains("denied principal=User:bob"),
+        "no audit line for bob's certificate"
+    );
+    // Without a certificate the handshake fails: nothing is delivered.
+    let anonymous = [
+        ("security.protocol", "SSL"),
+        ("ssl.ca.location", ca_file.as_str()),
+        ("message.timeout.ms", "5000"),
+    ];
+    let deliveries = Client::Rdkafka.produce(bootstrap, "orders", &anonymous, &values("n", 1))?;
+    ensure!(
+        failures(&deliveries).len() == 1,
+        "a client without a certificate delivered: {deliveries:?}"
+    );
     Ok(())
 }

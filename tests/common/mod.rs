@@ -5,6 +5,7 @@
 pub mod amqp;
 pub mod kafka;
 pub mod security;
+pub mod tls;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
