@@ -53,6 +53,12 @@ pub(crate) async fn run(args: TopArgs) -> Result<()> {
         })?;
     let mut endpoint = Endpoint::parse(&args.metrics)?;
     if let Some((user, password)) = args.credentials.given()? {
+        // Plain http: a password may cross only the loopback interface.
+        ensure!(
+            endpoint.is_loopback(),
+            "refusing to send the password of {user} in clear to {}: sluice top speaks plain http, so run it on the server's host against a loopback metrics address",
+            endpoint.host
+        );
         use base64::Engine;
         let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
         endpoint.authorization = Some(format!("Basic {token}"));
@@ -101,6 +107,20 @@ impl Endpoint {
             path: path.to_owned(),
             authorization: None,
         })
+    }
+
+    /// Whether the host is on this machine's loopback interface (`localhost` or a loopback
+    /// address).
+    fn is_loopback(&self) -> bool {
+        let name = self
+            .host
+            .rsplit_once(':')
+            .map_or(self.host.as_str(), |(name, _)| name);
+        let name = name.trim_start_matches('[').trim_end_matches(']');
+        name == "localhost"
+            || name
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
     }
 
     /// GETs the endpoint once (HTTP/1.1, one connection per scrape).
@@ -481,6 +501,23 @@ mod tests {
         Scrape {
             at: Instant::now(),
             samples: parse(text),
+        }
+    }
+
+    #[test]
+    fn only_loopback_endpoints_get_a_password() {
+        for (url, loopback) in [
+            ("127.0.0.1:9644", true),
+            ("http://localhost:9644/metrics", true),
+            ("[::1]:9644", true),
+            ("10.0.0.5:9644", false),
+            ("metrics.example.com:9644", false),
+        ] {
+            assert_eq!(
+                Endpoint::parse(url).unwrap().is_loopback(),
+                loopback,
+                "{url}"
+            );
         }
     }
 

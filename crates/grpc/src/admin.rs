@@ -109,10 +109,20 @@ impl Admin for AdminService {
             Operation::Describe,
             &Resource::topic(&request.name),
         )?;
-        let info = self
+        let mut info = self
             .broker
             .describe_topic(&request.name)
             .map_err(to_status)?;
+        // The configuration is shown only to who may read it, as Kafka's DescribeConfigs.
+        let topic = Resource::topic(&request.name);
+        if !self
+            .broker
+            .security()
+            .permits(&caller, Operation::DescribeConfigs, &topic)
+        {
+            info.config.clear();
+            info.overrides.clear();
+        }
         Ok(Response::new(DescribeTopicResponse {
             topic: Some(topic_description(info)),
         }))

@@ -62,10 +62,11 @@ impl Groups for GroupsService {
         request: Request<Streaming<ConsumeRequest>>,
     ) -> Result<Response<Throttled<ConsumeStream>>, Status> {
         let caller = caller(&request);
-        let client_host = request
-            .remote_addr()
-            .map(|addr| addr.ip().to_string())
-            .unwrap_or_default();
+        let client_host = if caller.host.is_unspecified() {
+            String::new()
+        } else {
+            caller.host.to_string()
+        };
         let stream = consume::consume(
             Arc::clone(&self.broker),
             &caller,

@@ -8,6 +8,8 @@ use std::time::Duration;
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 100 << 20;
 /// Default most requests one connection may have in flight (decoded, not yet answered).
 pub const DEFAULT_MAX_IN_FLIGHT_REQUESTS: usize = 64;
+/// Default of `kafka.max_login_request_bytes` (Kafka's `sasl.server.max.receive.size`).
+pub const DEFAULT_MAX_LOGIN_REQUEST_BYTES: usize = 512 * 1024;
 /// Default time a share group member stays without a heartbeat (Kafka's
 /// `group.share.session.timeout.ms`): 45 s.
 pub const DEFAULT_SHARE_SESSION_TIMEOUT: Duration = Duration::from_secs(45);
@@ -73,6 +75,10 @@ pub struct KafkaConfig {
     /// `socket.request.max.bytes`, default 100 MiB). A larger frame closes the connection
     /// before anything is allocated for it.
     pub max_request_bytes: usize,
+    /// Largest request frame accepted from a connection that has not logged in yet, under
+    /// `--auth` (`kafka.max_login_request_bytes`, Kafka's `sasl.server.max.receive.size`,
+    /// default 512 KiB): a stranger cannot make the server hold large frames.
+    pub max_login_request_bytes: usize,
     /// Most requests one connection may have decoded and not yet answered
     /// (`kafka.max_in_flight_requests`, default 64); the connection is not read further
     /// until a response goes out.
@@ -94,6 +100,7 @@ impl Default for KafkaConfig {
             auto_create_topics: true,
             num_partitions: 1,
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            max_login_request_bytes: DEFAULT_MAX_LOGIN_REQUEST_BYTES,
             max_in_flight_requests: DEFAULT_MAX_IN_FLIGHT_REQUESTS,
             share_session_timeout: DEFAULT_SHARE_SESSION_TIMEOUT,
             share_heartbeat_interval: DEFAULT_SHARE_HEARTBEAT_INTERVAL,

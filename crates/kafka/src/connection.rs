@@ -49,7 +49,12 @@ where
             if !mute.is_zero() {
                 tokio::time::sleep(mute).await;
             }
-            let Some(frame) = read_frame(&mut reader, ctx.config.max_request_bytes).await? else {
+            let limit = if sasl::must_log_in(&ctx, &ctx.caller.principal) {
+                ctx.config.max_login_request_bytes
+            } else {
+                ctx.config.max_request_bytes
+            };
+            let Some(frame) = read_frame(&mut reader, limit).await? else {
                 return Ok(());
             };
             let request = api::decode_request(frame)?;

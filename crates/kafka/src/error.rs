@@ -20,12 +20,12 @@ pub enum KafkaError {
     Io(#[from] io::Error),
     /// A request frame declared a size outside `1..=socket.request.max.bytes`.
     #[error(
-        "request frame of {size} bytes refused: the limit is {limit} bytes (kafka.max_request_bytes, Kafka's socket.request.max.bytes)"
+        "request frame of {size} bytes refused: the limit is {limit} bytes (kafka.max_request_bytes, Kafka's socket.request.max.bytes; before a login under --auth, kafka.max_login_request_bytes)"
     )]
     FrameSize {
         /// The size the frame declared.
         size: i64,
-        /// `kafka.max_request_bytes`.
+        /// `kafka.max_request_bytes`, or `kafka.max_login_request_bytes` before a login.
         limit: usize,
     },
     /// A request whose header or body does not decode.

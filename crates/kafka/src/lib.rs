@@ -21,8 +21,9 @@ mod listener;
 
 pub use api::{Request, decode_request};
 pub use config::{
-    Advertised, DEFAULT_MAX_IN_FLIGHT_REQUESTS, DEFAULT_MAX_REQUEST_BYTES,
-    DEFAULT_SHARE_HEARTBEAT_INTERVAL, DEFAULT_SHARE_SESSION_TIMEOUT, KafkaConfig,
+    Advertised, DEFAULT_MAX_IN_FLIGHT_REQUESTS, DEFAULT_MAX_LOGIN_REQUEST_BYTES,
+    DEFAULT_MAX_REQUEST_BYTES, DEFAULT_SHARE_HEARTBEAT_INTERVAL, DEFAULT_SHARE_SESSION_TIMEOUT,
+    KafkaConfig,
 };
 pub use error::KafkaError;
 pub use frame::read_frame;

@@ -250,6 +250,8 @@ pub struct KafkaSettings {
     pub num_partitions: Option<u32>,
     /// `kafka.max_request_bytes`: Kafka's `socket.request.max.bytes`.
     pub max_request_bytes: Option<usize>,
+    /// `kafka.max_login_request_bytes`: Kafka's `sasl.server.max.receive.size`.
+    pub max_login_request_bytes: Option<usize>,
     /// `kafka.max_in_flight_requests`: requests one connection may have waiting for answers.
     pub max_in_flight_requests: Option<usize>,
     /// `kafka.share_session_timeout_ms`: Kafka's `group.share.session.timeout.ms`.
@@ -269,6 +271,9 @@ impl KafkaSettings {
                 .or(self.auto_create_topics_enable),
             num_partitions: higher.num_partitions.or(self.num_partitions),
             max_request_bytes: higher.max_request_bytes.or(self.max_request_bytes),
+            max_login_request_bytes: higher
+                .max_login_request_bytes
+                .or(self.max_login_request_bytes),
             max_in_flight_requests: higher
                 .max_in_flight_requests
                 .or(self.max_in_flight_requests),
@@ -291,6 +296,9 @@ impl KafkaSettings {
             }
             "num_partitions" => self.num_partitions = Some(parse(key, value)?),
             "max_request_bytes" => self.max_request_bytes = Some(parse(key, value)?),
+            "max_login_request_bytes" => {
+                self.max_login_request_bytes = Some(parse(key, value)?);
+            }
             "max_in_flight_requests" => self.max_in_flight_requests = Some(parse(key, value)?),
             "share_session_timeout_ms" => {
                 self.share_session_timeout_ms = Some(parse(key, value)?);
@@ -325,6 +333,11 @@ impl KafkaSettings {
                 "kafka.max_request_bytes",
                 self.max_request_bytes,
                 defaults.max_request_bytes,
+            )?,
+            max_login_request_bytes: positive(
+                "kafka.max_login_request_bytes",
+                self.max_login_request_bytes,
+                defaults.max_login_request_bytes,
             )?,
             max_in_flight_requests: positive(
                 "kafka.max_in_flight_requests",

@@ -63,7 +63,16 @@ impl FailedLogins {
 #[derive(Debug)]
 pub(crate) struct VerifiedLogins {
     key: Vec<u8>,
-    verified: Mutex<HashSet<[u8; 32]>>,
+    verified: Mutex<Verified>,
+}
+
+/// The remembered logins, and how many times they were forgotten.
+#[derive(Debug, Default)]
+struct Verified {
+    /// Bumped by every [`VerifiedLogins::clear`]: a login checked against the users of an
+    /// older generation is not remembered (its credential may have changed meanwhile).
+    generation: u64,
+    tags: HashSet<[u8; 32]>,
 }
 
 impl VerifiedLogins {
@@ -84,20 +93,32 @@ impl VerifiedLogins {
 
     pub(crate) fn contains(&self, user: &str, password: &str) -> bool {
         let tag = self.tag(user, password);
-        self.verified.lock().contains(&tag)
+        self.verified.lock().tags.contains(&tag)
     }
 
-    pub(crate) fn insert(&self, user: &str, password: &str) {
+    /// The current generation: read it before looking up the credential a login is
+    /// checked against, and hand it to [`VerifiedLogins::insert`].
+    pub(crate) fn generation(&self) -> u64 {
+        self.verified.lock().generation
+    }
+
+    /// Remembers a verified login, unless the users changed since `generation`.
+    pub(crate) fn insert(&self, user: &str, password: &str, generation: u64) {
         let tag = self.tag(user, password);
         let mut verified = self.verified.lock();
-        if verified.len() >= MAX_REMEMBERED {
-            verified.clear();
+        if verified.generation != generation {
+            return;
         }
-        verified.insert(tag);
+        if verified.tags.len() >= MAX_REMEMBERED {
+            verified.tags.clear();
+        }
+        verified.tags.insert(tag);
     }
 
     pub(crate) fn clear(&self) {
-        self.verified.lock().clear();
+        let mut verified = self.verified.lock();
+        verified.generation += 1;
+        verified.tags.clear();
     }
 }
 
@@ -122,11 +143,16 @@ mod tests {
     #[test]
     fn verified_logins_match_the_same_password_only_until_cleared() {
         let verified = VerifiedLogins::new();
-        verified.insert("alice", "pw");
+        verified.insert("alice", "pw", verified.generation());
         assert!(verified.contains("alice", "pw"));
         assert!(!verified.contains("alice", "pw2"));
         assert!(!verified.contains("alicep", "w"));
         verified.clear();
         assert!(!verified.contains("alice", "pw"));
+        // A login checked before the users changed is not remembered after.
+        let before = verified.generation();
+        verified.clear();
+        verified.insert("alice", "old", before);
+        assert!(!verified.contains("alice", "old"));
     }
 }

@@ -45,7 +45,7 @@ use crate::metadata::{DataDir, lock_data_dir};
 use acl::Acls;
 use logins::{FailedLogins, VerifiedLogins};
 use quota::Quotas;
-use scram::ClientFirst;
+use scram::{ClientFirst, Decoy};
 use users::Users;
 
 /// The SASL mechanisms a front end may offer, in order of preference.
@@ -89,6 +89,8 @@ pub struct Security {
     any_quota: AtomicBool,
     failed: FailedLogins,
     verified: VerifiedLogins,
+    /// What logins of unknown users are checked against.
+    decoy: Decoy,
 }
 
 impl Security {
@@ -103,6 +105,7 @@ impl Security {
             quotas,
             failed: FailedLogins::new(config.failed_login_delay),
             verified: VerifiedLogins::new(),
+            decoy: Decoy::new(config.scram_iterations),
             config,
         })
     }
@@ -125,10 +128,14 @@ impl Security {
         if self.verified.contains(user, password) {
             return Ok(Principal::user(user));
         }
+        let generation = self.verified.generation();
+        // An unknown user costs the same PBKDF2 as a known one, so timing tells nothing.
         let credential = self.users.credential(user, ScramMechanism::Sha256);
+        let known = credential.is_some();
+        let credential = credential.unwrap_or_else(|| self.decoy.credential());
         let check = {
             let password = password.to_owned();
-            move || credential.is_some_and(|c| c.verify(ScramMechanism::Sha256, &password))
+            move || credential.verify(ScramMechanism::Sha256, &password) && known
         };
         // PBKDF2 takes milliseconds: off the async threads when there are some.
         let valid = match tokio::runtime::Handle::try_current() {
@@ -137,7 +144,7 @@ impl Security {
         };
         if valid {
             self.failed.forget(host);
-            self.verified.insert(user, password);
+            self.verified.insert(user, password, generation);
             tracing::debug!(target: "sluice::audit", %host, protocol, user, mechanism = "PLAIN", "authenticated");
             Ok(Principal::user(user))
         } else {
@@ -160,7 +167,12 @@ impl Security {
         match ClientFirst::parse(client_first) {
             Ok(first) => {
                 let credential = self.users.credential(&first.user, mechanism);
-                Ok(ScramExchange::start(mechanism, first, credential))
+                Ok(ScramExchange::start(
+                    mechanism,
+                    first,
+                    credential,
+                    &self.decoy,
+                ))
             }
             Err(e) => Err(self
                 .login_failed(host, protocol, mechanism.name(), "", e)

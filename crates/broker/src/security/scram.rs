@@ -247,19 +247,58 @@ impl ClientFirst {
     }
 }
 
+/// What logins of users that do not exist are checked against, so that they cost and look
+/// the same as those of users that do: a salt per name that stays the same from one
+/// exchange to the next (keyed with a secret made at start-up), the configured iterations,
+/// and a credential of a random password for PLAIN.
+#[derive(Debug)]
+pub(crate) struct Decoy {
+    key: Vec<u8>,
+    iterations: u32,
+    credential: ScramCredential,
+}
+
+impl Decoy {
+    pub(crate) fn new(iterations: u32) -> Decoy {
+        let password = B64.encode(random_bytes(24));
+        Decoy {
+            key: random_bytes(32),
+            iterations,
+            credential: ScramCredential::new(ScramMechanism::Sha256, &password, iterations),
+        }
+    }
+
+    /// A SCRAM-SHA-256 credential no password matches.
+    pub(crate) fn credential(&self) -> ScramCredential {
+        self.credential.clone()
+    }
+
+    /// The salt and iterations shown for unknown `user` under `mechanism`.
+    fn salt(&self, mechanism: ScramMechanism, user: &str) -> (Vec<u8>, u32) {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key");
+        mac.update(mechanism.name().as_bytes());
+        mac.update(&[0]);
+        mac.update(user.as_bytes());
+        let salt = mac.finalize().into_bytes()[..SALT_BYTES].to_vec();
+        (salt, self.iterations)
+    }
+}
+
 impl ScramExchange {
     /// Answers `client_first` with the server-first message, checking against
-    /// `credential` (the user's, or `None` when there is no such user).
+    /// `credential` (the user's, or `None` when there is no such user: then the salt and
+    /// iterations are `decoy`'s, and the proof fails).
     pub(crate) fn start(
         mechanism: ScramMechanism,
         client_first: ClientFirst,
         credential: Option<ScramCredential>,
+        decoy: &Decoy,
     ) -> (ScramExchange, Vec<u8>) {
         let server_nonce = B64.encode(random_bytes(NONCE_BYTES));
         let nonce = format!("{}{server_nonce}", client_first.client_nonce);
         let (salt, iterations) = match &credential {
             Some(c) => (c.salt.clone(), c.iterations),
-            None => (random_bytes(SALT_BYTES), MIN_ITERATIONS),
+            None => decoy.salt(mechanism, &client_first.user),
         };
         let server_first = format!("r={nonce},s={},i={iterations}", B64.encode(salt));
         let answer = server_first.clone().into_bytes();
@@ -415,7 +454,8 @@ mod tests {
         let credential = ScramCredential::new(m, stored, MIN_ITERATIONS);
         let first = ClientFirst::parse(b"n,,n=alice,r=fyko+d2lbbFgONRv9qkxdawL")?;
         assert_eq!(first.user, "alice");
-        let (exchange, server_first) = ScramExchange::start(m, first, Some(credential));
+        let decoy = Decoy::new(MIN_ITERATIONS);
+        let (exchange, server_first) = ScramExchange::start(m, first, Some(credential), &decoy);
         let server_first = String::from_utf8(server_first).unwrap();
         let (final_message, expected) = client_final(
             m,
@@ -476,10 +516,26 @@ mod tests {
 
     #[test]
     fn an_unknown_user_fails_at_the_proof_like_a_wrong_password() {
-        let first = ClientFirst::parse(b"n,,n=nobody,r=abc").unwrap();
-        let (exchange, server_first) = ScramExchange::start(ScramMechanism::Sha256, first, None);
+        let decoy = Decoy::new(8192);
+        let start = || {
+            let first = ClientFirst::parse(b"n,,n=nobody,r=abc").unwrap();
+            ScramExchange::start(ScramMechanism::Sha256, first, None, &decoy)
+        };
+        let (_, again) = start();
+        let (exchange, server_first) = start();
         let server_first = String::from_utf8(server_first).unwrap();
-        assert!(server_first.contains(",i=4096"), "{server_first}");
+        // The same salt each time, and the configured iterations, as for a real user.
+        let salt = |message: &str| {
+            message
+                .split(',')
+                .find(|f| f.starts_with("s="))
+                .map(str::to_owned)
+        };
+        assert_eq!(
+            salt(&server_first),
+            salt(&String::from_utf8(again).unwrap())
+        );
+        assert!(server_first.contains(",i=8192"), "{server_first}");
         let (final_message, _) =
             client_final(ScramMechanism::Sha256, "x", "n=nobody,r=abc", &server_first);
         assert_eq!(
@@ -492,7 +548,9 @@ mod tests {
     fn a_replayed_nonce_is_refused() {
         let credential = ScramCredential::new(ScramMechanism::Sha256, "pw", MIN_ITERATIONS);
         let first = ClientFirst::parse(b"n,,n=u,r=abc").unwrap();
-        let (exchange, _) = ScramExchange::start(ScramMechanism::Sha256, first, Some(credential));
+        let decoy = Decoy::new(MIN_ITERATIONS);
+        let (exchange, _) =
+            ScramExchange::start(ScramMechanism::Sha256, first, Some(credential), &decoy);
         assert_eq!(
             exchange.finish(b"c=biws,r=abcOTHER,p=AAAA"),
             Err(ScramError::Nonce)

@@ -122,6 +122,15 @@ pub(crate) async fn heartbeat(
         names.dedup();
         names
     });
+    // A subscription may name only topics the principal may see, as in Kafka.
+    for topic in subscribed.iter().flatten() {
+        if let Err(denied) = ctx.authorize_topic(Operation::Describe, topic) {
+            let (code, message) = errors::answer(&denied);
+            return ShareGroupHeartbeatResponse::default()
+                .with_error_code(code)
+                .with_error_message(Some(text(message)));
+        }
+    }
     let response = response.with_member_id(Some(request.member_id.clone()));
     match request.member_epoch {
         LEAVE_EPOCH => {
