@@ -29,13 +29,22 @@ printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >"$work/san.ext"
 openssl x509 -req -in "$work/server.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" \
     -CAcreateserial -days 1 -extfile "$work/san.ext" -out "$work/server.pem" 2>/dev/null
 
+# stop: stops the running server, if any, and drops its data.
+stop() {
+    if [[ -n $server_pid ]]; then
+        kill "$server_pid"
+        while kill -0 "$server_pid" 2>/dev/null; do sleep 0.1; done
+        server_pid=
+    fi
+    rm -rf "$work"/data-*
+}
+
 # start NAME ARGS...: a fresh server on its own data directory.
 start() {
     local name=$1
     shift
-    [[ -n $server_pid ]] && kill "$server_pid" && wait "$server_pid" 2>/dev/null || true
-    rm -rf "$work/data"
-    "$bin" serve --data-dir "$work/data" --listen "127.0.0.1:$port" --kafka-listen off \
+    stop
+    "$bin" serve --data-dir "$work/data-$name" --listen "127.0.0.1:$port" --kafka-listen off \
         --amqp-listen off --metrics-listen off "$@" >"$work/$name.log" 2>&1 &
     server_pid=$!
     for _ in $(seq 50); do
@@ -83,8 +92,7 @@ for round in $(seq "$rounds"); do
         run "replay-$transport" consume --topic "bench-$round"
     done
 done
-kill "$server_pid" && wait "$server_pid" 2>/dev/null || true
-server_pid=
+stop
 
 echo "== medians (MB/s) and TLS/plaintext"
 for scenario in produce replay; do

@@ -30,9 +30,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use bytes::Bytes;
-use sluice_client::{Client, Code, NewTopic, TopicDescription};
+use sluice_client::{Client, Code, NewTopic, TopicDescription, Transport};
 use sluice_proto::v1::log_client::LogClient;
-use tonic::transport::{Channel, Endpoint};
 
 use super::ConnectArgs;
 use super::output::Output;
@@ -40,10 +39,6 @@ use stats::{Clock, Stats, Summary};
 
 /// Largest response message accepted.
 const MAX_RESPONSE_BYTES: usize = 256 << 20;
-/// HTTP/2 flow-control window per stream.
-const STREAM_WINDOW: u32 = 8 << 20;
-/// HTTP/2 flow-control window of a connection.
-const CONNECTION_WINDOW: u32 = 32 << 20;
 /// Longest wait for any one answer of the server before the run fails.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -215,11 +210,11 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let stats = Stats::new()?;
     let progress = stats::spawn_progress(stats.clone(), clock.start);
     let outcome = match (args.mode, args.kafka.as_deref()) {
-        (Mode::Produce, None) => produce::run_all(&client, &args, &clock, deadline, &stats).await,
+        (Mode::Produce, None) => produce::run_all(&args, &clock, deadline, &stats).await,
         (Mode::Produce, Some(addr)) => {
             kafka::produce_all(addr, &args, &topic, &clock, deadline, &stats).await
         }
-        (Mode::Consume, None) => consume::run_all(&client, &args, &topic, deadline, &stats).await,
+        (Mode::Consume, None) => consume::run_all(&args, &topic, deadline, &stats).await,
         (Mode::Consume, Some(addr)) => {
             kafka::consume_all(addr, &args, &topic, deadline, &stats).await
         }
@@ -250,16 +245,13 @@ async fn ensure_topic(client: &Client, args: &BenchArgs) -> anyhow::Result<Topic
     }
 }
 
-/// A `Log` client on a connection of its own to the server `client` talks to.
-async fn log_service(client: &Client) -> anyhow::Result<LogClient<Channel>> {
-    let channel = Endpoint::from_shared(client.url().to_owned())?
-        .tcp_nodelay(true)
-        .initial_stream_window_size(STREAM_WINDOW)
-        .initial_connection_window_size(CONNECTION_WINDOW)
-        .connect()
-        .await
-        .with_context(|| format!("cannot connect to {}", client.url()))?;
-    Ok(LogClient::new(channel).max_decoding_message_size(MAX_RESPONSE_BYTES))
+/// A `Log` client on a connection of its own (with the CLI's TLS settings and
+/// credentials).
+async fn log_service(connect: &ConnectArgs) -> anyhow::Result<LogClient<Transport>> {
+    let client = connect.connect().await?;
+    Ok(client
+        .log_service()
+        .max_decoding_message_size(MAX_RESPONSE_BYTES))
 }
 
 /// Waits for every task of `tasks` (producers or consumers, named by `what`); returns when

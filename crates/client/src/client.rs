@@ -205,8 +205,9 @@ impl Client {
         ShareGroupsClient::new(self.transport()).max_decoding_message_size(MAX_RESPONSE_BYTES)
     }
 
-    /// A client of the `Log` service on the shared connection.
-    pub(crate) fn log_service(&self) -> LogClient<Transport> {
+    /// A client of the raw `Log` service on the shared connection (for load generators and
+    /// tools that build their own requests; the producer and consumers wrap it).
+    pub fn log_service(&self) -> LogClient<Transport> {
         LogClient::new(self.transport()).max_decoding_message_size(MAX_RESPONSE_BYTES)
     }
 

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::{Context as _, bail};
 use bytes::Bytes;
-use sluice_client::{Client, TopicDescription};
+use sluice_client::TopicDescription;
 use sluice_proto::v1::{self as pb};
 use sluice_storage::batch;
 
@@ -44,7 +44,6 @@ pub(super) fn share_of(topic: &TopicDescription, consumers: u32, index: u32) -> 
 /// described, with `--consumers` consumers splitting the partitions. Returns when the last
 /// consumer finished.
 pub(super) async fn run_all(
-    client: &Client,
     args: &BenchArgs,
     topic: &TopicDescription,
     deadline: Option<Instant>,
@@ -56,7 +55,7 @@ pub(super) async fn run_all(
         if ranges.is_empty() {
             continue;
         }
-        let log = log_service(client).await?;
+        let log = log_service(&args.connect).await?;
         let topic = topic.name.clone();
         let stats = Arc::clone(stats);
         consumers.push(tokio::spawn(async move {
@@ -69,7 +68,7 @@ pub(super) async fn run_all(
 /// Streams `ranges` (each partition from its log start) until every partition reached its
 /// end or the deadline passed. Latency is per message: how long the consumer waited for it.
 async fn replay(
-    mut log: sluice_proto::v1::log_client::LogClient<tonic::transport::Channel>,
+    mut log: sluice_proto::v1::log_client::LogClient<sluice_client::Transport>,
     topic: &str,
     mut ranges: Vec<Range>,
     deadline: Option<Instant>,

@@ -53,7 +53,7 @@ pub(super) async fn run(
     stats: &Arc<Stats>,
 ) -> anyhow::Result<Instant> {
     let consumers = spawn_consumers(client, args, topic, clock, stats);
-    let outcome = produce_and_drain(client, args, clock, deadline, stats, &consumers).await;
+    let outcome = produce_and_drain(args, clock, deadline, stats, &consumers).await;
     for consumer in &consumers {
         consumer.abort();
     }
@@ -61,7 +61,6 @@ pub(super) async fn run(
 }
 
 async fn produce_and_drain(
-    client: &Client,
     args: &BenchArgs,
     clock: &Clock,
     deadline: Option<Instant>,
@@ -69,7 +68,7 @@ async fn produce_and_drain(
     consumers: &[JoinHandle<anyhow::Result<()>>],
 ) -> anyhow::Result<Instant> {
     let produced = Stats::new()?;
-    produce::run_all(client, args, clock, deadline, &produced).await?;
+    produce::run_all(args, clock, deadline, &produced).await?;
     let expected = produced.records();
     let give_up = Instant::now() + DRAIN_TIMEOUT;
     loop {

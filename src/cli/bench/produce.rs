@@ -7,12 +7,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use bytes::Bytes;
-use sluice_client::Client;
+use sluice_client::Transport;
 use sluice_proto::v1::log_client::LogClient;
 use sluice_proto::v1::{self as pb, produce_stream_response};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
 
 use super::stats::{Clock, Stats};
 use super::{
@@ -91,7 +90,6 @@ impl Plan {
 /// Runs `--producers` producers to completion; returns when the last acknowledgement
 /// arrived. Records and bytes acknowledged and per-request latencies go to `stats`.
 pub(super) async fn run_all(
-    client: &Client,
     args: &BenchArgs,
     clock: &Clock,
     deadline: Option<Instant>,
@@ -114,14 +112,18 @@ pub(super) async fn run_all(
             stamp: args.mode == Mode::E2e,
             clock: *clock,
         };
-        let log = log_service(client).await?;
+        let log = log_service(&args.connect).await?;
         producers.push(tokio::spawn(produce(log, plan, Arc::clone(stats))));
     }
     finish_all(producers, "producer").await
 }
 
 /// One producer: sends the plan's records over one stream and waits for every answer.
-async fn produce(mut log: LogClient<Channel>, plan: Plan, stats: Arc<Stats>) -> anyhow::Result<()> {
+async fn produce(
+    mut log: LogClient<Transport>,
+    plan: Plan,
+    stats: Arc<Stats>,
+) -> anyhow::Result<()> {
     let (requests, outgoing) = mpsc::channel(plan.window);
     let mut answers = log
         .produce_stream(ReceiverStream::new(outgoing))
