@@ -11,10 +11,9 @@ mod common;
 use std::path::Path;
 
 use anyhow::{Context, Result, ensure};
-use base64::Engine;
 use common::Server;
 use common::amqp::{self, TIMEOUT, run_as};
-use common::security::{add_acl, add_user, as_user, sluice_ok};
+use common::security::{add_acl, add_user, as_user, scrape_as, sluice_ok};
 use serde_json::{Value, json};
 
 const ADMIN: (&str, &str) = ("admin", "admin-secret-1");
@@ -53,12 +52,7 @@ fn closed(step: &str, text: &str) -> Value {
 
 /// `/metrics` as the superuser.
 fn scrape(server: &Server) -> Result<String> {
-    let token =
-        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", ADMIN.0, ADMIN.1));
-    let (status, text) =
-        server.metrics_get_with("/metrics", &[&format!("Authorization: Basic {token}")])?;
-    ensure!(status == 200, "/metrics as admin answered {status}: {text}");
-    Ok(text)
+    scrape_as(server, ADMIN.0, ADMIN.1)
 }
 
 #[test]

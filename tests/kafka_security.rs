@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use common::kafka::{Client, Delivery, Outgoing, parse_lines};
-use common::security::{add_acl, add_user, as_user, sluice_ok};
+use common::security::{add_acl, add_user, as_user, scrape_as, sluice_ok};
 use common::tls::{Ca, server_certificate, strs, write};
 use common::{Server, metric};
 use serde_json::Value;
@@ -99,13 +99,7 @@ fn sasl<'a>(mechanism: &'a str, (user, password): (&'a str, &'a str)) -> Vec<(&'
 
 /// The metrics page, read as admin.
 fn scrape(server: &Server) -> Result<String> {
-    use base64::Engine;
-    let token =
-        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", ADMIN.0, ADMIN.1));
-    let (status, body) =
-        server.metrics_get_with("/metrics", &[&format!("Authorization: Basic {token}")])?;
-    ensure!(status == 200, "/metrics answered {status}: {body}");
-    Ok(body)
+    scrape_as(server, ADMIN.0, ADMIN.1)
 }
 
 /// [`sasl`] over TLS, trusting the CA in file `ca`.

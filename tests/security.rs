@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, ensure};
 use common::Server;
-use common::security::{Run, add_acl, add_user, as_user, sluice, sluice_ok};
+use common::security::{Run, add_acl, add_user, as_user, basic_header, sluice, sluice_ok};
 
 const ADMIN: (&str, &str) = ("admin", "admin-secret-1");
 const ALICE: (&str, &str) = ("alice", "alice-secret-2");
@@ -63,10 +63,8 @@ fn refused_as(server: &Server, user: (&str, &str), args: &[&str], stdin: &str) -
     Ok(run.stderr)
 }
 
-fn basic(user: (&str, &str)) -> String {
-    use base64::Engine;
-    let token = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", user.0, user.1));
-    format!("Authorization: Basic {token}")
+fn basic((user, password): (&str, &str)) -> String {
+    basic_header(user, password)
 }
 
 #[test]

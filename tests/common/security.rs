@@ -76,3 +76,21 @@ pub fn add_acl(data_dir: &Path, args: &[&str]) -> Result<()> {
 pub fn as_user<'a>(user: &'a str, password: &'a str) -> [(&'a str, &'a str); 2] {
     [("SLUICE_USER", user), ("SLUICE_PASSWORD", password)]
 }
+
+/// An `Authorization: Basic ...` header line for `user` with `password`.
+pub fn basic_header(user: &str, password: &str) -> String {
+    use base64::Engine;
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Authorization: Basic {token}")
+}
+
+/// The server's `/metrics` page, read as `user` with `password`; fails unless it answers
+/// 200.
+pub fn scrape_as(server: &super::Server, user: &str, password: &str) -> Result<String> {
+    let (status, body) = server.metrics_get_with("/metrics", &[&basic_header(user, password)])?;
+    ensure!(
+        status == 200,
+        "/metrics as {user} answered {status}: {body}"
+    );
+    Ok(body)
+}

@@ -85,7 +85,12 @@ impl ShareGroups for ShareGroupsService {
             .filter(|g| security.permits(&caller, Operation::Describe, &Resource::group(&g.name)))
             .map(|group| ShareGroupSummary {
                 group: group.name,
-                topics: group.topics,
+                // Only the topics the caller may see.
+                topics: group
+                    .topics
+                    .into_iter()
+                    .filter(|t| security.permits(&caller, Operation::Describe, &Resource::topic(t)))
+                    .collect(),
                 members: u32::try_from(group.members).unwrap_or(u32::MAX),
             })
             .collect();
