@@ -458,6 +458,70 @@ fn acl_changes_apply_to_open_connections() -> Result<()> {
 }
 
 #[test]
+fn removing_an_acl_cancels_the_consumers_it_allowed() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = secured_server(
+        dir.path(),
+        &[
+            &[
+                "--principal",
+                "User:alice",
+                "--operation",
+                "read",
+                "--topic",
+                "late",
+            ],
+            &[
+                "--principal",
+                "User:alice",
+                "--operation",
+                "read",
+                "--group",
+                "late",
+            ],
+        ],
+    )?;
+    steps(&server, ADMIN, &["declare:late", "publish:late:first"])?;
+    let alice = amqp::start_as(amqp::addr(&server)?, ALICE, "secured.py", &["follow:late"])?;
+    amqp::wait_for(&alice, "delivered", 1)?;
+    sluice_ok(
+        &[
+            "acl",
+            "remove",
+            "--principal",
+            "User:alice",
+            "--operation",
+            "read",
+            "--group",
+            "late",
+            "--server",
+            &server.url(),
+        ],
+        &as_user(ADMIN.0, ADMIN.1),
+        "",
+    )?;
+    // The consumer's next delivery finds its grant gone: basic.cancel, and the message
+    // stays in the queue.
+    steps(&server, ADMIN, &["publish:late:second"])?;
+    let lines: Vec<Value> = common::kafka::parse_lines(&alice.finish(TIMEOUT)?)?;
+    ensure!(
+        lines
+            == [
+                json!({"event": "connected"}),
+                json!({"event": "delivered", "queue": "late", "body": "first"}),
+                json!({"event": "cancelled", "queue": "late"}),
+            ],
+        "alice: {lines:#?}"
+    );
+    let stored = steps(&server, ADMIN, &["passive:late"])?;
+    ensure!(
+        stored == [json!({"event": "declared", "queue": "late", "messages": 1})],
+        "{stored:?}"
+    );
+    Ok(())
+}
+
+#[test]
 fn a_produce_quota_slows_the_publisher_to_its_rate() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let server = secured_server(

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, ensure};
 use common::Server;
+use common::kafka::Program;
 use common::security::{Run, add_acl, add_user, as_user, basic_header, sluice, sluice_ok};
 
 const ADMIN: (&str, &str) = ("admin", "admin-secret-1");
@@ -500,5 +501,74 @@ fn a_listener_beyond_loopback_needs_auth_or_insecure() -> Result<()> {
         &[],
         "",
     )?;
+    Ok(())
+}
+
+#[test]
+fn removing_an_acl_ends_the_subscriptions_it_allowed() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = secured_server(
+        dir.path(),
+        &[&[
+            "--principal",
+            "User:alice",
+            "--operation",
+            "read",
+            "--topic",
+            "orders",
+        ]],
+    )?;
+    let url = server.url();
+    ok_as(
+        &server,
+        ADMIN,
+        &["topic", "create", "orders", "--partitions", "1"],
+        "",
+    )?;
+    ok_as(&server, ADMIN, &["produce", "orders"], "first\n")?;
+
+    // Alice tails the topic.
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"));
+    command
+        .args(["consume", "orders", "--from-beginning", "--server", &url])
+        .env_remove("SLUICE_SERVER")
+        .envs(as_user(ALICE.0, ALICE.1));
+    let mut tail = Program::spawn("sluice consume", command)?;
+    tail.wait_for_stdout("the first record", Duration::from_secs(10), |lines| {
+        lines.iter().any(|l| l == "first")
+    })?;
+
+    ok_as(
+        &server,
+        ADMIN,
+        &[
+            "acl",
+            "remove",
+            "--principal",
+            "User:alice",
+            "--operation",
+            "read",
+            "--topic",
+            "orders",
+        ],
+        "",
+    )?;
+    // The next delivery finds the grant gone: the stream ends with PERMISSION_DENIED.
+    ok_as(&server, ADMIN, &["produce", "orders"], "second\n")?;
+    let status = tail.exit_within(Duration::from_secs(10))?;
+    ensure!(
+        !status.success(),
+        "the subscription went on: {:?}",
+        tail.stdout()
+    );
+    ensure!(
+        !tail.stdout().iter().any(|l| l == "second"),
+        "a record was delivered after the ACL was removed"
+    );
+    ensure!(
+        tail.stderr().contains("not authorized") || tail.stderr().contains("PERMISSION_DENIED"),
+        "{}",
+        tail.stderr()
+    );
     Ok(())
 }

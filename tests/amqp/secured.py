@@ -18,6 +18,8 @@ get:QUEUE               basic.get with automatic acknowledgement: `got` (body, o
 consume:QUEUE:COUNT     consumes COUNT messages, acknowledging each: `consumed` (bodies)
 flood:QUEUE:COUNT:SIZE  publishes COUNT messages of SIZE bytes, confirmed, to QUEUE:
                         `flooded` with the seconds it took
+follow:QUEUE            consumes QUEUE, acknowledging each message (`delivered` with the
+                        body), until the server cancels the consumer: `cancelled`
 drain:QUEUE:COUNT       consumes COUNT messages with automatic acknowledgement:
                         `drained` with how many came and the seconds it took
 wait                    prints `waiting` and reads a line from stdin (the test changes
@@ -119,6 +121,17 @@ def drain(channel, queue, count):
     emit('drained', queue=queue, messages=received, seconds=seconds)
 
 
+def follow(channel, queue):
+    def on_message(ch, method, properties, body):
+        ch.basic_ack(delivery_tag=method.delivery_tag)
+        emit('delivered', queue=queue, body=text(body))
+
+    channel.add_on_cancel_callback(lambda frame: emit('cancelled', queue=queue))
+    channel.basic_consume(queue=queue, on_message_callback=on_message)
+    # Returns once the server has cancelled the only consumer.
+    channel.start_consuming()
+
+
 def wait(channel):
     emit('waiting')
     sys.stdin.readline()
@@ -128,7 +141,7 @@ STEPS = {'declare': declare, 'passive': passive, 'deadletter': deadletter,
          'exchange': exchange,
          'bind': bind, 'purge': purge, 'delete': delete,
          'publish': publish, 'get': get, 'consume': consume, 'flood': flood,
-         'drain': drain, 'wait': wait}
+         'drain': drain, 'follow': follow, 'wait': wait}
 
 try:
     connection = connect()

@@ -12,7 +12,7 @@
 use std::net::SocketAddr;
 
 use sluice_broker::BrokerError;
-use sluice_broker::security::{Caller, Principal, QueueAccess, QuotaKind};
+use sluice_broker::security::{Caller, Grant, Principal, QueueAccess, QuotaKind};
 
 use crate::connection::Shared;
 use crate::reply::{ACCESS_REFUSED, Failure};
@@ -130,31 +130,53 @@ pub(crate) fn authorize(
     method: &str,
     access: QueueAccess<'_>,
 ) -> Result<(), Failure> {
-    match shared.broker.security().authorize_queue(caller, access) {
-        Ok(()) => Ok(()),
-        Err(BrokerError::NotAuthorized {
-            operation,
-            resource_type,
-            resource,
-            ..
-        }) => {
-            // Create on the cluster would have done too.
-            let or_cluster = match access {
-                QueueAccess::CreateQueue(_) => " (or on the cluster)",
-                _ => "",
-            };
-            Err(Failure::channel(
-                ACCESS_REFUSED,
-                format!(
-                    "access to {} '{}' in vhost '/' refused for user '{}': {method} needs {operation} on {resource_type} '{resource}'{or_cluster}",
-                    access.object_kind(),
-                    access.object_name(),
-                    caller.principal.name(),
-                ),
-            ))
-        }
-        Err(err) => Err(Failure::from(err)),
-    }
+    shared
+        .broker
+        .security()
+        .authorize_queue(caller, access)
+        .map_err(|err| refusal(caller, method, access, err))
+}
+
+/// Authorizes a consumer of `queue` as [`authorize`] does, giving the grant its deliveries
+/// are held to.
+pub(crate) fn consumer_grant(
+    shared: &Shared,
+    caller: &Caller,
+    method: &str,
+    queue: &str,
+) -> Result<Grant, Failure> {
+    shared
+        .broker
+        .security()
+        .grant_consumer(caller, queue)
+        .map_err(|err| refusal(caller, method, QueueAccess::ConsumeQueue(queue), err))
+}
+
+/// The channel failure a refused `access` is answered with.
+fn refusal(caller: &Caller, method: &str, access: QueueAccess<'_>, err: BrokerError) -> Failure {
+    let BrokerError::NotAuthorized {
+        operation,
+        resource_type,
+        resource,
+        ..
+    } = err
+    else {
+        return Failure::from(err);
+    };
+    // Create on the cluster would have done too.
+    let or_cluster = match access {
+        QueueAccess::CreateQueue(_) => " (or on the cluster)",
+        _ => "",
+    };
+    Failure::channel(
+        ACCESS_REFUSED,
+        format!(
+            "access to {} '{}' in vhost '/' refused for user '{}': {method} needs {operation} on {resource_type} '{resource}'{or_cluster}",
+            access.object_kind(),
+            access.object_name(),
+            caller.principal.name(),
+        ),
+    )
 }
 
 /// Counts `bytes` of `kind` traffic by `caller` against its quota and waits as long as

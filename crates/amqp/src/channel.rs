@@ -14,7 +14,7 @@ use sluice_broker::security::{Caller, QueueAccess, QuotaKind};
 use sluice_broker::{BindingSpec, Broker, ExchangeKind, QueueSpec, ShareJoin, ShareMember};
 use tokio::task::JoinHandle;
 
-use crate::access::{authorize, hold_back};
+use crate::access::{authorize, consumer_grant, hold_back};
 use crate::connection::{Outgoing, Shared, Tuned, send};
 use crate::deliver::{self, ConsumerSpec, Deliveries, QueueRules, Settle};
 use crate::properties::arguments;
@@ -699,8 +699,7 @@ impl Channel {
         connection: ConnectionId,
     ) -> Result<(), Failure> {
         let queue = c.queue.to_string();
-        let access = QueueAccess::ConsumeQueue(&queue);
-        authorize(shared, &self.caller, "basic.consume", access)?;
+        let grant = consumer_grant(shared, &self.caller, "basic.consume", &queue)?;
         self.check_access(shared, &queue, connection)?;
         let definition = shared.broker.queue_definition(&queue).ok_or_else(|| {
             Failure::channel(NOT_FOUND, format!("no queue '{queue}' in vhost '/'"))
@@ -743,7 +742,7 @@ impl Channel {
             no_ack: c.no_ack,
             rules: Arc::new(QueueRules::of(&queue, &definition.arguments)),
             frame_max: self.tuned.frame_max,
-            caller: self.caller.clone(),
+            grant,
         };
         let task = tokio::spawn(deliver::run_consumer(
             Arc::clone(shared),

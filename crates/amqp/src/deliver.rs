@@ -15,7 +15,7 @@ use std::time::Duration;
 use amq_protocol::frame::{AMQPContentHeader, AMQPFrame};
 use amq_protocol::protocol::{AMQPClass, basic};
 use parking_lot::Mutex;
-use sluice_broker::security::{Caller, QuotaKind};
+use sluice_broker::security::{Grant, QuotaKind};
 use sluice_broker::{Ack, AckKind, AcquiredRecord, BrokerError, RecordView, ShareMember};
 use tokio::sync::Notify;
 
@@ -292,17 +292,18 @@ pub(crate) struct ConsumerSpec {
     pub(crate) rules: Arc<QueueRules>,
     /// The negotiated frame_max.
     pub(crate) frame_max: u32,
-    /// Who the consumer's connection acts as (whose fetch quota its deliveries count
-    /// against).
-    pub(crate) caller: Caller,
+    /// What allowed the consumer (Read on the queue's topic and group), for whom: its
+    /// deliveries count against that caller's fetch quota, and it is cancelled once an ACL
+    /// change takes the grant away.
+    pub(crate) grant: Grant,
 }
 
 /// Delivers records of `member`'s queue on the channel until the task is aborted or the
-/// connection goes away. When the queue's share group goes (deleted by another protocol)
-/// the client is told with basic.cancel.
+/// connection goes away. When the queue's share group goes (deleted by another protocol),
+/// or an ACL change takes away the consumer's grant, the client is told with basic.cancel.
 pub(crate) async fn run_consumer(
     shared: Arc<Shared>,
-    spec: ConsumerSpec,
+    mut spec: ConsumerSpec,
     member: Arc<ShareMember>,
     deliveries: Arc<Deliveries>,
     out: Outgoing,
@@ -320,16 +321,7 @@ pub(crate) async fn run_consumer(
         let records = match member.acquire(room, ACQUIRE_WAIT).await {
             Ok(records) => records,
             Err(BrokerError::ShareMemberGone { .. }) => {
-                let cancel = basic::AMQPMethod::Cancel(basic::Cancel {
-                    consumer_tag: short(&spec.tag),
-                    nowait: true,
-                });
-                let mut frames = Vec::new();
-                encode(
-                    &AMQPFrame::Method(spec.channel, AMQPClass::Basic(cancel)),
-                    &mut frames,
-                );
-                let _ = out.send(frames).await;
+                cancel(&spec, &out).await;
                 return;
             }
             Err(BrokerError::ShuttingDown) => return,
@@ -339,6 +331,14 @@ pub(crate) async fn run_consumer(
                 continue;
             }
         };
+        // The denial is logged by the broker; what was acquired is offered again.
+        if shared.broker.security().recheck(&mut spec.grant).is_err() {
+            let _ = member
+                .acknowledge(records.iter().map(|r| ack(r, AckKind::Release)).collect())
+                .await;
+            cancel(&spec, &out).await;
+            return;
+        }
         // Expired records are dead-lettered; with no_ack the others count as delivered
         // before they are sent (at most once, as RabbitMQ's automatic acknowledgement).
         let mut settled = Vec::new();
@@ -369,7 +369,7 @@ pub(crate) async fn run_consumer(
                 return;
             }
             // Over the fetch quota: the next delivery waits.
-            hold_back(&shared, &spec.caller, QuotaKind::Fetch, bytes).await;
+            hold_back(&shared, spec.grant.caller(), QuotaKind::Fetch, bytes).await;
             // A paused channel takes no more (what no_ack counted as delivered still goes).
             if deliveries.is_paused() && !spec.no_ack {
                 break;
@@ -381,6 +381,21 @@ pub(crate) async fn run_consumer(
             let _ = member.acknowledge(rest).await;
         }
     }
+}
+
+/// Tells the client the server cancelled the consumer (basic.cancel, RabbitMQ's consumer
+/// cancel notification).
+async fn cancel(spec: &ConsumerSpec, out: &Outgoing) {
+    let cancel = basic::AMQPMethod::Cancel(basic::Cancel {
+        consumer_tag: short(&spec.tag),
+        nowait: true,
+    });
+    let mut frames = Vec::new();
+    encode(
+        &AMQPFrame::Method(spec.channel, AMQPClass::Basic(cancel)),
+        &mut frames,
+    );
+    let _ = out.send(frames).await;
 }
 
 /// Whether a record is past its TTL (its own `expiration`, the queue's `x-message-ttl`).

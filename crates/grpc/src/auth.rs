@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use sluice_broker::Broker;
-use sluice_broker::security::{Caller, Operation, Principal, Resource};
+use sluice_broker::security::{Caller, Grant, Need, Operation, Principal, Resource};
 use tonic::body::Body;
 use tonic::codegen::{BoxFuture, Service, http};
 use tonic::{Request, Status};
@@ -175,18 +175,17 @@ pub(crate) fn authorize(
 }
 
 /// Fails with PERMISSION_DENIED unless `caller` may read group `group` and each of
-/// `topics` (what joining a consumer or share group to consume them takes, as in Kafka).
+/// `topics` (what joining a consumer or share group to consume them takes, as in Kafka);
+/// gives the grant a session's stream is held to.
 pub(crate) fn authorize_group_read<'a>(
     broker: &Broker,
     caller: &Caller,
     group: &str,
     topics: impl IntoIterator<Item = &'a String>,
-) -> Result<(), Status> {
-    authorize(broker, caller, Operation::Read, &Resource::group(group))?;
-    for topic in topics {
-        authorize(broker, caller, Operation::Read, &Resource::topic(topic))?;
-    }
-    Ok(())
+) -> Result<Grant, Status> {
+    let mut needs = vec![Need::group(Operation::Read, group)];
+    needs.extend(topics.into_iter().map(|t| Need::topic(Operation::Read, t)));
+    broker.security().grant(caller, needs).map_err(to_status)
 }
 
 /// The caller a call was tied to (anonymous for a call that did not pass through

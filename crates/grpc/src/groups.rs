@@ -23,7 +23,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::{authorize, authorize_group_read, caller};
 use crate::convert::position;
-use crate::quota::Throttled;
+use crate::quota::Guarded;
 use crate::status::{invalid_field, require_topic, to_status};
 use consume::ConsumeStream;
 use wire::{committed_offset, group_description, group_state, offset_commits};
@@ -55,12 +55,12 @@ fn require_group(group: &str) -> Result<(), Status> {
 
 #[tonic::async_trait]
 impl Groups for GroupsService {
-    type ConsumeStream = Throttled<ConsumeStream>;
+    type ConsumeStream = Guarded<ConsumeStream>;
 
     async fn consume(
         &self,
         request: Request<Streaming<ConsumeRequest>>,
-    ) -> Result<Response<Throttled<ConsumeStream>>, Status> {
+    ) -> Result<Response<Guarded<ConsumeStream>>, Status> {
         let caller = caller(&request);
         let client_host = if caller.host.is_unspecified() {
             String::new()
@@ -75,11 +75,7 @@ impl Groups for GroupsService {
             self.max_request_bytes,
         )
         .await?;
-        Ok(Response::new(Throttled::new(
-            stream,
-            Arc::clone(&self.broker),
-            caller,
-        )))
+        Ok(Response::new(stream))
     }
 
     async fn commit_offsets(

@@ -19,7 +19,7 @@ use sluice_proto::v1::{
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::{authorize, caller};
-use crate::quota::Throttled;
+use crate::quota::Guarded;
 use crate::status::{invalid_field, to_status};
 use consume::ShareConsumeStream;
 use wire::{description, merged_settings, settings_message};
@@ -51,12 +51,12 @@ fn require_group(group: &str) -> Result<(), Status> {
 
 #[tonic::async_trait]
 impl ShareGroups for ShareGroupsService {
-    type ShareConsumeStream = Throttled<ShareConsumeStream>;
+    type ShareConsumeStream = Guarded<ShareConsumeStream>;
 
     async fn share_consume(
         &self,
         request: Request<Streaming<ShareConsumeRequest>>,
-    ) -> Result<Response<Throttled<ShareConsumeStream>>, Status> {
+    ) -> Result<Response<Guarded<ShareConsumeStream>>, Status> {
         let caller = caller(&request);
         let stream = consume::share_consume(
             Arc::clone(&self.broker),
@@ -65,11 +65,7 @@ impl ShareGroups for ShareGroupsService {
             self.max_request_bytes,
         )
         .await?;
-        Ok(Response::new(Throttled::new(
-            stream,
-            Arc::clone(&self.broker),
-            caller,
-        )))
+        Ok(Response::new(stream))
     }
 
     async fn list_share_groups(

@@ -7,19 +7,18 @@
 
 use std::sync::Arc;
 
-use sluice_broker::security::{Caller, Operation, Resource};
+use sluice_broker::security::{Caller, Grant, Need, Operation};
 use sluice_broker::{Broker, BrokerError, Delivery, Subscribe, Subscription};
 use sluice_proto::v1::{SubscribeBatchesResponse, SubscribeRequest, SubscribeResponse};
 use tokio_stream::StreamExt;
 use tonic::Status;
 
-use crate::auth::authorize;
 use crate::convert::{fetched_records, position};
-use crate::quota::Throttled;
+use crate::quota::Guarded;
 use crate::status::{require_topic, to_status};
 
 /// The messages of one subscription.
-pub(crate) type SubscriptionStream = Throttled<
+pub(crate) type SubscriptionStream = Guarded<
     tokio_stream::adapters::Map<
         Subscription,
         fn(Result<Delivery, BrokerError>) -> Result<SubscribeResponse, Status>,
@@ -27,30 +26,28 @@ pub(crate) type SubscriptionStream = Throttled<
 >;
 
 /// The messages of one batch subscription.
-pub(crate) type BatchSubscriptionStream = Throttled<
+pub(crate) type BatchSubscriptionStream = Guarded<
     tokio_stream::adapters::Map<
         Subscription,
         fn(Result<Delivery, BrokerError>) -> Result<SubscribeBatchesResponse, Status>,
     >,
 >;
 
-/// Starts a subscription; problems with the request (unknown topic or partition, duplicate
-/// partition, bad start, too many subscriptions, no Read on the topic) fail the call
-/// before anything is streamed.
+/// Starts a subscription, with the grant of Read on its topic it is held to; problems with
+/// the request (unknown topic or partition, duplicate partition, bad start, too many
+/// subscriptions, no Read on the topic) fail the call before anything is streamed.
 async fn start(
     broker: &Arc<Broker>,
     caller: &Caller,
     request: SubscribeRequest,
-) -> Result<Subscription, Status> {
+) -> Result<(Subscription, Grant), Status> {
     require_topic("topic", &request.topic)?;
-    authorize(
-        broker,
-        caller,
-        Operation::Read,
-        &Resource::topic(&request.topic),
-    )?;
+    let grant = broker
+        .security()
+        .grant(caller, vec![Need::topic(Operation::Read, &request.topic)])
+        .map_err(to_status)?;
     let start = position(request.start, "start")?;
-    broker
+    let subscription = broker
         .subscribe(Subscribe {
             topic: request.topic,
             partitions: request.partitions,
@@ -58,7 +55,8 @@ async fn start(
             max_bytes: usize::try_from(request.max_bytes).unwrap_or(usize::MAX),
         })
         .await
-        .map_err(to_status)
+        .map_err(to_status)?;
+    Ok((subscription, grant))
 }
 
 /// `Log.Subscribe`: decoded records.
@@ -67,10 +65,9 @@ pub(crate) async fn subscribe(
     caller: Caller,
     request: SubscribeRequest,
 ) -> Result<SubscriptionStream, Status> {
-    let stream = start(broker, &caller, request)
-        .await?
-        .map(records as fn(_) -> _);
-    Ok(Throttled::new(stream, Arc::clone(broker), caller))
+    let (subscription, grant) = start(broker, &caller, request).await?;
+    let stream = subscription.map(records as fn(_) -> _);
+    Ok(Guarded::new(stream, Arc::clone(broker), grant))
 }
 
 /// `Log.SubscribeBatches`: the stored batches as they are.
@@ -79,10 +76,9 @@ pub(crate) async fn subscribe_batches(
     caller: Caller,
     request: SubscribeRequest,
 ) -> Result<BatchSubscriptionStream, Status> {
-    let stream = start(broker, &caller, request)
-        .await?
-        .map(batches as fn(_) -> _);
-    Ok(Throttled::new(stream, Arc::clone(broker), caller))
+    let (subscription, grant) = start(broker, &caller, request).await?;
+    let stream = subscription.map(batches as fn(_) -> _);
+    Ok(Guarded::new(stream, Arc::clone(broker), grant))
 }
 
 /// The Subscribe message of a delivery (a corrupt batch ends the stream with its status).

@@ -5,6 +5,7 @@
 //! - [`scram`]: the server's side of SCRAM-SHA-256 and SCRAM-SHA-512.
 //! - [`acl`]: Kafka's ACL model; deny wins, no allowing binding denies.
 //! - [`quota`]: produce and fetch byte rates per user, answered with a throttle time.
+//! - [`Grant`]: what an open stream was allowed by, checked again when the ACLs change.
 //! - [`QueueAccess`]: what the ACLs ask of each operation on queues and exchanges.
 //!
 //! Front ends authenticate a connection once ([`Security::login_plain`],
@@ -16,6 +17,7 @@
 
 pub mod acl;
 mod file;
+mod grant;
 mod logins;
 mod principal;
 mod queue_access;
@@ -26,7 +28,7 @@ pub mod users;
 use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use metrics::counter;
@@ -35,6 +37,7 @@ pub use acl::{
     AclBinding, AclFilter, CLUSTER_RESOURCE, Operation, PatternType, Permission, Resource,
     ResourceType, WILDCARD,
 };
+pub use grant::{Grant, Need};
 pub use principal::{ANONYMOUS, Caller, Principal};
 pub use queue_access::QueueAccess;
 pub use quota::{DEFAULT_QUOTA_USER, QuotaKind};
@@ -87,6 +90,9 @@ pub struct Security {
     quotas: Quotas,
     /// Whether any quota is set: traffic is not metered until one is.
     any_quota: AtomicBool,
+    /// Bumped by every change of users, ACLs or quotas: open streams check their
+    /// [`Grant`] again when it moved.
+    generation: AtomicU64,
     failed: FailedLogins,
     verified: VerifiedLogins,
     /// What logins of unknown users are checked against.
@@ -102,6 +108,7 @@ impl Security {
             users: Users::open(data_dir, config.scram_iterations)?,
             acls: Acls::open(data_dir)?,
             any_quota: AtomicBool::new(!quotas.list().is_empty()),
+            generation: AtomicU64::new(0),
             quotas,
             failed: FailedLogins::new(config.failed_login_delay),
             verified: VerifiedLogins::new(),
@@ -406,7 +413,7 @@ impl Security {
     }
 
     /// Runs a change that writes a state file; users change, so remembered logins are
-    /// forgotten.
+    /// forgotten, and ACLs change, so open streams check their grants again.
     async fn blocking<T>(
         &self,
         change: impl FnOnce(&Security) -> Result<T, BrokerError>,
@@ -414,6 +421,7 @@ impl Security {
         // The files are small and changes rare: the write (and its fsync) runs in place.
         let result = change(self);
         self.verified.clear();
+        self.generation.fetch_add(1, Ordering::AcqRel);
         result
     }
 }

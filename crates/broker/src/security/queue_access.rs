@@ -29,7 +29,7 @@
 //! dead letters may go is checked when it is declared.
 
 use super::acl::{Operation, Resource, WILDCARD};
-use super::{Caller, Security};
+use super::{Caller, Grant, Need, Security};
 use crate::BrokerError;
 
 /// A message-queue operation, with the queue or exchange it is about; see the module
@@ -105,10 +105,7 @@ impl Security {
                 check(Operation::Delete, Resource::topic(name))?;
                 check(Operation::Delete, Resource::group(name))
             }
-            QueueAccess::ConsumeQueue(name) => {
-                check(Operation::Read, Resource::group(name))?;
-                check(Operation::Read, Resource::topic(name))
-            }
+            QueueAccess::ConsumeQueue(name) => self.grant_consumer(caller, name).map(drop),
             QueueAccess::PublishTo(name) => check(Operation::Write, Resource::topic(name)),
             // Dead letters are stored by the broker on the declarer's behalf later, so
             // where they may go is checked now.
@@ -119,6 +116,18 @@ impl Security {
             QueueAccess::CreateExchange(_) => check(Operation::Create, Resource::cluster()),
             QueueAccess::DeleteExchange(_) => check(Operation::Delete, Resource::cluster()),
         }
+    }
+
+    /// Authorizes a consumer of queue `name` (Read on its group and its topic) and gives the
+    /// grant its deliveries are held to.
+    pub fn grant_consumer(&self, caller: &Caller, name: &str) -> Result<Grant, BrokerError> {
+        self.grant(
+            caller,
+            vec![
+                Need::group(Operation::Read, name),
+                Need::topic(Operation::Read, name),
+            ],
+        )
     }
 
     /// Fails with [`BrokerError::NotAuthorized`] unless `caller` may create topic `name`:

@@ -25,6 +25,7 @@ use crate::convert::fetched_records;
 use crate::groups::wire::{
     join_request, millis, offset_commits, partitions_of, topic_partitions, wire_error,
 };
+use crate::quota::Guarded;
 use crate::request_limit::request_error;
 use crate::status::{invalid_field, shutting_down, to_status};
 
@@ -77,7 +78,7 @@ pub(crate) async fn consume(
     mut requests: Streaming<ConsumeRequest>,
     client_host: String,
     max_request_bytes: usize,
-) -> Result<ConsumeStream, Status> {
+) -> Result<Guarded<ConsumeStream>, Status> {
     let draining = broker.draining();
     let first = tokio::select! {
         first = requests.message() => {
@@ -93,18 +94,19 @@ pub(crate) async fn consume(
     };
     let max_bytes = usize::try_from(join.max_bytes).unwrap_or(usize::MAX);
     let request = join_request(join, client_host)?;
-    authorize_group_read(&broker, caller, &request.group, &request.topics)?;
+    let grant = authorize_group_read(&broker, caller, &request.group, &request.topics)?;
     let (session, handle) = broker
         .open_session(request, max_bytes)
         .await
         .map_err(to_status)?;
     let (failed, inbound_failed) = oneshot::channel();
     tokio::spawn(read_requests(requests, max_request_bytes, handle, failed));
-    Ok(ConsumeStream {
+    let stream = ConsumeStream {
         session,
         inbound_failed: Some(inbound_failed),
         ended: false,
-    })
+    };
+    Ok(Guarded::new(stream, broker, grant))
 }
 
 /// Reads client messages (each limited to `max_request_bytes`) until the stream ends: each

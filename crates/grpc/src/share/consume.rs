@@ -24,6 +24,7 @@ use tonic::{Status, Streaming};
 
 use crate::auth::authorize_group_read;
 use crate::groups::wire::wire_error;
+use crate::quota::Guarded;
 use crate::request_limit::request_error;
 use crate::share::wire::{
     acknowledged_records, acks, records_message, refused, renewals, renewed_records,
@@ -50,7 +51,7 @@ pub(crate) async fn share_consume(
     caller: &Caller,
     mut requests: Streaming<ShareConsumeRequest>,
     max_request_bytes: usize,
-) -> Result<ShareConsumeStream, Status> {
+) -> Result<Guarded<ShareConsumeStream>, Status> {
     let draining = broker.draining();
     let first = tokio::select! {
         first = requests.message() => {
@@ -66,7 +67,7 @@ pub(crate) async fn share_consume(
     };
     let credit = join.credit;
     let join = share_join(join, &broker.share_config().defaults)?;
-    authorize_group_read(&broker, caller, &join.group, &join.topics)?;
+    let grant = authorize_group_read(&broker, caller, &join.group, &join.topics)?;
     let prefetch = join.prefetch;
     let member = broker.share_join(join).await.map_err(to_status)?;
     let settings = broker
@@ -104,7 +105,7 @@ pub(crate) async fn share_consume(
         acquirer.abort();
         drop(member);
     });
-    Ok(ReceiverStream::new(stream))
+    Ok(Guarded::new(ReceiverStream::new(stream), broker, grant))
 }
 
 fn response(kind: share_consume_response::Kind) -> ShareConsumeResponse {
