@@ -14,6 +14,7 @@ use anyhow::{Context, Result, ensure};
 use common::Server;
 use common::amqp::{self, TIMEOUT, run_as};
 use common::security::{add_acl, add_user, as_user, scrape_as, sluice_ok};
+use common::tls::{Ca, server_certificate, strs, write};
 use serde_json::{Value, json};
 
 const ADMIN: (&str, &str) = ("admin", "admin-secret-1");
@@ -517,6 +518,82 @@ fn removing_an_acl_cancels_the_consumers_it_allowed() -> Result<()> {
     ensure!(
         stored == [json!({"event": "declared", "queue": "late", "messages": 1})],
         "{stored:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_client_certificate_logs_in_with_external_as_its_common_name() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let certs = tempfile::tempdir()?;
+    let ca = Ca::new("amqp mTLS CA")?;
+    let ca_file = write(certs.path(), "ca.pem", &ca.pem)?;
+    add_acl(
+        dir.path(),
+        &[
+            "--principal",
+            "User:alice",
+            "--operation",
+            "create,write,read",
+            "--topic",
+            "certs",
+        ],
+    )?;
+    add_acl(
+        dir.path(),
+        &[
+            "--principal",
+            "User:alice",
+            "--operation",
+            "read",
+            "--group",
+            "certs",
+        ],
+    )?;
+    let mut args = server_certificate(&ca, certs.path())?;
+    args.extend(["--auth", "--tls-client-ca", &ca_file].map(str::to_owned));
+    let server =
+        Server::start_with_env(dir.path(), &[("SLUICE_TLS_METRICS", "false")], &strs(&args))?;
+    let addr = amqp::addr(&server)?;
+    // pika over TLS with the certificate of `cn`, logging in with EXTERNAL.
+    let as_holder = |cn: &str, steps: &[&str]| -> Result<Vec<Value>> {
+        let (cert, key) = ca.issue(cn)?;
+        let cert = write(certs.path(), &format!("{cn}.pem"), &cert)?;
+        let key = write(certs.path(), &format!("{cn}.key"), &key)?;
+        let mut command = common::kafka::python_command("tests/amqp", "secured.py", steps)?;
+        command
+            .env("AMQP_ADDR", addr)
+            .env("AMQP_CA_CERT", &ca_file)
+            .env("AMQP_CLIENT_CERT", &cert)
+            .env("AMQP_CLIENT_KEY", &key);
+        let lines = common::kafka::Program::spawn("secured.py", command)?.finish(TIMEOUT)?;
+        common::kafka::parse_lines(&lines)
+    };
+    let alice = as_holder(
+        "alice",
+        &["declare:certs", "publish:certs:signed", "get:certs"],
+    )?;
+    ensure!(
+        alice
+            == [
+                json!({"event": "connected"}),
+                json!({"event": "declared", "queue": "certs", "messages": 0}),
+                json!({"event": "published", "queue": "certs", "body": "signed"}),
+                json!({"event": "got", "queue": "certs", "body": "signed"}),
+            ],
+        "alice: {alice:#?}"
+    );
+    // CN=bob logs in as bob, who has no ACL.
+    let bob = as_holder("bob", &["passive:certs"])?;
+    ensure!(
+        bob == [
+            json!({"event": "connected"}),
+            closed(
+                "passive:certs",
+                "access to queue 'certs' in vhost '/' refused for user 'bob': queue.declare needs describe on topic 'certs'"
+            ),
+        ],
+        "bob: {bob:#?}"
     );
     Ok(())
 }

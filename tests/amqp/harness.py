@@ -5,7 +5,9 @@ it is, on localhost:5672) dials AMQP_ADDR (host:port; default localhost:5672, wh
 tutorials connect), logs in as AMQP_USER with AMQP_PASSWORD (default guest/guest, pika's
 own default) and prints one JSON object a line, flushed at once, so that a test sees each
 event while the program runs. With AMQP_CA_CERT set (a PEM file of the CA that signed the
-server's certificate, issued for `localhost`), they connect over TLS (AMQPS).
+server's certificate, issued for `localhost`), they connect over TLS (AMQPS); with
+AMQP_CLIENT_CERT and AMQP_CLIENT_KEY too, they present that client certificate and log in
+with EXTERNAL (the certificate's name is the user) instead of a password.
 """
 
 import json
@@ -25,6 +27,10 @@ def parameters():
     if ca is None:
         return pika.ConnectionParameters(host=host, port=int(port), credentials=credentials)
     context = ssl.create_default_context(cafile=ca)
+    cert = os.environ.get('AMQP_CLIENT_CERT')
+    if cert is not None:
+        context.load_cert_chain(cert, os.environ['AMQP_CLIENT_KEY'])
+        credentials = pika.credentials.ExternalCredentials()
     return pika.ConnectionParameters(
         host=host, port=int(port), credentials=credentials,
         ssl_options=pika.SSLOptions(context, 'localhost'))
