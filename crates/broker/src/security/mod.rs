@@ -67,6 +67,9 @@ pub struct SecurityConfig {
     /// failure from the same address (up to 64 times), reset by a success (default 100 ms,
     /// Kafka's `connection.failed.authentication.delay.ms`).
     pub failed_login_delay: Duration,
+    /// Most password checks (PBKDF2, milliseconds of CPU each) run at once; further logins
+    /// wait their turn, so a flood of logins cannot take every core (default: the cores).
+    pub max_password_checks: usize,
 }
 
 impl Default for SecurityConfig {
@@ -76,6 +79,7 @@ impl Default for SecurityConfig {
             superusers: Vec::new(),
             scram_iterations: scram::MIN_ITERATIONS,
             failed_login_delay: Duration::from_millis(100),
+            max_password_checks: std::thread::available_parallelism().map_or(1, usize::from),
         }
     }
 }
@@ -97,6 +101,8 @@ pub struct Security {
     verified: VerifiedLogins,
     /// What logins of unknown users are checked against.
     decoy: Decoy,
+    /// Turns to run a password check (`max_password_checks`).
+    password_checks: tokio::sync::Semaphore,
 }
 
 impl Security {
@@ -113,6 +119,7 @@ impl Security {
             failed: FailedLogins::new(config.failed_login_delay),
             verified: VerifiedLogins::new(),
             decoy: Decoy::new(config.scram_iterations),
+            password_checks: tokio::sync::Semaphore::new(config.max_password_checks.max(1)),
             config,
         })
     }
@@ -144,9 +151,13 @@ impl Security {
             let password = password.to_owned();
             move || credential.verify(ScramMechanism::Sha256, &password) && known
         };
-        // PBKDF2 takes milliseconds: off the async threads when there are some.
+        // PBKDF2 takes milliseconds: off the async threads when there are some, a bounded
+        // number at a time.
         let valid = match tokio::runtime::Handle::try_current() {
-            Ok(_) => tokio::task::spawn_blocking(check).await.unwrap_or(false),
+            Ok(_) => {
+                let _turn = self.password_checks.acquire().await;
+                tokio::task::spawn_blocking(check).await.unwrap_or(false)
+            }
             Err(_) => check(),
         };
         if valid {

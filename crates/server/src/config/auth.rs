@@ -25,6 +25,8 @@ pub struct AuthSettings {
     /// `auth.failed_login_delay_ms`: how long the first failed login from an address is
     /// held back (doubled for each further one).
     pub failed_login_delay_ms: Option<u64>,
+    /// `auth.max_password_checks`: password checks (PBKDF2) run at once.
+    pub max_password_checks: Option<usize>,
 }
 
 impl AuthSettings {
@@ -36,6 +38,7 @@ impl AuthSettings {
             superusers: higher.superusers.or(self.superusers),
             scram_iterations: higher.scram_iterations.or(self.scram_iterations),
             failed_login_delay_ms: higher.failed_login_delay_ms.or(self.failed_login_delay_ms),
+            max_password_checks: higher.max_password_checks.or(self.max_password_checks),
         }
     }
 
@@ -56,6 +59,7 @@ impl AuthSettings {
             }
             "scram_iterations" => self.scram_iterations = Some(parse(key, value)?),
             "failed_login_delay_ms" => self.failed_login_delay_ms = Some(parse(key, value)?),
+            "max_password_checks" => self.max_password_checks = Some(parse(key, value)?),
             _ => return Ok(false),
         }
         Ok(true)
@@ -91,6 +95,17 @@ impl AuthSettings {
             failed_login_delay: self
                 .failed_login_delay_ms
                 .map_or(defaults.failed_login_delay, Duration::from_millis),
+            max_password_checks: match self.max_password_checks {
+                Some(0) => {
+                    return Err(ServerError::InvalidSetting {
+                        key: "auth.max_password_checks".to_owned(),
+                        value: "0".to_owned(),
+                        reason: "must be at least 1".to_owned(),
+                    });
+                }
+                Some(n) => n,
+                None => defaults.max_password_checks,
+            },
         })
     }
 
@@ -173,5 +188,20 @@ mod tests {
         let err = load(&ServeArgs::default(), &[("SLUICE_AUTH_SUPERUSERS", "a:b")])
             .expect_err("bad name");
         assert!(err.to_string().contains("auth.superusers"), "{err}");
+        let config = load(
+            &ServeArgs::default(),
+            &[("SLUICE_AUTH_MAX_PASSWORD_CHECKS", "3")],
+        )
+        .unwrap();
+        assert_eq!(config.broker.security.max_password_checks, 3);
+        let err = load(
+            &ServeArgs::default(),
+            &[("SLUICE_AUTH_MAX_PASSWORD_CHECKS", "0")],
+        )
+        .expect_err("no password checks");
+        assert!(
+            err.to_string().contains("auth.max_password_checks"),
+            "{err}"
+        );
     }
 }
