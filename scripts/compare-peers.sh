@@ -15,6 +15,10 @@
 #                             queue of persistent messages (basic.qos 1000, manual acks, one
 #                             basic.ack multiple=true per 100 deliveries); until all are accepted
 #
+#   iggy                      Apache Iggy 0.8.0 beside Sluice with Iggy's bench shape: 1000 B and
+#                             100 B records in batches of 1000, ONE batch in flight, fsync and no
+#                             fsync; produce, then replay from offset 0 (see "Iggy" below)
+#
 # Every workload runs against each system in turn (sluice, nats, rabbitmq, then the next
 # workload), for ROUNDS rounds; the table shows the median of the rounds and the ratio
 # Sluice/peer. The same run measures the machine's limits: buffered sequential writes and
@@ -29,7 +33,16 @@
 # Environment: ROUNDS (default 3), RUN_SECONDS per throughput run (default 5),
 # LATENCY_RECORDS per latency run (default 5000, i.e. 5 s at 1,000/s), SHARE_RECORDS per share
 # run (default 1000000), WORKLOADS: which groups of workloads to run, "log" (every row above but
-# the last), "share" (the last) or "log share" (the default).
+# the last), "share" (share groups), "iggy" (beside Apache Iggy) or any of them separated by
+# spaces (default "log share iggy").
+#
+# Iggy: set IGGY_SERVER and IGGY_BENCH to the `iggy-server` and `iggy-bench` binaries built from
+# Apache Iggy's source at tag server-0.8.0 (`cargo +stable build --release -p server -p
+# iggy-bench`, which needs Debian's libhwloc-dev, libudev-dev and pkg-config). Without them the Iggy workloads
+# say how to get them and are skipped; nothing is downloaded. IGGY_RECORDS (default 1000000)
+# records of 1000 B per produce run, ten times as many of 100 B. Iggy runs with its stock
+# configuration (built in), its data in a fresh directory per run, `enforce_fsync` set for
+# the fsync rows; Sluice with `sluice bench --in-flight 1 --encoding batch`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -38,7 +51,10 @@ ROUNDS=${ROUNDS:-3}
 RUN_SECONDS=${RUN_SECONDS:-5}
 LATENCY_RECORDS=${LATENCY_RECORDS:-5000}
 SHARE_RECORDS=${SHARE_RECORDS:-1000000}
-WORKLOADS=${WORKLOADS:-log share}
+WORKLOADS=${WORKLOADS:-log share iggy}
+IGGY_RECORDS=${IGGY_RECORDS:-1000000}
+IGGY_SERVER=${IGGY_SERVER:-}
+IGGY_BENCH=${IGGY_BENCH:-}
 runs() { [[ " $WORKLOADS " == *" $1 "* ]]; }
 NATS_PORT=4222
 NATS_MONITOR_PORT=8222
@@ -52,8 +68,10 @@ log() { printf '%s %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
 missing=()
-command -v nats-server >/dev/null || missing+=(nats-server)
-[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || missing+=(rabbitmq-server)
+if runs log || runs share; then
+  command -v nats-server >/dev/null || missing+=(nats-server)
+  [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || missing+=(rabbitmq-server)
+fi
 command -v fio >/dev/null || missing+=(fio)
 command -v iperf3 >/dev/null || missing+=(iperf3)
 if [ ${#missing[@]} -gt 0 ]; then
@@ -79,12 +97,12 @@ RAW=$OUT/raw.jsonl
 : > "$RAW"
 
 # ---- servers -------------------------------------------------------------------------------
-SLUICE_PID="" NATS_PID="" BEAM_PID="" EPMD_PID=""
+SLUICE_PID="" NATS_PID="" BEAM_PID="" EPMD_PID="" IGGY_PID=""
 stop_servers() {
-  for pid in $SLUICE_PID $NATS_PID $BEAM_PID; do
+  for pid in $SLUICE_PID $NATS_PID $BEAM_PID $IGGY_PID; do
     kill "$pid" 2>/dev/null || true
   done
-  for pid in $SLUICE_PID $NATS_PID $BEAM_PID; do
+  for pid in $SLUICE_PID $NATS_PID $BEAM_PID $IGGY_PID; do
     for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
   done
   [ -z "$EPMD_PID" ] || kill "$EPMD_PID" 2>/dev/null || true
@@ -99,13 +117,24 @@ wait_port() { # host port seconds
   log "nothing listens on $1:$2 after $3 s"; return 1
 }
 
-log "starting sluice, nats-server and rabbitmq-server"
+if runs iggy && { [ ! -x "$IGGY_SERVER" ] || [ ! -x "$IGGY_BENCH" ]; }; then
+  log "skipping the Iggy workloads: set IGGY_SERVER and IGGY_BENCH to iggy-server and iggy-bench"
+  log "  built from github.com/apache/iggy at tag server-0.8.0:"
+  log "  git checkout server-0.8.0 && cargo +stable build --release -p server -p iggy-bench"
+  log "  (needs Debian's libhwloc-dev, libudev-dev and pkg-config); then IGGY_SERVER=.../target/release/iggy-server"
+  log "  IGGY_BENCH=.../target/release/iggy-bench"
+  WORKLOADS=${WORKLOADS//iggy/}
+fi
+
+log "starting sluice"
 "$SLUICE" serve --data-dir "$OUT/sluice-data" --listen 127.0.0.1:0 --amqp-listen off --log warn > "$OUT/sluice.log" 2>&1 &
 SLUICE_PID=$!
 for _ in $(seq 300); do grep -q 'listening on' "$OUT/sluice.log" && break; sleep 0.1; done
 SLUICE_URL=http://$(sed -n 's/.*listening on \([0-9.:]*\).*/\1/p' "$OUT/sluice.log" | head -1)
 [ "$SLUICE_URL" != "http://" ] || { log "sluice did not start: $(cat "$OUT/sluice.log")"; exit 1; }
 
+if runs log || runs share; then
+log "starting nats-server and rabbitmq-server"
 mkdir -p "$OUT/nats/store"
 cat > "$OUT/nats/nats.conf" <<CONF
 listen: 127.0.0.1:$NATS_PORT
@@ -145,7 +174,9 @@ rabbit_env timeout 120 "$RABBITMQCTL" wait "$R/beam.pid" --timeout 120 >/dev/nul
 BEAM_PID=$(cat "$R/beam.pid")
 [ -n "$epmd_before" ] || EPMD_PID=$(pgrep -x epmd || true)
 wait_port 127.0.0.1 $STREAM_PORT 60
-log "sluice $SLUICE_URL (pid $SLUICE_PID), nats-server pid $NATS_PID, rabbitmq beam pid $BEAM_PID"
+log "nats-server pid $NATS_PID, rabbitmq beam pid $BEAM_PID"
+fi
+log "sluice $SLUICE_URL (pid $SLUICE_PID)"
 
 # ---- physical limits -----------------------------------------------------------------------
 PHYS=$OUT/phys
@@ -191,6 +222,32 @@ record() {
 sb() { "$SLUICE" bench "$@" --server "$SLUICE_URL" --output json 2>>"$OUT/errors.log" || true; }
 fresh_topic() { "$SLUICE" topic delete "$1" --server "$SLUICE_URL" >/dev/null 2>&1 || true; }
 pb() { "$PEER" "$@" 2>>"$OUT/errors.log" || true; }
+# Iggy: a fresh server per run, stock configuration, enforce_fsync as asked ($1: true|false).
+IGGY_PORT=8090
+iggy_start() {
+  rm -rf "$OUT/iggy-data"
+  env IGGY_SYSTEM_PATH="$OUT/iggy-data" IGGY_ROOT_USERNAME=iggy IGGY_ROOT_PASSWORD=iggy \
+    IGGY_SYSTEM_PARTITION_ENFORCE_FSYNC="$1" "$IGGY_SERVER" > "$OUT/iggy.log" 2>&1 &
+  IGGY_PID=$!
+  wait_port 127.0.0.1 $IGGY_PORT 60
+}
+iggy_stop() {
+  kill "$IGGY_PID" 2>/dev/null || true
+  wait "$IGGY_PID" 2>/dev/null || true
+  IGGY_PID=""
+  rm -rf "$OUT/iggy-data"
+}
+# iggy_bench SIZE RECORDS KIND ACTORS...: one iggy-bench run (batches of 1000, one in flight per
+# actor), its summary line turned into the JSON `sluice bench` prints.
+iggy_bench() {
+  local size=$1 records=$2 kind=$3
+  shift 3
+  "$IGGY_BENCH" -u iggy -p iggy -m "$size" -P 1000 -b $((records / 1000)) "$kind" --streams 1 "$@" \
+    tcp --server-address 127.0.0.1:$IGGY_PORT 2>>"$OUT/errors.log" | sed 's/\x1b\[[0-9;]*m//g' |
+    grep -E '(Producers|Consumers) Results: Total throughput' | head -1 |
+    sed -E 's/.* ([0-9.]+) messages\/s.*p50 latency: ([0-9.]+) ms.*p99 latency: ([0-9.]+) ms, p999 latency: ([0-9.]+) ms.*max: ([0-9.]+) ms.*total time: ([0-9.]+) s.*/\1 \2 \3 \4 \5 \6/' |
+    awk -v size="$size" -v records="$records" 'NF == 6 { printf "{\"mode\":\"iggy\",\"records\":%d,\"bytes\":%d,\"seconds\":%s,\"records_per_sec\":%s,\"mb_per_sec\":%s,\"latency_ms\":{\"p50\":%s,\"p99\":%s,\"p999\":%s,\"max\":%s}}\n", records, records * size, $6, $1, $1 * size / 1e6, $2, $3, $4, $5 }'
+}
 UNBOUNDED=1000000000
 # Closed-loop settings of the peers, as in their published client examples: NATS publishes
 # asynchronously with up to 4000 acknowledgements outstanding; the RabbitMQ stream client sends
@@ -206,6 +263,22 @@ for round in $(seq "$ROUNDS"); do
     record "$w" sluice "$(sb share --topic share --partitions 4 --flush fsync --record-size 1024 --batch-size 1000 --records "$SHARE_RECORDS" --consumers 4 --prefetch 1000)"
     fresh_topic share
     record "$w" rabbitmq "$(pb queue work --name work --record-size 1024 --window 4000 --records "$SHARE_RECORDS" --consumers 4 --prefetch 1000 --ack-every 100)"
+  fi
+  if runs iggy; then
+    for shape in "1000 none" "100 none" "1000 fsync"; do
+      read -r size flush <<<"$shape"
+      records=$IGGY_RECORDS
+      [ "$size" = 100 ] && records=$((IGGY_RECORDS * 10))
+      w="$size B x1000, one in flight, $([ "$flush" = fsync ] && echo "fsync before ack" || echo "no fsync")"
+      iggy_start "$([ "$flush" = fsync ] && echo true || echo false)"
+      record "produce $w" iggy "$(iggy_bench "$size" "$records" pinned-producer --producers 1)"
+      [ "$size$flush" = 1000none ] && record "replay $w" iggy "$(iggy_bench "$size" "$records" pinned-consumer --consumers 1)"
+      iggy_stop
+      fresh_topic iggy
+      record "produce $w" sluice "$(sb produce --topic iggy --flush "$flush" --record-size "$size" --batch-size 1000 --in-flight 1 --encoding batch --records "$records")"
+      [ "$size$flush" = 1000none ] && record "replay $w" sluice "$(sb consume --topic iggy)"
+      fresh_topic iggy
+    done
   fi
   runs log || continue
   declare -A produced=()
@@ -242,7 +315,11 @@ for round in $(seq "$ROUNDS"); do
 done
 
 # ---- table ---------------------------------------------------------------------------------
-versions="sluice $(git rev-parse --short HEAD 2>/dev/null || echo '?'); $(nats-server --version); RabbitMQ $(dpkg-query -W -f='${Version}' rabbitmq-server 2>/dev/null || echo '?')"
+versions="sluice $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+if runs log || runs share; then
+  versions+="; $(nats-server --version); RabbitMQ $(dpkg-query -W -f='${Version}' rabbitmq-server 2>/dev/null || echo '?')"
+fi
+runs iggy && versions+="; $("$IGGY_SERVER" --version 2>/dev/null | head -1 || echo 'iggy-server ?')"
 disk=$(findmnt -n -o SOURCE,FSTYPE -T "$OUT" | tr -s ' ')
 {
   echo "# Sluice and its peers on this machine"
@@ -255,6 +332,7 @@ disk=$(findmnt -n -o SOURCE,FSTYPE -T "$OUT" | tr -s ' ')
   echo "|---|---:|"
   printf '%s\n' "${limits[@]}"
   echo
+  if runs log || runs share; then
   jq -rs -f /dev/stdin "$RAW" <<'JQ'
 def median: sort | if length == 0 then null elif length % 2 == 1 then .[length / 2 | floor]
   else (.[length / 2 - 1] + .[length / 2]) / 2 end;
@@ -299,6 +377,34 @@ JQ
   echo "In \"share\", a Sluice acceptance counts once the server has stored it durably (fsynced share"
   echo "state) and its latency runs from the poll that returned the record to that answer; RabbitMQ"
   echo "does not answer acks, so its latency runs from the delivery to the ack being sent."
+  fi
+  if runs iggy; then
+    echo
+    echo "Beside Apache Iggy, its bench's shape: batches of 1000, one batch in flight, one partition;"
+    echo "MB/s of payload; latency per batch (produce: until acknowledged; replay: per poll or"
+    echo "streamed message)."
+    echo
+    jq -rs -f /dev/stdin "$RAW" <<'JQ'
+def median: sort | if length == 0 then null elif length % 2 == 1 then .[length / 2 | floor]
+  else (.[length / 2 - 1] + .[length / 2]) / 2 end;
+def show: if . == null then "–" elif . >= 100 then (round | tostring)
+  elif . >= 10 then (. * 10 | round / 10 | tostring) else (. * 1000 | round / 1000 | tostring) end;
+def ratio($a; $b): if $a == null or $b == null or $b == 0 then "–"
+  else ($a / $b * 100 | round / 100 | tostring) + "×" end;
+def figure($f; $size): if $f == "mbps" then .records_per_sec * $size / 1e6 else .latency_ms[$f] end;
+. as $runs
+| "| workload | figure | Sluice | Iggy | Sluice/Iggy |",
+  "|---|---|---:|---:|---:|",
+  ( [ $runs[] | select(.system == "iggy") | .workload ] | unique[] as $w
+    | ($w | capture("^[a-z]+ (?<size>[0-9]+) B").size | tonumber) as $size
+    | ( ["MB/s (payload)", "mbps"], ["p50 ms", "p50"], ["p99 ms", "p99"], ["p99.9 ms", "p999"] )
+    | . as [$fig, $f]
+    | [ "sluice", "iggy"
+        | . as $s | [ $runs[] | select(.workload == $w and .system == $s) | figure($f; $size) ]
+        | median ]
+    | "| \($w) | \($fig) | \(.[0] | show) | \(.[1] | show) | \(ratio(.[0]; .[1])) |" )
+JQ
+  fi
 } > "$OUT/results.md"
 cat "$OUT/results.md"
 log "wrote $OUT/results.md and $RAW"

@@ -138,6 +138,71 @@ async fn subscribe_batches_replays_then_tails_kafka_batches() -> Result<()> {
     Ok(())
 }
 
+/// SubscribeBatches answers the same batches to a client that compresses its request
+/// with gzip and accepts gzip answers, and refuses a bad request with a status naming it,
+/// before anything is streamed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribe_batches_serves_gzip_clients_and_names_bad_requests() -> Result<()> {
+    use tokio_stream::StreamExt;
+    use tonic::Code;
+    use tonic::codec::CompressionEncoding;
+    let dir = tempfile::tempdir()?;
+    let server = Server::start(dir.path(), &[])?;
+    create_topic(&mut server.admin().await?, "zipped", 1, &[]).await?;
+    let mut log = server.log().await?;
+    let records = (0..50).map(|i| record(None, &format!("z{i}"), 0)).collect();
+    log.produce(pb::ProduceRequest {
+        topic: "zipped".into(),
+        partition: Some(0),
+        records,
+        request_id: 0,
+        ..Default::default()
+    })
+    .await?;
+    let subscribe = |topic: &str| pb::SubscribeRequest {
+        topic: topic.into(),
+        partitions: vec![],
+        start: Some(pb::OffsetSpec {
+            kind: Some(pb::offset_spec::Kind::Offset(0)),
+        }),
+        max_bytes: 0,
+    };
+    let mut plain = log
+        .subscribe_batches(subscribe("zipped"))
+        .await?
+        .into_inner();
+    let plain = plain.next().await.expect("a message")?;
+    let mut gzip = server
+        .log()
+        .await?
+        .send_compressed(CompressionEncoding::Gzip)
+        .accept_compressed(CompressionEncoding::Gzip);
+    let mut zipped = gzip
+        .subscribe_batches(subscribe("zipped"))
+        .await?
+        .into_inner();
+    let zipped = zipped.next().await.expect("a message")?;
+    assert_eq!(zipped, plain);
+    assert_eq!(plain.next_offset, 50);
+    assert_eq!(plain.high_watermark, 50);
+
+    for client in [&mut log, &mut gzip] {
+        let unknown = client
+            .subscribe_batches(subscribe("nowhere"))
+            .await
+            .expect_err("an unknown topic is refused");
+        assert_eq!(unknown.code(), Code::NotFound, "{unknown:?}");
+        assert!(unknown.message().contains("nowhere"), "{unknown:?}");
+        let unnamed = client
+            .subscribe_batches(subscribe(""))
+            .await
+            .expect_err("an empty topic name is refused");
+        assert_eq!(unnamed.code(), Code::InvalidArgument, "{unnamed:?}");
+        assert!(unnamed.message().contains("topic"), "{unnamed:?}");
+    }
+    Ok(())
+}
+
 /// One batch of `values` as a Kafka client compresses it with `codec`.
 fn kafka_batch(
     codec: kafka_protocol::records::Compression,

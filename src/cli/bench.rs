@@ -32,6 +32,7 @@ use anyhow::{Context as _, bail};
 use bytes::Bytes;
 use sluice_client::{Client, Code, NewTopic, TopicDescription, Transport};
 use sluice_proto::v1::log_client::LogClient;
+use sluice_storage::batch::RecordBatchBuilder;
 
 use super::ConnectArgs;
 use super::output::Output;
@@ -85,6 +86,11 @@ pub(crate) struct BenchArgs {
     /// Produce requests each producer keeps sent and unanswered (1: one batch at a time)
     #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
     in_flight: u32,
+    /// How a gRPC produce request carries its records: as protobuf records the server
+    /// encodes into a batch, or as one Kafka record batch the producer encoded
+    /// (`ProduceRequest.record_batches`, as the client library's producer sends)
+    #[arg(long, value_enum, default_value_t)]
+    encoding: Encoding,
     /// Concurrent producers, each with its own connection
     #[arg(long, value_name = "P", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
     producers: u32,
@@ -120,6 +126,16 @@ pub(crate) struct BenchArgs {
     /// Output format of the summary
     #[arg(long, value_enum, default_value_t)]
     output: Output,
+}
+
+/// How `sluice bench produce` encodes a gRPC request's records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+enum Encoding {
+    /// Protobuf records (`ProduceRequest.records`)
+    #[default]
+    Records,
+    /// One Kafka record batch (`ProduceRequest.record_batches`)
+    Batch,
 }
 
 /// What `sluice bench` measures.
@@ -268,6 +284,18 @@ async fn finish_all(
 }
 
 /// `len` pseudo-random bytes (xorshift, seeded from the clock): incompressible payload.
+/// One uncompressed record batch of `count` records holding `value`, stamped
+/// `timestamp_ms`, with no key or headers.
+fn encoded_batch(value: &[u8], count: u64, timestamp_ms: i64) -> anyhow::Result<Bytes> {
+    // A record adds at most 21 bytes of framing to its value here.
+    let capacity = (value.len() + 21) * count as usize + sluice_storage::batch::HEADER_LEN;
+    let mut builder = RecordBatchBuilder::with_capacity(capacity);
+    for _ in 0..count {
+        builder.push(timestamp_ms, None, Some(value), std::iter::empty())?;
+    }
+    Ok(builder.finish().context("an empty batch")?.freeze())
+}
+
 fn random_payload(len: u32, seed: u64) -> Bytes {
     let mut state = seed | 1;
     let mut bytes = Vec::with_capacity(len as usize);

@@ -191,17 +191,18 @@ pub(crate) fn authorize_group_read<'a>(
 /// The caller a call was tied to (anonymous for a call that did not pass through
 /// [`Authenticate`], as in-process tests make).
 pub(crate) fn caller<T>(request: &Request<T>) -> Caller {
-    request
-        .extensions()
-        .get::<Caller>()
-        .cloned()
-        .unwrap_or_else(|| {
-            Caller::new(
-                Principal::anonymous(),
-                IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-                PROTOCOL,
-            )
-        })
+    caller_of(request.extensions())
+}
+
+/// The caller [`Authenticated`] put in a request's extensions (an anonymous one if none).
+pub(crate) fn caller_of(extensions: &http::Extensions) -> Caller {
+    extensions.get::<Caller>().cloned().unwrap_or_else(|| {
+        Caller::new(
+            Principal::anonymous(),
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            PROTOCOL,
+        )
+    })
 }
 
 #[cfg(test)]

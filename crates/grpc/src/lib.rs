@@ -10,6 +10,7 @@
 
 mod admin;
 mod auth;
+mod batch_route;
 mod convert;
 mod groups;
 mod log_service;
@@ -34,6 +35,7 @@ use tonic::codec::CompressionEncoding;
 use tonic::service::Routes;
 
 use crate::admin::AdminService;
+use crate::batch_route::BatchRoute;
 use crate::groups::GroupsService;
 use crate::log_service::LogService;
 use crate::request_limit::RequestLimit;
@@ -88,7 +90,10 @@ pub fn routes(broker: &Arc<Broker>, max_request_bytes: usize) -> Routes {
     let security = SecurityServer::new(SecurityService::new(Arc::clone(broker)))
         .max_decoding_message_size(max_request_bytes);
     Routes::new(RequestLimit::new(admin, max_request_bytes))
-        .add_service(RequestLimit::new(log, max_request_bytes))
+        .add_service(RequestLimit::new(
+            BatchRoute::new(log, Arc::clone(broker), max_request_bytes),
+            max_request_bytes,
+        ))
         .add_service(RequestLimit::new(groups, max_request_bytes))
         .add_service(RequestLimit::new(share, max_request_bytes))
         .add_service(RequestLimit::new(security, max_request_bytes))

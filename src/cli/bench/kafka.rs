@@ -17,14 +17,13 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use sluice_client::TopicDescription;
-use sluice_storage::batch::RecordBatchBuilder;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use super::consume::{Range, count_records, share_of};
 use super::stats::{Clock, Stats};
-use super::{ANSWER_TIMEOUT, BenchArgs, finish_all, random_payload, seed, share};
+use super::{ANSWER_TIMEOUT, BenchArgs, encoded_batch, finish_all, random_payload, seed, share};
 
 /// Produce request version sent (flexible, as librdkafka 2.x sends).
 const PRODUCE_VERSION: i16 = 9;
@@ -170,11 +169,7 @@ async fn produce(mut connection: Connection, plan: Plan, stats: Arc<Stats>) -> a
         if more && in_flight.len() < plan.window {
             let count = plan.batch.min(plan.records - sent);
             let timestamp_ms = plan.clock.epoch_us(Instant::now()) / 1000;
-            let mut builder = RecordBatchBuilder::new();
-            for _ in 0..count {
-                builder.push(timestamp_ms, None, Some(&plan.payload), std::iter::empty())?;
-            }
-            let batch = builder.finish().context("an empty batch")?;
+            let batch = encoded_batch(&plan.payload, count, timestamp_ms)?;
             let partition = (plan.first_partition + requests) % plan.partitions;
             let request = ProduceRequest::default()
                 .with_acks(-1)
@@ -185,7 +180,7 @@ async fn produce(mut connection: Connection, plan: Plan, stats: Arc<Stats>) -> a
                         .with_partition_data(vec![
                             PartitionProduceData::default()
                                 .with_index(i32::try_from(partition)?)
-                                .with_records(Some(batch.freeze())),
+                                .with_records(Some(batch)),
                         ]),
                 ]);
             let id = connection

@@ -15,7 +15,8 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::stats::{Clock, Stats};
 use super::{
-    ANSWER_TIMEOUT, BenchArgs, Mode, e2e, finish_all, log_service, random_payload, seed, share,
+    ANSWER_TIMEOUT, BenchArgs, Encoding, Mode, e2e, encoded_batch, finish_all, log_service,
+    random_payload, seed, share,
 };
 
 /// Waits longer than this start on tokio's timer, whose 1 ms ticks would make every request
@@ -58,6 +59,8 @@ struct Plan {
     payload: Bytes,
     /// Whether every payload starts with its due time ([`e2e::stamp`]).
     stamp: bool,
+    /// How a request carries its records.
+    encoding: Encoding,
     clock: Clock,
 }
 
@@ -110,6 +113,7 @@ pub(super) async fn run_all(
             deadline,
             payload: random_payload(args.record_size, seed(clock.start, index)),
             stamp: args.mode == Mode::E2e,
+            encoding: args.encoding,
             clock: *clock,
         };
         let log = log_service(&args.connect).await?;
@@ -162,21 +166,27 @@ async fn produce(
             () = sleep_until(due), if more && in_flight.len() < plan.window => {
                 let timestamp_ms = plan.clock.epoch_us(due) / 1000;
                 let value = plan.value(due);
-                let records = (0..count)
-                    .map(|_| pb::Record {
-                        key: None,
-                        value: value.clone(),
-                        headers: Vec::new(),
-                        timestamp_ms,
-                    })
-                    .collect();
-                let request = pb::ProduceRequest {
+                let mut request = pb::ProduceRequest {
                     topic: plan.topic.clone(),
                     partition: None,
-                    records,
                     request_id: next_id,
                     ..Default::default()
                 };
+                match plan.encoding {
+                    Encoding::Records => {
+                        request.records = (0..count)
+                            .map(|_| pb::Record {
+                                key: None,
+                                value: value.clone(),
+                                headers: Vec::new(),
+                                timestamp_ms,
+                            })
+                            .collect();
+                    }
+                    Encoding::Batch => {
+                        request.record_batches = encoded_batch(&value, count, timestamp_ms)?;
+                    }
+                }
                 if requests.send(request).await.is_err() {
                     bail!("the server ended the produce stream");
                 }
