@@ -87,7 +87,9 @@ RABBITMQCTL=/usr/lib/rabbitmq/bin/rabbitmqctl
 log "building sluice (release) and the peer load generator"
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 cargo build --release --workspace --quiet
-cargo build --release --quiet --locked --manifest-path scripts/peers/Cargo.toml --target-dir "$TARGET/peers"
+if runs log || runs share; then
+  cargo build --release --quiet --locked --manifest-path scripts/peers/Cargo.toml --target-dir "$TARGET/peers"
+fi
 SLUICE=$TARGET/release/sluice
 PEER=$TARGET/peers/release/peerbench
 

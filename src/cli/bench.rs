@@ -226,7 +226,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let stats = Stats::new()?;
     let progress = stats::spawn_progress(stats.clone(), clock.start);
     let outcome = match (args.mode, args.kafka.as_deref()) {
-        (Mode::Produce, None) => produce::run_all(&args, &clock, deadline, &stats).await,
+        (Mode::Produce, None) => produce::run_all(&args, &topic, &clock, deadline, &stats).await,
         (Mode::Produce, Some(addr)) => {
             kafka::produce_all(addr, &args, &topic, &clock, deadline, &stats).await
         }

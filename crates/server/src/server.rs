@@ -25,6 +25,9 @@ use crate::metrics::MetricsEndpoint;
 const STREAM_WINDOW_BYTES: u32 = 4 << 20;
 /// HTTP/2 flow-control window per connection, shared by its streams.
 const CONNECTION_WINDOW_BYTES: u32 = 16 << 20;
+/// Largest HTTP/2 frame clients may send: a produce request of a megabyte arrives in a few
+/// frames, read with a few large socket reads, rather than in 64 frames of the default 16 KiB.
+const MAX_FRAME_BYTES: u32 = 1 << 20;
 /// How long shutdown waits for open calls to finish before closing the logs anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -217,6 +220,7 @@ impl Server {
             .layer(Authenticate::new(Arc::clone(&broker)))
             .initial_stream_window_size(STREAM_WINDOW_BYTES)
             .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
+            .max_frame_size(MAX_FRAME_BYTES)
             // Announced to clients, which queue calls beyond it (a client that does not is
             // refused the extra streams by the HTTP/2 layer).
             .max_concurrent_streams(config.max_streams_per_connection)

@@ -53,7 +53,7 @@ pub(super) async fn run(
     stats: &Arc<Stats>,
 ) -> anyhow::Result<Instant> {
     let consumers = spawn_consumers(client, args, topic, clock, stats);
-    let outcome = produce_and_drain(args, clock, deadline, stats, &consumers).await;
+    let outcome = produce_and_drain(args, topic, clock, deadline, stats, &consumers).await;
     for consumer in &consumers {
         consumer.abort();
     }
@@ -62,13 +62,14 @@ pub(super) async fn run(
 
 async fn produce_and_drain(
     args: &BenchArgs,
+    topic: &TopicDescription,
     clock: &Clock,
     deadline: Option<Instant>,
     stats: &Stats,
     consumers: &[JoinHandle<anyhow::Result<()>>],
 ) -> anyhow::Result<Instant> {
     let produced = Stats::new()?;
-    produce::run_all(args, clock, deadline, &produced).await?;
+    produce::run_all(args, topic, clock, deadline, &produced).await?;
     let expected = produced.records();
     let give_up = Instant::now() + DRAIN_TIMEOUT;
     loop {

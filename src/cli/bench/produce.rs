@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use bytes::Bytes;
-use sluice_client::Transport;
+use sluice_client::{TopicDescription, Transport};
 use sluice_proto::v1::log_client::LogClient;
 use sluice_proto::v1::{self as pb, produce_stream_response};
 use tokio::sync::mpsc;
@@ -61,6 +61,10 @@ struct Plan {
     stamp: bool,
     /// How a request carries its records.
     encoding: Encoding,
+    /// Partitions of the topic: a request of [`Encoding::Batch`] names one, round-robin from
+    /// `first_partition` (the server places requests of records itself).
+    partitions: u32,
+    first_partition: u32,
     clock: Clock,
 }
 
@@ -94,10 +98,12 @@ impl Plan {
 /// arrived. Records and bytes acknowledged and per-request latencies go to `stats`.
 pub(super) async fn run_all(
     args: &BenchArgs,
+    topic: &TopicDescription,
     clock: &Clock,
     deadline: Option<Instant>,
     stats: &Arc<Stats>,
 ) -> anyhow::Result<Instant> {
+    let partitions = u32::try_from(topic.partitions.len()).unwrap_or(1).max(1);
     let mut producers = Vec::new();
     for index in 0..args.producers {
         let plan = Plan {
@@ -114,6 +120,8 @@ pub(super) async fn run_all(
             payload: random_payload(args.record_size, seed(clock.start, index)),
             stamp: args.mode == Mode::E2e,
             encoding: args.encoding,
+            partitions,
+            first_partition: index % partitions,
             clock: *clock,
         };
         let log = log_service(&args.connect).await?;
@@ -137,6 +145,8 @@ async fn produce(
     // Request id -> (when it was due, how many records it holds).
     let mut in_flight: HashMap<u64, (Instant, u64)> = HashMap::with_capacity(plan.window);
     let (mut sent, mut next_id) = (0u64, 0u64);
+    // The batch of `--encoding batch` requests and its record count, once built.
+    let mut encoded: Option<(u64, Bytes)> = None;
     loop {
         let more = sent < plan.records && plan.deadline.is_none_or(|d| Instant::now() < d);
         if !more && in_flight.is_empty() {
@@ -184,7 +194,19 @@ async fn produce(
                             .collect();
                     }
                     Encoding::Batch => {
-                        request.record_batches = encoded_batch(&value, count, timestamp_ms)?;
+                        let turn = u32::try_from(next_id % u64::from(plan.partitions))?;
+                        request.partition = Some((plan.first_partition + turn) % plan.partitions);
+                        request.record_batches = match &encoded {
+                            Some((records, batch)) if *records == count => batch.clone(),
+                            _ => {
+                                let batch = encoded_batch(&value, count, timestamp_ms)?;
+                                // Unstamped values are all alike: the batch is built once.
+                                if !plan.stamp {
+                                    encoded = Some((count, batch.clone()));
+                                }
+                                batch
+                            }
+                        };
                     }
                 }
                 if requests.send(request).await.is_err() {

@@ -46,7 +46,7 @@ pub(super) async fn prefill(
             "producing {} records first",
             args.records.unwrap_or_default()
         );
-        produce::run_all(args, &Clock::start(), None, &Stats::new()?).await?;
+        produce::run_all(args, &topic, &Clock::start(), None, &Stats::new()?).await?;
         client.admin().describe_topic(&topic.name).await?
     } else {
         topic
