@@ -272,14 +272,22 @@ for round in $(seq "$ROUNDS"); do
       records=$IGGY_RECORDS
       [ "$size" = 100 ] && records=$((IGGY_RECORDS * 10))
       w="$size B x1000, one in flight, $([ "$flush" = fsync ] && echo "fsync before ack" || echo "no fsync")"
-      iggy_start "$([ "$flush" = fsync ] && echo true || echo false)"
-      record "produce $w" iggy "$(iggy_bench "$size" "$records" pinned-producer --producers 1)"
-      [ "$size$flush" = 1000none ] && record "replay $w" iggy "$(iggy_bench "$size" "$records" pinned-consumer --consumers 1)"
-      iggy_stop
-      fresh_topic iggy
-      record "produce $w" sluice "$(sb produce --topic iggy --flush "$flush" --record-size "$size" --batch-size 1000 --in-flight 1 --encoding batch --records "$records")"
-      [ "$size$flush" = 1000none ] && record "replay $w" sluice "$(sb consume --topic iggy)"
-      fresh_topic iggy
+      # Odd rounds run Iggy first, even rounds Sluice; each produce starts with nothing
+      # dirty in the page cache, so neither inherits the other's write-back.
+      for system in $([ $((round % 2)) = 1 ] && echo "iggy sluice" || echo "sluice iggy"); do
+        sync
+        if [ "$system" = iggy ]; then
+          iggy_start "$([ "$flush" = fsync ] && echo true || echo false)"
+          record "produce $w" iggy "$(iggy_bench "$size" "$records" pinned-producer --producers 1)"
+          [ "$size$flush" = 1000none ] && record "replay $w" iggy "$(iggy_bench "$size" "$records" pinned-consumer --consumers 1)"
+          iggy_stop
+        else
+          fresh_topic iggy
+          record "produce $w" sluice "$(sb produce --topic iggy --flush "$flush" --record-size "$size" --batch-size 1000 --in-flight 1 --encoding batch --records "$records")"
+          [ "$size$flush" = 1000none ] && record "replay $w" sluice "$(sb consume --topic iggy)"
+          fresh_topic iggy
+        fi
+      done
     done
   fi
   runs log || continue
