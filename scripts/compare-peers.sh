@@ -329,7 +329,7 @@ versions="sluice $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
 if runs log || runs share; then
   versions+="; $(nats-server --version); RabbitMQ $(dpkg-query -W -f='${Version}' rabbitmq-server 2>/dev/null || echo '?')"
 fi
-runs iggy && versions+="; $("$IGGY_SERVER" --version 2>/dev/null | head -1 || echo 'iggy-server ?')"
+runs iggy && versions+="; Apache Iggy $("$IGGY_SERVER" --version 2>/dev/null | head -1 || echo 'iggy-server ?')"
 disk=$(findmnt -n -o SOURCE,FSTYPE -T "$OUT" | tr -s ' ')
 {
   echo "# Sluice and its peers on this machine"

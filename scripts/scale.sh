@@ -11,8 +11,14 @@
 #                     DATA_GB (space-separated sizes in GB, default "1 4") of 1 KiB records
 #                     (flush.policy none: a killed server recovers its unflushed tail)
 #
+#   soak              SOAK_MINUTES (default 30) one-minute runs back to back of `sluice bench
+#                     e2e` at SOAK_RATE records/s (default 2000, 1 KiB, one record per
+#                     request): end-to-end p50/p99 and the server's RSS after each minute
+#
 # Usage: scripts/scale.sh [SLUICE]   (default target/release/sluice, built if missing)
-# Environment: PARTITIONS (default 10000), CONNECTIONS (default 1000), DATA_GB (default "1 4").
+# Environment: PARTS (default "partitions connections spread startup"; add or give "soak"),
+# PARTITIONS (default 10000), CONNECTIONS (default 1000), DATA_GB (default "1 4"),
+# SOAK_MINUTES, SOAK_RATE.
 # Data under target/scale/ (each part's removed after it; errors.log and server.log stay); the
 # table goes to standard output.
 set -euo pipefail
@@ -21,6 +27,10 @@ SLUICE=${1:-target/release/sluice}
 PARTITIONS=${PARTITIONS:-10000}
 CONNECTIONS=${CONNECTIONS:-1000}
 DATA_GB=${DATA_GB:-1 4}
+PARTS=${PARTS:-partitions connections spread startup}
+SOAK_MINUTES=${SOAK_MINUTES:-30}
+SOAK_RATE=${SOAK_RATE:-2000}
+runs() { [[ " $PARTS " == *" $1 "* ]]; }
 OUT=$PWD/target/scale
 PORT=50977
 URL=http://127.0.0.1:$PORT
@@ -54,7 +64,12 @@ stop() { # stop TERM|KILL
   wait "$PID" 2>/dev/null || true
   PID=""
 }
-rss_mb() { awk '/^VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$PID/status"; }
+# Resident memory: all, and the anonymous part (the rest is segment pages mapped for reading,
+# page cache the kernel can take back).
+rss_mb() {
+  awk '/^VmRSS/ { all = $2 } /^RssAnon/ { anon = $2 }
+    END { printf "%.0f (anonymous %.0f)", all / 1024, anon / 1024 }' "/proc/$PID/status"
+}
 fds() { find "/proc/$PID/fd" -mindepth 1 2>/dev/null | wc -l; }
 bench() { "$SLUICE" bench "$@" --server "$URL" --output json 2>>"$OUT/errors.log"; }
 
@@ -62,6 +77,7 @@ rows=()
 row() { rows+=("| $1 | $2 |"); log "$1: $2"; }
 
 # ---- idle partitions ---------------------------------------------------------------------
+if runs partitions; then
 log "idle partitions: $PARTITIONS"
 start
 row "RSS, fresh server" "$(rss_mb) MB, $(fds) file descriptors"
@@ -87,8 +103,10 @@ row "restart with $created partitions (clean stop)" "$STARTED_IN s to serve"
 row "$created partitions after the restart" "$(rss_mb) MB RSS, $(fds) file descriptors"
 stop TERM
 rm -rf "$OUT/data"
+fi
 
 # ---- connections -------------------------------------------------------------------------
+if runs connections; then
 log "connections: $CONNECTIONS"
 start
 bench produce --topic conns --partitions 8 --flush none --producers "$CONNECTIONS" \
@@ -100,8 +118,10 @@ wait "$BENCH" || true
 row "$CONNECTIONS connections: produce latency p50 / p99" "$(jq -r '"\(.latency_ms.p50) / \(.latency_ms.p99) ms"' "$OUT/conns.json")"
 stop TERM
 rm -rf "$OUT/data"
+fi
 
 # ---- partitions under load ---------------------------------------------------------------
+if runs spread; then
 start
 for n in 1 100 1000; do
   log "100 producers over $n partitions"
@@ -113,8 +133,10 @@ for n in 1 100 1000; do
 done
 stop TERM
 rm -rf "$OUT/data"
+fi
 
 # ---- start-up and recovery ---------------------------------------------------------------
+if runs startup; then
 for gb in $DATA_GB; do
   log "start-up with $gb GB"
   start
@@ -131,6 +153,20 @@ for gb in $DATA_GB; do
   stop TERM
   rm -rf "$OUT/data"
 done
+fi
+
+# ---- soak --------------------------------------------------------------------------------
+if runs soak; then
+  start
+  for minute in $(seq "$SOAK_MINUTES"); do
+    out=$(bench e2e --topic soak --flush none --record-size 1024 --batch-size 1 \
+      --rate "$SOAK_RATE" --duration 60 --records 1000000000)
+    row "soak minute $minute, $SOAK_RATE records/s: e2e p50 / p99 / p99.9" \
+      "$(jq -r '"\(.latency_ms.p50) / \(.latency_ms.p99) / \(.latency_ms.p999) ms"' <<<"$out"), $(rss_mb) MB RSS, $(fds) fds"
+  done
+  stop TERM
+  rm -rf "$OUT/data"
+fi
 
 echo "| measurement | result |"
 echo "|---|---|"
