@@ -13,7 +13,7 @@ use std::path::Path;
 use anyhow::{Context, Result, ensure};
 use common::Server;
 use common::amqp::{self, TIMEOUT, run_as};
-use common::security::{add_acl, add_user, as_user, scrape_as, sluice_ok};
+use common::security::{add_acl, add_user, as_user, scrape_as, set_quota, sluice_ok};
 use common::tls::{Ca, server_certificate, strs, write};
 use serde_json::{Value, json};
 
@@ -345,7 +345,6 @@ fn acls_decide_what_each_user_declares_publishes_and_consumes() -> Result<()> {
     Ok(())
 }
 
-/// The seconds a `flooded` or `drained` line of `lines` (the `index`th) reports.
 #[test]
 fn where_dead_letters_go_is_authorized_when_the_queue_is_declared() -> Result<()> {
     let dir = tempfile::tempdir()?;
@@ -613,19 +612,7 @@ fn a_produce_quota_slows_the_publisher_to_its_rate() -> Result<()> {
         ]],
     )?;
     let url = server.url();
-    sluice_ok(
-        &[
-            "quota",
-            "set",
-            "alice",
-            "--produce",
-            "100000",
-            "--server",
-            &url,
-        ],
-        &as_user(ADMIN.0, ADMIN.1),
-        "",
-    )?;
+    set_quota(&url, ADMIN, "alice", &["--produce", "100000"])?;
     // 500 kB at 100 kB/s: 5 s, less the one-second burst the quota lets through at once
     // and the last publish's delay, which comes after its confirm: at least 3.
     let flood = ["declare:metered", "flood:metered:500:1000"];
@@ -675,13 +662,7 @@ fn a_fetch_quota_slows_the_consumer_to_its_rate() -> Result<()> {
         ],
     )?;
     let url = server.url();
-    sluice_ok(
-        &[
-            "quota", "set", "alice", "--fetch", "100000", "--server", &url,
-        ],
-        &as_user(ADMIN.0, ADMIN.1),
-        "",
-    )?;
+    set_quota(&url, ADMIN, "alice", &["--fetch", "100000"])?;
     let filled = steps(
         &server,
         ADMIN,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use common::kafka::{Client, Delivery, Outgoing, parse_lines};
-use common::security::{add_acl, add_user, as_user, scrape_as, sluice_ok};
+use common::security::{add_acl, add_user, as_user, scrape_as, set_quota, sluice_ok};
 use common::tls::{Ca, server_certificate, strs, write};
 use common::{Server, metric};
 use serde_json::Value;
@@ -429,19 +429,7 @@ fn a_produce_quota_throttles_a_kafka_producer() -> Result<()> {
     let bootstrap = server.kafka_addr().context("no Kafka listener")?;
     create_orders(bootstrap, &sasl("SCRAM-SHA-512", ADMIN))?;
     let url = server.url();
-    sluice_ok(
-        &[
-            "quota",
-            "set",
-            "alice",
-            "--produce",
-            "100000",
-            "--server",
-            &url,
-        ],
-        &as_user(ADMIN.0, ADMIN.1),
-        "",
-    )?;
+    set_quota(&url, ADMIN, "alice", &["--produce", "100000"])?;
 
     // 40 records of 10 kB: 400 kB at 100 kB/s takes about 3 s beyond the first burst.
     let records: Vec<Outgoing> = (0..40)

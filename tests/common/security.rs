@@ -72,6 +72,16 @@ pub fn add_acl(data_dir: &Path, args: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// Sets `user`'s quotas on the server at `url` as the superuser `admin` (user, password):
+/// `sluice quota set USER QUOTA_ARGS`, for example `&["--produce", "100000"]`.
+pub fn set_quota(url: &str, admin: (&str, &str), user: &str, quota_args: &[&str]) -> Result<()> {
+    let mut all = vec!["quota", "set", user];
+    all.extend_from_slice(quota_args);
+    all.extend_from_slice(&["--server", url]);
+    sluice_ok(&all, &as_user(admin.0, admin.1), "")?;
+    Ok(())
+}
+
 /// The environment that makes the `sluice` CLI authenticate as `user` with `password`.
 pub fn as_user<'a>(user: &'a str, password: &'a str) -> [(&'a str, &'a str); 2] {
     [("SLUICE_USER", user), ("SLUICE_PASSWORD", password)]

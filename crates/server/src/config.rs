@@ -1178,6 +1178,15 @@ mod tests {
             .collect()
     }
 
+    /// The configuration `args` and the environment `pairs` give (for the tests of the
+    /// submodules too).
+    pub(super) fn load(
+        args: &ServeArgs,
+        pairs: &[(&str, &str)],
+    ) -> Result<ServerConfig, ServerError> {
+        ServerConfig::load(args, env(pairs))
+    }
+
     fn config_file(text: &str) -> tempfile::NamedTempFile {
         let mut file = tempfile::NamedTempFile::new().expect("temp file");
         file.write_all(text.as_bytes()).expect("write config");

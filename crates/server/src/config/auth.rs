@@ -133,17 +133,8 @@ impl AuthSettings {
 
 #[cfg(test)]
 mod tests {
-    use std::ffi::OsString;
-
-    use crate::{ListenAddr, ServeArgs, ServerConfig, ServerError};
-
-    fn load(args: &ServeArgs, env: &[(&str, &str)]) -> Result<ServerConfig, ServerError> {
-        let env: Vec<(OsString, OsString)> = env
-            .iter()
-            .map(|(k, v)| ((*k).into(), (*v).into()))
-            .collect();
-        ServerConfig::load(args, env)
-    }
+    use crate::config::tests::load;
+    use crate::{ListenAddr, ServeArgs};
 
     #[test]
     fn a_listener_beyond_loopback_needs_auth_or_insecure() {

@@ -142,19 +142,11 @@ impl TlsSettings {
 
 #[cfg(test)]
 mod tests {
-    use std::ffi::OsString;
     use std::io::Write as _;
     use std::path::PathBuf;
 
-    use crate::{ServeArgs, ServerConfig, ServerError};
-
-    fn load(args: &ServeArgs, env: &[(&str, &str)]) -> Result<ServerConfig, ServerError> {
-        let env: Vec<(OsString, OsString)> = env
-            .iter()
-            .map(|(k, v)| ((*k).into(), (*v).into()))
-            .collect();
-        ServerConfig::load(args, env)
-    }
+    use crate::ServeArgs;
+    use crate::config::tests::load;
 
     #[test]
     fn tls_comes_from_flags_environment_and_file_with_per_listener_switches() {
